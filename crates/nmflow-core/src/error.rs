@@ -1,0 +1,111 @@
+//! The errors of a fit.
+
+use std::ops::Range;
+
+use crate::source::SourceError;
+
+/// Why a fit could not run or finish. Not converging is not an error: see
+/// [`crate::FitReport::converged`].
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    /// The matrix has no rows or no columns.
+    #[error("the matrix is empty ({n_rows} rows × {n_cols} columns)")]
+    EmptyMatrix {
+        /// Rows of X.
+        n_rows: usize,
+        /// Columns of X.
+        n_cols: usize,
+    },
+    /// k = 0.
+    #[error("k must be at least 1")]
+    ZeroK,
+    /// k larger than the smaller dimension of X.
+    #[error(
+        "k = {k} is larger than min(rows, columns) = {} of the {n_rows} × {n_cols} matrix",
+        (*n_rows).min(*n_cols)
+    )]
+    KTooLarge {
+        /// Requested components.
+        k: usize,
+        /// Rows of X.
+        n_rows: usize,
+        /// Columns of X.
+        n_cols: usize,
+    },
+    /// max_iter = 0.
+    #[error("max_iter must be at least 1")]
+    ZeroMaxIter,
+    /// A negative or non-finite tolerance.
+    #[error("tol must be finite and non-negative, got {tol}")]
+    BadTol {
+        /// The tolerance given.
+        tol: f64,
+    },
+    /// A block height of zero rows.
+    #[error("block_rows must be at least 1")]
+    ZeroBlockRows,
+    /// A custom initial factor of the wrong shape.
+    #[error("{which} has shape {found:?}, expected {expected:?}")]
+    InitShape {
+        /// "W0" or "H0".
+        which: &'static str,
+        /// The shape the matrix requires.
+        expected: (usize, usize),
+        /// The shape given.
+        found: (usize, usize),
+    },
+    /// A custom initial factor with a negative or non-finite entry.
+    #[error("{which} has the value {value} at row {row}, column {col}; initial factors must be finite and non-negative")]
+    InitValue {
+        /// "W0" or "H0".
+        which: &'static str,
+        /// Row of the entry.
+        row: usize,
+        /// Column of the entry.
+        col: usize,
+        /// The entry.
+        value: f32,
+    },
+    /// A negative entry of X.
+    #[error("negative value {value} at row {row}, column {col}: NMF needs non-negative input")]
+    NegativeValue {
+        /// Row of the entry (0-based).
+        row: usize,
+        /// Column of the entry (0-based).
+        col: usize,
+        /// The entry.
+        value: f32,
+    },
+    /// A NaN or infinite entry of X.
+    #[error("non-finite value {value} at row {row}, column {col}")]
+    NonFiniteValue {
+        /// Row of the entry (0-based).
+        row: usize,
+        /// Column of the entry (0-based).
+        col: usize,
+        /// The entry.
+        value: f32,
+    },
+    /// Every entry of X is zero: the relative error is undefined.
+    #[error("every entry of the matrix is zero; there is nothing to factorize")]
+    ZeroMatrix,
+    /// The source returned a block of the wrong shape.
+    #[error("the source returned a {found:?} block for rows {}..{}, expected {expected:?}", rows.start, rows.end)]
+    BlockShape {
+        /// Rows asked for.
+        rows: Range<usize>,
+        /// Shape expected.
+        expected: (usize, usize),
+        /// Shape returned.
+        found: (usize, usize),
+    },
+    /// The source failed to read rows.
+    #[error("reading rows {}..{}: {source}", rows.start, rows.end)]
+    Source {
+        /// Rows asked for.
+        rows: Range<usize>,
+        /// What the source reported.
+        #[source]
+        source: SourceError,
+    },
+}

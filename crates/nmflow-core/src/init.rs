@@ -1,0 +1,80 @@
+//! Random initial factors.
+//!
+//! H (`k × n_cols`) is drawn row-major from ChaCha8 stream 0 of the seed, W
+//! (`n_rows × k`) row-major from stream 1, every entry uniform on [0, 1).
+//! W can therefore be drawn block by block in row order with the same result.
+
+use ndarray::{Array2, ArrayViewMut2};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const H_STREAM: u64 = 0;
+const W_STREAM: u64 = 1;
+
+/// The random initial H for `seed`.
+pub fn random_h(seed: u64, k: usize, n_cols: usize) -> Array2<f32> {
+    let mut rng = stream(seed, H_STREAM);
+    Array2::from_shape_simple_fn((k, n_cols), || rng.random::<f32>())
+}
+
+/// The random initial W for `seed`, drawn in row order.
+#[derive(Debug, Clone)]
+pub struct RandomW {
+    rng: ChaCha8Rng,
+}
+
+impl RandomW {
+    /// Starts at row 0.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: stream(seed, W_STREAM),
+        }
+    }
+
+    /// Fills the next `w.nrows()` rows of W into `w`.
+    pub fn fill_next_rows(&mut self, mut w: ArrayViewMut2<'_, f32>) {
+        for row in w.rows_mut() {
+            for value in row {
+                *value = self.rng.random::<f32>();
+            }
+        }
+    }
+}
+
+/// The whole random initial W for `seed`.
+pub fn random_w(seed: u64, n_rows: usize, k: usize) -> Array2<f32> {
+    let mut w = Array2::zeros((n_rows, k));
+    RandomW::new(seed).fill_next_rows(w.view_mut());
+    w
+}
+
+fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::s;
+
+    #[test]
+    fn w_drawn_in_blocks_equals_w_drawn_whole() {
+        let whole = random_w(7, 10, 3);
+        let mut parts = Array2::zeros((10, 3));
+        let mut draw = RandomW::new(7);
+        draw.fill_next_rows(parts.slice_mut(s![0..4, ..]));
+        draw.fill_next_rows(parts.slice_mut(s![4..10, ..]));
+        assert_eq!(whole, parts);
+    }
+
+    #[test]
+    fn draws_are_in_unit_interval_and_depend_on_seed() {
+        let h = random_h(1, 4, 50);
+        assert!(h.iter().all(|&v| (0.0..1.0).contains(&v)));
+        assert_ne!(h, random_h(2, 4, 50));
+        assert_eq!(h, random_h(1, 4, 50));
+        assert_ne!(random_w(1, 4, 50).row(0), h.column(0));
+    }
+}

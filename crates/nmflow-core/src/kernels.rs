@@ -1,0 +1,200 @@
+//! The hot loops of one iteration, as pure functions on views with
+//! caller-provided outputs. None of them allocates or spawns work; the
+//! solver decides how they are split across threads.
+//!
+//! All products run in f32; sums that feed the relative error or that are
+//! accumulated across blocks are kept in f64.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::DENOMINATOR_EPSILON;
+
+/// `xht = x · hst`, the rows of X Hᵀ for a block.
+///
+/// # Shapes
+/// `x` is `b × n`, `hst` is `n × k` (Hᵀ with the column scaling folded in),
+/// `xht` is `b × k`.
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn xht_dense(x: ArrayView2<'_, f32>, hst: ArrayView2<'_, f32>, mut xht: ArrayViewMut2<'_, f32>) {
+    general_mat_mul(1.0, &x, &hst, 0.0, &mut xht);
+}
+
+/// Multiplicative update of the rows of W in a block:
+/// `W_b ← W_b ∘ xht ⊘ (W_b · hht)`, a zero denominator replaced by
+/// [`DENOMINATOR_EPSILON`]. Adds the new `W_bᵀ W_b` into `wtw` and returns
+/// `Σ ⟨W_b (new), xht⟩`, the block's share of tr(Wᵀ X Hᵀ).
+///
+/// # Shapes
+/// `w` and `xht` are `b × k`, `hht` is `k × k`, `wtw` is `k × k`,
+/// `den` has length `k` (scratch).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn update_w_rows(
+    mut w: ArrayViewMut2<'_, f32>,
+    xht: ArrayView2<'_, f32>,
+    hht: ArrayView2<'_, f32>,
+    mut wtw: ArrayViewMut2<'_, f64>,
+    den: &mut [f32],
+) -> f64 {
+    let k = hht.nrows();
+    assert_eq!(w.dim(), xht.dim());
+    assert_eq!(w.ncols(), k);
+    assert_eq!(wtw.dim(), (k, k));
+    assert_eq!(den.len(), k);
+    let mut cross = 0.0f64;
+    for (mut w_row, xht_row) in w.rows_mut().into_iter().zip(xht.rows()) {
+        den.fill(0.0);
+        for (a, &w_a) in w_row.iter().enumerate() {
+            for (d, &h) in den.iter_mut().zip(hht.row(a)) {
+                *d += w_a * h;
+            }
+        }
+        for ((w_c, &num), &d) in w_row.iter_mut().zip(xht_row).zip(den.iter()) {
+            let d = if d == 0.0 { DENOMINATOR_EPSILON } else { d };
+            *w_c *= num / d;
+            cross += f64::from(*w_c) * f64::from(num);
+        }
+        for (a, &w_a) in w_row.iter().enumerate() {
+            let w_a = f64::from(w_a);
+            if w_a == 0.0 {
+                continue;
+            }
+            for (acc, &w_b) in wtw.row_mut(a).iter_mut().zip(w_row.iter()) {
+                *acc += w_a * f64::from(w_b);
+            }
+        }
+    }
+    cross
+}
+
+/// Adds `W_bᵀ W_b` into `wtw`, for rows that are not updated (the pre-pass).
+///
+/// # Shapes
+/// `w` is `b × k`, `wtw` is `k × k`.
+pub fn accumulate_wtw(w: ArrayView2<'_, f32>, mut wtw: ArrayViewMut2<'_, f64>) {
+    for w_row in w.rows() {
+        for (a, &w_a) in w_row.iter().enumerate() {
+            let w_a = f64::from(w_a);
+            for (acc, &w_b) in wtw.row_mut(a).iter_mut().zip(w_row.iter()) {
+                *acc += w_a * f64::from(w_b);
+            }
+        }
+    }
+}
+
+/// `acc += W_bᵀ X_b` for a range of columns, computed in f32 into `scratch`
+/// and added to the f64 accumulator.
+///
+/// # Shapes
+/// `w` is `b × k`, `x` is `b × c`, `scratch` and `acc` are `k × c`.
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn accumulate_wtx_dense(
+    w: ArrayView2<'_, f32>,
+    x: ArrayView2<'_, f32>,
+    mut scratch: ArrayViewMut2<'_, f32>,
+    mut acc: ArrayViewMut2<'_, f64>,
+) {
+    general_mat_mul(1.0, &w.t(), &x, 0.0, &mut scratch);
+    acc.zip_mut_with(&scratch, |a, &s| *a += f64::from(s));
+}
+
+/// Multiplicative update of a range of columns of H:
+/// `H ← H ∘ wtx ⊘ (wtw · H)`, a zero denominator replaced by
+/// [`DENOMINATOR_EPSILON`].
+///
+/// # Shapes
+/// `h` and `wtx` are `k × c` (`wtx` already divided by the column scale),
+/// `wtw` is `k × k`, `den` is `k × c` (scratch).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn update_h_cols(
+    mut h: ArrayViewMut2<'_, f32>,
+    wtx: ArrayView2<'_, f32>,
+    wtw: ArrayView2<'_, f32>,
+    mut den: ArrayViewMut2<'_, f32>,
+) {
+    general_mat_mul(1.0, &wtw, &h, 0.0, &mut den);
+    ndarray::Zip::from(&mut h)
+        .and(&wtx)
+        .and(&den)
+        .for_each(|h, &num, &d| {
+            let d = if d == 0.0 { DENOMINATOR_EPSILON } else { d };
+            *h *= num / d;
+        });
+}
+
+/// Index of the largest entry of every row (the first one on ties).
+pub fn argmax_rows(w: ArrayView2<'_, f32>) -> Vec<u32> {
+    w.rows()
+        .into_iter()
+        .map(|row| {
+            let mut best = 0usize;
+            for (idx, &value) in row.iter().enumerate() {
+                if value > row[best] {
+                    best = idx;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array};
+
+    #[test]
+    fn update_w_rows_matches_formula() {
+        let mut w = array![[1.0f32, 2.0], [0.5, 0.0]];
+        let xht = array![[3.0f32, 1.0], [2.0, 4.0]];
+        let hht = array![[2.0f32, 1.0], [1.0, 3.0]];
+        let mut wtw = Array2::<f64>::zeros((2, 2));
+        let mut den = vec![0.0; 2];
+        let w0 = w.clone();
+        let cross = update_w_rows(w.view_mut(), xht.view(), hht.view(), wtw.view_mut(), &mut den);
+        let d = w0.dot(&hht);
+        for i in 0..2 {
+            for c in 0..2 {
+                let dd = if d[(i, c)] == 0.0 { f32::EPSILON } else { d[(i, c)] };
+                assert!((w[(i, c)] - w0[(i, c)] * xht[(i, c)] / dd).abs() < 1e-6);
+            }
+        }
+        let expected_cross: f32 = (&w * &xht).sum();
+        assert!((cross - f64::from(expected_cross)).abs() < 1e-5);
+        let expected_wtw = w.t().dot(&w);
+        for (a, b) in wtw.iter().zip(expected_wtw.iter()) {
+            assert!((a - f64::from(*b)).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn update_h_cols_matches_formula() {
+        let mut h = array![[1.0f32, 0.0, 2.0], [0.5, 1.0, 1.0]];
+        let wtx = array![[1.0f32, 2.0, 3.0], [4.0, 5.0, 6.0]];
+        let wtw = array![[2.0f32, 1.0], [1.0, 1.0]];
+        let mut den = Array2::zeros((2, 3));
+        let h0 = h.clone();
+        update_h_cols(h.view_mut(), wtx.view(), wtw.view(), den.view_mut());
+        let d = wtw.dot(&h0);
+        for a in 0..2 {
+            for j in 0..3 {
+                let dd = if d[(a, j)] == 0.0 { f32::EPSILON } else { d[(a, j)] };
+                assert!((h[(a, j)] - h0[(a, j)] * wtx[(a, j)] / dd).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn argmax_takes_first_of_ties() {
+        let w = array![[0.0f32, 1.0, 1.0], [3.0, 2.0, 1.0], [0.0, 0.0, 0.0]];
+        assert_eq!(argmax_rows(w.view()), vec![1, 0, 0]);
+    }
+}

@@ -1,0 +1,38 @@
+//! Block-wise Lee & Seung multiplicative updates for non-negative matrix
+//! factorization, streamed over a source of row blocks.
+//!
+//! # Notation
+//! X is `n_rows × n_cols` and non-negative; X ≈ W·H with W `n_rows × k` and
+//! H `k × n_cols`. Products are named by formula: `wtx` = WᵀX (`k × n_cols`),
+//! `wtw` = WᵀW (`k × k`), `hht` = HHᵀ (`k × k`), `xht` = XHᵀ (`n_rows × k`).
+//! Column scaling divides column j of X by `col_scale[j]`; the scaled matrix
+//! is called X_s and is never formed: the scale is applied on the `k × n_cols`
+//! side of every product (X_s Hᵀ = X (H D⁻¹)ᵀ, W ᵀX_s = (WᵀX) D⁻¹).
+//!
+//! # Layout of the crate
+//! - [`source`]: the [`RowSource`] trait every input implements, and an
+//!   in-memory source.
+//! - [`params`]: user parameters and their validation.
+//! - [`kernels`]: the hot loops, pure functions on views.
+//! - [`stats`]: the streaming column statistics of the pre-pass.
+//! - [`solver`]: the orchestration of passes, blocks and stopping.
+//!
+//! This crate does no file I/O and depends on no file format.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod init;
+pub mod kernels;
+pub mod params;
+pub mod solver;
+pub mod source;
+pub mod stats;
+
+pub use error::FitError;
+pub use params::{Init, NmfParams, Scale, ValidParams};
+pub use solver::{Event, FitReport, PassKind, fit};
+pub use source::{InMemorySource, RowBlock, RowSource, SourceError};
+
+/// Added to a denominator of an update only where that denominator is exactly
+/// zero (as scikit-learn does): `f32::EPSILON`.
+pub const DENOMINATOR_EPSILON: f32 = f32::EPSILON;

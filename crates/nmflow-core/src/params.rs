@@ -1,0 +1,269 @@
+//! User parameters of a fit and their validation against the matrix shape.
+
+use ndarray::Array2;
+
+use crate::error::FitError;
+
+/// How the columns of X are scaled before factorizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Divide each column by its population standard deviation (ddof 0);
+    /// a column with zero variance is left as it is.
+    ColStd,
+    /// Factorize X as it is.
+    None,
+}
+
+impl Scale {
+    /// The name used on the command line and in result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scale::ColStd => "col-std",
+            Scale::None => "none",
+        }
+    }
+}
+
+/// Where W and H start.
+#[derive(Debug, Clone)]
+pub enum Init {
+    /// W and H uniform on [0, 1) from the seed (see [`crate::init`]).
+    Random,
+    /// Given factors: `w0` is `n_rows × k`, `h0` is `k × n_cols`.
+    Custom {
+        /// Initial W.
+        w0: Array2<f32>,
+        /// Initial H.
+        h0: Array2<f32>,
+    },
+}
+
+impl Init {
+    /// The name used on the command line and in result files.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Init::Random => "random",
+            Init::Custom { .. } => "custom",
+        }
+    }
+}
+
+/// Parameters as the user gave them; [`NmfParams::check`] validates them.
+#[derive(Debug, Clone)]
+pub struct NmfParams {
+    /// Number of components.
+    pub k: usize,
+    /// Maximum number of iterations (each is one H update and one W update).
+    pub max_iter: usize,
+    /// Stop when the relative improvement of the relative error over one
+    /// iteration falls below `tol`; 0 runs all `max_iter` iterations.
+    pub tol: f64,
+    /// Seed of the random initialisation.
+    pub seed: u64,
+    /// Column scaling.
+    pub scale: Scale,
+    /// Rows per block; `None` lets the engine choose from the source's hint.
+    pub block_rows: Option<usize>,
+    /// Initial factors.
+    pub init: Init,
+}
+
+impl Default for NmfParams {
+    fn default() -> Self {
+        Self {
+            k: 2,
+            max_iter: 200,
+            tol: 1e-4,
+            seed: 0,
+            scale: Scale::ColStd,
+            block_rows: None,
+            init: Init::Random,
+        }
+    }
+}
+
+/// Parameters checked against a matrix shape.
+#[derive(Debug, Clone)]
+pub struct ValidParams {
+    pub(crate) inner: NmfParams,
+    pub(crate) block_rows: usize,
+}
+
+impl ValidParams {
+    /// The checked parameters.
+    pub fn params(&self) -> &NmfParams {
+        &self.inner
+    }
+
+    /// The block height the fit uses.
+    pub fn block_rows(&self) -> usize {
+        self.block_rows
+    }
+}
+
+/// Bytes of f32 X a block aims for when the user does not choose its height.
+pub const DEFAULT_BLOCK_BYTES: usize = 16 << 20;
+
+impl NmfParams {
+    /// Validates the parameters for an `n_rows × n_cols` matrix whose source
+    /// prefers blocks of `preferred_rows` rows.
+    pub fn check(
+        self,
+        n_rows: usize,
+        n_cols: usize,
+        preferred_rows: Option<usize>,
+    ) -> Result<ValidParams, FitError> {
+        if n_rows == 0 || n_cols == 0 {
+            return Err(FitError::EmptyMatrix { n_rows, n_cols });
+        }
+        if self.k == 0 {
+            return Err(FitError::ZeroK);
+        }
+        if self.k > n_rows.min(n_cols) {
+            return Err(FitError::KTooLarge {
+                k: self.k,
+                n_rows,
+                n_cols,
+            });
+        }
+        if self.max_iter == 0 {
+            return Err(FitError::ZeroMaxIter);
+        }
+        if !self.tol.is_finite() || self.tol < 0.0 {
+            return Err(FitError::BadTol { tol: self.tol });
+        }
+        if self.block_rows == Some(0) {
+            return Err(FitError::ZeroBlockRows);
+        }
+        if let Init::Custom { w0, h0 } = &self.init {
+            check_factor("W0", w0, (n_rows, self.k))?;
+            check_factor("H0", h0, (self.k, n_cols))?;
+        }
+        let block_rows = match self.block_rows {
+            Some(rows) => rows.min(n_rows),
+            None => default_block_rows(n_rows, n_cols, preferred_rows),
+        };
+        Ok(ValidParams {
+            inner: self,
+            block_rows,
+        })
+    }
+}
+
+/// The block height used when the user does not choose one: about
+/// [`DEFAULT_BLOCK_BYTES`] of f32 rows, rounded to a multiple of the
+/// source's preferred height, never more than `n_rows`.
+pub fn default_block_rows(n_rows: usize, n_cols: usize, preferred_rows: Option<usize>) -> usize {
+    let target = (DEFAULT_BLOCK_BYTES / (4 * n_cols.max(1))).max(1);
+    let rows = match preferred_rows {
+        Some(unit) if unit > 0 => target.div_ceil(unit) * unit,
+        _ => target,
+    };
+    rows.clamp(1, n_rows.max(1))
+}
+
+fn check_factor(
+    which: &'static str,
+    factor: &Array2<f32>,
+    expected: (usize, usize),
+) -> Result<(), FitError> {
+    if factor.dim() != expected {
+        return Err(FitError::InitShape {
+            which,
+            expected,
+            found: factor.dim(),
+        });
+    }
+    for ((row, col), &value) in factor.indexed_iter() {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(FitError::InitValue {
+                which,
+                row,
+                col,
+                value,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(k: usize) -> NmfParams {
+        NmfParams {
+            k,
+            ..NmfParams::default()
+        }
+    }
+
+    #[test]
+    fn k_zero_is_refused() {
+        assert!(matches!(params(0).check(5, 5, None), Err(FitError::ZeroK)));
+    }
+
+    #[test]
+    fn k_above_min_dimension_is_refused() {
+        let err = params(4).check(10, 3, None).unwrap_err();
+        assert!(matches!(err, FitError::KTooLarge { k: 4, .. }), "{err}");
+        assert!(params(3).check(10, 3, None).is_ok());
+    }
+
+    #[test]
+    fn negative_tol_is_refused() {
+        let p = NmfParams {
+            tol: -1.0,
+            ..params(1)
+        };
+        assert!(matches!(p.check(2, 2, None), Err(FitError::BadTol { .. })));
+    }
+
+    #[test]
+    fn zero_max_iter_and_block_rows_are_refused() {
+        let p = NmfParams {
+            max_iter: 0,
+            ..params(1)
+        };
+        assert!(matches!(p.check(2, 2, None), Err(FitError::ZeroMaxIter)));
+        let p = NmfParams {
+            block_rows: Some(0),
+            ..params(1)
+        };
+        assert!(matches!(p.check(2, 2, None), Err(FitError::ZeroBlockRows)));
+    }
+
+    #[test]
+    fn custom_init_shape_and_values_are_checked() {
+        let p = NmfParams {
+            init: Init::Custom {
+                w0: Array2::ones((4, 2)),
+                h0: Array2::ones((2, 5)),
+            },
+            ..params(2)
+        };
+        assert!(p.check(3, 5, None).is_err());
+        let mut w0 = Array2::ones((3, 2));
+        w0[(1, 1)] = -1.0;
+        let p = NmfParams {
+            init: Init::Custom {
+                w0,
+                h0: Array2::ones((2, 5)),
+            },
+            ..params(2)
+        };
+        let err = p.check(3, 5, None).unwrap_err();
+        assert!(
+            matches!(err, FitError::InitValue { which: "W0", row: 1, col: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn default_block_rows_follow_the_hint() {
+        assert_eq!(default_block_rows(10, 4, None), 10);
+        let rows = default_block_rows(1_000_000, 1000, Some(300));
+        assert_eq!(rows % 300, 0);
+        assert!(rows * 1000 * 4 >= DEFAULT_BLOCK_BYTES);
+    }
+}

@@ -1,0 +1,379 @@
+//! The orchestration of a fit: the pre-pass, one fused pass over X per
+//! iteration, the stopping rule.
+//!
+//! Iteration t (W, H from iteration t − 1; WᵀX and WᵀW accumulated by the
+//! previous pass):
+//! 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H)        — on `k × n_cols` data only;
+//! 2. one pass over the row blocks of X: X_b Hᵀ, then
+//!    W_b ← W_b ∘ (X_b Hᵀ) ⊘ (W_b HHᵀ), then W_bᵀX_b and W_bᵀW_b are
+//!    accumulated for the next H update, with Σ⟨W_b, X_b Hᵀ⟩;
+//! 3. ‖X_s − WH‖² = ‖X_s‖² − 2 tr(WᵀX_sHᵀ) + ⟨WᵀW, HHᵀ⟩, all accumulated.
+//!
+//! Blocks have a fixed height; within a block, rows are split into chunks
+//! of [`ROW_CHUNK`] rows and columns into chunks of [`COL_CHUNK`] columns,
+//! independent of the number of threads, and partial sums are combined in
+//! chunk order, so results do not depend on the thread count.
+
+use std::ops::Range;
+use std::time::Instant;
+
+use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, s};
+use rayon::prelude::*;
+
+use crate::error::FitError;
+use crate::init::{RandomW, random_h};
+use crate::kernels;
+use crate::params::{Init, ValidParams};
+use crate::source::{RowBlock, RowSource};
+use crate::stats::ColumnStats;
+
+/// Rows per parallel task of the W update.
+pub const ROW_CHUNK: usize = 64;
+/// Columns per parallel task of the WᵀX accumulation and the H update.
+pub const COL_CHUNK: usize = 256;
+
+/// Which pass over X is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// The pre-pass: validation, column statistics, WᵀX for the first H.
+    Prepare,
+    /// The pass of an iteration.
+    Iterate,
+}
+
+/// Progress of a fit, reported to the caller's callback.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// A block of a pass is done.
+    Block {
+        /// The pass.
+        kind: PassKind,
+        /// Rows of X processed in this pass so far.
+        rows_done: usize,
+        /// Rows of X.
+        n_rows: usize,
+    },
+    /// An iteration is done.
+    Iteration {
+        /// 1-based iteration number.
+        iteration: usize,
+        /// Relative error after it.
+        rel_error: f64,
+        /// Wall time of the iteration in seconds.
+        seconds: f64,
+    },
+}
+
+/// The outcome of a fit.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    /// W, `n_rows × k`.
+    pub w: Array2<f32>,
+    /// H, `k × n_cols`, the factor of the scaled matrix X_s.
+    pub h: Array2<f32>,
+    /// ‖X_s − WH‖_F / ‖X_s‖_F after every iteration run.
+    pub rel_error: Vec<f64>,
+    /// Whether the stopping rule ended the fit before `max_iter`.
+    pub converged: bool,
+    /// The divisor of every column (1 where not scaled).
+    pub col_scale: Vec<f32>,
+    /// ‖X_s‖²_F.
+    pub x_norm_sq: f64,
+    /// Rows per block used.
+    pub block_rows: usize,
+    /// Seconds of the pre-pass.
+    pub prepare_seconds: f64,
+    /// Seconds of every iteration.
+    pub iteration_seconds: Vec<f64>,
+}
+
+impl FitReport {
+    /// Iterations run.
+    pub fn n_iter(&self) -> usize {
+        self.rel_error.len()
+    }
+
+    /// Relative error after the last iteration.
+    pub fn final_rel_error(&self) -> f64 {
+        self.rel_error.last().copied().unwrap_or(f64::NAN)
+    }
+
+    /// The cluster of every row: the index of the largest entry of its W row.
+    pub fn clusters(&self) -> Vec<u32> {
+        kernels::argmax_rows(self.w.view())
+    }
+}
+
+/// Scratch of the passes, allocated once per fit.
+struct Workspace {
+    /// Σ W_bᵀ X_b (unscaled), `k × n_cols`.
+    wtx: Array2<f64>,
+    /// Σ W_bᵀ W_b, `k × k`.
+    wtw: Array2<f64>,
+    /// X_b Hᵀ of one block, `block_rows × k`.
+    xht: Array2<f32>,
+    /// W_bᵀ X_b of one block, `k × n_cols`.
+    wtx_block: Array2<f32>,
+    /// Per row chunk partial W_bᵀ W_b, `chunks × k × k`.
+    wtw_parts: Array3<f64>,
+    /// Per row chunk partial tr(W_bᵀ X_b Hᵀ).
+    cross_parts: Array1<f64>,
+    /// Per row chunk denominators, `chunks × k`.
+    den_rows: Array2<f32>,
+}
+
+impl Workspace {
+    fn new(k: usize, n_cols: usize, block_rows: usize) -> Self {
+        let n_chunks = block_rows.div_ceil(ROW_CHUNK);
+        Self {
+            wtx: Array2::zeros((k, n_cols)),
+            wtw: Array2::zeros((k, k)),
+            xht: Array2::zeros((block_rows, k)),
+            wtx_block: Array2::zeros((k, n_cols)),
+            wtw_parts: Array3::zeros((n_chunks, k, k)),
+            cross_parts: Array1::zeros(n_chunks),
+            den_rows: Array2::zeros((n_chunks, k)),
+        }
+    }
+
+    fn reset_accumulators(&mut self) {
+        self.wtx.fill(0.0);
+        self.wtw.fill(0.0);
+    }
+}
+
+/// Factorizes the matrix of `source` with the validated `params`, calling
+/// `on_event` as blocks and iterations finish.
+///
+/// Must be called with the parameters checked against this source's shape.
+pub fn fit(
+    source: &mut dyn RowSource,
+    params: &ValidParams,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<FitReport, FitError> {
+    let n_rows = source.n_rows();
+    let n_cols = source.n_cols();
+    let p = params.params();
+    let k = p.k;
+    let block_rows = params.block_rows();
+    let blocks = block_ranges(n_rows, block_rows);
+    let mut ws = Workspace::new(k, n_cols, block_rows);
+
+    let (mut w, mut h) = match &p.init {
+        Init::Random => (Array2::zeros((n_rows, k)), random_h(p.seed, k, n_cols)),
+        Init::Custom { w0, h0 } => (w0.clone(), h0.clone()),
+    };
+    let mut draw_w = matches!(p.init, Init::Random).then(|| RandomW::new(p.seed));
+
+    // Pre-pass: validate, column statistics, W0ᵀX and W0ᵀW0.
+    let started = Instant::now();
+    let mut stats = ColumnStats::new(n_cols);
+    for rows in &blocks {
+        let x = dense_block(source, rows.clone(), n_cols)?;
+        stats.add_block(x, rows.start)?;
+        let mut w_b = w.slice_mut(s![rows.clone(), ..]);
+        if let Some(draw) = draw_w.as_mut() {
+            draw.fill_next_rows(w_b.view_mut());
+        }
+        kernels::accumulate_wtw(w_b.view(), ws.wtw.view_mut());
+        accumulate_wtx(w_b.view(), x, &mut ws);
+        on_event(Event::Block {
+            kind: PassKind::Prepare,
+            rows_done: rows.end,
+            n_rows,
+        });
+    }
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    let col_scale = stats.col_scale(p.scale);
+    let x_norm_sq = stats.scaled_norm_sq(&col_scale);
+    if x_norm_sq <= 0.0 {
+        return Err(FitError::ZeroMatrix);
+    }
+    let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
+
+    let mut hst = Array2::<f32>::zeros((n_cols, k));
+    let mut h_den = Array2::<f32>::zeros((k, n_cols));
+    let mut wtx_scaled = Array2::<f32>::zeros((k, n_cols));
+    let mut rel_error = Vec::with_capacity(p.max_iter);
+    let mut iteration_seconds = Vec::with_capacity(p.max_iter);
+    let mut converged = false;
+
+    for iteration in 1..=p.max_iter {
+        let started = Instant::now();
+        // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H).
+        let wtw32 = ws.wtw.mapv(|v| v as f32);
+        ndarray::Zip::from(&mut wtx_scaled)
+            .and(&ws.wtx)
+            .and_broadcast(&inv_scale)
+            .for_each(|out, &acc, &inv| *out = acc as f32 * inv);
+        h.axis_chunks_iter_mut(Axis(1), COL_CHUNK)
+            .into_par_iter()
+            .zip(wtx_scaled.axis_chunks_iter(Axis(1), COL_CHUNK))
+            .zip(h_den.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
+            .for_each(|((h, wtx), den)| kernels::update_h_cols(h, wtx, wtw32.view(), den));
+
+        // HHᵀ and (H D⁻¹)ᵀ for the pass.
+        let hht64 = gram_rows(h.view());
+        let hht32 = hht64.mapv(|v| v as f32);
+        ndarray::Zip::from(&mut hst)
+            .and(&h.t())
+            .and_broadcast(&inv_scale.view().insert_axis(Axis(1)))
+            .for_each(|out, &hv, &inv| *out = hv * inv);
+
+        // 2. The pass: W rows, then WᵀX and WᵀW for the next H.
+        ws.reset_accumulators();
+        let mut cross = 0.0f64;
+        for rows in &blocks {
+            let x = dense_block(source, rows.clone(), n_cols)?;
+            let mut w_b = w.slice_mut(s![rows.clone(), ..]);
+            cross += update_w_block(x, w_b.view_mut(), hst.view(), hht32.view(), &mut ws);
+            accumulate_wtx(w_b.view(), x, &mut ws);
+            on_event(Event::Block {
+                kind: PassKind::Iterate,
+                rows_done: rows.end,
+                n_rows,
+            });
+        }
+
+        // 3. The error from accumulated products.
+        let fit_term: f64 = (&ws.wtw * &hht64).sum();
+        let err_sq = (x_norm_sq - 2.0 * cross + fit_term).max(0.0);
+        let rel = (err_sq / x_norm_sq).sqrt();
+        let seconds = started.elapsed().as_secs_f64();
+        rel_error.push(rel);
+        iteration_seconds.push(seconds);
+        on_event(Event::Iteration {
+            iteration,
+            rel_error: rel,
+            seconds,
+        });
+        if p.tol > 0.0 && iteration >= 2 {
+            let previous = rel_error[iteration - 2];
+            if previous > 0.0 && (previous - rel) / previous < p.tol {
+                converged = true;
+                break;
+            }
+        }
+    }
+
+    Ok(FitReport {
+        w,
+        h,
+        rel_error,
+        converged,
+        col_scale,
+        x_norm_sq,
+        block_rows,
+        prepare_seconds,
+        iteration_seconds,
+    })
+}
+
+/// The row ranges of the blocks of height `block_rows`.
+pub fn block_ranges(n_rows: usize, block_rows: usize) -> Vec<Range<usize>> {
+    (0..n_rows)
+        .step_by(block_rows.max(1))
+        .map(|start| start..(start + block_rows).min(n_rows))
+        .collect()
+}
+
+fn dense_block(
+    source: &mut dyn RowSource,
+    rows: Range<usize>,
+    n_cols: usize,
+) -> Result<ArrayView2<'_, f32>, FitError> {
+    let expected = (rows.len(), n_cols);
+    let block = source.block(rows.clone()).map_err(|source| FitError::Source {
+        rows: rows.clone(),
+        source,
+    })?;
+    match block {
+        RowBlock::Dense(view) if view.dim() == expected => Ok(view),
+        RowBlock::Dense(view) => Err(FitError::BlockShape {
+            rows,
+            expected,
+            found: view.dim(),
+        }),
+    }
+}
+
+/// W update of one block, parallel over fixed row chunks; returns the
+/// block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b into the workspace.
+fn update_w_block(
+    x: ArrayView2<'_, f32>,
+    mut w_b: ndarray::ArrayViewMut2<'_, f32>,
+    hst: ArrayView2<'_, f32>,
+    hht: ArrayView2<'_, f32>,
+    ws: &mut Workspace,
+) -> f64 {
+    let n_b = x.nrows();
+    let n_chunks = n_b.div_ceil(ROW_CHUNK);
+    let mut xht = ws.xht.slice_mut(s![..n_b, ..]);
+    let mut wtw_parts = ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]);
+    let mut cross_parts = ws.cross_parts.slice_mut(s![..n_chunks]);
+    let mut den_rows = ws.den_rows.slice_mut(s![..n_chunks, ..]);
+    wtw_parts.fill(0.0);
+    x.axis_chunks_iter(Axis(0), ROW_CHUNK)
+        .into_par_iter()
+        .zip(w_b.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
+        .zip(xht.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
+        .zip(wtw_parts.axis_chunks_iter_mut(Axis(0), 1))
+        .zip(cross_parts.axis_chunks_iter_mut(Axis(0), 1))
+        .zip(den_rows.axis_chunks_iter_mut(Axis(0), 1))
+        .for_each(|(((((x_c, w_c), mut xht_c), mut wtw_c), mut cross_c), mut den_c)| {
+            kernels::xht_dense(x_c, hst, xht_c.view_mut());
+            let den = den_c
+                .as_slice_mut()
+                .expect("a row of a standard-layout array is contiguous");
+            cross_c[0] = kernels::update_w_rows(
+                w_c,
+                xht_c.view(),
+                hht,
+                wtw_c.index_axis_mut(Axis(0), 0),
+                den,
+            );
+        });
+    for part in wtw_parts.outer_iter() {
+        ws.wtw += &part;
+    }
+    cross_parts.iter().sum()
+}
+
+/// `wtx += W_bᵀ X_b`, parallel over fixed column chunks.
+fn accumulate_wtx(w_b: ArrayView2<'_, f32>, x: ArrayView2<'_, f32>, ws: &mut Workspace) {
+    x.axis_chunks_iter(Axis(1), COL_CHUNK)
+        .into_par_iter()
+        .zip(ws.wtx_block.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
+        .zip(ws.wtx.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
+        .for_each(|((x_c, scratch), acc)| kernels::accumulate_wtx_dense(w_b, x_c, scratch, acc));
+}
+
+/// `H Hᵀ` in f64.
+fn gram_rows(h: ArrayView2<'_, f32>) -> Array2<f64> {
+    let k = h.nrows();
+    let mut out = Array2::zeros((k, k));
+    for a in 0..k {
+        for b in a..k {
+            let v: f64 = h
+                .row(a)
+                .iter()
+                .zip(h.row(b))
+                .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                .sum();
+            out[(a, b)] = v;
+            out[(b, a)] = v;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_ranges_cover_rows_once() {
+        assert_eq!(block_ranges(10, 4), vec![0..4, 4..8, 8..10]);
+        assert_eq!(block_ranges(3, 10), vec![0..3]);
+    }
+}

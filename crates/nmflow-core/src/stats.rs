@@ -1,0 +1,232 @@
+//! Streaming column statistics and input validation (the pre-pass).
+//!
+//! Per column: mean and sum of squared deviations (merged block by block with
+//! Chan's formula, in f64, in block order) and the sum of squares. The first
+//! negative or non-finite entry in row-major order is reported.
+
+use ndarray::{ArrayView2, Axis};
+use rayon::prelude::*;
+
+use crate::error::FitError;
+use crate::params::Scale;
+
+/// Columns per parallel task of the statistics kernel.
+const COL_CHUNK: usize = 256;
+
+/// Column statistics of the rows seen so far.
+#[derive(Debug, Clone)]
+pub struct ColumnStats {
+    n_rows: u64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    sum_sq: Vec<f64>,
+    block: BlockMoments,
+}
+
+/// Per-block scratch of [`ColumnStats::add_block`].
+#[derive(Debug, Clone)]
+struct BlockMoments {
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+    sum_sq: Vec<f64>,
+}
+
+/// A rejected entry found by the pre-pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BadEntry {
+    row: usize,
+    col: usize,
+    value: f32,
+}
+
+impl ColumnStats {
+    /// Empty statistics for `n_cols` columns.
+    pub fn new(n_cols: usize) -> Self {
+        let zeros = vec![0.0; n_cols];
+        Self {
+            n_rows: 0,
+            mean: zeros.clone(),
+            m2: zeros.clone(),
+            sum_sq: zeros.clone(),
+            block: BlockMoments {
+                mean: zeros.clone(),
+                m2: zeros.clone(),
+                sum_sq: zeros,
+            },
+        }
+    }
+
+    /// Adds the rows of `x`, the rows starting at `first_row` of the matrix.
+    /// Fails on the first negative or non-finite entry (row-major order).
+    pub fn add_block(&mut self, x: ArrayView2<'_, f32>, first_row: usize) -> Result<(), FitError> {
+        let n_b = x.nrows();
+        if n_b == 0 {
+            return Ok(());
+        }
+        let BlockMoments { mean, m2, sum_sq } = &mut self.block;
+        let bad = x
+            .axis_chunks_iter(Axis(1), COL_CHUNK)
+            .into_par_iter()
+            .zip(mean.par_chunks_mut(COL_CHUNK))
+            .zip(m2.par_chunks_mut(COL_CHUNK))
+            .zip(sum_sq.par_chunks_mut(COL_CHUNK))
+            .enumerate()
+            .map(|(chunk_idx, (((xc, mean), m2), sum_sq))| {
+                block_moments(xc, mean, m2, sum_sq).map(|(row, col, value)| BadEntry {
+                    row: row + first_row,
+                    col: col + chunk_idx * COL_CHUNK,
+                    value,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flatten()
+            .min_by_key(|bad| (bad.row, bad.col));
+        if let Some(BadEntry { row, col, value }) = bad {
+            return Err(if value.is_finite() {
+                FitError::NegativeValue { row, col, value }
+            } else {
+                FitError::NonFiniteValue { row, col, value }
+            });
+        }
+        let n_a = self.n_rows as f64;
+        let n_bf = n_b as f64;
+        let n = n_a + n_bf;
+        for col in 0..self.mean.len() {
+            let delta = self.block.mean[col] - self.mean[col];
+            self.mean[col] += delta * n_bf / n;
+            self.m2[col] += self.block.m2[col] + delta * delta * n_a * n_bf / n;
+            self.sum_sq[col] += self.block.sum_sq[col];
+        }
+        self.n_rows += n_b as u64;
+        Ok(())
+    }
+
+    /// Rows added so far.
+    pub fn n_rows(&self) -> u64 {
+        self.n_rows
+    }
+
+    /// Column means.
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// Population standard deviation (ddof 0) of every column.
+    pub fn std(&self) -> Vec<f64> {
+        let n = self.n_rows.max(1) as f64;
+        self.m2.iter().map(|m2| (m2 / n).sqrt()).collect()
+    }
+
+    /// The divisor of every column under `scale`: its standard deviation, or
+    /// 1 where that is zero or where `scale` is [`Scale::None`].
+    pub fn col_scale(&self, scale: Scale) -> Vec<f32> {
+        match scale {
+            Scale::None => vec![1.0; self.mean.len()],
+            Scale::ColStd => self
+                .std()
+                .into_iter()
+                .map(|std| {
+                    let std = std as f32;
+                    if std > 0.0 && std.is_finite() { std } else { 1.0 }
+                })
+                .collect(),
+        }
+    }
+
+    /// ‖X D⁻¹‖²_F for the column divisors `col_scale`.
+    pub fn scaled_norm_sq(&self, col_scale: &[f32]) -> f64 {
+        self.sum_sq
+            .iter()
+            .zip(col_scale)
+            .map(|(sum_sq, &d)| sum_sq / (f64::from(d) * f64::from(d)))
+            .sum()
+    }
+}
+
+/// Mean, sum of squared deviations and sum of squares of each column of `x`
+/// into the slices; returns the first bad entry (row-major) if any.
+fn block_moments(
+    x: ArrayView2<'_, f32>,
+    mean: &mut [f64],
+    m2: &mut [f64],
+    sum_sq: &mut [f64],
+) -> Option<(usize, usize, f32)> {
+    let mut bad: Option<(usize, usize, f32)> = None;
+    mean.fill(0.0);
+    m2.fill(0.0);
+    sum_sq.fill(0.0);
+    for (row_idx, row) in x.rows().into_iter().enumerate() {
+        for (col_idx, &value) in row.iter().enumerate() {
+            if bad.is_none() && !(value >= 0.0 && value.is_finite()) {
+                bad = Some((row_idx, col_idx, value));
+            }
+            let v = f64::from(value);
+            mean[col_idx] += v;
+            sum_sq[col_idx] += v * v;
+        }
+        if bad.is_some() {
+            return bad;
+        }
+    }
+    let n = x.nrows() as f64;
+    mean.iter_mut().for_each(|m| *m /= n);
+    for row in x.rows() {
+        for ((m2, &mean), &value) in m2.iter_mut().zip(mean.iter()).zip(row.iter()) {
+            let d = f64::from(value) - mean;
+            *m2 += d * d;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array, s};
+
+    #[test]
+    fn merged_blocks_match_direct_statistics() {
+        let x = Array2::from_shape_fn((37, 5), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.5);
+        let mut stats = ColumnStats::new(5);
+        for start in (0..37).step_by(6) {
+            let end = (start + 6).min(37);
+            stats.add_block(x.slice(s![start..end, ..]), start).expect("valid");
+        }
+        for col in 0..5 {
+            let column: Vec<f64> = x.column(col).iter().map(|&v| f64::from(v)).collect();
+            let mean = column.iter().sum::<f64>() / 37.0;
+            let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 37.0;
+            assert!((stats.mean()[col] - mean).abs() < 1e-12);
+            assert!((stats.std()[col] - var.sqrt()).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn constant_column_keeps_unit_scale() {
+        let x = array![[1.0f32, 0.0], [1.0, 2.0]];
+        let mut stats = ColumnStats::new(2);
+        stats.add_block(x.view(), 0).expect("valid");
+        assert_eq!(stats.col_scale(Scale::ColStd), vec![1.0, 1.0]);
+        assert_eq!(stats.col_scale(Scale::None), vec![1.0, 1.0]);
+        assert!((stats.scaled_norm_sq(&[1.0, 1.0]) - 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn first_bad_entry_in_row_major_order_is_reported() {
+        let mut x = Array2::<f32>::ones((4, 600));
+        x[(2, 500)] = -1.0;
+        x[(3, 3)] = f32::NAN;
+        let err = ColumnStats::new(600).add_block(x.view(), 10).unwrap_err();
+        assert!(
+            matches!(err, FitError::NegativeValue { row: 12, col: 500, .. }),
+            "{err}"
+        );
+        x[(1, 700 - 200)] = f32::INFINITY;
+        let err = ColumnStats::new(600).add_block(x.view(), 0).unwrap_err();
+        assert!(
+            matches!(err, FitError::NonFiniteValue { row: 1, col: 500, .. }),
+            "{err}"
+        );
+    }
+}

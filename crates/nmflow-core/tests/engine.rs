@@ -1,0 +1,205 @@
+//! The streaming engine against the in-memory reference solver, under every
+//! block size and thread count.
+
+use ndarray::Array2;
+use nmflow_core::init::{random_h, random_w};
+use nmflow_core::{FitError, FitReport, InMemorySource, Init, NmfParams, RowSource, Scale, fit};
+use nmflow_testkit::{SeedGenerator, reference_fit};
+
+const SEED: u64 = 20_261_124;
+
+fn seed_matrix(n_rows: usize, n_cols: usize, components: usize) -> Array2<f32> {
+    SeedGenerator::new(SEED, components, n_cols).matrix(n_rows).0
+}
+
+fn run(x: &Array2<f32>, params: NmfParams, threads: usize) -> Result<FitReport, FitError> {
+    let mut source = InMemorySource::new(x.clone());
+    let valid = params.check(source.n_rows(), source.n_cols(), None)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    pool.install(|| fit(&mut source, &valid, &mut |_| {}))
+}
+
+fn params(k: usize, max_iter: usize, block_rows: Option<usize>) -> NmfParams {
+    NmfParams {
+        k,
+        max_iter,
+        tol: 0.0,
+        seed: SEED,
+        scale: Scale::ColStd,
+        block_rows,
+        init: Init::Random,
+    }
+}
+
+fn max_rel_diff(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| (f64::from(x) - y).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn chunked_engine_matches_reference_for_every_block_size_and_thread_count() {
+    let (n_rows, n_cols, k, n_iter) = (131, 29, 4, 12);
+    let x = seed_matrix(n_rows, n_cols, 4);
+    let w0 = random_w(SEED, n_rows, k);
+    let h0 = random_h(SEED, k, n_cols);
+    let reference = reference_fit(&x, &w0, &h0, true, n_iter);
+    // 1 row, a prime, more than one row chunk, exactly all rows, more than all rows.
+    for block_rows in [1, 7, 97, 131, 500] {
+        for threads in [1, 2, 3] {
+            let report = run(&x, params(k, n_iter, Some(block_rows)), threads).expect("fit");
+            let dw = max_rel_diff(&report.w, &reference.w);
+            let dh = max_rel_diff(&report.h, &reference.h);
+            assert!(dw < 1e-3 && dh < 1e-3, "block_rows {block_rows}, threads {threads}: dW {dw:e} dH {dh:e}");
+            assert_eq!(report.n_iter(), n_iter);
+            for (it, (got, want)) in report.rel_error.iter().zip(&reference.rel_error).enumerate() {
+                assert!(
+                    (got - want).abs() < 1e-4,
+                    "block_rows {block_rows}, threads {threads}, iteration {}: {got} vs {want}",
+                    it + 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unscaled_fit_matches_reference() {
+    let (n_rows, n_cols, k, n_iter) = (64, 20, 3, 10);
+    let x = seed_matrix(n_rows, n_cols, 3);
+    let w0 = random_w(SEED, n_rows, k);
+    let h0 = random_h(SEED, k, n_cols);
+    let reference = reference_fit(&x, &w0, &h0, false, n_iter);
+    let p = NmfParams {
+        scale: Scale::None,
+        ..params(k, n_iter, Some(10))
+    };
+    let report = run(&x, p, 2).expect("fit");
+    assert!(max_rel_diff(&report.w, &reference.w) < 1e-3);
+    assert!(max_rel_diff(&report.h, &reference.h) < 1e-3);
+    assert!(report.col_scale.iter().all(|&d| d == 1.0));
+}
+
+#[test]
+fn custom_init_matches_reference() {
+    let (n_rows, n_cols, k, n_iter) = (50, 15, 2, 8);
+    let x = seed_matrix(n_rows, n_cols, 2);
+    let w0 = Array2::from_shape_fn((n_rows, k), |(i, j)| 0.1 + ((i * 3 + j) % 7) as f32 / 7.0);
+    let h0 = Array2::from_shape_fn((k, n_cols), |(i, j)| 0.2 + ((i + 5 * j) % 5) as f32 / 5.0);
+    let reference = reference_fit(&x, &w0, &h0, true, n_iter);
+    let p = NmfParams {
+        init: Init::Custom { w0, h0 },
+        ..params(k, n_iter, Some(9))
+    };
+    let report = run(&x, p, 1).expect("fit");
+    assert!(max_rel_diff(&report.w, &reference.w) < 1e-3);
+    assert!(max_rel_diff(&report.h, &reference.h) < 1e-3);
+}
+
+#[test]
+fn results_are_bit_identical_across_thread_counts() {
+    let x = seed_matrix(700, 600, 5);
+    let one = run(&x, params(5, 6, Some(300)), 1).expect("fit");
+    for threads in [2, 4] {
+        let many = run(&x, params(5, 6, Some(300)), threads).expect("fit");
+        assert_eq!(one.w, many.w, "W differs with {threads} threads");
+        assert_eq!(one.h, many.h, "H differs with {threads} threads");
+        assert_eq!(one.rel_error, many.rel_error);
+    }
+}
+
+#[test]
+fn factors_stay_non_negative_and_error_does_not_increase() {
+    let x = seed_matrix(400, 60, 5);
+    let report = run(&x, params(5, 80, Some(37)), 2).expect("fit");
+    assert!(report.w.iter().all(|&v| v >= 0.0 && v.is_finite()));
+    assert!(report.h.iter().all(|&v| v >= 0.0 && v.is_finite()));
+    for pair in report.rel_error.windows(2) {
+        assert!(pair[1] <= pair[0] * (1.0 + 1e-6), "error rose: {pair:?}");
+    }
+    assert!(report.final_rel_error() < report.rel_error[0]);
+}
+
+#[test]
+fn column_scaling_matches_direct_computation() {
+    let mut x = seed_matrix(90, 12, 3);
+    x.column_mut(4).fill(2.5); // zero variance: stays as it is
+    let report = run(&x, params(2, 1, Some(11)), 1).expect("fit");
+    let divisors = nmflow_testkit::reference::column_divisors(&x.mapv(f64::from));
+    for (got, want) in report.col_scale.iter().zip(&divisors) {
+        assert!((f64::from(*got) - want).abs() <= 1e-6 * want, "{got} vs {want}");
+    }
+    assert_eq!(report.col_scale[4], 1.0);
+    let direct: f64 = x
+        .indexed_iter()
+        .map(|((_, j), &v)| (f64::from(v) / divisors[j]).powi(2))
+        .sum();
+    assert!((report.x_norm_sq - direct).abs() < 1e-6 * direct);
+}
+
+#[test]
+fn tolerance_stops_early_and_reports_convergence() {
+    let x = seed_matrix(200, 30, 3);
+    let p = NmfParams {
+        tol: 1e-3,
+        ..params(3, 500, None)
+    };
+    let report = run(&x, p, 2).expect("fit");
+    assert!(report.converged);
+    assert!(report.n_iter() < 500);
+    let n = report.n_iter();
+    let last = report.rel_error[n - 1];
+    let before = report.rel_error[n - 2];
+    assert!((before - last) / before < 1e-3);
+}
+
+#[test]
+fn seed_clusters_are_recovered() {
+    let generator = SeedGenerator::new(SEED, 4, 50);
+    let (x, labels) = generator.matrix(300);
+    let report = run(&x, params(4, 200, None), 2).expect("fit");
+    let clusters = report.clusters();
+    // Each true cluster maps to one component and each component to one cluster.
+    let mut table = [[0usize; 4]; 4];
+    for (&truth, &found) in labels.iter().zip(&clusters) {
+        table[truth as usize][found as usize] += 1;
+    }
+    let agreeing: usize = table.iter().map(|row| row.iter().max().copied().unwrap_or(0)).sum();
+    assert!(agreeing as f64 >= 0.95 * 300.0, "confusion {table:?}");
+}
+
+#[test]
+fn bad_values_are_refused_with_their_position() {
+    for (value, negative) in [(-0.5f32, true), (f32::NAN, false), (f32::INFINITY, false)] {
+        let mut x = seed_matrix(30, 8, 2);
+        x[(17, 6)] = value;
+        let err = run(&x, params(2, 3, Some(4)), 1).unwrap_err();
+        match err {
+            FitError::NegativeValue { row: 17, col: 6, .. } if negative => {}
+            FitError::NonFiniteValue { row: 17, col: 6, .. } if !negative => {}
+            other => panic!("unexpected error for {value}: {other}"),
+        }
+    }
+}
+
+#[test]
+fn all_zero_matrix_is_refused() {
+    let x = Array2::<f32>::zeros((5, 4));
+    assert!(matches!(run(&x, params(2, 3, None), 1), Err(FitError::ZeroMatrix)));
+}
+
+#[test]
+fn zero_rows_and_columns_stay_finite() {
+    let mut x = seed_matrix(40, 10, 2);
+    x.row_mut(3).fill(0.0);
+    x.column_mut(7).fill(0.0);
+    let report = run(&x, params(2, 20, Some(6)), 2).expect("fit");
+    assert!(report.w.iter().all(|v| v.is_finite()));
+    assert!(report.h.iter().all(|v| v.is_finite()));
+    assert!(report.rel_error.iter().all(|v| v.is_finite()));
+}

@@ -1,0 +1,9 @@
+//! Test support for nmflow: a plain in-memory reference solver and the
+//! synthetic data generators used by tests, benchmarks and `cargo xtask synth`.
+#![deny(missing_docs)]
+
+pub mod reference;
+pub mod seed;
+
+pub use reference::{ReferenceFit, reference_fit};
+pub use seed::SeedGenerator;
