@@ -1,1 +1,39 @@
-fn main(){}
+//! The `nmflow` command: argument parsing, progress, output. The work is
+//! done by `nmflow-core` (numerics) and `nmflow-io` (files).
+//!
+//! Exit codes: 0 success; 1 the run failed (bad input, I/O error), with a
+//! message naming the file, dataset, row or column at fault; 2 bad usage.
+
+mod args;
+mod fit;
+mod inspect;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Fit(args) => fit::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("nmflow: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`).
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

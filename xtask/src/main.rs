@@ -1,1 +1,40 @@
-fn main(){}
+//! `cargo xtask`: synthetic data sets (`synth`) and end-to-end benchmarks
+//! (`bench`).
+
+mod bench;
+mod synth;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "nmflow project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate a synthetic data set, streaming, of any size.
+    #[command(subcommand)]
+    Synth(synth::SynthCommand),
+    /// Run the end-to-end benchmarks and rewrite docs/benchmarks.md.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth(cmd) => synth::run(cmd),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -24,12 +24,14 @@ pub mod error;
 pub mod init;
 pub mod kernels;
 pub mod params;
+pub mod plan;
 pub mod solver;
 pub mod source;
 pub mod stats;
 
 pub use error::FitError;
-pub use params::{Init, NmfParams, Scale, ValidParams};
+pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
+pub use plan::{MemoryEstimate, estimate_memory};
 pub use solver::{Event, FitReport, PassKind, fit};
 pub use source::{InMemorySource, RowBlock, RowSource, SourceError};
 

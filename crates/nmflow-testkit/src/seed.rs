@@ -3,7 +3,8 @@
 //! `components` cluster centres μ_c ~ uniform(0, 1)^cols; each row picks a
 //! cluster uniformly at random and draws obs = μ_c + normal(0, sd = μ_c)
 //! elementwise, clipped at 0. Row r is drawn from its own ChaCha8 stream
-//! (r + 1) of the seed, the centres from stream 0, so any range of rows can
+//! (r + 1) of the seed (mixed with a domain constant, so that the data shares
+//! no random numbers with nmflow's initialisation), the centres from stream 0, so any range of rows can
 //! be generated independently and the data does not depend on chunking.
 
 use std::ops::Range;
@@ -67,8 +68,12 @@ impl SeedGenerator {
     }
 }
 
+/// Mixed into the seed so that the generator's streams share nothing with
+/// nmflow's random initialisation for the same seed.
+const DOMAIN: u64 = 0x5EED_0DA7_A5E7_0001;
+
 fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ DOMAIN);
     rng.set_stream(stream);
     rng
 }

@@ -1,0 +1,118 @@
+//! Command-line arguments (raw stage; `fit.rs` validates and converts them).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Out-of-core non-negative matrix factorization (X ≈ W·H) by Lee & Seung
+/// multiplicative updates, streaming X from HDF5 or .npy files in row blocks.
+#[derive(Debug, Parser)]
+#[command(name = "nmflow", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Factorize a matrix and write W, H, the error trace and the clusters.
+    Fit(FitArgs),
+    /// List the matrices of a file that can be factorized, and the memory a run needs.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// W and H uniform on [0, 1) from --seed.
+    Random,
+    /// W from --w0 and H from --h0.
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScaleArg {
+    /// Divide each column by its population standard deviation.
+    ColStd,
+    /// No scaling.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Input: FILE.h5, FILE.h5:/path/to/dataset, or FILE.npy.
+    pub input: String,
+
+    /// Number of components.
+    #[arg(short = 'k', long = "n-components", value_name = "K")]
+    pub k: usize,
+
+    /// Output HDF5 file (/W, /H, /rel_error, /cluster, /col_scale; parameters as attributes).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Maximum number of iterations.
+    #[arg(long, default_value_t = 200)]
+    pub max_iter: usize,
+
+    /// Stop when an iteration improves the relative error by less than this fraction (0: run all iterations).
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+
+    /// Seed of the random initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Initialisation.
+    #[arg(long, value_enum, default_value_t = InitArg::Random)]
+    pub init: InitArg,
+
+    /// Initial W (rows × k) for --init custom: .npy, or HDF5 (dataset /W unless FILE:/path is given).
+    #[arg(long, value_name = "FILE")]
+    pub w0: Option<String>,
+
+    /// Initial H (k × columns) for --init custom: .npy, or HDF5 (dataset /H unless FILE:/path is given).
+    #[arg(long, value_name = "FILE")]
+    pub h0: Option<String>,
+
+    /// Column scaling applied to X before factorizing.
+    #[arg(long, value_enum, default_value_t = ScaleArg::ColStd)]
+    pub scale: ScaleArg,
+
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Rows per block read from X (default: about 16 MiB of rows, a multiple of the chunk height).
+    #[arg(long, value_name = "N")]
+    pub block_rows: Option<usize>,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// No progress bar and no summary on the terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print the summary as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// An HDF5 or .npy file.
+    pub file: PathBuf,
+
+    /// Components for the memory estimate.
+    #[arg(short = 'k', long = "n-components", value_name = "K", default_value_t = 20)]
+    pub k: usize,
+
+    /// Rows per block for the memory estimate (default: as `fit` would choose).
+    #[arg(long, value_name = "N")]
+    pub block_rows: Option<usize>,
+
+    /// Print the listing as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

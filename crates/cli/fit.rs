@@ -1,0 +1,198 @@
+//! `nmflow fit`.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use nmflow_core::{FitReport, Init, NmfParams, Scale, fit};
+use nmflow_io::output::check_output_path;
+use nmflow_io::{AttrValue, FitOutput, InputSpec, open_source, read_matrix, write_result};
+use serde::Serialize;
+
+use crate::args::{FitArgs, InitArg, ScaleArg};
+use crate::progress::Progress;
+
+/// The summary of a run, printed as text or as JSON.
+#[derive(Debug, Serialize)]
+struct Summary {
+    input: String,
+    dataset: Option<String>,
+    dtype: String,
+    n_rows: usize,
+    n_cols: usize,
+    k: usize,
+    n_iter: usize,
+    converged: bool,
+    rel_error: f64,
+    seconds: f64,
+    prepare_seconds: f64,
+    seconds_per_iter: f64,
+    block_rows: usize,
+    threads: usize,
+    cluster_sizes: Vec<usize>,
+    output: String,
+    peak_rss_bytes: Option<u64>,
+}
+
+pub fn run(args: FitArgs) -> Result<()> {
+    let started = Instant::now();
+    check_output_path(&args.output, args.force)?;
+    let spec = InputSpec::parse(&args.input);
+    let mut opened = open_source(&spec)?;
+    let input_name = match &opened.dataset {
+        Some(ds) => format!("{}:{ds}", spec.path.display()),
+        None => spec.path.display().to_string(),
+    };
+    let n_rows = opened.source.n_rows();
+    let n_cols = opened.source.n_cols();
+
+    let init = match args.init {
+        InitArg::Random => {
+            if args.w0.is_some() || args.h0.is_some() {
+                bail!("--w0 and --h0 need --init custom");
+            }
+            Init::Random
+        }
+        InitArg::Custom => {
+            let (Some(w0), Some(h0)) = (&args.w0, &args.h0) else {
+                bail!("--init custom needs both --w0 FILE and --h0 FILE");
+            };
+            let w0_spec = InputSpec::parse(w0);
+            let h0_spec = InputSpec::parse(h0);
+            Init::Custom {
+                w0: read_matrix(&w0_spec, "/W").with_context(|| format!("reading --w0 {w0_spec}"))?,
+                h0: read_matrix(&h0_spec, "/H").with_context(|| format!("reading --h0 {h0_spec}"))?,
+            }
+        }
+    };
+    let params = NmfParams {
+        k: args.k,
+        max_iter: args.max_iter,
+        tol: args.tol,
+        seed: args.seed,
+        scale: match args.scale {
+            ScaleArg::ColStd => Scale::ColStd,
+            ScaleArg::None => Scale::None,
+        },
+        block_rows: args.block_rows,
+        init,
+    };
+    let init_name = params.init.as_str();
+    let valid = params
+        .check(n_rows, n_cols, opened.source.preferred_block_rows())
+        .with_context(|| input_name.clone())?;
+
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(threads) = args.threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        builder = builder.num_threads(threads);
+    }
+    let pool = builder.build().context("starting the worker threads")?;
+    let threads = pool.current_num_threads();
+
+    let progress = Progress::new(n_rows, args.max_iter, args.quiet);
+    let report = pool
+        .install(|| fit(opened.source.as_mut(), &valid, &mut |event| progress.on_event(event)))
+        .with_context(|| input_name.clone());
+    progress.finish();
+    let report = report?;
+
+    let clusters = report.clusters();
+    let mut attrs = vec![
+        ("nmflow_version", AttrValue::Str(env!("CARGO_PKG_VERSION").into())),
+        ("input", AttrValue::Str(spec.path.display().to_string())),
+        ("dataset", AttrValue::Str(opened.dataset.clone().unwrap_or_default())),
+        ("k", AttrValue::Int(args.k as i64)),
+        ("max_iter", AttrValue::Int(args.max_iter as i64)),
+        ("tol", AttrValue::Float(args.tol)),
+        ("seed", AttrValue::Int(args.seed as i64)),
+        ("init", AttrValue::Str(init_name.into())),
+        ("scale", AttrValue::Str(valid.params().scale.as_str().into())),
+        ("block_rows", AttrValue::Int(report.block_rows as i64)),
+        ("threads", AttrValue::Int(threads as i64)),
+        ("epsilon", AttrValue::Float(f64::from(nmflow_core::DENOMINATOR_EPSILON))),
+        ("n_iter", AttrValue::Int(report.n_iter() as i64)),
+        ("converged", AttrValue::Int(i64::from(report.converged))),
+        ("rel_error", AttrValue::Float(report.final_rel_error())),
+    ];
+    if let (Some(w0), Some(h0)) = (&args.w0, &args.h0) {
+        attrs.push(("w0", AttrValue::Str(w0.clone())));
+        attrs.push(("h0", AttrValue::Str(h0.clone())));
+    }
+    let output = FitOutput {
+        w: report.w.view(),
+        h: report.h.view(),
+        rel_error: &report.rel_error,
+        cluster: &clusters,
+        col_scale: &report.col_scale,
+        attrs: attrs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+    };
+    write_result(&args.output, &output, args.force)?;
+
+    let summary = summarize(&report, &clusters, args.k, started.elapsed().as_secs_f64());
+    let summary = Summary {
+        input: input_name,
+        dataset: opened.dataset.take(),
+        dtype: opened.dtype.clone(),
+        n_rows,
+        n_cols,
+        threads,
+        output: args.output.display().to_string(),
+        ..summary
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else if !args.quiet {
+        print_summary(&summary, args.tol);
+    }
+    Ok(())
+}
+
+fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Summary {
+    let mut cluster_sizes = vec![0usize; k];
+    for &c in clusters {
+        cluster_sizes[c as usize] += 1;
+    }
+    let iter_total: f64 = report.iteration_seconds.iter().sum();
+    Summary {
+        input: String::new(),
+        dataset: None,
+        dtype: String::new(),
+        n_rows: 0,
+        n_cols: 0,
+        k,
+        n_iter: report.n_iter(),
+        converged: report.converged,
+        rel_error: report.final_rel_error(),
+        seconds,
+        prepare_seconds: report.prepare_seconds,
+        seconds_per_iter: iter_total / report.n_iter().max(1) as f64,
+        block_rows: report.block_rows,
+        threads: 0,
+        cluster_sizes,
+        output: String::new(),
+        peak_rss_bytes: crate::peak_rss_bytes(),
+    }
+}
+
+fn print_summary(s: &Summary, tol: f64) {
+    println!("input      {} ({} × {}, {})", s.input, s.n_rows, s.n_cols, s.dtype);
+    let stop = if s.converged {
+        format!("converged: improvement below tol {tol:e}")
+    } else {
+        "reached --max-iter".to_owned()
+    };
+    println!("k          {}", s.k);
+    println!("iterations {} ({stop})", s.n_iter);
+    println!("rel_error  {:.6}", s.rel_error);
+    println!(
+        "time       {:.2} s ({:.4} s/iteration, pre-pass {:.2} s, {} threads, blocks of {} rows)",
+        s.seconds, s.seconds_per_iter, s.prepare_seconds, s.threads, s.block_rows
+    );
+    println!("clusters   {:?}", s.cluster_sizes);
+    if let Some(rss) = s.peak_rss_bytes {
+        println!("peak RSS   {:.1} MiB", rss as f64 / (1u64 << 20) as f64);
+    }
+    println!("written    {}", s.output);
+}

@@ -1,0 +1,140 @@
+//! `nmflow inspect`.
+
+use anyhow::Result;
+use nmflow_core::{default_block_rows, estimate_memory};
+use nmflow_io::catalog::list_datasets;
+use nmflow_io::input::{InputKind, sniff};
+use nmflow_io::npy::NpySource;
+use serde::Serialize;
+
+use crate::args::InspectArgs;
+
+#[derive(Debug, Serialize)]
+struct Entry {
+    dataset: String,
+    shape: Vec<usize>,
+    dtype: String,
+    chunks: Option<Vec<usize>>,
+    filters: Vec<String>,
+    storage_bytes: u64,
+    factorizable: bool,
+    memory: Option<Memory>,
+}
+
+#[derive(Debug, Serialize)]
+struct Memory {
+    k: usize,
+    block_rows: usize,
+    w_bytes: u64,
+    factor_bytes: u64,
+    block_bytes: u64,
+    total_bytes: u64,
+}
+
+pub fn run(args: InspectArgs) -> Result<()> {
+    let entries: Vec<Entry> = match sniff(&args.file)? {
+        InputKind::Npy => {
+            let source = NpySource::open(&args.file)?;
+            let header = source.header();
+            vec![Entry {
+                dataset: "(npy array)".into(),
+                shape: header.shape.clone(),
+                dtype: header.dtype.name(),
+                chunks: None,
+                filters: vec![],
+                storage_bytes: std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0),
+                factorizable: header.shape.len() == 2,
+                memory: None,
+            }]
+        }
+        InputKind::Hdf5 => list_datasets(&args.file)?
+            .into_iter()
+            .map(|d| Entry {
+                factorizable: d.is_matrix(),
+                dataset: d.path,
+                shape: d.shape,
+                dtype: d.dtype,
+                chunks: d.chunk,
+                filters: d.filters,
+                storage_bytes: d.storage_bytes,
+                memory: None,
+            })
+            .collect(),
+    };
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .map(|mut e| {
+            if let (true, &[n_rows, n_cols]) = (e.factorizable, e.shape.as_slice()) {
+                let preferred = e.chunks.as_ref().and_then(|c| c.first().copied());
+                let block_rows = args
+                    .block_rows
+                    .unwrap_or_else(|| default_block_rows(n_rows, n_cols, preferred))
+                    .clamp(1, n_rows.max(1));
+                let m = estimate_memory(n_rows, n_cols, args.k, block_rows);
+                e.memory = Some(Memory {
+                    k: args.k,
+                    block_rows,
+                    w_bytes: m.w_bytes,
+                    factor_bytes: m.factor_bytes,
+                    block_bytes: m.block_bytes,
+                    total_bytes: m.total_bytes(),
+                });
+            }
+            e
+        })
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    println!("{}", args.file.display());
+    let mut any = false;
+    for e in entries.iter().filter(|e| e.factorizable) {
+        any = true;
+        let chunks = e
+            .chunks
+            .as_ref()
+            .map_or("contiguous".to_owned(), |c| format!("chunks {c:?}"));
+        let filters = if e.filters.is_empty() {
+            "no compression".to_owned()
+        } else {
+            e.filters.join("+")
+        };
+        println!(
+            "  {}  {} × {}  {}  {}  {}  {}",
+            e.dataset,
+            e.shape[0],
+            e.shape[1],
+            e.dtype,
+            chunks,
+            filters,
+            mib(e.storage_bytes)
+        );
+        if let Some(m) = &e.memory {
+            println!(
+                "      memory at k = {}: {} (W {}, H and products {}, blocks of {} rows {})",
+                m.k,
+                mib(m.total_bytes),
+                mib(m.w_bytes),
+                mib(m.factor_bytes),
+                m.block_rows,
+                mib(m.block_bytes)
+            );
+        }
+    }
+    if !any {
+        println!("  no 2-D numeric dataset: nothing to factorize");
+    }
+    let others: Vec<&Entry> = entries.iter().filter(|e| !e.factorizable).collect();
+    if !others.is_empty() {
+        println!("  other datasets:");
+        for e in others {
+            println!("    {}  shape {:?}  {}", e.dataset, e.shape, e.dtype);
+        }
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}

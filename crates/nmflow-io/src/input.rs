@@ -1,0 +1,193 @@
+//! Naming and opening inputs: `FILE`, `FILE:/dataset/path`, `.npy` files.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use nmflow_core::RowSource;
+
+use crate::error::IoError;
+use crate::hdf5_source::Hdf5Source;
+use crate::npy::NpySource;
+
+const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
+const NPY_MAGIC: &[u8] = b"\x93NUMPY";
+
+/// An input as the user names it: a file and, for HDF5, a dataset path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputSpec {
+    /// The file.
+    pub path: PathBuf,
+    /// The dataset inside an HDF5 file, if named.
+    pub dataset: Option<String>,
+}
+
+impl InputSpec {
+    /// Parses `FILE` or `FILE:/path/in/file`. A name that exists as a file
+    /// is taken whole even if it contains `:/`.
+    pub fn parse(text: &str) -> Self {
+        if !Path::new(text).exists() {
+            if let Some((file, dataset)) = text.split_once(":/") {
+                return Self {
+                    path: PathBuf::from(file),
+                    dataset: Some(format!("/{dataset}")),
+                };
+            }
+        }
+        Self {
+            path: PathBuf::from(text),
+            dataset: None,
+        }
+    }
+}
+
+impl std::fmt::Display for InputSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.dataset {
+            Some(ds) => write!(f, "{}:{ds}", self.path.display()),
+            None => write!(f, "{}", self.path.display()),
+        }
+    }
+}
+
+/// The kind of file an input is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// HDF5 (any userblock size up to 2 KiB).
+    Hdf5,
+    /// NumPy `.npy`.
+    Npy,
+}
+
+/// Tells the kind of the file at `path` from its first bytes.
+pub fn sniff(path: &Path) -> Result<InputKind, IoError> {
+    let mut file = File::open(path).map_err(|e| IoError::os(path, e))?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(IoError::UnknownFormat {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut head = Vec::with_capacity(2056);
+    file.by_ref()
+        .take(2056)
+        .read_to_end(&mut head)
+        .map_err(|e| IoError::os(path, e))?;
+    if head.starts_with(NPY_MAGIC) {
+        return Ok(InputKind::Npy);
+    }
+    for offset in [0usize, 512, 1024, 2048] {
+        if head.get(offset..offset + HDF5_MAGIC.len()) == Some(HDF5_MAGIC) {
+            return Ok(InputKind::Hdf5);
+        }
+    }
+    Err(IoError::UnknownFormat {
+        path: path.to_path_buf(),
+    })
+}
+
+/// An opened input and what it is.
+pub struct OpenedSource {
+    /// The rows of X.
+    pub source: Box<dyn RowSource + Send>,
+    /// The file's kind.
+    pub kind: InputKind,
+    /// The dataset read (for HDF5), as an absolute path in the file.
+    pub dataset: Option<String>,
+    /// The stored element type, e.g. `float32`.
+    pub dtype: String,
+}
+
+impl std::fmt::Debug for OpenedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedSource")
+            .field("kind", &self.kind)
+            .field("dataset", &self.dataset)
+            .field("dtype", &self.dtype)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the input named by `spec` as a row source.
+pub fn open_source(spec: &InputSpec) -> Result<OpenedSource, IoError> {
+    match sniff(&spec.path)? {
+        InputKind::Npy => {
+            if let Some(dataset) = &spec.dataset {
+                return Err(IoError::Npy {
+                    path: spec.path.clone(),
+                    reason: format!("a .npy file holds one array; there is no dataset '{dataset}'"),
+                });
+            }
+            let source = NpySource::open(&spec.path)?;
+            let dtype = source.header().dtype.name();
+            Ok(OpenedSource {
+                source: Box::new(source),
+                kind: InputKind::Npy,
+                dataset: None,
+                dtype,
+            })
+        }
+        InputKind::Hdf5 => {
+            let source = Hdf5Source::open(&spec.path, spec.dataset.as_deref())?;
+            let dataset = Some(source.info().path.clone());
+            let dtype = source.info().dtype.clone();
+            Ok(OpenedSource {
+                source: Box::new(source),
+                kind: InputKind::Hdf5,
+                dataset,
+                dtype,
+            })
+        }
+    }
+}
+
+/// Reads a whole (small) matrix, e.g. an initial factor. For an HDF5 file
+/// without a dataset path, `default_dataset` is used when it exists.
+pub fn read_matrix(spec: &InputSpec, default_dataset: &str) -> Result<Array2<f32>, IoError> {
+    match sniff(&spec.path)? {
+        InputKind::Npy => {
+            let mut source = NpySource::open(&spec.path)?;
+            let n_rows = source.n_rows();
+            let n_cols = source.n_cols();
+            let mut out = Array2::zeros((n_rows, n_cols));
+            if n_rows > 0 {
+                let block = source.block(0..n_rows).map_err(|e| IoError::Npy {
+                    path: spec.path.clone(),
+                    reason: e.to_string(),
+                })?;
+                match block {
+                    nmflow_core::RowBlock::Dense(view) => out.assign(&view),
+                    _ => unreachable!("npy sources are dense"),
+                }
+            }
+            Ok(out)
+        }
+        InputKind::Hdf5 => {
+            let dataset = match &spec.dataset {
+                Some(ds) => Some(ds.clone()),
+                None => {
+                    let file = hdf5::File::open(&spec.path)
+                        .map_err(|e| IoError::hdf5(&spec.path, "opening the HDF5 file", e))?;
+                    file.link_exists(default_dataset.trim_start_matches('/'))
+                        .then(|| default_dataset.to_owned())
+                }
+            };
+            Hdf5Source::open(&spec.path, dataset.as_deref())?.read_all()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_dataset_paths() {
+        let spec = InputSpec::parse("no-such-dir/data.h5:/some/group/X");
+        assert_eq!(spec.path, PathBuf::from("no-such-dir/data.h5"));
+        assert_eq!(spec.dataset.as_deref(), Some("/some/group/X"));
+        assert_eq!(spec.to_string(), "no-such-dir/data.h5:/some/group/X");
+        let spec = InputSpec::parse("data.npy");
+        assert_eq!(spec.dataset, None);
+    }
+}

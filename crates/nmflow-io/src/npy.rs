@@ -1,0 +1,355 @@
+//! `.npy` files as row sources, memory-mapped.
+//!
+//! Little-endian f32 data is used in place (zero copy); every other numeric
+//! dtype (f64, signed and unsigned integers of 1–8 bytes, either byte order)
+//! is converted block by block into a buffer. C and Fortran order are both
+//! read. The map is advised for sequential access.
+//!
+//! Memory-map contract: the file must not be changed by another process
+//! while nmflow reads it (the same contract as every tool that maps its
+//! input); nmflow itself opens it read-only.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use ndarray::{Array2, ArrayView2, ShapeBuilder};
+use nmflow_core::{RowBlock, RowSource, SourceError};
+
+use crate::error::IoError;
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Element type of a `.npy` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NpyDtype {
+    /// IEEE float of 4 or 8 bytes.
+    Float(usize),
+    /// Signed integer of 1, 2, 4 or 8 bytes.
+    Int(usize),
+    /// Unsigned integer of 1, 2, 4 or 8 bytes.
+    Uint(usize),
+}
+
+impl NpyDtype {
+    fn size(self) -> usize {
+        match self {
+            NpyDtype::Float(n) | NpyDtype::Int(n) | NpyDtype::Uint(n) => n,
+        }
+    }
+
+    /// The NumPy name of the type (`float32`, `int64`, ...).
+    pub fn name(self) -> String {
+        match self {
+            NpyDtype::Float(n) => format!("float{}", n * 8),
+            NpyDtype::Int(n) => format!("int{}", n * 8),
+            NpyDtype::Uint(n) => format!("uint{}", n * 8),
+        }
+    }
+}
+
+/// The parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// Element type.
+    pub dtype: NpyDtype,
+    /// Whether elements are big-endian.
+    pub big_endian: bool,
+    /// Column-major storage.
+    pub fortran_order: bool,
+    /// Array shape.
+    pub shape: Vec<usize>,
+    /// Offset of the data from the start of the file.
+    pub data_offset: usize,
+}
+
+/// Parses the header at the start of `bytes`.
+pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("not a .npy file (bad magic)".into());
+    }
+    let major = bytes[6];
+    let (header_len, start) = match major {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err("truncated .npy header".into());
+            }
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (len as usize, 12)
+        }
+        other => return Err(format!("unsupported .npy format version {other}")),
+    };
+    let end = start + header_len;
+    let text = bytes
+        .get(start..end)
+        .ok_or_else(|| "truncated .npy header".to_owned())?;
+    let text = std::str::from_utf8(text).map_err(|_| "the .npy header is not text".to_owned())?;
+    let descr = dict_value(text, "descr").ok_or("the .npy header has no 'descr'")?;
+    let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
+    let (big_endian, dtype) = parse_descr(descr)?;
+    let fortran = dict_value(text, "fortran_order").ok_or("the .npy header has no 'fortran_order'")?;
+    let fortran_order = match fortran.trim() {
+        "True" => true,
+        "False" => false,
+        other => return Err(format!("bad fortran_order '{other}' in the .npy header")),
+    };
+    let shape_text = dict_value(text, "shape").ok_or("the .npy header has no 'shape'")?;
+    let shape = shape_text
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text} in the .npy header")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NpyHeader {
+        dtype,
+        big_endian,
+        fortran_order,
+        shape,
+        data_offset: end,
+    })
+}
+
+/// The text of the value of `key` in a Python dict literal of literals.
+fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let quoted = [format!("'{key}'"), format!("\"{key}\"")];
+    let at = quoted.iter().find_map(|q| text.find(q.as_str()).map(|i| i + q.len()))?;
+    let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+    let end = if rest.starts_with('(') {
+        rest.find(')')? + 1
+    } else if let Some(stripped) = rest.strip_prefix('\'') {
+        stripped.find('\'')? + 2
+    } else {
+        rest.find([',', '}']).unwrap_or(rest.len())
+    };
+    Some(&rest[..end])
+}
+
+fn parse_descr(descr: &str) -> Result<(bool, NpyDtype), String> {
+    let bad = || format!("unsupported .npy dtype '{descr}' (numeric types only)");
+    let mut chars = descr.chars();
+    let order = chars.next().ok_or_else(bad)?;
+    let kind = chars.next().ok_or_else(bad)?;
+    let size: usize = chars.as_str().parse().map_err(|_| bad())?;
+    let big_endian = match order {
+        '<' | '|' | '=' => false,
+        '>' => true,
+        _ => return Err(bad()),
+    };
+    let dtype = match (kind, size) {
+        ('f', 4 | 8) => NpyDtype::Float(size),
+        ('i', 1 | 2 | 4 | 8) => NpyDtype::Int(size),
+        ('u', 1 | 2 | 4 | 8) => NpyDtype::Uint(size),
+        _ => return Err(bad()),
+    };
+    Ok((big_endian, dtype))
+}
+
+/// A memory-mapped `.npy` matrix.
+#[derive(Debug)]
+pub struct NpySource {
+    path: PathBuf,
+    map: Mmap,
+    header: NpyHeader,
+    n_rows: usize,
+    n_cols: usize,
+    buf: Array2<f32>,
+}
+
+impl NpySource {
+    /// Maps `path` and checks its header and length.
+    pub fn open(path: &Path) -> Result<Self, IoError> {
+        let npy_err = |reason: String| IoError::Npy {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(|e| IoError::os(path, e))?;
+        // SAFETY: the file is opened read-only and the mapping is only read;
+        // the module documents that the input must not change while mapped.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| IoError::os(path, e))?;
+        #[cfg(unix)]
+        {
+            // Advice only; failure to give it changes nothing.
+            let _ = map.advise(memmap2::Advice::Sequential);
+        }
+        let header = parse_header(&map).map_err(npy_err)?;
+        let (n_rows, n_cols) = match header.shape.as_slice() {
+            &[r, c] => (r, c),
+            other => {
+                return Err(IoError::NotMatrix {
+                    path: path.to_path_buf(),
+                    dataset: "(npy array)".into(),
+                    shape: other.to_vec(),
+                });
+            }
+        };
+        let n_bytes = n_rows
+            .checked_mul(n_cols)
+            .and_then(|n| n.checked_mul(header.dtype.size()))
+            .ok_or_else(|| npy_err("the shape in the header is too large".into()))?;
+        let available = map.len().saturating_sub(header.data_offset);
+        if available < n_bytes {
+            return Err(npy_err(format!(
+                "the file is truncated: the header promises {n_bytes} bytes of {} data for a {n_rows} × {n_cols} array, the file holds {available}",
+                header.dtype.name()
+            )));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            header,
+            n_rows,
+            n_cols,
+            buf: Array2::zeros((0, 0)),
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &NpyHeader {
+        &self.header
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.map[self.header.data_offset..]
+    }
+
+    /// The whole matrix as an f32 view when the file is little-endian f32.
+    fn f32_view(&self) -> Option<ArrayView2<'_, f32>> {
+        if self.header.dtype != NpyDtype::Float(4) || self.header.big_endian {
+            return None;
+        }
+        let n = self.n_rows * self.n_cols;
+        // SAFETY: every bit pattern is a valid f32; align_to only returns a
+        // middle part that is correctly aligned.
+        let (prefix, floats, _) = unsafe { self.data()[..n * 4].align_to::<f32>() };
+        if !prefix.is_empty() || floats.len() < n {
+            return None;
+        }
+        let shape = (self.n_rows, self.n_cols);
+        let view = if self.header.fortran_order {
+            ArrayView2::from_shape(shape.f(), &floats[..n])
+        } else {
+            ArrayView2::from_shape(shape, &floats[..n])
+        };
+        view.ok()
+    }
+
+    fn convert_rows(&mut self, rows: Range<usize>) {
+        let (n_rows, n_cols) = (self.n_rows, self.n_cols);
+        let size = self.header.dtype.size();
+        let dtype = self.header.dtype;
+        let big = self.header.big_endian;
+        let fortran = self.header.fortran_order;
+        let mut buf = std::mem::replace(&mut self.buf, Array2::zeros((0, 0)));
+        if buf.dim() != (rows.len(), n_cols) {
+            buf = Array2::zeros((rows.len(), n_cols));
+        }
+        let data = self.data();
+        for (out_row, row_idx) in buf.rows_mut().into_iter().zip(rows) {
+            for (col_idx, out) in out_row.into_iter().enumerate() {
+                let idx = if fortran {
+                    col_idx * n_rows + row_idx
+                } else {
+                    row_idx * n_cols + col_idx
+                };
+                *out = decode(&data[idx * size..(idx + 1) * size], dtype, big);
+            }
+        }
+        self.buf = buf;
+    }
+}
+
+fn decode(bytes: &[u8], dtype: NpyDtype, big_endian: bool) -> f32 {
+    let mut raw = [0u8; 8];
+    let n = bytes.len();
+    raw[..n].copy_from_slice(bytes);
+    if big_endian {
+        raw[..n].reverse();
+    }
+    match dtype {
+        NpyDtype::Float(4) => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
+        NpyDtype::Float(_) => f64::from_le_bytes(raw) as f32,
+        NpyDtype::Int(n) => {
+            let shift = 64 - 8 * n as u32;
+            ((i64::from_le_bytes(raw) << shift) >> shift) as f32
+        }
+        NpyDtype::Uint(_) => u64::from_le_bytes(raw) as f32,
+    }
+}
+
+impl RowSource for NpySource {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+        if self.f32_view().is_some() {
+            let view = self.f32_view().ok_or("the f32 view vanished")?;
+            return Ok(RowBlock::Dense(view.slice_move(ndarray::s![rows, ..])));
+        }
+        self.convert_rows(rows);
+        Ok(RowBlock::Dense(self.buf.view()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(dict: &str) -> Vec<u8> {
+        let mut text = dict.to_owned();
+        while (10 + text.len() + 1) % 64 != 0 {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend([1, 0]);
+        bytes.extend((text.len() as u16).to_le_bytes());
+        bytes.extend(text.as_bytes());
+        bytes
+    }
+
+    #[test]
+    fn parses_numpy_headers() {
+        let h = parse_header(&header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }"))
+            .expect("header");
+        assert_eq!(h.dtype, NpyDtype::Float(4));
+        assert!(!h.fortran_order && !h.big_endian);
+        assert_eq!(h.shape, vec![3, 4]);
+        assert_eq!(h.data_offset % 64, 0);
+        let h = parse_header(&header("{'descr': '>i2', 'fortran_order': True, 'shape': (5,), }"))
+            .expect("header");
+        assert_eq!((h.dtype, h.big_endian, h.fortran_order), (NpyDtype::Int(2), true, true));
+        assert_eq!(h.shape, vec![5]);
+    }
+
+    #[test]
+    fn rejects_non_numeric_dtypes() {
+        let err = parse_header(&header("{'descr': '<U8', 'fortran_order': False, 'shape': (3, 4), }"))
+            .unwrap_err();
+        assert!(err.contains("unsupported .npy dtype"), "{err}");
+        assert!(parse_header(b"PK\x03\x04 zip").is_err());
+    }
+
+    #[test]
+    fn decodes_every_width_and_order() {
+        assert_eq!(decode(&(-3i16).to_le_bytes(), NpyDtype::Int(2), false), -3.0);
+        assert_eq!(decode(&(-3i16).to_be_bytes(), NpyDtype::Int(2), true), -3.0);
+        assert_eq!(decode(&200u8.to_le_bytes(), NpyDtype::Uint(1), false), 200.0);
+        assert_eq!(decode(&2.5f64.to_be_bytes(), NpyDtype::Float(8), true), 2.5);
+        assert_eq!(decode(&(-7i64).to_le_bytes(), NpyDtype::Int(8), false), -7.0);
+    }
+}

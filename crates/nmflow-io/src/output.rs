@@ -1,0 +1,117 @@
+//! Result files, written to a temporary file beside the target and renamed
+//! into place, so that a failed or interrupted run leaves no partial output.
+//!
+//! Layout (HDF5): `/W` (n_rows × k, f32), `/H` (k × n_cols, f32),
+//! `/rel_error` (one f64 per iteration), `/cluster` (u32 per row, the
+//! argmax of its W row), `/col_scale` (f32 per column, the divisor applied to
+//! X before factorizing); every parameter of the run as attributes of `/`.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use ndarray::ArrayView2;
+
+use crate::error::IoError;
+
+/// A value of a result attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(String),
+}
+
+/// What a fit writes.
+#[derive(Debug, Clone)]
+pub struct FitOutput<'a> {
+    /// W.
+    pub w: ArrayView2<'a, f32>,
+    /// H.
+    pub h: ArrayView2<'a, f32>,
+    /// Relative error after every iteration.
+    pub rel_error: &'a [f64],
+    /// Cluster of every row.
+    pub cluster: &'a [u32],
+    /// Column divisors applied to X.
+    pub col_scale: &'a [f32],
+    /// Attributes of the root group.
+    pub attrs: Vec<(String, AttrValue)>,
+}
+
+/// Fails if `path` exists and `overwrite` is false; call before the work
+/// so that a refused output costs nothing.
+pub fn check_output_path(path: &Path, overwrite: bool) -> Result<(), IoError> {
+    if !overwrite && path.exists() {
+        return Err(IoError::OutputExists {
+            path: path.to_path_buf(),
+        });
+    }
+    let dir = parent_dir(path);
+    if !dir.is_dir() {
+        return Err(IoError::Os {
+            path: dir,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "the output directory does not exist"),
+        });
+    }
+    Ok(())
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `output` to `path` atomically (temporary file, then rename).
+pub fn write_result(path: &Path, output: &FitOutput<'_>, overwrite: bool) -> Result<(), IoError> {
+    check_output_path(path, overwrite)?;
+    let dir = parent_dir(path);
+    let tmp = tempfile::Builder::new()
+        .prefix(".nmflow-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| IoError::os(&dir, e))?;
+    write_hdf5(tmp.path(), output).map_err(|e| IoError::hdf5(path, "writing the result", e))?;
+    if overwrite {
+        tmp.persist(path).map_err(|e| IoError::os(path, e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                IoError::OutputExists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                IoError::os(path, e.error)
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn write_hdf5(path: &Path, output: &FitOutput<'_>) -> hdf5::Result<()> {
+    let file = hdf5::File::create(path)?;
+    file.new_dataset_builder().with_data(&output.w).create("W")?;
+    file.new_dataset_builder().with_data(&output.h).create("H")?;
+    file.new_dataset_builder().with_data(output.rel_error).create("rel_error")?;
+    file.new_dataset_builder().with_data(output.cluster).create("cluster")?;
+    file.new_dataset_builder().with_data(output.col_scale).create("col_scale")?;
+    for (name, value) in &output.attrs {
+        match value {
+            AttrValue::Int(v) => file.new_attr::<i64>().create(name.as_str())?.write_scalar(v)?,
+            AttrValue::Float(v) => file.new_attr::<f64>().create(name.as_str())?.write_scalar(v)?,
+            AttrValue::Str(v) => {
+                let text: VarLenUnicode = v
+                    .parse()
+                    .map_err(|e| hdf5::Error::from(format!("attribute {name}: {e}")))?;
+                file.new_attr::<VarLenUnicode>()
+                    .create(name.as_str())?
+                    .write_scalar(&text)?;
+            }
+        }
+    }
+    file.close()
+}

@@ -1,0 +1,171 @@
+//! `cargo xtask bench`: end-to-end runs of the release `nmflow` binary on
+//! generated data (cached in `bench-data/`), written as a table between
+//! markers in `docs/benchmarks.md` with the machine and git revision.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::synth::{self, SeedArgs};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Only the small cases (skip the 1,000,000-row file).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where generated data is cached between runs.
+    #[arg(long, default_value = "bench-data")]
+    pub data_dir: PathBuf,
+    /// The report to update (the section between the bench markers).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    pub report: PathBuf,
+}
+
+struct Case {
+    name: &'static str,
+    rows: usize,
+    cols: usize,
+    components: usize,
+    k: usize,
+    iterations: usize,
+    large: bool,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "seed", rows: 5_000, cols: 1_000, components: 5, k: 4, iterations: 100, large: false },
+    Case { name: "seed", rows: 5_000, cols: 1_000, components: 5, k: 20, iterations: 100, large: false },
+    Case { name: "dense", rows: 1_000_000, cols: 1_000, components: 5, k: 4, iterations: 10, large: true },
+    Case { name: "dense", rows: 1_000_000, cols: 1_000, components: 5, k: 20, iterations: 10, large: true },
+];
+
+const START: &str = "<!-- bench:fit:start -->";
+const END: &str = "<!-- bench:fit:end -->";
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--bin", "nmflow"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let binary = PathBuf::from("target/release/nmflow");
+    std::fs::create_dir_all(&args.data_dir)?;
+    let mut rows = String::new();
+    for case in CASES.iter().filter(|c| !(args.quick && c.large)) {
+        let data = args
+            .data_dir
+            .join(format!("{}-{}x{}.h5", case.name, case.rows, case.cols));
+        if !data.exists() {
+            synth::run(synth::SynthCommand::Seed(SeedArgs {
+                out: data.clone(),
+                rows: case.rows,
+                cols: case.cols,
+                components: case.components,
+                seed: 0,
+                chunk_rows: None,
+                compression: "none".into(),
+                force: false,
+            }))?;
+        }
+        let result = fit(&binary, &data, case, &args.data_dir)?;
+        let get = |key: &str| result.get(key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+        eprintln!(
+            "{} {}×{} k={}: {:.4} s/iteration",
+            case.name, case.rows, case.cols, case.k, get("seconds_per_iter")
+        );
+        writeln!(
+            rows,
+            "| {} | {} × {} | {} | {} | {:.4} | {:.2} | {:.4} | {:.0} |",
+            case.name,
+            case.rows,
+            case.cols,
+            case.k,
+            case.iterations,
+            get("seconds_per_iter"),
+            get("prepare_seconds"),
+            get("rel_error"),
+            get("peak_rss_bytes") / f64::from(1u32 << 20),
+        )?;
+    }
+    let section = format!(
+        "{START}\n{}\n\n| data | rows × cols | k | iterations | s / iteration | pre-pass s | final rel. error | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n{rows}{END}",
+        environment()
+    );
+    update_report(&args.report, &section)?;
+    eprintln!("updated {}", args.report.display());
+    Ok(())
+}
+
+fn fit(binary: &Path, data: &Path, case: &Case, dir: &Path) -> Result<serde_json::Value> {
+    let out = dir.join("bench-result.h5");
+    let output = Command::new(binary)
+        .arg("fit")
+        .arg(data)
+        .args(["-k", &case.k.to_string()])
+        .args(["--max-iter", &case.iterations.to_string()])
+        .args(["--tol", "0", "--seed", "0", "--quiet", "--json", "--force", "-o"])
+        .arg(&out)
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !output.status.success() {
+        bail!("nmflow fit failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let _ = std::fs::remove_file(&out);
+    serde_json::from_slice(&output.stdout).context("parsing the JSON summary of nmflow fit")
+}
+
+fn environment() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or("unknown".into(), |kb| format!("{:.1} GiB", kb / (1u64 << 20) as f64));
+    let run = |cmd: &str, args: &[&str]| {
+        Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let rev = run("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = if run("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        ""
+    } else {
+        " (with uncommitted changes)"
+    };
+    let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    format!(
+        "Measured {date} at git revision `{rev}`{dirty} on {cpu}, {cores} cores, {mem} memory, \
+         with `cargo xtask bench` (release build, all cores, `--tol 0`, random init seed 0; \
+         data from `cargo xtask synth seed`, uncompressed HDF5, cached in `bench-data/`)."
+    )
+}
+
+fn update_report(path: &Path, section: &str) -> Result<()> {
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (current.find(START), current.find(END)) {
+        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &current[..a], &current[b + END.len()..]),
+        _ => format!("{current}\n{section}\n"),
+    };
+    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+}
