@@ -1,1 +1,7 @@
+//! End-to-end tests of the `nmflow` binary. Fixtures are made by the test
+//! code itself (`util.rs`) in temporary directories.
 
+mod bad_input;
+mod fit;
+mod inspect;
+mod util;

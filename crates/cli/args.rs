@@ -105,7 +105,12 @@ pub struct InspectArgs {
     pub file: PathBuf,
 
     /// Components for the memory estimate.
-    #[arg(short = 'k', long = "n-components", value_name = "K", default_value_t = 20)]
+    #[arg(
+        short = 'k',
+        long = "n-components",
+        value_name = "K",
+        default_value_t = 20
+    )]
     pub k: usize,
 
     /// Rows per block for the memory estimate (default: as `fit` would choose).

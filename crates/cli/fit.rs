@@ -59,8 +59,10 @@ pub fn run(args: FitArgs) -> Result<()> {
             let w0_spec = InputSpec::parse(w0);
             let h0_spec = InputSpec::parse(h0);
             Init::Custom {
-                w0: read_matrix(&w0_spec, "/W").with_context(|| format!("reading --w0 {w0_spec}"))?,
-                h0: read_matrix(&h0_spec, "/H").with_context(|| format!("reading --h0 {h0_spec}"))?,
+                w0: read_matrix(&w0_spec, "/W")
+                    .with_context(|| format!("reading --w0 {w0_spec}"))?,
+                h0: read_matrix(&h0_spec, "/H")
+                    .with_context(|| format!("reading --h0 {h0_spec}"))?,
             }
         }
     };
@@ -93,25 +95,41 @@ pub fn run(args: FitArgs) -> Result<()> {
 
     let progress = Progress::new(n_rows, args.max_iter, args.quiet);
     let report = pool
-        .install(|| fit(opened.source.as_mut(), &valid, &mut |event| progress.on_event(event)))
+        .install(|| {
+            fit(opened.source.as_mut(), &valid, &mut |event| {
+                progress.on_event(event)
+            })
+        })
         .with_context(|| input_name.clone());
     progress.finish();
     let report = report?;
 
     let clusters = report.clusters();
     let mut attrs = vec![
-        ("nmflow_version", AttrValue::Str(env!("CARGO_PKG_VERSION").into())),
+        (
+            "nmflow_version",
+            AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+        ),
         ("input", AttrValue::Str(spec.path.display().to_string())),
-        ("dataset", AttrValue::Str(opened.dataset.clone().unwrap_or_default())),
+        (
+            "dataset",
+            AttrValue::Str(opened.dataset.clone().unwrap_or_default()),
+        ),
         ("k", AttrValue::Int(args.k as i64)),
         ("max_iter", AttrValue::Int(args.max_iter as i64)),
         ("tol", AttrValue::Float(args.tol)),
         ("seed", AttrValue::Int(args.seed as i64)),
         ("init", AttrValue::Str(init_name.into())),
-        ("scale", AttrValue::Str(valid.params().scale.as_str().into())),
+        (
+            "scale",
+            AttrValue::Str(valid.params().scale.as_str().into()),
+        ),
         ("block_rows", AttrValue::Int(report.block_rows as i64)),
         ("threads", AttrValue::Int(threads as i64)),
-        ("epsilon", AttrValue::Float(f64::from(nmflow_core::DENOMINATOR_EPSILON))),
+        (
+            "epsilon",
+            AttrValue::Float(f64::from(nmflow_core::DENOMINATOR_EPSILON)),
+        ),
         ("n_iter", AttrValue::Int(report.n_iter() as i64)),
         ("converged", AttrValue::Int(i64::from(report.converged))),
         ("rel_error", AttrValue::Float(report.final_rel_error())),
@@ -177,7 +195,10 @@ fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Su
 }
 
 fn print_summary(s: &Summary, tol: f64) {
-    println!("input      {} ({} × {}, {})", s.input, s.n_rows, s.n_cols, s.dtype);
+    println!(
+        "input      {} ({} × {}, {})",
+        s.input, s.n_rows, s.n_cols, s.dtype
+    );
     let stop = if s.converged {
         format!("converged: improvement below tol {tol:e}")
     } else {

@@ -24,7 +24,8 @@ impl Progress {
             ProgressStyle::with_template("pre-pass  [{bar:30}] {pos}/{len} rows {per_sec} ({eta})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let iterate = ProgressBar::with_draw_target(Some(max_iter as u64), ProgressDrawTarget::hidden());
+        let iterate =
+            ProgressBar::with_draw_target(Some(max_iter as u64), ProgressDrawTarget::hidden());
         iterate.set_style(
             ProgressStyle::with_template(
                 "iteration [{bar:30}] {pos}/{len} rel_error {msg} {per_sec} [{elapsed_precise}]",

@@ -35,10 +35,42 @@ struct Case {
 }
 
 const CASES: &[Case] = &[
-    Case { name: "seed", rows: 5_000, cols: 1_000, components: 5, k: 4, iterations: 100, large: false },
-    Case { name: "seed", rows: 5_000, cols: 1_000, components: 5, k: 20, iterations: 100, large: false },
-    Case { name: "dense", rows: 1_000_000, cols: 1_000, components: 5, k: 4, iterations: 10, large: true },
-    Case { name: "dense", rows: 1_000_000, cols: 1_000, components: 5, k: 20, iterations: 10, large: true },
+    Case {
+        name: "seed",
+        rows: 5_000,
+        cols: 1_000,
+        components: 5,
+        k: 4,
+        iterations: 100,
+        large: false,
+    },
+    Case {
+        name: "seed",
+        rows: 5_000,
+        cols: 1_000,
+        components: 5,
+        k: 20,
+        iterations: 100,
+        large: false,
+    },
+    Case {
+        name: "dense",
+        rows: 1_000_000,
+        cols: 1_000,
+        components: 5,
+        k: 4,
+        iterations: 10,
+        large: true,
+    },
+    Case {
+        name: "dense",
+        rows: 1_000_000,
+        cols: 1_000,
+        components: 5,
+        k: 20,
+        iterations: 10,
+        large: true,
+    },
 ];
 
 const START: &str = "<!-- bench:fit:start -->";
@@ -73,10 +105,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             }))?;
         }
         let result = fit(&binary, &data, case, &args.data_dir)?;
-        let get = |key: &str| result.get(key).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+        let get = |key: &str| {
+            result
+                .get(key)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(f64::NAN)
+        };
         eprintln!(
             "{} {}×{} k={}: {:.4} s/iteration",
-            case.name, case.rows, case.cols, case.k, get("seconds_per_iter")
+            case.name,
+            case.rows,
+            case.cols,
+            case.k,
+            get("seconds_per_iter")
         );
         writeln!(
             rows,
@@ -108,12 +149,17 @@ fn fit(binary: &Path, data: &Path, case: &Case, dir: &Path) -> Result<serde_json
         .arg(data)
         .args(["-k", &case.k.to_string()])
         .args(["--max-iter", &case.iterations.to_string()])
-        .args(["--tol", "0", "--seed", "0", "--quiet", "--json", "--force", "-o"])
+        .args([
+            "--tol", "0", "--seed", "0", "--quiet", "--json", "--force", "-o",
+        ])
         .arg(&out)
         .output()
         .with_context(|| format!("running {}", binary.display()))?;
     if !output.status.success() {
-        bail!("nmflow fit failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "nmflow fit failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let _ = std::fs::remove_file(&out);
     serde_json::from_slice(&output.stdout).context("parsing the JSON summary of nmflow fit")
@@ -138,7 +184,9 @@ fn environment() -> String {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
-        .map_or("unknown".into(), |kb| format!("{:.1} GiB", kb / (1u64 << 20) as f64));
+        .map_or("unknown".into(), |kb| {
+            format!("{:.1} GiB", kb / (1u64 << 20) as f64)
+        });
     let run = |cmd: &str, args: &[&str]| {
         Command::new(cmd)
             .args(args)
@@ -164,7 +212,9 @@ fn environment() -> String {
 fn update_report(path: &Path, section: &str) -> Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_default();
     let updated = match (current.find(START), current.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &current[..a], &current[b + END.len()..]),
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{section}{}", &current[..a], &current[b + END.len()..])
+        }
         _ => format!("{current}\n{section}\n"),
     };
     std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))

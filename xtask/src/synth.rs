@@ -89,7 +89,10 @@ fn seed(args: &SeedArgs) -> Result<()> {
         .chunk_rows
         .unwrap_or_else(|| ((1 << 20) / (4 * args.cols)).max(1))
         .clamp(1, args.rows);
-    let slab_rows = (WRITE_ROWS_BYTES / (4 * args.cols)).max(1).div_ceil(chunk_rows) * chunk_rows;
+    let slab_rows = (WRITE_ROWS_BYTES / (4 * args.cols))
+        .max(1)
+        .div_ceil(chunk_rows)
+        * chunk_rows;
     let is_npy = args.out.extension().is_some_and(|e| e == "npy");
     let dir = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -102,15 +105,28 @@ fn seed(args: &SeedArgs) -> Result<()> {
     if is_npy {
         let labels_path = args.out.with_extension("labels.npy");
         let mut labels = Vec::with_capacity(args.rows);
-        write_npy_f32(tmp.path(), args.rows, args.cols, |start, block| {
-            let mut l = vec![0u32; block.nrows()];
-            fill(&generator, start, block, &mut l);
-            labels.extend(l);
-        }, slab_rows)?;
+        write_npy_f32(
+            tmp.path(),
+            args.rows,
+            args.cols,
+            |start, block| {
+                let mut l = vec![0u32; block.nrows()];
+                fill(&generator, start, block, &mut l);
+                labels.extend(l);
+            },
+            slab_rows,
+        )?;
         write_npy_u32(&labels_path, &labels)?;
     } else {
-        write_hdf5(tmp.path(), args, &generator, chunk_rows, slab_rows, compression)
-            .with_context(|| format!("writing {}", args.out.display()))?;
+        write_hdf5(
+            tmp.path(),
+            args,
+            &generator,
+            chunk_rows,
+            slab_rows,
+            compression,
+        )
+        .with_context(|| format!("writing {}", args.out.display()))?;
     }
     tmp.persist(&args.out)
         .with_context(|| format!("renaming the output to {}", args.out.display()))?;
@@ -125,7 +141,12 @@ fn seed(args: &SeedArgs) -> Result<()> {
     Ok(())
 }
 
-fn fill(generator: &SeedGenerator, start: usize, mut block: ndarray::ArrayViewMut2<'_, f32>, labels: &mut [u32]) {
+fn fill(
+    generator: &SeedGenerator,
+    start: usize,
+    mut block: ndarray::ArrayViewMut2<'_, f32>,
+    labels: &mut [u32],
+) {
     block
         .axis_chunks_iter_mut(Axis(0), GEN_ROWS)
         .into_par_iter()
@@ -164,7 +185,12 @@ fn write_hdf5(
     for start in (0..args.rows).step_by(slab_rows) {
         let end = (start + slab_rows).min(args.rows);
         let n = end - start;
-        fill(generator, start, block.slice_mut(s![..n, ..]), &mut labels[..n]);
+        fill(
+            generator,
+            start,
+            block.slice_mut(s![..n, ..]),
+            &mut labels[..n],
+        );
         x.write_slice(&block.slice(s![..n, ..]), s![start..end, ..])?;
         labels_ds.write_slice(&labels[..n], s![start..end])?;
     }
@@ -177,7 +203,8 @@ fn write_hdf5(
         ("components", args.components.to_string()),
     ];
     for (name, value) in describe {
-        let value: hdf5::types::VarLenUnicode = value.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let value: hdf5::types::VarLenUnicode =
+            value.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
         file.new_attr::<hdf5::types::VarLenUnicode>()
             .create(name)?
             .write_scalar(&value)?;

@@ -55,7 +55,9 @@ pub enum FitError {
         found: (usize, usize),
     },
     /// A custom initial factor with a negative or non-finite entry.
-    #[error("{which} has the value {value} at row {row}, column {col}; initial factors must be finite and non-negative")]
+    #[error(
+        "{which} has the value {value} at row {row}, column {col}; initial factors must be finite and non-negative"
+    )]
     InitValue {
         /// "W0" or "H0".
         which: &'static str,
@@ -100,7 +102,7 @@ pub enum FitError {
         found: (usize, usize),
     },
     /// The source failed to read rows.
-    #[error("reading rows {}..{}: {source}", rows.start, rows.end)]
+    #[error("reading rows {}..{}", rows.start, rows.end)]
     Source {
         /// Rows asked for.
         rows: Range<usize>,

@@ -18,7 +18,11 @@ use crate::DENOMINATOR_EPSILON;
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub fn xht_dense(x: ArrayView2<'_, f32>, hst: ArrayView2<'_, f32>, mut xht: ArrayViewMut2<'_, f32>) {
+pub fn xht_dense(
+    x: ArrayView2<'_, f32>,
+    hst: ArrayView2<'_, f32>,
+    mut xht: ArrayViewMut2<'_, f32>,
+) {
     general_mat_mul(1.0, &x, &hst, 0.0, &mut xht);
 }
 
@@ -159,11 +163,21 @@ mod tests {
         let mut wtw = Array2::<f64>::zeros((2, 2));
         let mut den = vec![0.0; 2];
         let w0 = w.clone();
-        let cross = update_w_rows(w.view_mut(), xht.view(), hht.view(), wtw.view_mut(), &mut den);
+        let cross = update_w_rows(
+            w.view_mut(),
+            xht.view(),
+            hht.view(),
+            wtw.view_mut(),
+            &mut den,
+        );
         let d = w0.dot(&hht);
         for i in 0..2 {
             for c in 0..2 {
-                let dd = if d[(i, c)] == 0.0 { f32::EPSILON } else { d[(i, c)] };
+                let dd = if d[(i, c)] == 0.0 {
+                    f32::EPSILON
+                } else {
+                    d[(i, c)]
+                };
                 assert!((w[(i, c)] - w0[(i, c)] * xht[(i, c)] / dd).abs() < 1e-6);
             }
         }
@@ -186,7 +200,11 @@ mod tests {
         let d = wtw.dot(&h0);
         for a in 0..2 {
             for j in 0..3 {
-                let dd = if d[(a, j)] == 0.0 { f32::EPSILON } else { d[(a, j)] };
+                let dd = if d[(a, j)] == 0.0 {
+                    f32::EPSILON
+                } else {
+                    d[(a, j)]
+                };
                 assert!((h[(a, j)] - h0[(a, j)] * wtx[(a, j)] / dd).abs() < 1e-6);
             }
         }

@@ -254,7 +254,15 @@ mod tests {
         };
         let err = p.check(3, 5, None).unwrap_err();
         assert!(
-            matches!(err, FitError::InitValue { which: "W0", row: 1, col: 1, .. }),
+            matches!(
+                err,
+                FitError::InitValue {
+                    which: "W0",
+                    row: 1,
+                    col: 1,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -24,13 +24,20 @@ impl MemoryEstimate {
 /// The memory a fit of an `n_rows × n_cols` matrix at `k` components with
 /// blocks of `block_rows` rows holds (heap; the program itself, the HDF5
 /// chunk cache and the mapped pages of inputs come on top).
-pub fn estimate_memory(n_rows: usize, n_cols: usize, k: usize, block_rows: usize) -> MemoryEstimate {
-    let (n_rows, n_cols, k, block_rows) = (n_rows as u64, n_cols as u64, k as u64, block_rows as u64);
+pub fn estimate_memory(
+    n_rows: usize,
+    n_cols: usize,
+    k: usize,
+    block_rows: usize,
+) -> MemoryEstimate {
+    let (n_rows, n_cols, k, block_rows) =
+        (n_rows as u64, n_cols as u64, k as u64, block_rows as u64);
     // H, its denominator, WᵀX_s (f32), one block's WᵀX (f32), (H D⁻¹)ᵀ (f32),
     // the WᵀX accumulator (f64): 7 × 4 bytes per k × n_cols entry.
     let factor_bytes = 28 * k * n_cols + 48 * n_cols;
     let n_chunks = block_rows.div_ceil(ROW_CHUNK as u64);
-    let block_bytes = 2 * 4 * block_rows * n_cols + 4 * block_rows * k + n_chunks * (8 * k * k + 4 * k + 8);
+    let block_bytes =
+        2 * 4 * block_rows * n_cols + 4 * block_rows * k + n_chunks * (8 * k * k + 4 * k + 8);
     MemoryEstimate {
         w_bytes: 4 * n_rows * k,
         factor_bytes,
@@ -49,6 +56,9 @@ mod tests {
         assert!(estimate_memory(2000, 100, 5, 64).total_bytes() > base.total_bytes());
         assert!(estimate_memory(1000, 200, 5, 64).factor_bytes > base.factor_bytes);
         assert!(estimate_memory(1000, 100, 5, 128).block_bytes > base.block_bytes);
-        assert_eq!(base.total_bytes(), base.w_bytes + base.factor_bytes + base.block_bytes);
+        assert_eq!(
+            base.total_bytes(),
+            base.w_bytes + base.factor_bytes + base.block_bytes
+        );
     }
 }

@@ -283,10 +283,12 @@ fn dense_block(
     n_cols: usize,
 ) -> Result<ArrayView2<'_, f32>, FitError> {
     let expected = (rows.len(), n_cols);
-    let block = source.block(rows.clone()).map_err(|source| FitError::Source {
-        rows: rows.clone(),
-        source,
-    })?;
+    let block = source
+        .block(rows.clone())
+        .map_err(|source| FitError::Source {
+            rows: rows.clone(),
+            source,
+        })?;
     match block {
         RowBlock::Dense(view) if view.dim() == expected => Ok(view),
         RowBlock::Dense(view) => Err(FitError::BlockShape {
@@ -320,19 +322,21 @@ fn update_w_block(
         .zip(wtw_parts.axis_chunks_iter_mut(Axis(0), 1))
         .zip(cross_parts.axis_chunks_iter_mut(Axis(0), 1))
         .zip(den_rows.axis_chunks_iter_mut(Axis(0), 1))
-        .for_each(|(((((x_c, w_c), mut xht_c), mut wtw_c), mut cross_c), mut den_c)| {
-            kernels::xht_dense(x_c, hst, xht_c.view_mut());
-            let den = den_c
-                .as_slice_mut()
-                .expect("a row of a standard-layout array is contiguous");
-            cross_c[0] = kernels::update_w_rows(
-                w_c,
-                xht_c.view(),
-                hht,
-                wtw_c.index_axis_mut(Axis(0), 0),
-                den,
-            );
-        });
+        .for_each(
+            |(((((x_c, w_c), mut xht_c), mut wtw_c), mut cross_c), mut den_c)| {
+                kernels::xht_dense(x_c, hst, xht_c.view_mut());
+                let den = den_c
+                    .as_slice_mut()
+                    .expect("a row of a standard-layout array is contiguous");
+                cross_c[0] = kernels::update_w_rows(
+                    w_c,
+                    xht_c.view(),
+                    hht,
+                    wtw_c.index_axis_mut(Axis(0), 0),
+                    den,
+                );
+            },
+        );
     for part in wtw_parts.outer_iter() {
         ws.wtw += &part;
     }

@@ -128,7 +128,11 @@ impl ColumnStats {
                 .into_iter()
                 .map(|std| {
                     let std = std as f32;
-                    if std > 0.0 && std.is_finite() { std } else { 1.0 }
+                    if std > 0.0 && std.is_finite() {
+                        std
+                    } else {
+                        1.0
+                    }
                 })
                 .collect(),
         }
@@ -191,7 +195,9 @@ mod tests {
         let mut stats = ColumnStats::new(5);
         for start in (0..37).step_by(6) {
             let end = (start + 6).min(37);
-            stats.add_block(x.slice(s![start..end, ..]), start).expect("valid");
+            stats
+                .add_block(x.slice(s![start..end, ..]), start)
+                .expect("valid");
         }
         for col in 0..5 {
             let column: Vec<f64> = x.column(col).iter().map(|&v| f64::from(v)).collect();
@@ -219,13 +225,27 @@ mod tests {
         x[(3, 3)] = f32::NAN;
         let err = ColumnStats::new(600).add_block(x.view(), 10).unwrap_err();
         assert!(
-            matches!(err, FitError::NegativeValue { row: 12, col: 500, .. }),
+            matches!(
+                err,
+                FitError::NegativeValue {
+                    row: 12,
+                    col: 500,
+                    ..
+                }
+            ),
             "{err}"
         );
         x[(1, 700 - 200)] = f32::INFINITY;
         let err = ColumnStats::new(600).add_block(x.view(), 0).unwrap_err();
         assert!(
-            matches!(err, FitError::NonFiniteValue { row: 1, col: 500, .. }),
+            matches!(
+                err,
+                FitError::NonFiniteValue {
+                    row: 1,
+                    col: 500,
+                    ..
+                }
+            ),
             "{err}"
         );
     }

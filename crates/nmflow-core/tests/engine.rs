@@ -9,7 +9,9 @@ use nmflow_testkit::{SeedGenerator, reference_fit};
 const SEED: u64 = 20_261_124;
 
 fn seed_matrix(n_rows: usize, n_cols: usize, components: usize) -> Array2<f32> {
-    SeedGenerator::new(SEED, components, n_cols).matrix(n_rows).0
+    SeedGenerator::new(SEED, components, n_cols)
+        .matrix(n_rows)
+        .0
 }
 
 fn run(x: &Array2<f32>, params: NmfParams, threads: usize) -> Result<FitReport, FitError> {
@@ -55,9 +57,17 @@ fn chunked_engine_matches_reference_for_every_block_size_and_thread_count() {
             let report = run(&x, params(k, n_iter, Some(block_rows)), threads).expect("fit");
             let dw = max_rel_diff(&report.w, &reference.w);
             let dh = max_rel_diff(&report.h, &reference.h);
-            assert!(dw < 1e-3 && dh < 1e-3, "block_rows {block_rows}, threads {threads}: dW {dw:e} dH {dh:e}");
+            assert!(
+                dw < 1e-3 && dh < 1e-3,
+                "block_rows {block_rows}, threads {threads}: dW {dw:e} dH {dh:e}"
+            );
             assert_eq!(report.n_iter(), n_iter);
-            for (it, (got, want)) in report.rel_error.iter().zip(&reference.rel_error).enumerate() {
+            for (it, (got, want)) in report
+                .rel_error
+                .iter()
+                .zip(&reference.rel_error)
+                .enumerate()
+            {
                 assert!(
                     (got - want).abs() < 1e-4,
                     "block_rows {block_rows}, threads {threads}, iteration {}: {got} vs {want}",
@@ -132,7 +142,10 @@ fn column_scaling_matches_direct_computation() {
     let report = run(&x, params(2, 1, Some(11)), 1).expect("fit");
     let divisors = nmflow_testkit::reference::column_divisors(&x.mapv(f64::from));
     for (got, want) in report.col_scale.iter().zip(&divisors) {
-        assert!((f64::from(*got) - want).abs() <= 1e-6 * want, "{got} vs {want}");
+        assert!(
+            (f64::from(*got) - want).abs() <= 1e-6 * want,
+            "{got} vs {want}"
+        );
     }
     assert_eq!(report.col_scale[4], 1.0);
     let direct: f64 = x
@@ -169,7 +182,10 @@ fn seed_clusters_are_recovered() {
     for (&truth, &found) in labels.iter().zip(&clusters) {
         table[truth as usize][found as usize] += 1;
     }
-    let agreeing: usize = table.iter().map(|row| row.iter().max().copied().unwrap_or(0)).sum();
+    let agreeing: usize = table
+        .iter()
+        .map(|row| row.iter().max().copied().unwrap_or(0))
+        .sum();
     assert!(agreeing as f64 >= 0.95 * 300.0, "confusion {table:?}");
 }
 
@@ -180,8 +196,12 @@ fn bad_values_are_refused_with_their_position() {
         x[(17, 6)] = value;
         let err = run(&x, params(2, 3, Some(4)), 1).unwrap_err();
         match err {
-            FitError::NegativeValue { row: 17, col: 6, .. } if negative => {}
-            FitError::NonFiniteValue { row: 17, col: 6, .. } if !negative => {}
+            FitError::NegativeValue {
+                row: 17, col: 6, ..
+            } if negative => {}
+            FitError::NonFiniteValue {
+                row: 17, col: 6, ..
+            } if !negative => {}
             other => panic!("unexpected error for {value}: {other}"),
         }
     }
@@ -190,7 +210,10 @@ fn bad_values_are_refused_with_their_position() {
 #[test]
 fn all_zero_matrix_is_refused() {
     let x = Array2::<f32>::zeros((5, 4));
-    assert!(matches!(run(&x, params(2, 3, None), 1), Err(FitError::ZeroMatrix)));
+    assert!(matches!(
+        run(&x, params(2, 3, None), 1),
+        Err(FitError::ZeroMatrix)
+    ));
 }
 
 #[test]

@@ -79,7 +79,8 @@ pub(crate) fn describe(ds: &Dataset) -> DatasetInfo {
 
 /// Every dataset of the file at `path`, depth first in name order.
 pub fn list_datasets(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
-    let file = hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
+    let file =
+        hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
     let mut out = Vec::new();
     walk(&file, path, &mut out)?;
     Ok(out)
@@ -87,12 +88,17 @@ pub fn list_datasets(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
 
 /// The datasets of the file at `path` that nmflow can factorize.
 pub fn list_matrices(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
-    Ok(list_datasets(path)?.into_iter().filter(DatasetInfo::is_matrix).collect())
+    Ok(list_datasets(path)?
+        .into_iter()
+        .filter(DatasetInfo::is_matrix)
+        .collect())
 }
 
 fn walk(group: &Group, path: &Path, out: &mut Vec<DatasetInfo>) -> Result<(), IoError> {
     let what = || format!("listing the group '{}'", group.name());
-    let mut datasets = group.datasets().map_err(|e| IoError::hdf5(path, what(), e))?;
+    let mut datasets = group
+        .datasets()
+        .map_err(|e| IoError::hdf5(path, what(), e))?;
     datasets.sort_by_key(|d| d.name());
     out.extend(datasets.iter().map(describe));
     let mut groups = group.groups().map_err(|e| IoError::hdf5(path, what(), e))?;

@@ -12,7 +12,7 @@ pub enum IoError {
         path: PathBuf,
     },
     /// An operating-system error on a file.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Os {
         /// The file.
         path: PathBuf,
@@ -27,7 +27,7 @@ pub enum IoError {
         path: PathBuf,
     },
     /// The HDF5 library reported an error.
-    #[error("{}: {what}: {source}", path.display())]
+    #[error("{}: {what}", path.display())]
     Hdf5 {
         /// The file.
         path: PathBuf,
@@ -100,7 +100,11 @@ fn list(names: &[String]) -> String {
 }
 
 impl IoError {
-    pub(crate) fn hdf5(path: &std::path::Path, what: impl Into<String>, source: hdf5::Error) -> Self {
+    pub(crate) fn hdf5(
+        path: &std::path::Path,
+        what: impl Into<String>,
+        source: hdf5::Error,
+    ) -> Self {
         IoError::Hdf5 {
             path: path.to_path_buf(),
             what: what.into(),

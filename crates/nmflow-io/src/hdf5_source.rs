@@ -49,18 +49,25 @@ impl Hdf5Source {
 
     /// Reads the whole dataset (for small matrices such as initial factors).
     pub fn read_all(&self) -> Result<Array2<f32>, IoError> {
-        self.dataset
-            .read_2d::<f32>()
-            .map_err(|e| IoError::hdf5(&self.path, format!("reading dataset '{}'", self.info.path), e))
+        self.dataset.read_2d::<f32>().map_err(|e| {
+            IoError::hdf5(
+                &self.path,
+                format!("reading dataset '{}'", self.info.path),
+                e,
+            )
+        })
     }
 }
 
 /// Opens and checks the dataset to factorize.
 pub(crate) fn open_matrix_dataset(path: &Path, dataset: Option<&str>) -> Result<Dataset, IoError> {
-    let file = hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
+    let file =
+        hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
     let name = match dataset {
         Some(name) => name.to_owned(),
-        None if file.link_exists(DEFAULT_DATASET.trim_start_matches('/')) => DEFAULT_DATASET.to_owned(),
+        None if file.link_exists(DEFAULT_DATASET.trim_start_matches('/')) => {
+            DEFAULT_DATASET.to_owned()
+        }
         None => {
             let matrices = list_matrices(path)?;
             match matrices.as_slice() {

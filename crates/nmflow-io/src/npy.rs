@@ -89,7 +89,8 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
     let descr = dict_value(text, "descr").ok_or("the .npy header has no 'descr'")?;
     let descr = descr.trim().trim_matches(|c| c == '\'' || c == '"');
     let (big_endian, dtype) = parse_descr(descr)?;
-    let fortran = dict_value(text, "fortran_order").ok_or("the .npy header has no 'fortran_order'")?;
+    let fortran =
+        dict_value(text, "fortran_order").ok_or("the .npy header has no 'fortran_order'")?;
     let fortran_order = match fortran.trim() {
         "True" => true,
         "False" => false,
@@ -103,7 +104,10 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text} in the .npy header")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape {shape_text} in the .npy header"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(NpyHeader {
         dtype,
@@ -117,7 +121,9 @@ pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
 /// The text of the value of `key` in a Python dict literal of literals.
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let quoted = [format!("'{key}'"), format!("\"{key}\"")];
-    let at = quoted.iter().find_map(|q| text.find(q.as_str()).map(|i| i + q.len()))?;
+    let at = quoted
+        .iter()
+        .find_map(|q| text.find(q.as_str()).map(|i| i + q.len()))?;
     let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
@@ -324,32 +330,50 @@ mod tests {
 
     #[test]
     fn parses_numpy_headers() {
-        let h = parse_header(&header("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }"))
-            .expect("header");
+        let h = parse_header(&header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
+        ))
+        .expect("header");
         assert_eq!(h.dtype, NpyDtype::Float(4));
         assert!(!h.fortran_order && !h.big_endian);
         assert_eq!(h.shape, vec![3, 4]);
         assert_eq!(h.data_offset % 64, 0);
-        let h = parse_header(&header("{'descr': '>i2', 'fortran_order': True, 'shape': (5,), }"))
-            .expect("header");
-        assert_eq!((h.dtype, h.big_endian, h.fortran_order), (NpyDtype::Int(2), true, true));
+        let h = parse_header(&header(
+            "{'descr': '>i2', 'fortran_order': True, 'shape': (5,), }",
+        ))
+        .expect("header");
+        assert_eq!(
+            (h.dtype, h.big_endian, h.fortran_order),
+            (NpyDtype::Int(2), true, true)
+        );
         assert_eq!(h.shape, vec![5]);
     }
 
     #[test]
     fn rejects_non_numeric_dtypes() {
-        let err = parse_header(&header("{'descr': '<U8', 'fortran_order': False, 'shape': (3, 4), }"))
-            .unwrap_err();
+        let err = parse_header(&header(
+            "{'descr': '<U8', 'fortran_order': False, 'shape': (3, 4), }",
+        ))
+        .unwrap_err();
         assert!(err.contains("unsupported .npy dtype"), "{err}");
         assert!(parse_header(b"PK\x03\x04 zip").is_err());
     }
 
     #[test]
     fn decodes_every_width_and_order() {
-        assert_eq!(decode(&(-3i16).to_le_bytes(), NpyDtype::Int(2), false), -3.0);
+        assert_eq!(
+            decode(&(-3i16).to_le_bytes(), NpyDtype::Int(2), false),
+            -3.0
+        );
         assert_eq!(decode(&(-3i16).to_be_bytes(), NpyDtype::Int(2), true), -3.0);
-        assert_eq!(decode(&200u8.to_le_bytes(), NpyDtype::Uint(1), false), 200.0);
+        assert_eq!(
+            decode(&200u8.to_le_bytes(), NpyDtype::Uint(1), false),
+            200.0
+        );
         assert_eq!(decode(&2.5f64.to_be_bytes(), NpyDtype::Float(8), true), 2.5);
-        assert_eq!(decode(&(-7i64).to_le_bytes(), NpyDtype::Int(8), false), -7.0);
+        assert_eq!(
+            decode(&(-7i64).to_le_bytes(), NpyDtype::Int(8), false),
+            -7.0
+        );
     }
 }

@@ -53,7 +53,10 @@ pub fn check_output_path(path: &Path, overwrite: bool) -> Result<(), IoError> {
     if !dir.is_dir() {
         return Err(IoError::Os {
             path: dir,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "the output directory does not exist"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the output directory does not exist",
+            ),
         });
     }
     Ok(())
@@ -94,15 +97,31 @@ pub fn write_result(path: &Path, output: &FitOutput<'_>, overwrite: bool) -> Res
 
 fn write_hdf5(path: &Path, output: &FitOutput<'_>) -> hdf5::Result<()> {
     let file = hdf5::File::create(path)?;
-    file.new_dataset_builder().with_data(&output.w).create("W")?;
-    file.new_dataset_builder().with_data(&output.h).create("H")?;
-    file.new_dataset_builder().with_data(output.rel_error).create("rel_error")?;
-    file.new_dataset_builder().with_data(output.cluster).create("cluster")?;
-    file.new_dataset_builder().with_data(output.col_scale).create("col_scale")?;
+    file.new_dataset_builder()
+        .with_data(&output.w)
+        .create("W")?;
+    file.new_dataset_builder()
+        .with_data(&output.h)
+        .create("H")?;
+    file.new_dataset_builder()
+        .with_data(output.rel_error)
+        .create("rel_error")?;
+    file.new_dataset_builder()
+        .with_data(output.cluster)
+        .create("cluster")?;
+    file.new_dataset_builder()
+        .with_data(output.col_scale)
+        .create("col_scale")?;
     for (name, value) in &output.attrs {
         match value {
-            AttrValue::Int(v) => file.new_attr::<i64>().create(name.as_str())?.write_scalar(v)?,
-            AttrValue::Float(v) => file.new_attr::<f64>().create(name.as_str())?.write_scalar(v)?,
+            AttrValue::Int(v) => file
+                .new_attr::<i64>()
+                .create(name.as_str())?
+                .write_scalar(v)?,
+            AttrValue::Float(v) => file
+                .new_attr::<f64>()
+                .create(name.as_str())?
+                .write_scalar(v)?,
             AttrValue::Str(v) => {
                 let text: VarLenUnicode = v
                     .parse()

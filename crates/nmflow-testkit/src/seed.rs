@@ -27,7 +27,10 @@ impl SeedGenerator {
     /// # Panics
     /// If `components` is 0.
     pub fn new(seed: u64, components: usize, cols: usize) -> Self {
-        assert!(components > 0, "the seed generator needs at least one component");
+        assert!(
+            components > 0,
+            "the seed generator needs at least one component"
+        );
         let mut rng = stream(seed, 0);
         let centers = Array2::from_shape_simple_fn((components, cols), || rng.random::<f32>());
         Self { seed, centers }
@@ -43,7 +46,12 @@ impl SeedGenerator {
     ///
     /// # Panics
     /// If the shapes do not agree.
-    pub fn fill_rows(&self, rows: Range<usize>, mut out: ArrayViewMut2<'_, f32>, labels: &mut [u32]) {
+    pub fn fill_rows(
+        &self,
+        rows: Range<usize>,
+        mut out: ArrayViewMut2<'_, f32>,
+        labels: &mut [u32],
+    ) {
         assert_eq!(out.nrows(), rows.len());
         assert_eq!(labels.len(), rows.len());
         assert_eq!(out.ncols(), self.centers.ncols());
@@ -90,7 +98,11 @@ mod tests {
         let mut parts = Array2::zeros((20, 7));
         let mut part_labels = vec![0; 20];
         generator.fill_rows(0..9, parts.slice_mut(s![0..9, ..]), &mut part_labels[0..9]);
-        generator.fill_rows(9..20, parts.slice_mut(s![9..20, ..]), &mut part_labels[9..20]);
+        generator.fill_rows(
+            9..20,
+            parts.slice_mut(s![9..20, ..]),
+            &mut part_labels[9..20],
+        );
         assert_eq!(whole, parts);
         assert_eq!(labels, part_labels);
         assert!(whole.iter().all(|&v| v >= 0.0));

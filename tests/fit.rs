@@ -1,0 +1,273 @@
+//! `nmflow fit` end to end.
+
+use ndarray::Array2;
+use nmflow_core::init::{random_h, random_w};
+
+use crate::util::*;
+
+#[test]
+fn fit_writes_factors_error_trace_clusters_and_parameters() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let x = seed_matrix(300, 40, 3);
+    write_h5(&data, "X", &x);
+    let result = join(&dir, "result.h5");
+    let out = run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "3",
+        "--max-iter",
+        "25",
+        "--tol",
+        "0",
+        "--seed",
+        "7",
+        "-o",
+        path_str(&result),
+        "--json",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    assert_eq!(summary["n_iter"], 25);
+    assert_eq!(summary["n_rows"], 300);
+    assert_eq!(summary["dataset"], "/X");
+
+    let w = read2(&result, "W");
+    let h = read2(&result, "H");
+    assert_eq!(w.dim(), (300, 3));
+    assert_eq!(h.dim(), (3, 40));
+    assert!(w.iter().chain(h.iter()).all(|&v| v >= 0.0 && v.is_finite()));
+    let rel_error = read1::<f64>(&result, "rel_error");
+    assert_eq!(rel_error.len(), 25);
+    assert_eq!(summary["rel_error"].as_f64(), rel_error.last().copied());
+    let cluster = read1::<u32>(&result, "cluster");
+    assert_eq!(cluster, nmflow_core::kernels::argmax_rows(w.view()));
+    assert_eq!(read1::<f32>(&result, "col_scale").len(), 40);
+
+    let file = hdf5::File::open(&result).expect("open");
+    let k: i64 = file.attr("k").and_then(|a| a.read_scalar()).expect("k");
+    let seed: i64 = file
+        .attr("seed")
+        .and_then(|a| a.read_scalar())
+        .expect("seed");
+    let scale: hdf5::types::VarLenUnicode = file
+        .attr("scale")
+        .and_then(|a| a.read_scalar())
+        .expect("scale");
+    assert_eq!((k, seed, scale.as_str()), (3, 7, "col-std"));
+    for name in [
+        "max_iter",
+        "tol",
+        "init",
+        "block_rows",
+        "threads",
+        "epsilon",
+        "nmflow_version",
+        "input",
+        "dataset",
+    ] {
+        assert!(file.attr(name).is_ok(), "attribute {name} missing");
+    }
+    assert_eq!(files_in(dir.path()), vec!["data.h5", "result.h5"]);
+}
+
+#[test]
+fn same_matrix_from_npy_hdf5_dtypes_and_compression_gives_same_factors() {
+    let dir = tempdir();
+    let x = seed_matrix(120, 30, 3).mapv(|v| (v * 4.0).round());
+    let inputs = [
+        ("f32.npy", None),
+        ("f32.h5", Some("f32")),
+        ("f64.h5", Some("f64")),
+        ("i32.h5", Some("i32")),
+        ("gzip.h5", Some("gzip")),
+    ];
+    for (name, kind) in inputs {
+        let path = join(&dir, name);
+        match kind {
+            None => write_npy(&path, &x),
+            Some("f32") => write_h5(&path, "X", &x),
+            Some("f64") => write_h5(&path, "X", &x.mapv(f64::from)),
+            Some("i32") => write_h5(&path, "X", &x.mapv(|v| v as i32)),
+            Some(_) => write_h5_gzip(&path, "X", &x, 16),
+        }
+    }
+    let mut results = Vec::new();
+    for (name, _) in inputs {
+        let result = join(&dir, &format!("{name}.out.h5"));
+        let out = run(&[
+            "fit",
+            path_str(&join(&dir, name)),
+            "-k",
+            "3",
+            "--max-iter",
+            "15",
+            "--tol",
+            "0",
+            "--block-rows",
+            "32",
+            "--quiet",
+            "-o",
+            path_str(&result),
+        ]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        results.push((name, read2(&result, "W"), read2(&result, "H")));
+    }
+    let (_, w0, h0) = &results[0];
+    for (name, w, h) in &results[1..] {
+        assert_eq!(w, w0, "W from {name} differs from the .npy run");
+        assert_eq!(h, h0, "H from {name} differs from the .npy run");
+    }
+}
+
+#[test]
+fn dataset_path_selects_a_nested_dataset() {
+    let dir = tempdir();
+    let data = join(&dir, "nested.h5");
+    write_h5(&data, "some/group/X", &seed_matrix(50, 10, 2));
+    write_h5(&data, "other", &seed_matrix(20, 5, 2));
+    let result = join(&dir, "r.h5");
+    let spec = format!("{}:/some/group/X", path_str(&data));
+    let out = run(&[
+        "fit",
+        &spec,
+        "-k",
+        "2",
+        "--max-iter",
+        "5",
+        "-q",
+        "-o",
+        path_str(&result),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read2(&result, "W").nrows(), 50);
+}
+
+#[test]
+fn custom_init_reproduces_the_random_start() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let x = seed_matrix(80, 16, 2);
+    write_h5(&data, "X", &x);
+    let (k, seed) = (2, 11);
+    // The random start written out as files, read back through --w0/--h0.
+    let w0: Array2<f32> = random_w(seed, 80, k);
+    let h0: Array2<f32> = random_h(seed, k, 16);
+    write_npy(&join(&dir, "w0.npy"), &w0);
+    write_h5(&join(&dir, "init.h5"), "H0", &h0);
+    let random = join(&dir, "random.h5");
+    let custom = join(&dir, "custom.h5");
+    let common = ["-k", "2", "--max-iter", "10", "--tol", "0", "-q"];
+    let out = run(&[
+        &[
+            "fit",
+            path_str(&data),
+            "--seed",
+            "11",
+            "-o",
+            path_str(&random),
+        ],
+        &common[..],
+    ]
+    .concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let h0_spec = format!("{}:/H0", path_str(&join(&dir, "init.h5")));
+    let out = run(&[
+        &[
+            "fit",
+            path_str(&data),
+            "--init",
+            "custom",
+            "--w0",
+            path_str(&join(&dir, "w0.npy")),
+            "--h0",
+            &h0_spec,
+            "-o",
+            path_str(&custom),
+        ],
+        &common[..],
+    ]
+    .concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read2(&random, "W"), read2(&custom, "W"));
+    assert_eq!(read2(&random, "H"), read2(&custom, "H"));
+}
+
+#[test]
+fn result_thread_count_does_not_change_the_output() {
+    let dir = tempdir();
+    let data = join(&dir, "data.npy");
+    write_npy(&data, &seed_matrix(400, 300, 4));
+    let mut ws = Vec::new();
+    for threads in ["1", "2"] {
+        let result = join(&dir, &format!("t{threads}.h5"));
+        let out = run(&[
+            "fit",
+            path_str(&data),
+            "-k",
+            "4",
+            "--max-iter",
+            "8",
+            "--threads",
+            threads,
+            "-q",
+            "-o",
+            path_str(&result),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        ws.push(read2(&result, "W"));
+    }
+    assert_eq!(ws[0], ws[1]);
+}
+
+#[test]
+fn force_replaces_an_existing_output_and_quiet_prints_nothing() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5(&data, "X", &seed_matrix(40, 8, 2));
+    let result = join(&dir, "r.h5");
+    std::fs::write(&result, b"old").expect("write");
+    let out = run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "2",
+        "--max-iter",
+        "3",
+        "--force",
+        "--quiet",
+        "-o",
+        path_str(&result),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "quiet run printed something"
+    );
+    assert_eq!(read2(&result, "W").nrows(), 40);
+}
+
+#[test]
+fn summary_names_input_error_and_output() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5(&data, "X", &seed_matrix(40, 8, 2));
+    let result = join(&dir, "r.h5");
+    let out = run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "2",
+        "--max-iter",
+        "3",
+        "-o",
+        path_str(&result),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in ["data.h5:/X", "40 × 8", "rel_error", "iterations 3", "r.h5"] {
+        assert!(text.contains(needle), "summary lacks {needle:?}: {text}");
+    }
+}
