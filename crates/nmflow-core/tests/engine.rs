@@ -226,3 +226,12 @@ fn zero_rows_and_columns_stay_finite() {
     assert!(report.h.iter().all(|v| v.is_finite()));
     assert!(report.rel_error.iter().all(|v| v.is_finite()));
 }
+
+#[test]
+fn generated_data_shares_no_random_numbers_with_the_initialisation() {
+    let generator = SeedGenerator::new(SEED, 3, 40);
+    let h0 = random_h(SEED, 3, 40);
+    let w0 = random_w(SEED, 3, 40);
+    assert_ne!(generator.centers(), &h0);
+    assert_ne!(generator.centers(), &w0);
+}
