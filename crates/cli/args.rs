@@ -37,6 +37,17 @@ pub enum ScaleArg {
     None,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NormalizeArg {
+    /// Values as they are.
+    None,
+    /// Scale each row (cell) to 10,000 counts, then log(1 + x).
+    #[value(name = "cp10k-log1p")]
+    Cp10kLog1p,
+    /// log(1 + x).
+    Log1p,
+}
+
 #[derive(Debug, Args)]
 pub struct FitArgs {
     /// Input: FILE.h5, FILE.h5:/path/to/dataset, or FILE.npy.
@@ -73,6 +84,10 @@ pub struct FitArgs {
     /// Initial H (k × columns) for --init custom: .npy, or HDF5 (dataset /H unless FILE:/path is given).
     #[arg(long, value_name = "FILE")]
     pub h0: Option<String>,
+
+    /// Per-row (cell) normalisation, applied before the column scaling.
+    #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
+    pub normalize: NormalizeArg,
 
     /// Column scaling applied to X before factorizing.
     #[arg(long, value_enum, default_value_t = ScaleArg::ColStd)]

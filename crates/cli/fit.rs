@@ -3,12 +3,12 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use nmflow_core::{FitReport, Init, NmfParams, Scale, fit};
+use nmflow_core::{FitReport, Init, NmfParams, Normalize, Scale, fit};
 use nmflow_io::output::check_output_path;
 use nmflow_io::{AttrValue, FitOutput, InputSpec, open_source, read_matrix, write_result};
 use serde::Serialize;
 
-use crate::args::{FitArgs, InitArg, ScaleArg};
+use crate::args::{FitArgs, InitArg, NormalizeArg, ScaleArg};
 use crate::progress::Progress;
 
 /// The summary of a run, printed as text or as JSON.
@@ -20,6 +20,8 @@ struct Summary {
     n_rows: usize,
     n_cols: usize,
     k: usize,
+    nnz: u64,
+    integer_valued: bool,
     n_iter: usize,
     converged: bool,
     rel_error: f64,
@@ -71,6 +73,11 @@ pub fn run(args: FitArgs) -> Result<()> {
         max_iter: args.max_iter,
         tol: args.tol,
         seed: args.seed,
+        normalize: match args.normalize {
+            NormalizeArg::None => Normalize::None,
+            NormalizeArg::Cp10kLog1p => Normalize::Cp10kLog1p,
+            NormalizeArg::Log1p => Normalize::Log1p,
+        },
         scale: match args.scale {
             ScaleArg::ColStd => Scale::ColStd,
             ScaleArg::None => Scale::None,
@@ -159,6 +166,12 @@ pub fn run(args: FitArgs) -> Result<()> {
         output: args.output.display().to_string(),
         ..summary
     };
+    if summary.integer_valued && args.normalize == NormalizeArg::None && !args.quiet && !args.json {
+        eprintln!(
+            "note: every value of the input is a whole number (raw counts?); \
+             consider --normalize cp10k-log1p"
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if !args.quiet {
@@ -180,6 +193,8 @@ fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Su
         n_rows: 0,
         n_cols: 0,
         k,
+        nnz: report.n_stored,
+        integer_valued: report.integer_valued,
         n_iter: report.n_iter(),
         converged: report.converged,
         rel_error: report.final_rel_error(),

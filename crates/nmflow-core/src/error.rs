@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use crate::source::SourceError;
+use crate::source::{CsrShapeError, SourceError};
 
 /// Why a fit could not run or finish. Not converging is not an error: see
 /// [`crate::FitReport::converged`].
@@ -100,6 +100,14 @@ pub enum FitError {
         expected: (usize, usize),
         /// Shape returned.
         found: (usize, usize),
+    },
+    /// The source returned a malformed CSR block.
+    #[error("malformed sparse rows {}..{}: {error}", rows.start, rows.end)]
+    Csr {
+        /// Rows asked for.
+        rows: Range<usize>,
+        /// What is wrong.
+        error: CsrShapeError,
     },
     /// The source failed to read rows.
     #[error("reading rows {}..{}", rows.start, rows.end)]

@@ -9,6 +9,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::DENOMINATOR_EPSILON;
+use crate::source::CsrBlock;
 
 /// `xht = x · hst`, the rows of X Hᵀ for a block.
 ///
@@ -90,22 +91,78 @@ pub fn accumulate_wtw(w: ArrayView2<'_, f32>, mut wtw: ArrayViewMut2<'_, f64>) {
     }
 }
 
-/// `acc += W_bᵀ X_b` for a range of columns, computed in f32 into `scratch`
-/// and added to the f64 accumulator.
+/// `acc += X_bᵀ W_b` for a range of columns (rows of the accumulator),
+/// computed in f32 into `scratch` and added to the f64 accumulator.
 ///
 /// # Shapes
-/// `w` is `b × k`, `x` is `b × c`, `scratch` and `acc` are `k × c`.
+/// `w` is `b × k`, `x` is `b × c`, `scratch` and `acc` are `c × k`.
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub fn accumulate_wtx_dense(
+pub fn accumulate_xtw_dense(
     w: ArrayView2<'_, f32>,
     x: ArrayView2<'_, f32>,
     mut scratch: ArrayViewMut2<'_, f32>,
     mut acc: ArrayViewMut2<'_, f64>,
 ) {
-    general_mat_mul(1.0, &w.t(), &x, 0.0, &mut scratch);
+    general_mat_mul(1.0, &x.t(), &w, 0.0, &mut scratch);
     acc.zip_mut_with(&scratch, |a, &s| *a += f64::from(s));
+}
+
+/// `xht = X_b · hst` for CSR rows: every stored entry adds a contiguous
+/// k-vector of `hst`.
+///
+/// # Shapes
+/// `x` has `b` rows, `hst` is `n_cols × k` in standard layout, `xht` is
+/// `b × k` in standard layout.
+///
+/// # Panics
+/// If the shapes do not agree or a column index is out of range (blocks are
+/// validated before they reach the kernels).
+pub fn xht_csr(x: &CsrBlock<'_>, hst: ArrayView2<'_, f32>, mut xht: ArrayViewMut2<'_, f32>) {
+    let k = hst.ncols();
+    let hst = hst.as_slice().expect("hst is in standard layout");
+    let out = xht.as_slice_mut().expect("xht is in standard layout");
+    out.fill(0.0);
+    for (row, out_row) in out.chunks_exact_mut(k).enumerate().take(x.n_rows()) {
+        let (cols, vals) = x.row(row);
+        for (&col, &v) in cols.iter().zip(vals) {
+            let h = &hst[col as usize * k..(col as usize + 1) * k];
+            for (o, &h) in out_row.iter_mut().zip(h) {
+                *o += v * h;
+            }
+        }
+    }
+}
+
+/// `part += X_bᵀ W_b` for CSR rows: every stored entry adds a contiguous
+/// k-vector of W to row `col` of `part`.
+///
+/// # Shapes
+/// `x` has `b` rows, `w` is `b × k`, `part` is `n_cols × k`; both in
+/// standard layout.
+///
+/// # Panics
+/// If the shapes do not agree or a column index is out of range.
+pub fn accumulate_xtw_csr(
+    x: &CsrBlock<'_>,
+    w: ArrayView2<'_, f32>,
+    mut part: ArrayViewMut2<'_, f32>,
+) {
+    let k = w.ncols();
+    let w = w.as_slice().expect("W is in standard layout");
+    let part = part
+        .as_slice_mut()
+        .expect("the partial is in standard layout");
+    for (row, w_row) in w.chunks_exact(k).enumerate().take(x.n_rows()) {
+        let (cols, vals) = x.row(row);
+        for (&col, &v) in cols.iter().zip(vals) {
+            let out = &mut part[col as usize * k..(col as usize + 1) * k];
+            for (o, &w) in out.iter_mut().zip(w_row) {
+                *o += v * w;
+            }
+        }
+    }
 }
 
 /// Multiplicative update of a range of columns of H:
@@ -208,6 +265,85 @@ mod tests {
                 assert!((h[(a, j)] - h0[(a, j)] * wtx[(a, j)] / dd).abs() < 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn csr_kernels_match_dense_kernels() {
+        let x = array![
+            [0.0f32, 2.0, 0.0, 1.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [3.0, 0.0, 0.5, 0.0]
+        ];
+        let csr = crate::InMemoryCsrSource::new(
+            3,
+            4,
+            vec![0, 2, 2, 4],
+            vec![3, 1, 2, 0],
+            vec![1.0, 2.0, 0.5, 3.0],
+        );
+        let mut csr = csr;
+        let block = crate::RowSource::block(&mut csr, 0..3).expect("block");
+        let crate::RowBlock::Csr(block) = block else {
+            panic!("not csr")
+        };
+        block.validate(3).expect("valid");
+        let hst = array![[1.0f32, 0.5], [2.0, 0.0], [0.0, 1.0], [4.0, 3.0]];
+        let mut dense_xht = Array2::zeros((3, 2));
+        let mut sparse_xht = Array2::zeros((3, 2));
+        xht_dense(x.view(), hst.view(), dense_xht.view_mut());
+        xht_csr(&block, hst.view(), sparse_xht.view_mut());
+        assert_eq!(dense_xht, sparse_xht);
+        let w = array![[1.0f32, 2.0], [3.0, 4.0], [0.5, 0.25]];
+        let mut part = Array2::zeros((4, 2));
+        accumulate_xtw_csr(&block, w.view(), part.view_mut());
+        let mut acc = Array2::<f64>::zeros((4, 2));
+        let mut scratch = Array2::zeros((4, 2));
+        accumulate_xtw_dense(w.view(), x.view(), scratch.view_mut(), acc.view_mut());
+        assert_eq!(acc.mapv(|v| v as f32), part);
+    }
+
+    #[test]
+    fn csr_validation_names_the_fault() {
+        let bad_index = CsrBlock {
+            indptr: &[0, 1],
+            indices: &[4],
+            data: &[1.0],
+            n_cols: 4,
+        };
+        assert!(matches!(
+            bad_index.validate(1),
+            Err(crate::CsrShapeError::Index { col: 4, .. })
+        ));
+        let bad_ptr = CsrBlock {
+            indptr: &[0, 2, 1],
+            indices: &[0, 1],
+            data: &[1.0, 1.0],
+            n_cols: 4,
+        };
+        assert!(matches!(
+            bad_ptr.validate(2),
+            Err(crate::CsrShapeError::Indptr { row: 1, .. })
+        ));
+        let bad_len = CsrBlock {
+            indptr: &[0, 1],
+            indices: &[0, 1],
+            data: &[1.0],
+            n_cols: 4,
+        };
+        assert!(matches!(
+            bad_len.validate(1),
+            Err(crate::CsrShapeError::Lengths { .. })
+        ));
+        let short_end = CsrBlock {
+            indptr: &[0, 1],
+            indices: &[0, 1],
+            data: &[1.0, 2.0],
+            n_cols: 4,
+        };
+        assert!(matches!(
+            short_end.validate(1),
+            Err(crate::CsrShapeError::Indptr { row: 1, .. })
+        ));
     }
 
     #[test]

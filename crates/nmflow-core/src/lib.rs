@@ -23,6 +23,7 @@
 pub mod error;
 pub mod init;
 pub mod kernels;
+pub mod normalize;
 pub mod params;
 pub mod plan;
 pub mod solver;
@@ -30,10 +31,13 @@ pub mod source;
 pub mod stats;
 
 pub use error::FitError;
+pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{MemoryEstimate, estimate_memory};
 pub use solver::{Event, FitReport, PassKind, fit};
-pub use source::{InMemorySource, RowBlock, RowSource, SourceError};
+pub use source::{
+    CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, RowBlock, RowSource, SourceError,
+};
 
 /// Added to a denominator of an update only where that denominator is exactly
 /// zero (as scikit-learn does): `f32::EPSILON`.

@@ -3,6 +3,7 @@
 use ndarray::Array2;
 
 use crate::error::FitError;
+use crate::normalize::Normalize;
 
 /// How the columns of X are scaled before factorizing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,8 @@ pub struct NmfParams {
     pub tol: f64,
     /// Seed of the random initialisation.
     pub seed: u64,
+    /// Per-row normalisation, applied before the column scaling.
+    pub normalize: Normalize,
     /// Column scaling.
     pub scale: Scale,
     /// Rows per block; `None` lets the engine choose from the source's hint.
@@ -75,6 +78,7 @@ impl Default for NmfParams {
             max_iter: 200,
             tol: 1e-4,
             seed: 0,
+            normalize: Normalize::None,
             scale: Scale::ColStd,
             block_rows: None,
             init: Init::Random,

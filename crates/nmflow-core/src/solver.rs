@@ -1,41 +1,48 @@
 //! The orchestration of a fit: the pre-pass, one fused pass over X per
 //! iteration, the stopping rule.
 //!
-//! Iteration t (W, H from iteration t − 1; WᵀX and WᵀW accumulated by the
+//! Iteration t (W, H from iteration t − 1; XᵀW and WᵀW accumulated by the
 //! previous pass):
 //! 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H)        — on `k × n_cols` data only;
 //! 2. one pass over the row blocks of X: X_b Hᵀ, then
-//!    W_b ← W_b ∘ (X_b Hᵀ) ⊘ (W_b HHᵀ), then W_bᵀX_b and W_bᵀW_b are
+//!    W_b ← W_b ∘ (X_b Hᵀ) ⊘ (W_b HHᵀ), then X_bᵀW_b and W_bᵀW_b are
 //!    accumulated for the next H update, with Σ⟨W_b, X_b Hᵀ⟩;
 //! 3. ‖X_s − WH‖² = ‖X_s‖² − 2 tr(WᵀX_sHᵀ) + ⟨WᵀW, HHᵀ⟩, all accumulated.
 //!
-//! Blocks have a fixed height; within a block, rows are split into chunks
-//! of [`ROW_CHUNK`] rows and columns into chunks of [`COL_CHUNK`] columns,
-//! independent of the number of threads, and partial sums are combined in
-//! chunk order, so results do not depend on the thread count.
+//! Blocks have a fixed height; within a block, the work is split into
+//! chunks whose boundaries do not depend on the number of threads, and
+//! partial sums are combined in chunk order, so results do not depend on
+//! the thread count:
+//! - the W update: chunks of [`ROW_CHUNK`] rows;
+//! - dense XᵀW: chunks of [`COL_CHUNK`] columns, each owned by one task;
+//! - sparse XᵀW: [`SPARSE_PARTS`] row ranges with their own `n_cols × k`
+//!   partials, summed in order by column chunk.
 
 use std::ops::Range;
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use crate::error::FitError;
 use crate::init::{RandomW, random_h};
 use crate::kernels;
+use crate::normalize::{Normalize, Normalizer};
 use crate::params::{Init, ValidParams};
-use crate::source::{RowBlock, RowSource};
+use crate::source::{CsrBlock, RowBlock, RowSource};
 use crate::stats::ColumnStats;
 
 /// Rows per parallel task of the W update.
 pub const ROW_CHUNK: usize = 64;
-/// Columns per parallel task of the WᵀX accumulation and the H update.
+/// Columns per parallel task of the XᵀW accumulation and the H update.
 pub const COL_CHUNK: usize = 256;
+/// Row ranges (with their own partial XᵀW) of a sparse block.
+pub const SPARSE_PARTS: usize = 8;
 
 /// Which pass over X is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PassKind {
-    /// The pre-pass: validation, column statistics, WᵀX for the first H.
+    /// The pre-pass: validation, column statistics, XᵀW for the first H.
     Prepare,
     /// The pass of an iteration.
     Iterate,
@@ -79,6 +86,11 @@ pub struct FitReport {
     pub col_scale: Vec<f32>,
     /// ‖X_s‖²_F.
     pub x_norm_sq: f64,
+    /// Whether every value of the input (before normalisation) is a whole
+    /// number, as raw counts are.
+    pub integer_valued: bool,
+    /// Stored entries seen in one pass (every entry for dense input).
+    pub n_stored: u64,
     /// Rows per block used.
     pub block_rows: usize,
     /// Seconds of the pre-pass.
@@ -106,14 +118,17 @@ impl FitReport {
 
 /// Scratch of the passes, allocated once per fit.
 struct Workspace {
-    /// Σ W_bᵀ X_b (unscaled), `k × n_cols`.
-    wtx: Array2<f64>,
+    /// Σ X_bᵀ W_b (unscaled), `n_cols × k`.
+    xtw: Array2<f64>,
     /// Σ W_bᵀ W_b, `k × k`.
     wtw: Array2<f64>,
     /// X_b Hᵀ of one block, `block_rows × k`.
     xht: Array2<f32>,
-    /// W_bᵀ X_b of one block, `k × n_cols`.
-    wtx_block: Array2<f32>,
+    /// X_bᵀ W_b of one dense block, `n_cols × k`.
+    xtw_block: Array2<f32>,
+    /// Partial X_bᵀ W_b of the row ranges of a sparse block,
+    /// `SPARSE_PARTS × n_cols × k`; allocated at the first sparse block.
+    xtw_parts: Array3<f32>,
     /// Per row chunk partial W_bᵀ W_b, `chunks × k × k`.
     wtw_parts: Array3<f64>,
     /// Per row chunk partial tr(W_bᵀ X_b Hᵀ).
@@ -126,10 +141,11 @@ impl Workspace {
     fn new(k: usize, n_cols: usize, block_rows: usize) -> Self {
         let n_chunks = block_rows.div_ceil(ROW_CHUNK);
         Self {
-            wtx: Array2::zeros((k, n_cols)),
+            xtw: Array2::zeros((n_cols, k)),
             wtw: Array2::zeros((k, k)),
             xht: Array2::zeros((block_rows, k)),
-            wtx_block: Array2::zeros((k, n_cols)),
+            xtw_block: Array2::zeros((0, k)),
+            xtw_parts: Array3::zeros((0, n_cols, k)),
             wtw_parts: Array3::zeros((n_chunks, k, k)),
             cross_parts: Array1::zeros(n_chunks),
             den_rows: Array2::zeros((n_chunks, k)),
@@ -137,7 +153,7 @@ impl Workspace {
     }
 
     fn reset_accumulators(&mut self) {
-        self.wtx.fill(0.0);
+        self.xtw.fill(0.0);
         self.wtw.fill(0.0);
     }
 }
@@ -158,6 +174,7 @@ pub fn fit(
     let block_rows = params.block_rows();
     let blocks = block_ranges(n_rows, block_rows);
     let mut ws = Workspace::new(k, n_cols, block_rows);
+    let mut normalizer = Normalizer::new(p.normalize);
 
     let (mut w, mut h) = match &p.init {
         Init::Random => (Array2::zeros((n_rows, k)), random_h(p.seed, k, n_cols)),
@@ -165,18 +182,23 @@ pub fn fit(
     };
     let mut draw_w = matches!(p.init, Init::Random).then(|| RandomW::new(p.seed));
 
-    // Pre-pass: validate, column statistics, W0ᵀX and W0ᵀW0.
+    // Pre-pass: validate, column statistics, X ᵀW0 and W0ᵀW0.
     let started = Instant::now();
     let mut stats = ColumnStats::new(n_cols);
+    let mut n_stored = 0u64;
     for rows in &blocks {
-        let x = dense_block(source, rows.clone(), n_cols)?;
-        stats.add_block(x, rows.start)?;
+        let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
+        match &x {
+            RowBlock::Dense(x) => stats.add_block(*x, rows.start)?,
+            RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
+        }
+        n_stored += stored_entries(&x);
         let mut w_b = w.slice_mut(s![rows.clone(), ..]);
         if let Some(draw) = draw_w.as_mut() {
             draw.fill_next_rows(w_b.view_mut());
         }
         kernels::accumulate_wtw(w_b.view(), ws.wtw.view_mut());
-        accumulate_wtx(w_b.view(), x, &mut ws);
+        accumulate_xtw(w_b.view(), &x, &mut ws);
         on_event(Event::Block {
             kind: PassKind::Prepare,
             rows_done: rows.end,
@@ -184,6 +206,10 @@ pub fn fit(
         });
     }
     let prepare_seconds = started.elapsed().as_secs_f64();
+    let integer_valued = match p.normalize {
+        Normalize::None => stats.all_integer(),
+        _ => normalizer.all_integer(),
+    };
     let col_scale = stats.col_scale(p.scale);
     let x_norm_sq = stats.scaled_norm_sq(&col_scale);
     if x_norm_sq <= 0.0 {
@@ -203,7 +229,7 @@ pub fn fit(
         // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H).
         let wtw32 = ws.wtw.mapv(|v| v as f32);
         ndarray::Zip::from(&mut wtx_scaled)
-            .and(&ws.wtx)
+            .and(&ws.xtw.t())
             .and_broadcast(&inv_scale)
             .for_each(|out, &acc, &inv| *out = acc as f32 * inv);
         h.axis_chunks_iter_mut(Axis(1), COL_CHUNK)
@@ -220,14 +246,14 @@ pub fn fit(
             .and_broadcast(&inv_scale.view().insert_axis(Axis(1)))
             .for_each(|out, &hv, &inv| *out = hv * inv);
 
-        // 2. The pass: W rows, then WᵀX and WᵀW for the next H.
+        // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
         ws.reset_accumulators();
         let mut cross = 0.0f64;
         for rows in &blocks {
-            let x = dense_block(source, rows.clone(), n_cols)?;
+            let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
             let mut w_b = w.slice_mut(s![rows.clone(), ..]);
-            cross += update_w_block(x, w_b.view_mut(), hst.view(), hht32.view(), &mut ws);
-            accumulate_wtx(w_b.view(), x, &mut ws);
+            cross += update_w_block(&x, w_b.view_mut(), hst.view(), hht32.view(), &mut ws);
+            accumulate_xtw(w_b.view(), &x, &mut ws);
             on_event(Event::Block {
                 kind: PassKind::Iterate,
                 rows_done: rows.end,
@@ -263,6 +289,8 @@ pub fn fit(
         converged,
         col_scale,
         x_norm_sq,
+        integer_valued,
+        n_stored,
         block_rows,
         prepare_seconds,
         iteration_seconds,
@@ -277,54 +305,88 @@ pub fn block_ranges(n_rows: usize, block_rows: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-fn dense_block(
-    source: &mut dyn RowSource,
+fn stored_entries(x: &RowBlock<'_>) -> u64 {
+    match x {
+        RowBlock::Dense(x) => x.len() as u64,
+        RowBlock::Csr(x) => x.nnz() as u64,
+    }
+}
+
+/// Reads, checks and normalises the block of `rows`.
+fn read_block<'a>(
+    source: &'a mut dyn RowSource,
+    normalizer: &'a mut Normalizer,
     rows: Range<usize>,
     n_cols: usize,
-) -> Result<ArrayView2<'_, f32>, FitError> {
-    let expected = (rows.len(), n_cols);
+) -> Result<RowBlock<'a>, FitError> {
+    let n_b = rows.len();
     let block = source
         .block(rows.clone())
         .map_err(|source| FitError::Source {
             rows: rows.clone(),
             source,
         })?;
-    match block {
-        RowBlock::Dense(view) if view.dim() == expected => Ok(view),
-        RowBlock::Dense(view) => Err(FitError::BlockShape {
-            rows,
-            expected,
-            found: view.dim(),
-        }),
+    match &block {
+        RowBlock::Dense(view) if view.dim() != (n_b, n_cols) => {
+            return Err(FitError::BlockShape {
+                rows,
+                expected: (n_b, n_cols),
+                found: view.dim(),
+            });
+        }
+        RowBlock::Csr(csr) => {
+            let csr = CsrBlock { n_cols, ..*csr };
+            csr.validate(n_b).map_err(|error| FitError::Csr {
+                rows: rows.clone(),
+                error,
+            })?;
+        }
+        RowBlock::Dense(_) => {}
+    }
+    normalizer.apply(block, rows.start)
+}
+
+/// The rows `rows` (block-relative) of a CSR block, as a block whose
+/// offsets index the parent's arrays.
+fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a> {
+    CsrBlock {
+        indptr: &x.indptr[rows.start..=rows.end],
+        ..*x
     }
 }
 
 /// W update of one block, parallel over fixed row chunks; returns the
 /// block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b into the workspace.
 fn update_w_block(
-    x: ArrayView2<'_, f32>,
-    mut w_b: ndarray::ArrayViewMut2<'_, f32>,
+    x: &RowBlock<'_>,
+    mut w_b: ArrayViewMut2<'_, f32>,
     hst: ArrayView2<'_, f32>,
     hht: ArrayView2<'_, f32>,
     ws: &mut Workspace,
 ) -> f64 {
-    let n_b = x.nrows();
+    let n_b = w_b.nrows();
     let n_chunks = n_b.div_ceil(ROW_CHUNK);
     let mut xht = ws.xht.slice_mut(s![..n_b, ..]);
     let mut wtw_parts = ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]);
     let mut cross_parts = ws.cross_parts.slice_mut(s![..n_chunks]);
     let mut den_rows = ws.den_rows.slice_mut(s![..n_chunks, ..]);
     wtw_parts.fill(0.0);
-    x.axis_chunks_iter(Axis(0), ROW_CHUNK)
+    w_b.axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
         .into_par_iter()
-        .zip(w_b.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
         .zip(xht.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
         .zip(wtw_parts.axis_chunks_iter_mut(Axis(0), 1))
         .zip(cross_parts.axis_chunks_iter_mut(Axis(0), 1))
         .zip(den_rows.axis_chunks_iter_mut(Axis(0), 1))
+        .enumerate()
         .for_each(
-            |(((((x_c, w_c), mut xht_c), mut wtw_c), mut cross_c), mut den_c)| {
-                kernels::xht_dense(x_c, hst, xht_c.view_mut());
+            |(chunk_idx, ((((w_c, mut xht_c), mut wtw_c), mut cross_c), mut den_c))| {
+                let rows = chunk_idx * ROW_CHUNK..chunk_idx * ROW_CHUNK + w_c.nrows();
+                match x {
+                    RowBlock::Dense(x) => {
+                        kernels::xht_dense(x.slice(s![rows, ..]), hst, xht_c.view_mut())
+                    }
+                    RowBlock::Csr(x) => kernels::xht_csr(&csr_rows(x, rows), hst, xht_c.view_mut()),
+                }
                 let den = den_c
                     .as_slice_mut()
                     .expect("a row of a standard-layout array is contiguous");
@@ -343,13 +405,60 @@ fn update_w_block(
     cross_parts.iter().sum()
 }
 
-/// `wtx += W_bᵀ X_b`, parallel over fixed column chunks.
-fn accumulate_wtx(w_b: ArrayView2<'_, f32>, x: ArrayView2<'_, f32>, ws: &mut Workspace) {
+/// `xtw += X_bᵀ W_b`.
+fn accumulate_xtw(w_b: ArrayView2<'_, f32>, x: &RowBlock<'_>, ws: &mut Workspace) {
+    match x {
+        RowBlock::Dense(x) => accumulate_xtw_dense(w_b, *x, ws),
+        RowBlock::Csr(x) => accumulate_xtw_csr(w_b, x, ws),
+    }
+}
+
+/// Dense: parallel over fixed column chunks, each owning its rows of `xtw`.
+fn accumulate_xtw_dense(w_b: ArrayView2<'_, f32>, x: ArrayView2<'_, f32>, ws: &mut Workspace) {
+    if ws.xtw_block.nrows() != ws.xtw.nrows() {
+        ws.xtw_block = Array2::zeros(ws.xtw.dim());
+    }
     x.axis_chunks_iter(Axis(1), COL_CHUNK)
         .into_par_iter()
-        .zip(ws.wtx_block.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
-        .zip(ws.wtx.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
-        .for_each(|((x_c, scratch), acc)| kernels::accumulate_wtx_dense(w_b, x_c, scratch, acc));
+        .zip(ws.xtw_block.axis_chunks_iter_mut(Axis(0), COL_CHUNK))
+        .zip(ws.xtw.axis_chunks_iter_mut(Axis(0), COL_CHUNK))
+        .for_each(|((x_c, scratch), acc)| kernels::accumulate_xtw_dense(w_b, x_c, scratch, acc));
+}
+
+/// Sparse: [`SPARSE_PARTS`] fixed row ranges scatter into their own
+/// partials in parallel; the partials are then added in order, in parallel
+/// over column chunks.
+fn accumulate_xtw_csr(w_b: ArrayView2<'_, f32>, x: &CsrBlock<'_>, ws: &mut Workspace) {
+    let (n_cols, k) = ws.xtw.dim();
+    if ws.xtw_parts.shape()[0] != SPARSE_PARTS {
+        ws.xtw_parts = Array3::zeros((SPARSE_PARTS, n_cols, k));
+    }
+    let n_b = x.n_rows();
+    let n_parts = SPARSE_PARTS.min(n_b.max(1));
+    let part_rows = |p: usize| (p * n_b / n_parts)..((p + 1) * n_b / n_parts);
+    let mut parts = ws.xtw_parts.slice_mut(s![..n_parts, .., ..]);
+    parts
+        .outer_iter_mut()
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(p, mut part)| {
+            part.fill(0.0);
+            let rows = part_rows(p);
+            kernels::accumulate_xtw_csr(&csr_rows(x, rows.clone()), w_b.slice(s![rows, ..]), part);
+        });
+    let parts = ws.xtw_parts.slice(s![..n_parts, .., ..]);
+    ws.xtw
+        .axis_chunks_iter_mut(Axis(0), COL_CHUNK)
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(chunk_idx, mut acc)| {
+            let cols = chunk_idx * COL_CHUNK..chunk_idx * COL_CHUNK + acc.nrows();
+            for part in parts.outer_iter() {
+                acc.zip_mut_with(&part.slice(s![cols.clone(), ..]), |a, &v| {
+                    *a += f64::from(v)
+                });
+            }
+        });
 }
 
 /// `H Hᵀ` in f64.

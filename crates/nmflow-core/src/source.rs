@@ -17,6 +17,121 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum RowBlock<'a> {
     /// A dense `(b - a) × n_cols` view, any strides.
     Dense(ArrayView2<'a, f32>),
+    /// A compressed-sparse-row slice.
+    Csr(CsrBlock<'a>),
+}
+
+/// Rows of a sparse matrix in CSR form, with block-local offsets: row `r`
+/// of the block holds `indices[indptr[r]..indptr[r + 1]]` (column indices,
+/// in any order, no duplicates) and the same range of `data`. Explicit zeros
+/// are allowed.
+#[derive(Debug, Clone, Copy)]
+pub struct CsrBlock<'a> {
+    /// `n_rows + 1` offsets, starting at 0, non-decreasing, ending at `nnz`.
+    pub indptr: &'a [usize],
+    /// Column index of each stored entry.
+    pub indices: &'a [u32],
+    /// Value of each stored entry.
+    pub data: &'a [f32],
+    /// Columns of the matrix.
+    pub n_cols: usize,
+}
+
+/// Why a CSR block is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrShapeError {
+    /// `indptr` does not have one entry more than there are rows.
+    #[error("indptr has {found} entries, expected {expected}")]
+    IndptrLength {
+        /// `n_rows + 1`.
+        expected: usize,
+        /// Entries given.
+        found: usize,
+    },
+    /// `indptr` decreases, does not start at 0, or does not end at `nnz`.
+    #[error("indptr is not monotone from 0 to nnz = {nnz} at block row {row}")]
+    Indptr {
+        /// Block row where it fails.
+        row: usize,
+        /// Stored entries.
+        nnz: usize,
+    },
+    /// `indices` and `data` differ in length.
+    #[error("{indices} indices but {data} values")]
+    Lengths {
+        /// Length of `indices`.
+        indices: usize,
+        /// Length of `data`.
+        data: usize,
+    },
+    /// A column index is out of range.
+    #[error("column index {col} out of range (the matrix has {n_cols} columns) in block row {row}")]
+    Index {
+        /// Block row.
+        row: usize,
+        /// The index.
+        col: u32,
+        /// Columns of the matrix.
+        n_cols: usize,
+    },
+}
+
+impl CsrBlock<'_> {
+    /// Rows in the block.
+    pub fn n_rows(&self) -> usize {
+        self.indptr.len().saturating_sub(1)
+    }
+
+    /// Stored entries.
+    pub fn nnz(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Checks the structure for `n_rows` rows.
+    pub fn validate(&self, n_rows: usize) -> Result<(), CsrShapeError> {
+        if self.indptr.len() != n_rows + 1 {
+            return Err(CsrShapeError::IndptrLength {
+                expected: n_rows + 1,
+                found: self.indptr.len(),
+            });
+        }
+        if self.indices.len() != self.data.len() {
+            return Err(CsrShapeError::Lengths {
+                indices: self.indices.len(),
+                data: self.data.len(),
+            });
+        }
+        let nnz = self.data.len();
+        if self.indptr[0] != 0 {
+            return Err(CsrShapeError::Indptr { row: 0, nnz });
+        }
+        for row in 0..n_rows {
+            let (start, end) = (self.indptr[row], self.indptr[row + 1]);
+            if end < start || end > nnz {
+                return Err(CsrShapeError::Indptr { row, nnz });
+            }
+            if let Some(&col) = self.indices[start..end]
+                .iter()
+                .find(|&&c| c as usize >= self.n_cols)
+            {
+                return Err(CsrShapeError::Index {
+                    row,
+                    col,
+                    n_cols: self.n_cols,
+                });
+            }
+        }
+        if self.indptr[n_rows] != nnz {
+            return Err(CsrShapeError::Indptr { row: n_rows, nnz });
+        }
+        Ok(())
+    }
+
+    /// The stored entries of block row `row` as (columns, values).
+    pub fn row(&self, row: usize) -> (&[u32], &[f32]) {
+        let range = self.indptr[row]..self.indptr[row + 1];
+        (&self.indices[range.clone()], &self.data[range])
+    }
 }
 
 impl RowBlock<'_> {
@@ -24,6 +139,7 @@ impl RowBlock<'_> {
     pub fn n_rows(&self) -> usize {
         match self {
             RowBlock::Dense(view) => view.nrows(),
+            RowBlock::Csr(csr) => csr.n_rows(),
         }
     }
 
@@ -31,6 +147,7 @@ impl RowBlock<'_> {
     pub fn n_cols(&self) -> usize {
         match self {
             RowBlock::Dense(view) => view.ncols(),
+            RowBlock::Csr(csr) => csr.n_cols,
         }
     }
 }
@@ -51,6 +168,84 @@ pub trait RowSource {
 
     /// The rows `rows` of X. `rows` is non-empty and within `0..n_rows()`.
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError>;
+}
+
+/// A sparse matrix in CSR form held in memory, for tests and small inputs.
+#[derive(Debug, Clone)]
+pub struct InMemoryCsrSource {
+    n_rows: usize,
+    n_cols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    data: Vec<f32>,
+    local_indptr: Vec<usize>,
+}
+
+impl InMemoryCsrSource {
+    /// The CSR form of the dense `x`, dropping zeros.
+    pub fn from_dense(x: ArrayView2<'_, f32>) -> Self {
+        let mut indptr = vec![0];
+        let mut indices = Vec::new();
+        let mut data = Vec::new();
+        for row in x.rows() {
+            for (col, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    indices.push(col as u32);
+                    data.push(v);
+                }
+            }
+            indptr.push(data.len());
+        }
+        Self::new(x.nrows(), x.ncols(), indptr, indices, data)
+    }
+
+    /// Wraps CSR arrays; they are checked block by block when read.
+    pub fn new(
+        n_rows: usize,
+        n_cols: usize,
+        indptr: Vec<usize>,
+        indices: Vec<u32>,
+        data: Vec<f32>,
+    ) -> Self {
+        Self {
+            n_rows,
+            n_cols,
+            indptr,
+            indices,
+            data,
+            local_indptr: Vec::new(),
+        }
+    }
+}
+
+impl RowSource for InMemoryCsrSource {
+    fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+
+    fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+        let ptr = self
+            .indptr
+            .get(rows.start..=rows.end)
+            .ok_or("indptr is too short")?;
+        let (start, end) = (ptr[0], ptr[ptr.len() - 1]);
+        if start > end || end > self.data.len() || end > self.indices.len() {
+            return Err("indptr out of range".into());
+        }
+        self.local_indptr.clear();
+        self.local_indptr
+            .extend(ptr.iter().map(|&p| p.wrapping_sub(start)));
+        Ok(RowBlock::Csr(CsrBlock {
+            indptr: &self.local_indptr,
+            indices: &self.indices[start..end],
+            data: &self.data[start..end],
+            n_cols: self.n_cols,
+        }))
+    }
 }
 
 /// A source over a matrix held in memory, for tests and small inputs.

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use crate::error::FitError;
 use crate::params::Scale;
+use crate::source::CsrBlock;
 
 /// Columns per parallel task of the statistics kernel.
 const COL_CHUNK: usize = 256;
@@ -20,6 +21,7 @@ pub struct ColumnStats {
     mean: Vec<f64>,
     m2: Vec<f64>,
     sum_sq: Vec<f64>,
+    all_integer: bool,
     block: BlockMoments,
 }
 
@@ -48,6 +50,7 @@ impl ColumnStats {
             mean: zeros.clone(),
             m2: zeros.clone(),
             sum_sq: zeros.clone(),
+            all_integer: true,
             block: BlockMoments {
                 mean: zeros.clone(),
                 m2: zeros.clone(),
@@ -89,6 +92,60 @@ impl ColumnStats {
                 FitError::NonFiniteValue { row, col, value }
             });
         }
+        if self.all_integer {
+            self.all_integer = x.iter().all(|v| v.fract() == 0.0);
+        }
+        self.merge_block(n_b);
+        Ok(())
+    }
+
+    /// Adds the rows of a CSR block, the rows starting at `first_row`.
+    /// Fails on the first negative or non-finite stored value (row-major
+    /// order). The block's structure must be valid.
+    pub fn add_csr_block(&mut self, x: &CsrBlock<'_>, first_row: usize) -> Result<(), FitError> {
+        let n_b = x.n_rows();
+        if n_b == 0 {
+            return Ok(());
+        }
+        for row in 0..n_b {
+            let (cols, vals) = x.row(row);
+            let bad = cols
+                .iter()
+                .zip(vals)
+                .filter(|&(_, &v)| !(v >= 0.0 && v.is_finite()))
+                .min_by_key(|&(&c, _)| c);
+            if let Some((&col, &value)) = bad {
+                let (row, col) = (row + first_row, col as usize);
+                return Err(if value.is_finite() {
+                    FitError::NegativeValue { row, col, value }
+                } else {
+                    FitError::NonFiniteValue { row, col, value }
+                });
+            }
+        }
+        let BlockMoments { mean, m2, sum_sq } = &mut self.block;
+        mean.fill(0.0);
+        sum_sq.fill(0.0);
+        for (&col, &value) in x.indices.iter().zip(x.data) {
+            let v = f64::from(value);
+            mean[col as usize] += v;
+            sum_sq[col as usize] += v * v;
+        }
+        let n = n_b as f64;
+        for ((mean, m2), &sum_sq) in mean.iter_mut().zip(m2.iter_mut()).zip(sum_sq.iter()) {
+            let sum = *mean;
+            *mean = sum / n;
+            *m2 = (sum_sq - sum * sum / n).max(0.0);
+        }
+        if self.all_integer {
+            self.all_integer = x.data.iter().all(|v| v.fract() == 0.0);
+        }
+        self.merge_block(n_b);
+        Ok(())
+    }
+
+    /// Merges the block moments of `n_b` rows into the running statistics.
+    fn merge_block(&mut self, n_b: usize) {
         let n_a = self.n_rows as f64;
         let n_bf = n_b as f64;
         let n = n_a + n_bf;
@@ -99,7 +156,11 @@ impl ColumnStats {
             self.sum_sq[col] += self.block.sum_sq[col];
         }
         self.n_rows += n_b as u64;
-        Ok(())
+    }
+
+    /// Whether every value seen so far is a whole number (raw counts).
+    pub fn all_integer(&self) -> bool {
+        self.all_integer
     }
 
     /// Rows added so far.
@@ -206,6 +267,36 @@ mod tests {
             assert!((stats.mean()[col] - mean).abs() < 1e-12);
             assert!((stats.std()[col] - var.sqrt()).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn sparse_blocks_match_dense_blocks() {
+        let x = Array2::from_shape_fn((23, 6), |(i, j)| {
+            if (i + 2 * j) % 3 == 0 {
+                (i + j) as f32
+            } else {
+                0.0
+            }
+        });
+        let mut dense = ColumnStats::new(6);
+        let mut sparse = ColumnStats::new(6);
+        let mut source = crate::InMemoryCsrSource::from_dense(x.view());
+        for start in (0..23).step_by(5) {
+            let end = (start + 5).min(23);
+            dense
+                .add_block(x.slice(s![start..end, ..]), start)
+                .expect("valid");
+            let block = crate::RowSource::block(&mut source, start..end).expect("block");
+            let crate::RowBlock::Csr(csr) = block else {
+                panic!("not csr")
+            };
+            sparse.add_csr_block(&csr, start).expect("valid");
+        }
+        for col in 0..6 {
+            assert!((dense.mean()[col] - sparse.mean()[col]).abs() < 1e-12);
+            assert!((dense.std()[col] - sparse.std()[col]).abs() < 1e-9);
+        }
+        assert!(dense.all_integer() && sparse.all_integer());
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use ndarray::Array2;
 use nmflow_core::init::{random_h, random_w};
-use nmflow_core::{FitError, FitReport, InMemorySource, Init, NmfParams, RowSource, Scale, fit};
+use nmflow_core::{
+    FitError, FitReport, InMemoryCsrSource, InMemorySource, Init, NmfParams, Normalize, RowSource,
+    Scale, fit,
+};
 use nmflow_testkit::{SeedGenerator, reference_fit};
 
 const SEED: u64 = 20_261_124;
@@ -15,13 +18,40 @@ fn seed_matrix(n_rows: usize, n_cols: usize, components: usize) -> Array2<f32> {
 }
 
 fn run(x: &Array2<f32>, params: NmfParams, threads: usize) -> Result<FitReport, FitError> {
-    let mut source = InMemorySource::new(x.clone());
+    run_source(&mut InMemorySource::new(x.clone()), params, threads)
+}
+
+fn run_sparse(x: &Array2<f32>, params: NmfParams, threads: usize) -> Result<FitReport, FitError> {
+    run_source(
+        &mut InMemoryCsrSource::from_dense(x.view()),
+        params,
+        threads,
+    )
+}
+
+/// Count-like sparse data: the seed data, rounded, with most entries zero.
+fn sparse_counts(n_rows: usize, n_cols: usize) -> Array2<f32> {
+    let x = seed_matrix(n_rows, n_cols, 3);
+    Array2::from_shape_fn((n_rows, n_cols), |(i, j)| {
+        if (i * 7 + j * 13) % 5 == 0 {
+            (x[(i, j)] * 6.0).round()
+        } else {
+            0.0
+        }
+    })
+}
+
+fn run_source(
+    source: &mut (dyn RowSource + Send),
+    params: NmfParams,
+    threads: usize,
+) -> Result<FitReport, FitError> {
     let valid = params.check(source.n_rows(), source.n_cols(), None)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("thread pool");
-    pool.install(|| fit(&mut source, &valid, &mut |_| {}))
+    pool.install(|| fit(source, &valid, &mut |_| {}))
 }
 
 fn params(k: usize, max_iter: usize, block_rows: Option<usize>) -> NmfParams {
@@ -30,6 +60,7 @@ fn params(k: usize, max_iter: usize, block_rows: Option<usize>) -> NmfParams {
         max_iter,
         tol: 0.0,
         seed: SEED,
+        normalize: Normalize::None,
         scale: Scale::ColStd,
         block_rows,
         init: Init::Random,
@@ -234,4 +265,109 @@ fn generated_data_shares_no_random_numbers_with_the_initialisation() {
     let w0 = random_w(SEED, 3, 40);
     assert_ne!(generator.centers(), &h0);
     assert_ne!(generator.centers(), &w0);
+}
+
+#[test]
+fn sparse_and_dense_inputs_give_the_same_factors() {
+    let x = sparse_counts(150, 70);
+    for block_rows in [1, 13, 150] {
+        let dense = run(&x, params(3, 15, Some(block_rows)), 2).expect("dense fit");
+        let sparse = run_sparse(&x, params(3, 15, Some(block_rows)), 2).expect("sparse fit");
+        let scale = dense.w.iter().fold(0.0f32, |m, &v| m.max(v));
+        let dw = dense
+            .w
+            .iter()
+            .zip(&sparse.w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+            / scale;
+        assert!(dw < 1e-4, "block_rows {block_rows}: W differs by {dw:e}");
+        for (a, b) in dense.rel_error.iter().zip(&sparse.rel_error) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert_eq!(dense.col_scale.len(), sparse.col_scale.len());
+        assert!(sparse.integer_valued);
+        assert_eq!(
+            sparse.n_stored as usize,
+            x.iter().filter(|&&v| v != 0.0).count()
+        );
+    }
+}
+
+#[test]
+fn sparse_fit_matches_reference_and_is_bit_identical_across_threads() {
+    let (n_rows, n_cols, k, n_iter) = (97, 41, 3, 10);
+    let x = sparse_counts(n_rows, n_cols);
+    let reference = reference_fit(
+        &x,
+        &random_w(SEED, n_rows, k),
+        &random_h(SEED, k, n_cols),
+        true,
+        n_iter,
+    );
+    let one = run_sparse(&x, params(k, n_iter, Some(20)), 1).expect("fit");
+    assert!(max_rel_diff(&one.w, &reference.w) < 1e-3);
+    assert!(max_rel_diff(&one.h, &reference.h) < 1e-3);
+    for threads in [2, 3] {
+        let many = run_sparse(&x, params(k, n_iter, Some(20)), threads).expect("fit");
+        assert_eq!(one.w, many.w);
+        assert_eq!(one.h, many.h);
+    }
+}
+
+#[test]
+fn normalisation_matches_reference_on_normalised_data() {
+    let (n_rows, n_cols, k, n_iter) = (60, 25, 2, 8);
+    let mut x = sparse_counts(n_rows, n_cols);
+    x.row_mut(5).fill(0.0); // an empty cell stays empty
+    for (kind, transform) in [
+        (
+            Normalize::Log1p,
+            Box::new(|v: f32, _s: f32| v.ln_1p()) as Box<dyn Fn(f32, f32) -> f32>,
+        ),
+        (
+            Normalize::Cp10kLog1p,
+            Box::new(|v: f32, s: f32| if s > 0.0 { (v * (1e4 / s)).ln_1p() } else { v }),
+        ),
+    ] {
+        let mut normalised = x.clone();
+        for mut row in normalised.rows_mut() {
+            let sum: f32 = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+            row.mapv_inplace(|v| transform(v, sum));
+        }
+        let reference = reference_fit(
+            &normalised,
+            &random_w(SEED, n_rows, k),
+            &random_h(SEED, k, n_cols),
+            true,
+            n_iter,
+        );
+        let p = NmfParams {
+            normalize: kind,
+            ..params(k, n_iter, Some(16))
+        };
+        for report in [
+            run(&x, p.clone(), 2).expect("dense"),
+            run_sparse(&x, p, 2).expect("sparse"),
+        ] {
+            assert!(max_rel_diff(&report.w, &reference.w) < 1e-3, "{kind:?}");
+            assert!(max_rel_diff(&report.h, &reference.h) < 1e-3, "{kind:?}");
+            assert!(report.integer_valued, "raw counts are whole numbers");
+            assert!(report.w.row(5).iter().all(|v| v.is_finite()));
+        }
+    }
+}
+
+#[test]
+fn malformed_sparse_input_is_refused() {
+    let bad = InMemoryCsrSource::new(2, 3, vec![0, 1, 2], vec![0, 3], vec![1.0, 1.0]);
+    let valid = params(1, 2, None).check(2, 3, None).expect("params");
+    let err = fit(&mut { bad }, &valid, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, FitError::Csr { .. }), "{err}");
+    let negative = InMemoryCsrSource::new(2, 3, vec![0, 1, 2], vec![0, 2], vec![1.0, -1.0]);
+    let err = fit(&mut { negative }, &valid, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, FitError::NegativeValue { row: 1, col: 2, .. }),
+        "{err}"
+    );
 }

@@ -1,0 +1,203 @@
+//! Per-row normalisation of count data, applied to each block as it is
+//! read, before the column statistics and the updates.
+
+use ndarray::{Array2, Zip};
+
+use crate::error::FitError;
+use crate::source::{CsrBlock, RowBlock};
+
+/// How each row (cell) is transformed before factorizing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    /// Values as they are.
+    None,
+    /// Scale each row to sum to 10,000, then log(1 + x) (scanpy's
+    /// `normalize_total(target_sum=1e4)` followed by `log1p`). An all-zero
+    /// row stays zero.
+    Cp10kLog1p,
+    /// log(1 + x).
+    Log1p,
+}
+
+impl Normalize {
+    /// The name used on the command line and in result files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Normalize::None => "none",
+            Normalize::Cp10kLog1p => "cp10k-log1p",
+            Normalize::Log1p => "log1p",
+        }
+    }
+}
+
+/// Target row sum of [`Normalize::Cp10kLog1p`].
+pub const TARGET_SUM: f32 = 1e4;
+
+/// Applies a [`Normalize`] to blocks, into buffers it owns; checks the raw
+/// values (non-negative, finite) and whether they are all whole numbers.
+#[derive(Debug)]
+pub(crate) struct Normalizer {
+    kind: Normalize,
+    dense: Array2<f32>,
+    data: Vec<f32>,
+    all_integer: bool,
+}
+
+impl Normalizer {
+    pub(crate) fn new(kind: Normalize) -> Self {
+        Self {
+            kind,
+            dense: Array2::zeros((0, 0)),
+            data: Vec::new(),
+            all_integer: true,
+        }
+    }
+
+    /// Whether every raw value seen is a whole number (only tracked when
+    /// normalising; otherwise the column statistics track it).
+    pub(crate) fn all_integer(&self) -> bool {
+        self.all_integer
+    }
+
+    /// The normalised block; `first_row` is the matrix row of block row 0.
+    pub(crate) fn apply<'a>(
+        &'a mut self,
+        block: RowBlock<'a>,
+        first_row: usize,
+    ) -> Result<RowBlock<'a>, FitError> {
+        let kind = self.kind;
+        if kind == Normalize::None {
+            return Ok(block);
+        }
+        match block {
+            RowBlock::Dense(x) => {
+                check_raw(x.indexed_iter().map(|((r, c), &v)| (r, c, v)), first_row)?;
+                if self.all_integer {
+                    self.all_integer = x.iter().all(|v| v.fract() == 0.0);
+                }
+                if self.dense.dim() != x.dim() {
+                    self.dense = Array2::zeros(x.dim());
+                }
+                Zip::from(self.dense.rows_mut())
+                    .and(x.rows())
+                    .par_for_each(|mut out, row| {
+                        let factor = row_factor(kind, row.iter().map(|&v| f64::from(v)).sum());
+                        Zip::from(&mut out)
+                            .and(&row)
+                            .for_each(|o, &v| *o = (v * factor).ln_1p());
+                    });
+                Ok(RowBlock::Dense(self.dense.view()))
+            }
+            RowBlock::Csr(x) => {
+                check_raw(
+                    (0..x.n_rows()).flat_map(|r| {
+                        let (cols, vals) = x.row(r);
+                        cols.iter()
+                            .zip(vals)
+                            .map(move |(&c, &v)| (r, c as usize, v))
+                    }),
+                    first_row,
+                )?;
+                if self.all_integer {
+                    self.all_integer = x.data.iter().all(|v| v.fract() == 0.0);
+                }
+                self.data.clear();
+                self.data.extend_from_slice(x.data);
+                for row in 0..x.n_rows() {
+                    let range = x.indptr[row]..x.indptr[row + 1];
+                    let factor = row_factor(
+                        kind,
+                        x.data[range.clone()].iter().map(|&v| f64::from(v)).sum(),
+                    );
+                    for v in &mut self.data[range] {
+                        *v = (*v * factor).ln_1p();
+                    }
+                }
+                Ok(RowBlock::Csr(CsrBlock {
+                    data: &self.data,
+                    ..x
+                }))
+            }
+        }
+    }
+}
+
+fn row_factor(kind: Normalize, row_sum: f64) -> f32 {
+    match kind {
+        Normalize::Cp10kLog1p if row_sum > 0.0 => (f64::from(TARGET_SUM) / row_sum) as f32,
+        _ => 1.0,
+    }
+}
+
+/// Fails on the first negative or non-finite raw value, in row-major order.
+fn check_raw(
+    values: impl Iterator<Item = (usize, usize, f32)>,
+    first_row: usize,
+) -> Result<(), FitError> {
+    let bad = values
+        .filter(|&(_, _, v)| !(v >= 0.0 && v.is_finite()))
+        .min_by_key(|&(r, c, _)| (r, c));
+    match bad {
+        None => Ok(()),
+        Some((r, col, value)) => {
+            let row = r + first_row;
+            Err(if value.is_finite() {
+                FitError::NegativeValue { row, col, value }
+            } else {
+                FitError::NonFiniteValue { row, col, value }
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn cp10k_log1p_matches_the_formula_for_dense_and_sparse_rows() {
+        let x = array![[1.0f32, 3.0, 0.0], [0.0, 0.0, 0.0]];
+        let mut n = Normalizer::new(Normalize::Cp10kLog1p);
+        let RowBlock::Dense(out) = n.apply(RowBlock::Dense(x.view()), 0).expect("valid") else {
+            panic!("dense in, dense out")
+        };
+        let want = [(2500.0f32).ln_1p(), (7500.0f32).ln_1p(), 0.0];
+        for (got, want) in out.row(0).iter().zip(want) {
+            assert!((got - want).abs() < 1e-5);
+        }
+        assert!(out.row(1).iter().all(|&v| v == 0.0));
+
+        let csr = CsrBlock {
+            indptr: &[0, 2, 2],
+            indices: &[1, 0],
+            data: &[3.0, 1.0],
+            n_cols: 3,
+        };
+        let mut n = Normalizer::new(Normalize::Cp10kLog1p);
+        let RowBlock::Csr(out) = n.apply(RowBlock::Csr(csr), 0).expect("valid") else {
+            panic!("csr in, csr out")
+        };
+        assert!((out.data[0] - want[1]).abs() < 1e-5 && (out.data[1] - want[0]).abs() < 1e-5);
+        assert!(n.all_integer());
+    }
+
+    #[test]
+    fn log1p_and_raw_checks() {
+        let x = array![[0.5f32, 0.0]];
+        let mut n = Normalizer::new(Normalize::Log1p);
+        let RowBlock::Dense(out) = n.apply(RowBlock::Dense(x.view()), 0).expect("valid") else {
+            panic!("dense")
+        };
+        assert!((out[(0, 0)] - 0.5f32.ln_1p()).abs() < 1e-7);
+        assert!(!n.all_integer());
+        let bad = array![[1.0f32, -2.0]];
+        let err = Normalizer::new(Normalize::Log1p)
+            .apply(RowBlock::Dense(bad.view()), 7)
+            .unwrap_err();
+        assert!(
+            matches!(err, FitError::NegativeValue { row: 7, col: 1, .. }),
+            "{err}"
+        );
+    }
+}
