@@ -43,11 +43,11 @@ fn dense_kernels(c: &mut Criterion) {
                 ))
             })
         });
-        group.bench_function("accumulate_wtx", |b| {
-            let mut scratch = Array2::<f32>::zeros((k, COLS));
-            let mut acc = Array2::<f64>::zeros((k, COLS));
+        group.bench_function("accumulate_xtw", |b| {
+            let mut scratch = Array2::<f32>::zeros((COLS, k));
+            let mut acc = Array2::<f64>::zeros((COLS, k));
             b.iter(|| {
-                kernels::accumulate_wtx_dense(
+                kernels::accumulate_xtw_dense(
                     w.view(),
                     x.view(),
                     scratch.view_mut(),

@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Factorize a matrix and write W, H, the error trace and the clusters.
-    Fit(FitArgs),
+    Fit(Box<FitArgs>),
     /// List the matrices of a file that can be factorized, and the memory a run needs.
     Inspect(InspectArgs),
 }
@@ -50,16 +50,52 @@ pub enum NormalizeArg {
 
 #[derive(Debug, Args)]
 pub struct FitArgs {
-    /// Input: FILE.h5, FILE.h5:/path/to/dataset, or FILE.npy.
+    /// Input: an h5ad, 10x .h5, loom or other HDF5 file (FILE:/path picks a dataset or sparse group), or a .npy file.
     pub input: String,
 
     /// Number of components.
     #[arg(short = 'k', long = "n-components", value_name = "K")]
     pub k: usize,
 
-    /// Output HDF5 file (/W, /H, /rel_error, /cluster, /col_scale; parameters as attributes).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    /// Output: FILE.h5ad (an AnnData file with obsm['X_nmf'], varm['NMF_H'], obs['nmf_cluster'], uns['nmf']),
+    /// or any other name for plain HDF5 (/W, /H, /rel_error, /cluster, /col_scale).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "write_into",
+        conflicts_with = "write_into"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Add the result to the input h5ad file itself (obsm, varm, obs, uns), safely: the file is
+    /// edited as a copy that replaces it when complete.
+    #[arg(long, value_name = "INPUT.h5ad")]
+    pub write_into: Option<PathBuf>,
+
+    /// h5ad or loom: factorize layers/NAME instead of X (loom: /matrix).
+    #[arg(long, value_name = "NAME")]
+    pub layer: Option<String>,
+
+    /// h5ad: factorize raw/X.
+    #[arg(long)]
+    pub raw: bool,
+
+    /// loom: make genes the rows of the factorization (the stored orientation).
+    #[arg(long)]
+    pub transpose: bool,
+
+    /// Cell Ranger 1.x/2.x files with several genomes: the genome to read.
+    #[arg(long, value_name = "NAME")]
+    pub genome: Option<String>,
+
+    /// 10x: keep every feature type (default: "Gene Expression" only, as scanpy does).
+    #[arg(long)]
+    pub all_features: bool,
+
+    /// Where temporary copies (CSC and loom inputs transposed to cells × genes) are written.
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
 
     /// Maximum number of iterations.
     #[arg(long, default_value_t = 200)]

@@ -1,11 +1,15 @@
 //! `nmflow fit`.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use nmflow_core::{FitReport, Init, NmfParams, Normalize, Scale, fit};
 use nmflow_io::output::check_output_path;
-use nmflow_io::{AttrValue, FitOutput, InputSpec, open_source, read_matrix, write_result};
+use nmflow_io::{
+    AttrValue, FitOutput, InputSpec, Layout, OpenOptions, open_source, read_matrix, read_names,
+    write_h5ad, write_into_h5ad, write_result,
+};
 use serde::Serialize;
 
 use crate::args::{FitArgs, InitArg, NormalizeArg, ScaleArg};
@@ -16,6 +20,7 @@ use crate::progress::Progress;
 struct Summary {
     input: String,
     dataset: Option<String>,
+    storage: String,
     dtype: String,
     n_rows: usize,
     n_cols: usize,
@@ -35,17 +40,75 @@ struct Summary {
     peak_rss_bytes: Option<u64>,
 }
 
+/// Where the result goes.
+enum Destination {
+    Hdf5(PathBuf),
+    H5ad(PathBuf),
+    Into(PathBuf),
+}
+
+impl Destination {
+    fn path(&self) -> &Path {
+        match self {
+            Destination::Hdf5(p) | Destination::H5ad(p) | Destination::Into(p) => p,
+        }
+    }
+}
+
 pub fn run(args: FitArgs) -> Result<()> {
     let started = Instant::now();
-    check_output_path(&args.output, args.force)?;
     let spec = InputSpec::parse(&args.input);
-    let mut opened = open_source(&spec)?;
+    let destination = match (&args.output, &args.write_into) {
+        (Some(out), None) if out.extension().is_some_and(|e| e == "h5ad") => {
+            Destination::H5ad(out.clone())
+        }
+        (Some(out), None) => Destination::Hdf5(out.clone()),
+        (None, Some(target)) => {
+            let same = std::fs::canonicalize(target).ok() == std::fs::canonicalize(&spec.path).ok();
+            if !same {
+                bail!(
+                    "--write-into must name the input file ({}), not {}",
+                    spec.path.display(),
+                    target.display()
+                );
+            }
+            Destination::Into(target.clone())
+        }
+        _ => bail!("give one of -o FILE and --write-into INPUT.h5ad"),
+    };
+    if let Destination::Hdf5(out) | Destination::H5ad(out) = &destination {
+        check_output_path(out, args.force)?;
+    }
+    let opts = OpenOptions {
+        layer: args.layer.clone(),
+        raw: args.raw,
+        transpose: args.transpose,
+        genome: args.genome.clone(),
+        all_features: args.all_features,
+        tmp_dir: args.tmp_dir.clone(),
+    };
+    let mut opened = open_source(&spec, &opts)?;
+    if matches!(destination, Destination::Into(_)) && opened.layout != Some(Layout::H5ad) {
+        bail!(
+            "--write-into needs an h5ad input; {} is not one",
+            spec.path.display()
+        );
+    }
     let input_name = match &opened.dataset {
         Some(ds) => format!("{}:{ds}", spec.path.display()),
         None => spec.path.display().to_string(),
     };
     let n_rows = opened.source.n_rows();
     let n_cols = opened.source.n_cols();
+    let names = match destination {
+        Destination::H5ad(_) => Some(read_names(
+            &spec.path,
+            spec.dataset.as_deref(),
+            &opts,
+            (n_rows, n_cols),
+        )?),
+        _ => None,
+    };
 
     let init = match args.init {
         InitArg::Random => {
@@ -131,6 +194,15 @@ pub fn run(args: FitArgs) -> Result<()> {
             "scale",
             AttrValue::Str(valid.params().scale.as_str().into()),
         ),
+        (
+            "normalize",
+            AttrValue::Str(valid.params().normalize.as_str().into()),
+        ),
+        (
+            "format",
+            AttrValue::Str(opened.layout.map_or("npy", |l| l.as_str()).into()),
+        ),
+        ("storage", AttrValue::Str(opened.storage.clone())),
         ("block_rows", AttrValue::Int(report.block_rows as i64)),
         ("threads", AttrValue::Int(threads as i64)),
         (
@@ -153,17 +225,27 @@ pub fn run(args: FitArgs) -> Result<()> {
         col_scale: &report.col_scale,
         attrs: attrs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
     };
-    write_result(&args.output, &output, args.force)?;
+    match &destination {
+        Destination::Hdf5(path) => write_result(path, &output, args.force)?,
+        Destination::H5ad(path) => {
+            let names = names
+                .as_ref()
+                .context("names were read for the h5ad output")?;
+            write_h5ad(path, &output, names, args.force)?;
+        }
+        Destination::Into(path) => write_into_h5ad(path, &output, args.raw)?,
+    }
 
     let summary = summarize(&report, &clusters, args.k, started.elapsed().as_secs_f64());
     let summary = Summary {
         input: input_name,
         dataset: opened.dataset.take(),
         dtype: opened.dtype.clone(),
+        storage: opened.storage.clone(),
         n_rows,
         n_cols,
         threads,
-        output: args.output.display().to_string(),
+        output: destination.path().display().to_string(),
         ..summary
     };
     if summary.integer_valued && args.normalize == NormalizeArg::None && !args.quiet && !args.json {
@@ -189,6 +271,7 @@ fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Su
     Summary {
         input: String::new(),
         dataset: None,
+        storage: String::new(),
         dtype: String::new(),
         n_rows: 0,
         n_cols: 0,

@@ -18,7 +18,7 @@ use crate::args::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Fit(args) => fit::run(args),
+        Command::Fit(args) => fit::run(*args),
         Command::Inspect(args) => inspect::run(args),
     };
     match result {

@@ -83,6 +83,36 @@ pub enum IoError {
         /// What is wrong.
         reason: String,
     },
+    /// A sparse matrix or a single-cell file whose content is inconsistent.
+    #[error("{}: {object}: {reason}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// The group or dataset at fault.
+        object: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file holds something nmflow cannot read.
+    #[error("{}: {object}: {reason}", path.display())]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// The group or dataset at fault.
+        object: String,
+        /// What is not supported.
+        reason: String,
+    },
+    /// An element the user asked for (a layer, raw/X, X, a genome) is absent.
+    #[error("{}: {what}; available: {}", path.display(), list(available))]
+    Missing {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        what: String,
+        /// What there is instead.
+        available: Vec<String>,
+    },
     /// The output file exists and overwriting was not asked for.
     #[error("{}: the output file exists (use --force to replace it)", path.display())]
     OutputExists {
@@ -109,6 +139,18 @@ impl IoError {
             path: path.to_path_buf(),
             what: what.into(),
             source,
+        }
+    }
+
+    pub(crate) fn malformed(
+        path: &std::path::Path,
+        object: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        IoError::Malformed {
+            path: path.to_path_buf(),
+            object: object.into(),
+            reason: reason.into(),
         }
     }
 

@@ -10,6 +10,7 @@ use nmflow_core::RowSource;
 use crate::error::IoError;
 use crate::hdf5_source::Hdf5Source;
 use crate::npy::NpySource;
+use crate::singlecell::{Layout, OpenOptions, open_matrix};
 
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 const NPY_MAGIC: &[u8] = b"\x93NUMPY";
@@ -92,8 +93,12 @@ pub struct OpenedSource {
     pub source: Box<dyn RowSource + Send>,
     /// The file's kind.
     pub kind: InputKind,
-    /// The dataset read (for HDF5), as an absolute path in the file.
+    /// The single-cell layout (HDF5 only).
+    pub layout: Option<Layout>,
+    /// The element read (for HDF5), as a path in the file.
     pub dataset: Option<String>,
+    /// How it is stored (`dense`, `csr`, ...).
+    pub storage: String,
     /// The stored element type, e.g. `float32`.
     pub dtype: String,
 }
@@ -108,8 +113,8 @@ impl std::fmt::Debug for OpenedSource {
     }
 }
 
-/// Opens the input named by `spec` as a row source.
-pub fn open_source(spec: &InputSpec) -> Result<OpenedSource, IoError> {
+/// Opens the input named by `spec` as a row source of cells × genes.
+pub fn open_source(spec: &InputSpec, opts: &OpenOptions) -> Result<OpenedSource, IoError> {
     match sniff(&spec.path)? {
         InputKind::Npy => {
             if let Some(dataset) = &spec.dataset {
@@ -118,24 +123,39 @@ pub fn open_source(spec: &InputSpec) -> Result<OpenedSource, IoError> {
                     reason: format!("a .npy file holds one array; there is no dataset '{dataset}'"),
                 });
             }
+            if opts.layer.is_some() || opts.raw || opts.transpose || opts.genome.is_some() {
+                return Err(IoError::Npy {
+                    path: spec.path.clone(),
+                    reason:
+                        "--layer, --raw, --transpose and --genome apply to HDF5 single-cell files"
+                            .into(),
+                });
+            }
             let source = NpySource::open(&spec.path)?;
             let dtype = source.header().dtype.name();
             Ok(OpenedSource {
                 source: Box::new(source),
                 kind: InputKind::Npy,
+                layout: None,
                 dataset: None,
+                storage: "dense".into(),
                 dtype,
             })
         }
         InputKind::Hdf5 => {
-            let source = Hdf5Source::open(&spec.path, spec.dataset.as_deref())?;
-            let dataset = Some(source.info().path.clone());
-            let dtype = source.info().dtype.clone();
+            let m = open_matrix(&spec.path, spec.dataset.as_deref(), opts)?;
+            let element = if m.element.starts_with('/') {
+                m.element
+            } else {
+                format!("/{}", m.element)
+            };
             Ok(OpenedSource {
-                source: Box::new(source),
+                source: m.source,
                 kind: InputKind::Hdf5,
-                dataset,
-                dtype,
+                layout: Some(m.layout),
+                dataset: Some(element),
+                storage: m.storage,
+                dtype: m.dtype,
             })
         }
     }

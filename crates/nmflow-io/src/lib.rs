@@ -1,18 +1,26 @@
-//! Inputs and outputs of nmflow: row-block sources over HDF5 datasets and
-//! memory-mapped `.npy` files, the catalogue of factorizable datasets in a
+//! Inputs and outputs of nmflow: row-block sources over HDF5 datasets,
+//! single-cell files (h5ad, 10x, loom; dense or sparse) and memory-mapped
+//! `.npy` files, the catalogue of factorizable datasets in a
 //! file, and result files written atomically.
 //!
 //! Every error names the file (and the dataset) at fault.
 #![deny(missing_docs)]
 
 pub mod catalog;
+pub mod csr_source;
 pub mod error;
+pub mod h5ad;
 pub mod hdf5_source;
 pub mod input;
 pub mod npy;
 pub mod output;
+pub mod singlecell;
+pub mod strings;
+pub mod transpose;
 
 pub use catalog::{DatasetInfo, list_matrices};
 pub use error::IoError;
-pub use input::{InputKind, InputSpec, open_source, read_matrix};
+pub use h5ad::{write_h5ad, write_into_h5ad};
+pub use input::{InputKind, InputSpec, OpenedSource, open_source, read_matrix};
 pub use output::{AttrValue, FitOutput, write_result};
+pub use singlecell::{Layout, Names, OpenOptions, read_names};

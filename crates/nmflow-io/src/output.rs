@@ -72,13 +72,23 @@ fn parent_dir(path: &Path) -> PathBuf {
 /// Writes `output` to `path` atomically (temporary file, then rename).
 pub fn write_result(path: &Path, output: &FitOutput<'_>, overwrite: bool) -> Result<(), IoError> {
     check_output_path(path, overwrite)?;
+    persist_atomically(path, overwrite, |tmp| write_hdf5(tmp, output))
+}
+
+/// Runs `write` on a temporary file beside `path`, then renames it to
+/// `path` (replacing it only when `overwrite`). On failure nothing is left.
+pub(crate) fn persist_atomically(
+    path: &Path,
+    overwrite: bool,
+    write: impl FnOnce(&Path) -> hdf5::Result<()>,
+) -> Result<(), IoError> {
     let dir = parent_dir(path);
     let tmp = tempfile::Builder::new()
         .prefix(".nmflow-")
         .suffix(".tmp")
         .tempfile_in(&dir)
         .map_err(|e| IoError::os(&dir, e))?;
-    write_hdf5(tmp.path(), output).map_err(|e| IoError::hdf5(path, "writing the result", e))?;
+    write(tmp.path()).map_err(|e| IoError::hdf5(path, "writing the result", e))?;
     if overwrite {
         tmp.persist(path).map_err(|e| IoError::os(path, e.error))?;
     } else {

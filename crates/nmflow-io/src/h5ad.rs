@@ -1,0 +1,310 @@
+//! Results as anndata (`.h5ad`): a new file holding the factorization, or
+//! the same entries added to the user's own file.
+//!
+//! Entries (anndata's on-disk encoding 0.1.0/0.2.0, readable by anndata ≥ 0.8):
+//! `obs` (index = input's cell names, categorical column `nmf_cluster`),
+//! `var` (index = gene names; `gene_ids` when the input has them),
+//! `obsm['X_nmf']` = W, `varm['NMF_H']` = Hᵀ, `uns['nmf']` = every parameter,
+//! the error trace, the column divisors and the nmflow version. X is not
+//! copied.
+//!
+//! `--write-into` works on a copy of the input in the same directory and
+//! renames it over the original when complete: a crash at any moment leaves
+//! the original as it was.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+use hdf5::{File, Group, H5Type, Location};
+use ndarray::{Array2, ArrayView2};
+
+use crate::error::IoError;
+use crate::output::{AttrValue, FitOutput, check_output_path};
+use crate::singlecell::Names;
+use crate::strings::{read_string_attr, string_attr};
+
+fn unicode(text: &str) -> hdf5::Result<VarLenUnicode> {
+    text.parse::<VarLenUnicode>()
+        .map_err(|e| hdf5::Error::from(format!("string {text:?}: {e}")))
+}
+
+fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+    if loc.attr(name).is_ok() {
+        loc.delete_attr(name)?;
+    }
+    loc.new_attr::<VarLenUnicode>()
+        .create(name)?
+        .write_scalar(&unicode(value)?)
+}
+
+fn set_encoding(loc: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
+    set_str_attr(loc, "encoding-type", kind)?;
+    set_str_attr(loc, "encoding-version", version)
+}
+
+fn set_str_array_attr(loc: &Location, name: &str, values: &[String]) -> hdf5::Result<()> {
+    if loc.attr(name).is_ok() {
+        loc.delete_attr(name)?;
+    }
+    if values.is_empty() {
+        // h5py cannot type an empty list: anndata writes an empty float64 array.
+        return loc.new_attr::<f64>().shape(0).create(name).map(|_| ());
+    }
+    let values: Vec<VarLenUnicode> = values
+        .iter()
+        .map(|v| unicode(v))
+        .collect::<hdf5::Result<_>>()?;
+    loc.new_attr::<VarLenUnicode>()
+        .shape(values.len())
+        .create(name)?
+        .write(&values)
+}
+
+fn replace(group: &Group, name: &str) -> hdf5::Result<()> {
+    if group.link_exists(name) {
+        group.unlink(name)?;
+    }
+    Ok(())
+}
+
+fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
+    let group = match parent.group(name) {
+        Ok(g) => g,
+        Err(_) => parent.create_group(name)?,
+    };
+    set_encoding(&group, "dict", "0.1.0")?;
+    Ok(group)
+}
+
+fn string_array(group: &Group, name: &str, values: &[String]) -> hdf5::Result<()> {
+    replace(group, name)?;
+    let values: Vec<VarLenUnicode> = values
+        .iter()
+        .map(|v| unicode(v))
+        .collect::<hdf5::Result<_>>()?;
+    let ds = group
+        .new_dataset_builder()
+        .with_data(&values)
+        .create(name)?;
+    set_encoding(&ds, "string-array", "0.2.0")
+}
+
+fn array_1d<T: H5Type>(group: &Group, name: &str, values: &[T]) -> hdf5::Result<()> {
+    replace(group, name)?;
+    let ds = group.new_dataset_builder().with_data(values).create(name)?;
+    set_encoding(&ds, "array", "0.2.0")
+}
+
+fn array_2d(group: &Group, name: &str, values: ArrayView2<'_, f32>) -> hdf5::Result<()> {
+    replace(group, name)?;
+    let ds = group
+        .new_dataset_builder()
+        .with_data(&values)
+        .create(name)?;
+    set_encoding(&ds, "array", "0.2.0")
+}
+
+fn scalar(group: &Group, name: &str, value: &AttrValue) -> hdf5::Result<()> {
+    replace(group, name)?;
+    let ds = match value {
+        AttrValue::Int(v) => {
+            let ds = group.new_dataset::<i64>().shape(()).create(name)?;
+            ds.write_scalar(v)?;
+            ds
+        }
+        AttrValue::Float(v) => {
+            let ds = group.new_dataset::<f64>().shape(()).create(name)?;
+            ds.write_scalar(v)?;
+            ds
+        }
+        AttrValue::Str(v) => {
+            let ds = group
+                .new_dataset::<VarLenUnicode>()
+                .shape(())
+                .create(name)?;
+            ds.write_scalar(&unicode(v)?)?;
+            set_encoding(&ds, "string", "0.2.0")?;
+            return Ok(());
+        }
+    };
+    set_encoding(&ds, "numeric-scalar", "0.2.0")
+}
+
+/// The categorical column `nmf_cluster` (categories "0" .. "k-1").
+fn cluster_column(frame: &Group, clusters: &[u32], k: usize) -> hdf5::Result<()> {
+    replace(frame, "nmf_cluster")?;
+    let group = frame.create_group("nmf_cluster")?;
+    set_encoding(&group, "categorical", "0.2.0")?;
+    group
+        .new_attr::<bool>()
+        .create("ordered")?
+        .write_scalar(&false)?;
+    let codes: Vec<i32> = clusters.iter().map(|&c| c as i32).collect();
+    array_1d(&group, "codes", &codes)?;
+    let categories: Vec<String> = (0..k).map(|c| c.to_string()).collect();
+    string_array(&group, "categories", &categories)
+}
+
+fn dataframe(parent: &Group, name: &str, index: &[String]) -> hdf5::Result<Group> {
+    let frame = parent.create_group(name)?;
+    set_encoding(&frame, "dataframe", "0.2.0")?;
+    set_str_attr(&frame, "_index", "_index")?;
+    string_array(&frame, "_index", index)?;
+    Ok(frame)
+}
+
+/// `uns['nmf']`: parameters, error trace, column divisors, version.
+fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Result<()> {
+    let uns = dict(root, "uns")?;
+    replace(&uns, "nmf")?;
+    let nmf = dict(&uns, "nmf")?;
+    let params = dict(&nmf, "params")?;
+    for (name, value) in &out.attrs {
+        scalar(&params, name, value)?;
+    }
+    array_1d(&nmf, "rel_error", out.rel_error)?;
+    array_1d(&nmf, "col_scale", out.col_scale)?;
+    scalar(
+        &nmf,
+        "nmflow_version",
+        &AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+    )?;
+    if extra_cluster {
+        let codes: Vec<i64> = out.cluster.iter().map(|&c| i64::from(c)).collect();
+        array_1d(&nmf, "cluster", &codes)?;
+    }
+    Ok(())
+}
+
+fn write_new(path: &Path, out: &FitOutput<'_>, names: &Names) -> hdf5::Result<()> {
+    let file = File::create(path)?;
+    set_encoding(&file, "anndata", "0.1.0")?;
+    let k = out.w.ncols();
+    let obs = dataframe(&file, "obs", &names.obs)?;
+    set_str_array_attr(&obs, "column-order", &["nmf_cluster".to_owned()])?;
+    cluster_column(&obs, out.cluster, k)?;
+    let var = dataframe(&file, "var", &names.var)?;
+    match &names.var_ids {
+        Some(ids) => {
+            string_array(&var, "gene_ids", ids)?;
+            set_str_array_attr(&var, "column-order", &["gene_ids".to_owned()])?;
+        }
+        None => set_str_array_attr(&var, "column-order", &[])?,
+    }
+    array_2d(&dict(&file, "obsm")?, "X_nmf", out.w)?;
+    let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
+    array_2d(&dict(&file, "varm")?, "NMF_H", ht.view())?;
+    for empty in ["layers", "obsp", "varp"] {
+        dict(&file, empty)?;
+    }
+    uns_nmf(&file, out, false)?;
+    file.close()
+}
+
+/// Writes a new `.h5ad` at `path` atomically.
+pub fn write_h5ad(
+    path: &Path,
+    out: &FitOutput<'_>,
+    names: &Names,
+    overwrite: bool,
+) -> Result<(), IoError> {
+    check_output_path(path, overwrite)?;
+    let (n_rows, k) = out.w.dim();
+    if names.obs.len() != n_rows || names.var.len() != out.h.ncols() || out.h.nrows() != k {
+        return Err(IoError::malformed(
+            path,
+            "/",
+            "names and factors disagree in shape",
+        ));
+    }
+    crate::output::persist_atomically(path, overwrite, |tmp| write_new(tmp, out, names))
+}
+
+/// Adds the result to the h5ad file at `path` (see the module docs). The
+/// factorization used `raw/X` when `raw` is true.
+pub fn write_into_h5ad(path: &Path, out: &FitOutput<'_>, raw: bool) -> Result<(), IoError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".nmflow-")
+        .suffix(".h5ad.tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| IoError::os(&dir, e))?;
+    std::fs::copy(path, tmp.path()).map_err(|e| IoError::os(path, e))?;
+    edit(tmp.path(), out, raw).map_err(|e| match e {
+        EditError::Io(e) => e,
+        EditError::Hdf5(e) => IoError::hdf5(path, "adding the result", e),
+    })?;
+    tmp.as_file().sync_all().map_err(|e| IoError::os(path, e))?;
+    tmp.persist(path).map_err(|e| IoError::os(path, e.error))?;
+    Ok(())
+}
+
+enum EditError {
+    Io(IoError),
+    Hdf5(hdf5::Error),
+}
+
+impl From<hdf5::Error> for EditError {
+    fn from(e: hdf5::Error) -> Self {
+        EditError::Hdf5(e)
+    }
+}
+
+fn edit(path: &Path, out: &FitOutput<'_>, raw: bool) -> Result<(), EditError> {
+    let file = File::open_rw(path)?;
+    let legacy = |what: &str| {
+        EditError::Io(IoError::Unsupported {
+            path: path.to_path_buf(),
+            object: what.to_owned(),
+            reason: "written by anndata < 0.7 (a compound dataset, not a group); write a new file with -o OUT.h5ad instead".into(),
+        })
+    };
+    for name in ["obsm", "varm"] {
+        if file.dataset(name).is_ok() {
+            return Err(legacy(name));
+        }
+    }
+    array_2d(&dict(&file, "obsm")?, "X_nmf", out.w)?;
+    let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
+    let raw_genes_differ = raw
+        && file
+            .group("raw/var")
+            .ok()
+            .and_then(|g| {
+                let index = string_attr(&g, "_index").unwrap_or_else(|| "_index".into());
+                g.dataset(&index).ok().map(|d| d.size())
+            })
+            .zip(file.group("var").ok().and_then(|g| {
+                let index = string_attr(&g, "_index").unwrap_or_else(|| "_index".into());
+                g.dataset(&index).ok().map(|d| d.size())
+            }))
+            .is_some_and(|(raw_n, n)| raw_n != n);
+    let varm_parent = if raw_genes_differ {
+        file.group("raw")?
+    } else {
+        file.as_group()?
+    };
+    array_2d(&dict(&varm_parent, "varm")?, "NMF_H", ht.view())?;
+    let modern_obs = file
+        .group("obs")
+        .ok()
+        .filter(|g| string_attr(g, "encoding-version").as_deref() == Some("0.2.0"));
+    if let Some(obs) = &modern_obs {
+        let mut order = obs
+            .attr("column-order")
+            .ok()
+            .and_then(|a| read_string_attr(&a).ok())
+            .unwrap_or_default();
+        if !order.iter().any(|c| c == "nmf_cluster") {
+            order.push("nmf_cluster".into());
+        }
+        cluster_column(obs, out.cluster, out.w.ncols())?;
+        set_str_array_attr(obs, "column-order", &order)?;
+    }
+    uns_nmf(&file, out, modern_obs.is_none())?;
+    file.close()?;
+    Ok(())
+}

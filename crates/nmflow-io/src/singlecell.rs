@@ -1,0 +1,608 @@
+//! Single-cell HDF5 layouts: h5ad (anndata), 10x Genomics feature-barcode
+//! matrices (Cell Ranger ≥ 3 and the per-genome layout of 1.x–2.x), loom,
+//! and plain HDF5 datasets. Every layout is opened as a matrix of
+//! cells × genes (rows = cells), with the cell and gene names it stores.
+//!
+//! Sniffing (in this order): `/matrix` dataset and `/row_attrs` → loom;
+//! `/matrix` group → 10x; `obs` → h5ad; groups holding `indptr` with
+//! `genes` or `gene_names` → legacy 10x; otherwise plain HDF5.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::{File, Group};
+use nmflow_core::RowSource;
+
+use crate::csr_source::Hdf5CsrSource;
+use crate::error::IoError;
+use crate::hdf5_source::Hdf5Source;
+use crate::strings::{read_string_dataset, string_attr};
+use crate::transpose::{transpose_csc, transpose_dense};
+
+/// How to pick and orient the matrix of a single-cell file.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// h5ad: `layers/NAME` instead of `X`; loom: `layers/NAME` instead of `/matrix`.
+    pub layer: Option<String>,
+    /// h5ad: `raw/X` instead of `X`.
+    pub raw: bool,
+    /// loom: rows of the factorization are genes (the stored rows).
+    pub transpose: bool,
+    /// Legacy 10x: the genome group to read.
+    pub genome: Option<String>,
+    /// 10x: keep every feature type (default: "Gene Expression" only, as
+    /// scanpy's `read_10x_h5` does).
+    pub all_features: bool,
+    /// Where temporary transposed copies go (default: the system's).
+    pub tmp_dir: Option<PathBuf>,
+}
+
+/// The layout of an HDF5 file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// anndata.
+    H5ad,
+    /// Cell Ranger ≥ 3 / Space Ranger (`/matrix` group).
+    Tenx,
+    /// Cell Ranger 1.x–2.x: one group per genome.
+    TenxLegacy,
+    /// loom.
+    Loom,
+    /// Any other HDF5 file.
+    Plain,
+}
+
+impl Layout {
+    /// A short name for messages and result attributes.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Layout::H5ad => "h5ad",
+            Layout::Tenx => "10x",
+            Layout::TenxLegacy => "10x (legacy)",
+            Layout::Loom => "loom",
+            Layout::Plain => "hdf5",
+        }
+    }
+}
+
+/// Tells the layout of an open file.
+pub fn detect(file: &File) -> Layout {
+    if file.dataset("matrix").is_ok() && file.group("row_attrs").is_ok() {
+        return Layout::Loom;
+    }
+    if file.group("matrix").is_ok() {
+        return Layout::Tenx;
+    }
+    if file.link_exists("obs") {
+        return Layout::H5ad;
+    }
+    if !legacy_genomes(file).is_empty() {
+        return Layout::TenxLegacy;
+    }
+    Layout::Plain
+}
+
+fn legacy_genomes(file: &File) -> Vec<String> {
+    let Ok(groups) = file.groups() else {
+        return Vec::new();
+    };
+    groups
+        .iter()
+        .filter(|g| {
+            g.link_exists("indptr") && (g.link_exists("genes") || g.link_exists("gene_names"))
+        })
+        .map(|g| g.name().trim_start_matches('/').to_owned())
+        .collect()
+}
+
+/// An opened single-cell matrix.
+pub struct OpenedMatrix {
+    /// Its rows, as cells × genes.
+    pub source: Box<dyn RowSource + Send>,
+    /// The layout of the file.
+    pub layout: Layout,
+    /// The element read, e.g. `X`, `layers/counts`, `/matrix`.
+    pub element: String,
+    /// Storage: `dense`, `csr`, or `csc` / `dense genes × cells` (transposed
+    /// through a temporary file).
+    pub storage: String,
+    /// The stored element type.
+    pub dtype: String,
+}
+
+impl std::fmt::Debug for OpenedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedMatrix")
+            .field("layout", &self.layout)
+            .field("element", &self.element)
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_file(path: &Path) -> Result<File, IoError> {
+    File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))
+}
+
+fn tmp_dir(opts: &OpenOptions) -> PathBuf {
+    opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir)
+}
+
+/// Opens the matrix of the HDF5 file at `path`: the element `dataset` when
+/// given (a dense dataset or a sparse group), else the layout's matrix.
+pub fn open_matrix(
+    path: &Path,
+    dataset: Option<&str>,
+    opts: &OpenOptions,
+) -> Result<OpenedMatrix, IoError> {
+    let file = open_file(path)?;
+    let layout = detect(&file);
+    if let Some(name) = dataset {
+        return open_element(path, &file, name, layout, opts);
+    }
+    let refuse = |flag: &str| IoError::Unsupported {
+        path: path.to_path_buf(),
+        object: "/".into(),
+        reason: format!(
+            "{flag} applies to {}, and this is a {} file",
+            flag_scope(flag),
+            layout.as_str()
+        ),
+    };
+    if opts.raw && layout != Layout::H5ad {
+        return Err(refuse("--raw"));
+    }
+    if opts.layer.is_some() && !matches!(layout, Layout::H5ad | Layout::Loom) {
+        return Err(refuse("--layer"));
+    }
+    if opts.transpose && layout != Layout::Loom {
+        return Err(refuse("--transpose"));
+    }
+    match layout {
+        Layout::H5ad => {
+            let element = h5ad_element(path, &file, opts)?;
+            open_element(path, &file, &element, layout, opts)
+        }
+        Layout::Loom => {
+            let element = match &opts.layer {
+                Some(name) => {
+                    let layers = member_names(&file, "layers");
+                    if !layers.contains(name) {
+                        return Err(IoError::Missing {
+                            path: path.to_path_buf(),
+                            what: format!("no layer '{name}'"),
+                            available: layers,
+                        });
+                    }
+                    format!("/layers/{name}")
+                }
+                None => "/matrix".to_owned(),
+            };
+            open_element(path, &file, &element, layout, opts)
+        }
+        Layout::Tenx => open_tenx(
+            path,
+            &file
+                .group("matrix")
+                .map_err(|e| IoError::hdf5(path, "opening /matrix", e))?,
+            opts,
+            layout,
+        ),
+        Layout::TenxLegacy => {
+            let genomes = legacy_genomes(&file);
+            let genome = match (&opts.genome, genomes.as_slice()) {
+                (Some(g), _) if genomes.contains(g) => g.clone(),
+                (None, [only]) => only.clone(),
+                (wanted, _) => {
+                    return Err(IoError::Missing {
+                        path: path.to_path_buf(),
+                        what: match wanted {
+                            Some(g) => format!("no genome '{g}'"),
+                            None => "several genomes: choose one with --genome".into(),
+                        },
+                        available: genomes,
+                    });
+                }
+            };
+            let group = file
+                .group(&genome)
+                .map_err(|e| IoError::hdf5(path, format!("opening /{genome}"), e))?;
+            open_tenx(path, &group, opts, layout)
+        }
+        Layout::Plain => {
+            if opts.genome.is_some() {
+                return Err(refuse("--genome"));
+            }
+            let source = Hdf5Source::open(path, None)?;
+            let info = source.info().clone();
+            Ok(OpenedMatrix {
+                source: Box::new(source),
+                layout,
+                element: info.path,
+                storage: "dense".into(),
+                dtype: info.dtype,
+            })
+        }
+    }
+}
+
+fn flag_scope(flag: &str) -> &'static str {
+    match flag {
+        "--raw" => "h5ad files",
+        "--layer" => "h5ad and loom files",
+        "--transpose" => "loom files",
+        _ => "legacy 10x files",
+    }
+}
+
+/// The names of the members of group `name` of `file` (empty if absent).
+fn member_names(file: &File, name: &str) -> Vec<String> {
+    file.group(name)
+        .and_then(|g| g.member_names())
+        .unwrap_or_default()
+}
+
+/// The h5ad element the options select.
+fn h5ad_element(path: &Path, file: &File, opts: &OpenOptions) -> Result<String, IoError> {
+    let layers = member_names(file, "layers");
+    if let Some(name) = &opts.layer {
+        if opts.raw {
+            return Err(IoError::Unsupported {
+                path: path.to_path_buf(),
+                object: "/".into(),
+                reason: "--layer and --raw exclude each other".into(),
+            });
+        }
+        if !layers.contains(name) {
+            return Err(IoError::Missing {
+                path: path.to_path_buf(),
+                what: format!("no layer '{name}'"),
+                available: layers.iter().map(|l| format!("layers/{l}")).collect(),
+            });
+        }
+        return Ok(format!("/layers/{name}"));
+    }
+    let has_raw_x = file
+        .group("raw")
+        .map(|g| g.link_exists("X"))
+        .unwrap_or(false);
+    if opts.raw {
+        if !has_raw_x {
+            return Err(IoError::Missing {
+                path: path.to_path_buf(),
+                what: "no raw/X".into(),
+                available: ["X"]
+                    .iter()
+                    .filter(|_| file.link_exists("X"))
+                    .map(|s| s.to_string())
+                    .collect(),
+            });
+        }
+        return Ok("/raw/X".into());
+    }
+    if !file.link_exists("X") {
+        let mut available: Vec<String> = layers
+            .iter()
+            .map(|l| format!("layers/{l} (--layer {l})"))
+            .collect();
+        if has_raw_x {
+            available.push("raw/X (--raw)".into());
+        }
+        return Err(IoError::Missing {
+            path: path.to_path_buf(),
+            what: "this h5ad file has no X".into(),
+            available,
+        });
+    }
+    Ok("/X".into())
+}
+
+/// Opens a dense dataset or a sparse group as a cells × genes matrix.
+fn open_element(
+    path: &Path,
+    file: &File,
+    name: &str,
+    layout: Layout,
+    opts: &OpenOptions,
+) -> Result<OpenedMatrix, IoError> {
+    let element = name.trim_start_matches('/').to_owned();
+    if let Ok(group) = file.group(name) {
+        let encoding = string_attr(&group, "encoding-type")
+            .or_else(|| string_attr(&group, "h5sparse_format").map(|f| format!("{f}_matrix")));
+        let shape = sparse_shape(path, &group)?;
+        return match encoding.as_deref() {
+            Some("csr_matrix") => {
+                let source = Hdf5CsrSource::open(path, &group, shape, None)?;
+                let dtype = source.dtype().to_owned();
+                Ok(OpenedMatrix {
+                    source: Box::new(source),
+                    layout,
+                    element,
+                    storage: "csr".into(),
+                    dtype,
+                })
+            }
+            Some("csc_matrix") => {
+                let dtype = group
+                    .dataset("data")
+                    .ok()
+                    .and_then(|d| d.dtype().and_then(|t| t.to_descriptor()).ok())
+                    .map(|d| d.to_string())
+                    .unwrap_or_default();
+                let source = transpose_csc(path, &group, shape, &tmp_dir(opts))?;
+                Ok(OpenedMatrix {
+                    source: Box::new(source),
+                    layout,
+                    element,
+                    storage: "csc (transposed to a temporary CSR file)".into(),
+                    dtype,
+                })
+            }
+            other => Err(IoError::Unsupported {
+                path: path.to_path_buf(),
+                object: group.name(),
+                reason: format!(
+                    "a group with encoding-type {}, not a matrix (csr_matrix, csc_matrix or a dense dataset)",
+                    other.unwrap_or("(none)")
+                ),
+            }),
+        };
+    }
+    if layout == Layout::Loom && !opts.transpose {
+        let ds = crate::hdf5_source::open_matrix_dataset(path, Some(name))?;
+        let dtype = crate::catalog::describe(&ds).dtype;
+        let source = transpose_dense(path, &ds, &tmp_dir(opts))?;
+        return Ok(OpenedMatrix {
+            source: Box::new(source),
+            layout,
+            element,
+            storage: "dense genes × cells (transposed to a temporary CSR file)".into(),
+            dtype,
+        });
+    }
+    let source = Hdf5Source::open(path, Some(name))?;
+    let dtype = source.info().dtype.clone();
+    Ok(OpenedMatrix {
+        source: Box::new(source),
+        layout,
+        element,
+        storage: "dense".into(),
+        dtype,
+    })
+}
+
+/// The `shape` attribute of a sparse group, as (rows, columns).
+fn sparse_shape(path: &Path, group: &Group) -> Result<(usize, usize), IoError> {
+    let attr = group
+        .attr("shape")
+        .or_else(|_| group.attr("h5sparse_shape"))
+        .map_err(|_| {
+            IoError::malformed(
+                path,
+                group.name(),
+                "the sparse matrix has no 'shape' attribute",
+            )
+        })?;
+    let shape: Vec<i64> = attr
+        .read_raw::<i64>()
+        .map_err(|e| IoError::hdf5(path, format!("reading the shape of '{}'", group.name()), e))?;
+    match shape.as_slice() {
+        &[r, c] if r >= 0 && c >= 0 => Ok((r as usize, c as usize)),
+        other => Err(IoError::malformed(
+            path,
+            group.name(),
+            format!("the 'shape' attribute is {other:?}, not two non-negative numbers"),
+        )),
+    }
+}
+
+/// Opens a 10x matrix group (current or legacy): CSC genes × barcodes,
+/// read as CSR barcodes × genes.
+fn open_tenx(
+    path: &Path,
+    group: &Group,
+    opts: &OpenOptions,
+    layout: Layout,
+) -> Result<OpenedMatrix, IoError> {
+    let required = ["data", "indices", "indptr", "shape"];
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|n| !group.link_exists(n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            object: group.name(),
+            reason: format!(
+                "unknown 10x layout: no {} (expected data, indices, indptr, shape, barcodes and features/ or genes)",
+                missing.join(", ")
+            ),
+        });
+    }
+    let shape: Vec<i64> = group
+        .dataset("shape")
+        .and_then(|d| d.read_raw::<i64>())
+        .map_err(|e| IoError::hdf5(path, format!("reading '{}/shape'", group.name()), e))?;
+    let (n_genes, n_cells) = match shape.as_slice() {
+        &[g, c] if g >= 0 && c >= 0 => (g as usize, c as usize),
+        other => {
+            return Err(IoError::malformed(
+                path,
+                group.name(),
+                format!("shape is {other:?}, not two non-negative numbers"),
+            ));
+        }
+    };
+    let col_map = if opts.all_features {
+        None
+    } else {
+        gene_expression_map(path, group, n_genes)?
+    };
+    let source = Hdf5CsrSource::open(path, group, (n_cells, n_genes), col_map)?;
+    let dtype = source.dtype().to_owned();
+    Ok(OpenedMatrix {
+        source: Box::new(source),
+        layout,
+        element: group.name(),
+        storage: "csr (10x CSC genes × barcodes)".into(),
+        dtype,
+    })
+}
+
+/// For a file with several feature types, the map keeping "Gene
+/// Expression" features only (None when there is nothing to drop).
+fn gene_expression_map(
+    path: &Path,
+    group: &Group,
+    n_genes: usize,
+) -> Result<Option<(Vec<u32>, usize)>, IoError> {
+    let Ok(ds) = group.dataset("features/feature_type") else {
+        return Ok(None);
+    };
+    let types = read_string_dataset(&ds)
+        .map_err(|e| IoError::hdf5(path, "reading features/feature_type", e))?;
+    if types.len() != n_genes {
+        return Err(IoError::malformed(
+            path,
+            ds.name(),
+            format!("{} feature types for {n_genes} features", types.len()),
+        ));
+    }
+    if types.iter().all(|t| t == "Gene Expression") || !types.iter().any(|t| t == "Gene Expression")
+    {
+        return Ok(None);
+    }
+    let mut next = 0u32;
+    let map = types
+        .iter()
+        .map(|t| {
+            if t == "Gene Expression" {
+                next += 1;
+                next - 1
+            } else {
+                u32::MAX
+            }
+        })
+        .collect();
+    Ok(Some((map, next as usize)))
+}
+
+/// Cell and gene names of a matrix, as the input stores them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Names {
+    /// One per row (cell barcodes, obs names).
+    pub obs: Vec<String>,
+    /// One per column (gene names, var names).
+    pub var: Vec<String>,
+    /// Gene ids when the file stores them apart from names (10x).
+    pub var_ids: Option<Vec<String>>,
+}
+
+fn numbered(n: usize) -> Vec<String> {
+    (0..n).map(|i| i.to_string()).collect()
+}
+
+/// Reads the names of the matrix `open_matrix` would open; falls back to
+/// "0", "1", ... where the file stores none (or in a form not read).
+pub fn read_names(
+    path: &Path,
+    dataset: Option<&str>,
+    opts: &OpenOptions,
+    (n_rows, n_cols): (usize, usize),
+) -> Result<Names, IoError> {
+    let file = open_file(path)?;
+    let layout = detect(&file);
+    let strings = |name: &str| -> Option<Vec<String>> {
+        file.dataset(name)
+            .ok()
+            .and_then(|d| read_string_dataset(&d).ok())
+    };
+    let fit = |v: Option<Vec<String>>, n: usize| v.filter(|v| v.len() == n);
+    let mut names = match (layout, dataset) {
+        (Layout::H5ad, _) => {
+            let var_frame = if opts.raw { "raw/var" } else { "var" };
+            Names {
+                obs: fit(dataframe_index(&file, "obs"), n_rows).unwrap_or_else(|| numbered(n_rows)),
+                var: fit(dataframe_index(&file, var_frame), n_cols)
+                    .unwrap_or_else(|| numbered(n_cols)),
+                var_ids: None,
+            }
+        }
+        (Layout::Tenx | Layout::TenxLegacy, None) => {
+            let group = if layout == Layout::Tenx {
+                "matrix".to_owned()
+            } else {
+                match &opts.genome {
+                    Some(g) => g.clone(),
+                    None => legacy_genomes(&file).into_iter().next().unwrap_or_default(),
+                }
+            };
+            let (name_ds, id_ds) = if layout == Layout::Tenx {
+                ("features/name", "features/id")
+            } else {
+                ("gene_names", "genes")
+            };
+            let mut var = strings(&format!("{group}/{name_ds}"));
+            let mut ids = strings(&format!("{group}/{id_ds}"));
+            if !opts.all_features {
+                if let Some(types) = strings(&format!("{group}/features/feature_type")) {
+                    let keep = |v: Vec<String>| -> Vec<String> {
+                        if types.iter().any(|t| t == "Gene Expression") {
+                            v.into_iter()
+                                .zip(&types)
+                                .filter(|(_, t)| *t == "Gene Expression")
+                                .map(|(n, _)| n)
+                                .collect()
+                        } else {
+                            v
+                        }
+                    };
+                    var = var.map(keep);
+                    ids = ids.map(keep);
+                }
+            }
+            Names {
+                obs: fit(strings(&format!("{group}/barcodes")), n_rows)
+                    .unwrap_or_else(|| numbered(n_rows)),
+                var: fit(var, n_cols).unwrap_or_else(|| numbered(n_cols)),
+                var_ids: fit(ids, n_cols),
+            }
+        }
+        (Layout::Loom, None) => {
+            let cells = strings("col_attrs/CellID");
+            let genes = strings("row_attrs/Gene");
+            let (obs, var) = if opts.transpose {
+                (genes, cells)
+            } else {
+                (cells, genes)
+            };
+            Names {
+                obs: fit(obs, n_rows).unwrap_or_else(|| numbered(n_rows)),
+                var: fit(var, n_cols).unwrap_or_else(|| numbered(n_cols)),
+                var_ids: None,
+            }
+        }
+        _ => Names {
+            obs: numbered(n_rows),
+            var: numbered(n_cols),
+            var_ids: None,
+        },
+    };
+    if names.obs.len() != n_rows {
+        names.obs = numbered(n_rows);
+    }
+    Ok(names)
+}
+
+/// The row labels of an anndata dataframe group (`_index` attribute), or
+/// field 0 of a legacy compound dataset.
+fn dataframe_index(file: &File, frame: &str) -> Option<Vec<String>> {
+    if let Ok(group) = file.group(frame) {
+        let index = string_attr(&group, "_index").unwrap_or_else(|| "_index".into());
+        return group
+            .dataset(&index)
+            .ok()
+            .and_then(|d| read_string_dataset(&d).ok());
+    }
+    None
+}
