@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use nmflow_core::{FitReport, Init, NmfParams, Normalize, Scale, fit};
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
-    AttrValue, FitOutput, InputSpec, Layout, OpenOptions, open_source, read_matrix, read_names,
-    write_h5ad, write_into_h5ad, write_result,
+    AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, OpenOptions, open_source,
+    read_matrix, read_names, write_h5ad, write_into_h5ad, write_result,
 };
 use serde::Serialize;
 
@@ -101,6 +101,9 @@ pub fn run(args: FitArgs) -> Result<()> {
     let n_rows = opened.source.n_rows();
     let n_cols = opened.source.n_cols();
     let names = match destination {
+        Destination::H5ad(_) if opened.kind == InputKind::Npy => {
+            Some(Names::numbered((n_rows, n_cols)))
+        }
         Destination::H5ad(_) => Some(read_names(
             &spec.path,
             spec.dataset.as_deref(),

@@ -3,6 +3,7 @@
 
 mod bench;
 mod synth;
+mod synth_sc;
 
 use std::process::ExitCode;
 

@@ -16,6 +16,8 @@ use rayon::prelude::*;
 pub enum SynthCommand {
     /// The clustered "seed" data: centres μ_c ~ U(0,1)^cols, each row μ_c + N(0, μ_c) clipped at 0.
     Seed(SeedArgs),
+    /// Single-cell-like sparse counts: gene programs, usages, library sizes, Poisson counts.
+    Sc(crate::synth_sc::ScArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +56,7 @@ const GEN_ROWS: usize = 64;
 pub fn run(cmd: SynthCommand) -> Result<()> {
     match cmd {
         SynthCommand::Seed(args) => seed(&args),
+        SynthCommand::Sc(args) => crate::synth_sc::run(&args),
     }
 }
 
@@ -213,7 +216,7 @@ fn write_hdf5(
     Ok(())
 }
 
-fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
+pub(crate) fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
     let mut text = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + text.len() + 1) % 64 != 0 {
         text.push(' ');
@@ -246,7 +249,7 @@ fn write_npy_f32(
     Ok(())
 }
 
-fn write_npy_u32(path: &Path, values: &[u32]) -> Result<()> {
+pub(crate) fn write_npy_u32(path: &Path, values: &[u32]) -> Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
     out.write_all(&npy_header("<u4", &format!("({},)", values.len())))?;
     for v in values {

@@ -28,7 +28,8 @@ fn unicode(text: &str) -> hdf5::Result<VarLenUnicode> {
         .map_err(|e| hdf5::Error::from(format!("string {text:?}: {e}")))
 }
 
-fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+/// anndata element writer (see the module docs).
+pub fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
     if loc.attr(name).is_ok() {
         loc.delete_attr(name)?;
     }
@@ -37,12 +38,14 @@ fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
         .write_scalar(&unicode(value)?)
 }
 
-fn set_encoding(loc: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
+/// anndata element writer (see the module docs).
+pub fn set_encoding(loc: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
     set_str_attr(loc, "encoding-type", kind)?;
     set_str_attr(loc, "encoding-version", version)
 }
 
-fn set_str_array_attr(loc: &Location, name: &str, values: &[String]) -> hdf5::Result<()> {
+/// anndata element writer (see the module docs).
+pub fn set_str_array_attr(loc: &Location, name: &str, values: &[String]) -> hdf5::Result<()> {
     if loc.attr(name).is_ok() {
         loc.delete_attr(name)?;
     }
@@ -67,7 +70,8 @@ fn replace(group: &Group, name: &str) -> hdf5::Result<()> {
     Ok(())
 }
 
-fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
+/// anndata element writer (see the module docs).
+pub fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
     let group = match parent.group(name) {
         Ok(g) => g,
         Err(_) => parent.create_group(name)?,
@@ -76,7 +80,8 @@ fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
     Ok(group)
 }
 
-fn string_array(group: &Group, name: &str, values: &[String]) -> hdf5::Result<()> {
+/// anndata element writer (see the module docs).
+pub fn string_array(group: &Group, name: &str, values: &[String]) -> hdf5::Result<()> {
     replace(group, name)?;
     let values: Vec<VarLenUnicode> = values
         .iter()
@@ -89,13 +94,15 @@ fn string_array(group: &Group, name: &str, values: &[String]) -> hdf5::Result<()
     set_encoding(&ds, "string-array", "0.2.0")
 }
 
-fn array_1d<T: H5Type>(group: &Group, name: &str, values: &[T]) -> hdf5::Result<()> {
+/// anndata element writer (see the module docs).
+pub fn array_1d<T: H5Type>(group: &Group, name: &str, values: &[T]) -> hdf5::Result<()> {
     replace(group, name)?;
     let ds = group.new_dataset_builder().with_data(values).create(name)?;
     set_encoding(&ds, "array", "0.2.0")
 }
 
-fn array_2d(group: &Group, name: &str, values: ArrayView2<'_, f32>) -> hdf5::Result<()> {
+/// anndata element writer (see the module docs).
+pub fn array_2d(group: &Group, name: &str, values: ArrayView2<'_, f32>) -> hdf5::Result<()> {
     replace(group, name)?;
     let ds = group
         .new_dataset_builder()
@@ -145,7 +152,8 @@ fn cluster_column(frame: &Group, clusters: &[u32], k: usize) -> hdf5::Result<()>
     string_array(&group, "categories", &categories)
 }
 
-fn dataframe(parent: &Group, name: &str, index: &[String]) -> hdf5::Result<Group> {
+/// anndata element writer (see the module docs).
+pub fn dataframe(parent: &Group, name: &str, index: &[String]) -> hdf5::Result<Group> {
     let frame = parent.create_group(name)?;
     set_encoding(&frame, "dataframe", "0.2.0")?;
     set_str_attr(&frame, "_index", "_index")?;

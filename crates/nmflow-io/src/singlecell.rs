@@ -502,6 +502,17 @@ fn numbered(n: usize) -> Vec<String> {
     (0..n).map(|i| i.to_string()).collect()
 }
 
+impl Names {
+    /// "0", "1", ... for rows and columns, for inputs that store no names.
+    pub fn numbered((n_rows, n_cols): (usize, usize)) -> Self {
+        Self {
+            obs: numbered(n_rows),
+            var: numbered(n_cols),
+            var_ids: None,
+        }
+    }
+}
+
 /// Reads the names of the matrix `open_matrix` would open; falls back to
 /// "0", "1", ... where the file stores none (or in a form not read).
 pub fn read_names(

@@ -3,7 +3,9 @@
 #![deny(missing_docs)]
 
 pub mod reference;
+pub mod sc;
 pub mod seed;
 
 pub use reference::{ReferenceFit, reference_fit};
+pub use sc::{Cell, ScGenerator};
 pub use seed::SeedGenerator;
