@@ -4,4 +4,6 @@
 mod bad_input;
 mod fit;
 mod inspect;
+mod real_files;
+mod singlecell;
 mod util;
