@@ -206,18 +206,21 @@ fn refused(file: &Path, extra: &[&str], needles: &[&str]) {
     assert!(!out.exists());
 }
 
+/// (file name, data, indices, indptr, shape attribute, expected message parts)
+type Case<'a> = (
+    &'a str,
+    Vec<f32>,
+    Vec<i64>,
+    Vec<i64>,
+    Option<[i64; 2]>,
+    Vec<&'a str>,
+);
+
 #[test]
 fn malformed_sparse_matrices_are_refused_with_what_is_wrong() {
     let dir = tempdir();
     let shape = [3i64, 4];
-    let cases: Vec<(
-        &str,
-        Vec<f32>,
-        Vec<i64>,
-        Vec<i64>,
-        Option<[i64; 2]>,
-        Vec<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "not_monotone",
             vec![1.0, 2.0, 3.0],

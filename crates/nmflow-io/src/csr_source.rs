@@ -12,8 +12,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hdf5::Dataset;
-use hdf5::types::TypeDescriptor;
-use ndarray::s;
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use nmflow_core::{CsrBlock, RowBlock, RowSource, SourceError};
 
 use crate::error::IoError;
@@ -34,6 +33,7 @@ pub struct Hdf5CsrSource {
     col_map: Option<Vec<u32>>,
     n_cols: usize,
     dtype: String,
+    scratch: Scratch,
     block_indptr: Vec<usize>,
     block_indices: Vec<u32>,
     block_data: Vec<f32>,
@@ -167,6 +167,7 @@ impl Hdf5CsrSource {
             col_map,
             n_cols,
             dtype,
+            scratch: Scratch::default(),
             block_indptr: Vec::new(),
             block_indices: Vec::new(),
             block_data: Vec::new(),
@@ -188,54 +189,200 @@ impl Hdf5CsrSource {
             self.indptr[rows.start] as usize,
             self.indptr[rows.end] as usize,
         );
-        let what = |ds: &Dataset| format!("reading '{}'", ds.name());
-        let (data, indices) = if a == b {
-            (Vec::new(), Vec::new())
-        } else {
-            let data = self
-                .data
-                .read_slice_1d::<f32, _>(s![a..b])
-                .map_err(|e| IoError::hdf5(&self.path, what(&self.data), e))?;
-            let indices = self
-                .indices
-                .read_slice_1d::<i64, _>(s![a..b])
-                .map_err(|e| IoError::hdf5(&self.path, what(&self.indices), e))?;
-            (
-                data.into_raw_vec_and_offset().0,
-                indices.into_raw_vec_and_offset().0,
-            )
-        };
+        let path = &self.path;
+        let read_err = |ds: &Dataset, e| IoError::hdf5(path, format!("reading '{}'", ds.name()), e);
+        read_values(&self.data, a..b, &mut self.block_data, &mut self.scratch)
+            .map_err(|e| read_err(&self.data, e))?;
+        let bad = read_indices(
+            &self.indices,
+            a..b,
+            self.n_cols_stored,
+            &mut self.block_indices,
+            &mut self.scratch,
+        )
+        .map_err(|e| read_err(&self.indices, e))?;
+        if let Some((pos, col)) = bad {
+            let row = self.indptr.partition_point(|&p| p as usize <= a + pos) - 1;
+            return Err(IoError::malformed(
+                &self.path,
+                &self.group,
+                format!(
+                    "column index {col} out of range in row {row} (the matrix has {} columns)",
+                    self.n_cols_stored
+                ),
+            ));
+        }
         self.block_indptr.clear();
-        self.block_indices.clear();
-        self.block_data.clear();
-        self.block_indptr.push(0);
-        for row in rows.clone() {
-            let start = self.indptr[row] as usize - a;
-            let end = self.indptr[row + 1] as usize - a;
-            for (&col, &value) in indices[start..end].iter().zip(&data[start..end]) {
-                if col < 0 || col as u64 >= self.n_cols_stored as u64 {
-                    return Err(IoError::malformed(
-                        &self.path,
-                        &self.group,
-                        format!(
-                            "column index {col} out of range in row {row} (the matrix has {} columns)",
-                            self.n_cols_stored
-                        ),
-                    ));
+        match &self.col_map {
+            None => self.block_indptr.extend(
+                self.indptr[rows.start..=rows.end]
+                    .iter()
+                    .map(|&p| p as usize - a),
+            ),
+            Some(map) => {
+                // Keep the mapped columns, compacting in place.
+                let mut kept = 0;
+                self.block_indptr.push(0);
+                for row in rows {
+                    let (start, end) = (
+                        self.indptr[row] as usize - a,
+                        self.indptr[row + 1] as usize - a,
+                    );
+                    for pos in start..end {
+                        let mapped = map[self.block_indices[pos] as usize];
+                        if mapped != u32::MAX {
+                            self.block_indices[kept] = mapped;
+                            self.block_data[kept] = self.block_data[pos];
+                            kept += 1;
+                        }
+                    }
+                    self.block_indptr.push(kept);
                 }
-                let col = match &self.col_map {
-                    Some(map) => match map[col as usize] {
-                        u32::MAX => continue,
-                        mapped => mapped,
-                    },
-                    None => col as u32,
-                };
-                self.block_indices.push(col);
-                self.block_data.push(value);
+                self.block_indices.truncate(kept);
+                self.block_data.truncate(kept);
             }
-            self.block_indptr.push(self.block_data.len());
         }
         Ok(())
+    }
+}
+
+/// Reads elements `range` of a 1-D dataset, stored as `T`, into `out`
+/// (reusing its allocation), without type conversion by the library.
+fn read_range<T: hdf5::H5Type>(
+    ds: &Dataset,
+    range: Range<usize>,
+    out: &mut Vec<T>,
+) -> hdf5::Result<()> {
+    let n = range.len();
+    out.clear();
+    if n == 0 {
+        return Ok(());
+    }
+    out.reserve(n);
+    let file_space = ds.space()?.select(range)?;
+    let mem_space = hdf5::Dataspace::try_new(n)?;
+    let mem_type = hdf5::Datatype::from_type::<T>()?;
+    let (ds_id, type_id, mem_id, file_id) =
+        (ds.id(), mem_type.id(), mem_space.id(), file_space.id());
+    let ptr = out.as_mut_ptr().cast();
+    // SAFETY: `out` has capacity for n elements of T, the memory space holds
+    // n elements of T's type, so the library writes at most n × size_of::<T>() bytes.
+    let status = hdf5::sync::sync(|| unsafe {
+        hdf5_sys::h5d::H5Dread(
+            ds_id,
+            type_id,
+            mem_id,
+            file_id,
+            hdf5_sys::h5p::H5P_DEFAULT,
+            ptr,
+        )
+    });
+    if status < 0 {
+        return Err(hdf5::Error::query().unwrap_or_else(|e| e));
+    }
+    // SAFETY: the read succeeded and initialised all n elements.
+    unsafe { out.set_len(n) };
+    Ok(())
+}
+
+/// Scratch buffers for stored types that need converting.
+#[derive(Debug, Default)]
+struct Scratch {
+    f64s: Vec<f64>,
+    i64s: Vec<i64>,
+    u64s: Vec<u64>,
+}
+
+/// Reads values as f32: f32 data straight into `out`, any other numeric type
+/// through the scratch buffer.
+fn read_values(
+    ds: &Dataset,
+    range: Range<usize>,
+    out: &mut Vec<f32>,
+    scratch: &mut Scratch,
+) -> hdf5::Result<()> {
+    match ds.dtype()?.to_descriptor()? {
+        TypeDescriptor::Float(FloatSize::U4) => read_range(ds, range, out),
+        TypeDescriptor::Float(_) => {
+            read_range(ds, range, &mut scratch.f64s)?;
+            out.clear();
+            out.extend(scratch.f64s.iter().map(|&v| v as f32));
+            Ok(())
+        }
+        TypeDescriptor::Unsigned(IntSize::U8) => {
+            read_range(ds, range, &mut scratch.u64s)?;
+            out.clear();
+            out.extend(scratch.u64s.iter().map(|&v| v as f32));
+            Ok(())
+        }
+        _ => {
+            // Every other integer widens to i64 exactly in the library.
+            read_range(ds, range, &mut scratch.i64s)?;
+            out.clear();
+            out.extend(scratch.i64s.iter().map(|&v| v as f32));
+            Ok(())
+        }
+    }
+}
+
+/// Reads column indices as u32 into `out`; returns the first out-of-range
+/// index (its position in `range` and value), if any.
+fn read_indices(
+    ds: &Dataset,
+    range: Range<usize>,
+    n_cols: usize,
+    out: &mut Vec<u32>,
+    scratch: &mut Scratch,
+) -> hdf5::Result<Option<(usize, i128)>> {
+    let descriptor = ds.dtype()?.to_descriptor()?;
+    let in_range = |v: u64| v < n_cols as u64;
+    match descriptor {
+        TypeDescriptor::Integer(IntSize::U4) | TypeDescriptor::Unsigned(IntSize::U4) => {
+            // Read as u32: an i32 below zero becomes ≥ 2³¹, out of range.
+            let mut raw: Vec<i32> = Vec::new();
+            if matches!(descriptor, TypeDescriptor::Integer(_)) {
+                read_range(ds, range.clone(), &mut raw)?;
+                out.clear();
+                out.extend(raw.iter().map(|&v| v as u32));
+            } else {
+                read_range(ds, range.clone(), out)?;
+            }
+            let signed = matches!(descriptor, TypeDescriptor::Integer(_));
+            Ok(out
+                .iter()
+                .position(|&v| !in_range(u64::from(v)))
+                .map(|pos| {
+                    let v = out[pos];
+                    (
+                        pos,
+                        if signed {
+                            i128::from(v as i32)
+                        } else {
+                            i128::from(v)
+                        },
+                    )
+                }))
+        }
+        TypeDescriptor::Unsigned(IntSize::U8) => {
+            read_range(ds, range, &mut scratch.u64s)?;
+            out.clear();
+            out.extend(scratch.u64s.iter().map(|&v| v as u32));
+            Ok(scratch
+                .u64s
+                .iter()
+                .position(|&v| !in_range(v))
+                .map(|pos| (pos, i128::from(scratch.u64s[pos]))))
+        }
+        _ => {
+            read_range(ds, range, &mut scratch.i64s)?;
+            out.clear();
+            out.extend(scratch.i64s.iter().map(|&v| v as u32));
+            Ok(scratch
+                .i64s
+                .iter()
+                .position(|&v| !(v >= 0 && in_range(v as u64)))
+                .map(|pos| (pos, i128::from(scratch.i64s[pos]))))
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! - Cell i: a true program c_i uniform over programs; usage 0.8 on c_i,
 //!   0.2 spread over all programs by normalised exponentials.
 //! - Library size L_i = L0 · exp(N(0, 0.4²)); L0 is set so that about the
-//!   requested fraction of entries is non-zero.
+//!   requested fraction of entries is non-zero (an analytic first guess,
+//!   refined by bisection on a sample of cells).
 //! - Counts: for every program p, n_ip ~ Poisson(L_i · u_ip) molecules, each
 //!   assigned to a gene drawn from spectrum p; so entry (i, j) is
 //!   Poisson(L_i Σ_p u_ip s_pj), as independent Poisson splitting gives.
@@ -89,13 +90,41 @@ impl ScGenerator {
         let mean_profile: Vec<f64> = (0..genes)
             .map(|j| spectra.column(j).iter().map(|&v| f64::from(v)).sum::<f64>() / programs as f64)
             .collect();
-        let library = calibrate(&mean_profile, density);
-        Self {
+        let mut generator = Self {
             seed,
             spectra,
             alias,
-            library,
+            library: calibrate(&mean_profile, density),
+        };
+        generator.library = generator.calibrate_on_sample(density);
+        generator
+    }
+
+    /// Refines the library size by bisection on the non-zero fraction of a
+    /// sample of cells drawn from streams no data cell uses.
+    fn calibrate_on_sample(&self, density: f64) -> f64 {
+        const SAMPLE: usize = 256;
+        let genes = self.spectra.ncols();
+        let measured = |library: f64| -> f64 {
+            let nnz: usize = (0..SAMPLE)
+                .map(|i| {
+                    self.draw(&mut stream(self.seed, (1 << 63) + i as u64), library)
+                        .counts
+                        .len()
+                })
+                .sum();
+            nnz as f64 / (SAMPLE * genes) as f64
+        };
+        let (mut lo, mut hi) = (self.library * 0.5, self.library * 8.0);
+        for _ in 0..16 {
+            let mid = (lo * hi).sqrt();
+            if measured(mid) < density {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
         }
+        (lo * hi).sqrt()
     }
 
     /// The true spectra, `programs × genes`, rows summing to 1.
@@ -110,7 +139,10 @@ impl ScGenerator {
 
     /// Cell `idx`.
     pub fn cell(&self, idx: usize) -> Cell {
-        let mut rng = stream(self.seed, idx as u64 + 1);
+        self.draw(&mut stream(self.seed, idx as u64 + 1), self.library)
+    }
+
+    fn draw(&self, rng: &mut ChaCha8Rng, median_library: f64) -> Cell {
         let programs = self.alias.len();
         let program = rng.random_range(0..programs);
         let spread: Vec<f64> = (0..programs)
@@ -125,21 +157,21 @@ impl ScGenerator {
                 dominant + (1.0 - DOMINANT_USAGE) * s / spread_total
             })
             .collect();
-        let library = self.library
+        let library = median_library
             * Normal::new(0.0, LIBRARY_SD)
                 .expect("valid normal")
-                .sample(&mut rng)
+                .sample(rng)
                 .exp();
         let mut genes: Vec<u32> = Vec::new();
         for (p, &u) in usage.iter().enumerate() {
             let lambda = library * u;
             let n = if lambda > 0.0 {
-                Poisson::new(lambda).map_or(0.0, |d| d.sample(&mut rng))
+                Poisson::new(lambda).map_or(0.0, |d| d.sample(rng))
             } else {
                 0.0
             };
             for _ in 0..n as usize {
-                genes.push(self.alias[p].sample(&mut rng) as u32);
+                genes.push(self.alias[p].sample(rng) as u32);
             }
         }
         genes.sort_unstable();
@@ -194,7 +226,7 @@ mod tests {
         }
         let nnz: usize = cells.iter().map(|c| c.counts.len()).sum();
         let density = nnz as f64 / (300.0 * 2000.0);
-        assert!((0.04..0.08).contains(&density), "density {density}");
+        assert!((0.055..0.065).contains(&density), "density {density}");
         for row in generator.spectra().rows() {
             assert!((row.sum() - 1.0).abs() < 1e-4);
         }

@@ -1,0 +1,164 @@
+"""nmflow against files written by the tools single-cell users have:
+anndata (dense, CSR, CSC, layers, raw, LZF), h5py (the 10x layout) and
+loompy; and nmflow's own h5ad results read back by anndata."""
+
+import subprocess
+
+import anndata as ad
+import h5py
+import loompy
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+K = 3
+FIT_ARGS = ["-k", K, "--max-iter", 15, "--tol", 0, "--seed", 4, "-q"]
+
+
+def counts(n_cells=80, n_genes=30, seed=0):
+    rng = np.random.default_rng(seed)
+    programs = rng.gamma(0.5, 1.0, size=(K, n_genes))
+    usage = rng.dirichlet(np.ones(K) * 0.3, size=n_cells)
+    x = rng.poisson(4.0 * usage @ programs).astype(np.float32)
+    x[5] = 0  # an empty cell
+    x[:, 7] = 0  # an unexpressed gene
+    return x
+
+
+def names(prefix, n):
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+def adata(x):
+    return ad.AnnData(
+        X=x,
+        obs=pd.DataFrame(index=names("cell", x.shape[0])),
+        var=pd.DataFrame(index=names("gene", x.shape[1])),
+    )
+
+
+@pytest.fixture
+def dense_w(fit, tmp_path):
+    """W of the dense path on the same matrix (a plain HDF5 dataset by h5py)."""
+    x = counts()
+    path = tmp_path / "dense.h5"
+    with h5py.File(path, "w") as f:
+        f["X"] = x
+    out, _ = fit(path, *FIT_ARGS, out_name="dense.h5")
+    with h5py.File(out) as f:
+        return f["W"][:]
+
+
+def w_of(out):
+    return ad.read_h5ad(out).obsm["X_nmf"]
+
+
+def assert_same_w(w, reference):
+    np.testing.assert_allclose(w, reference, rtol=1e-3, atol=1e-4 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("encoding", ["dense", "csr", "csc"])
+def test_anndata_encodings_match_the_dense_path(fit, tmp_path, dense_w, encoding):
+    x = counts()
+    a = adata({"dense": x, "csr": sp.csr_matrix(x), "csc": sp.csc_matrix(x)}[encoding])
+    path = tmp_path / f"{encoding}.h5ad"
+    a.write_h5ad(path)
+    out, summary = fit(path, *FIT_ARGS)
+    assert summary["n_rows"] == 80 and summary["n_cols"] == 30
+    assert_same_w(w_of(out), dense_w)
+
+
+def test_layers_raw_and_lzf(fit, tmp_path, dense_w):
+    x = counts()
+    a = adata(np.log1p(x))
+    a.layers["counts"] = sp.csr_matrix(x)
+    a.raw = adata(sp.csr_matrix(x))
+    path = tmp_path / "layered.h5ad"
+    a.write_h5ad(path, compression="lzf")
+    for flag in (["--layer", "counts"], ["--raw"]):
+        out, _ = fit(path, *FIT_ARGS, *flag)
+        assert_same_w(w_of(out), dense_w)
+
+
+def test_result_h5ad_loads_with_names_and_keys(fit, tmp_path):
+    x = counts()
+    path = tmp_path / "in.h5ad"
+    adata(sp.csr_matrix(x)).write_h5ad(path)
+    out, summary = fit(path, *FIT_ARGS, "--normalize", "cp10k-log1p")
+    result = ad.read_h5ad(out)
+    assert result.shape == (80, 30)
+    assert list(result.obs_names) == names("cell", 80)
+    assert list(result.var_names) == names("gene", 30)
+    assert result.obsm["X_nmf"].shape == (80, K)
+    assert result.varm["NMF_H"].shape == (30, K)
+    cluster = result.obs["nmf_cluster"]
+    assert isinstance(cluster.dtype, pd.CategoricalDtype)
+    np.testing.assert_array_equal(cluster.cat.codes.to_numpy(), result.obsm["X_nmf"].argmax(axis=1))
+    nmf = result.uns["nmf"]
+    assert nmf["params"]["k"] == K
+    assert nmf["params"]["normalize"] == "cp10k-log1p"
+    assert len(nmf["rel_error"]) == summary["n_iter"] == 15
+    assert isinstance(nmf["nmflow_version"], str)
+    assert result.X is None  # X is not copied
+
+
+def test_tenx_layout_written_with_h5py(fit, tmp_path, dense_w):
+    x = counts()
+    csc = sp.csr_matrix(x).T.tocsc()  # genes × cells, compressed by cell
+    path = tmp_path / "filtered_feature_bc_matrix.h5"
+    with h5py.File(path, "w") as f:
+        m = f.create_group("matrix")
+        m["data"] = csc.data.astype(np.int32)
+        m["indices"] = csc.indices.astype(np.int64)
+        m["indptr"] = csc.indptr.astype(np.int64)
+        m["shape"] = np.array([30, 80], dtype=np.int32)
+        m["barcodes"] = np.array([f"AAAC{i:04d}-1" for i in range(80)], dtype="S12")
+        feats = m.create_group("features")
+        feats["id"] = np.array([f"ENSG{i:05d}" for i in range(30)], dtype="S10")
+        feats["name"] = np.array(names("gene", 30), dtype="S8")
+        feats["feature_type"] = np.array([b"Gene Expression"] * 30)
+        feats["genome"] = np.array([b"GRCh38"] * 30)
+    out, _ = fit(path, *FIT_ARGS)
+    assert_same_w(w_of(out), dense_w)
+    result = ad.read_h5ad(out)
+    assert result.obs_names[0] == "AAAC0000-1"
+    assert result.var["gene_ids"].iloc[0] == "ENSG00000"
+
+
+def test_loom_written_by_loompy(fit, tmp_path, dense_w):
+    x = counts()
+    path = tmp_path / "cells.loom"
+    loompy.create(
+        str(path),
+        x.T,
+        row_attrs={"Gene": np.array(names("gene", 30))},
+        col_attrs={"CellID": np.array(names("cell", 80))},
+    )
+    out, summary = fit(path, *FIT_ARGS)
+    assert summary["n_rows"] == 80
+    assert_same_w(w_of(out), dense_w)
+    assert ad.read_h5ad(out).obs_names[0] == "cell0"
+    # Genes as rows.
+    out, summary = fit(path, *FIT_ARGS, "--transpose", out_name="genes.h5ad")
+    assert (summary["n_rows"], summary["n_cols"]) == (30, 80)
+
+
+def test_write_into_keeps_the_file_readable_with_its_content(nmflow_bin, tmp_path):
+    x = counts()
+    a = adata(sp.csr_matrix(x))
+    a.obs["batch"] = pd.Categorical(["a", "b"] * 40)
+    a.obsm["X_pca"] = np.ones((80, 2), dtype=np.float32)
+    path = tmp_path / "mine.h5ad"
+    a.write_h5ad(path)
+    cmd = [str(nmflow_bin), "fit", str(path), *map(str, FIT_ARGS), "--write-into", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    b = ad.read_h5ad(path)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    assert list(b.obs["batch"]) == list(a.obs["batch"])
+    assert set(b.obsm) == {"X_pca", "X_nmf"}
+    assert b.varm["NMF_H"].shape == (30, K)
+    assert "nmf_cluster" in b.obs
+    assert b.uns["nmf"]["params"]["k"] == K
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.h5ad"]
