@@ -35,43 +35,36 @@ struct Case {
     large: bool,
 }
 
+const fn case(
+    name: &'static str,
+    (rows, cols): (usize, usize),
+    components: usize,
+    k: usize,
+    iterations: usize,
+    large: bool,
+) -> Case {
+    Case {
+        name,
+        rows,
+        cols,
+        components,
+        k,
+        iterations,
+        large,
+    }
+}
+
+/// `seed`/`dense`: `synth seed` (dense HDF5, `components` clusters); `sc`:
+/// `synth sc` (CSR h5ad, 6 % non-zero, `components` programs). `large`
+/// cases are skipped with `--quick`.
+#[rustfmt::skip]
 const CASES: &[Case] = &[
-    Case {
-        name: "seed",
-        rows: 5_000,
-        cols: 1_000,
-        components: 5,
-        k: 4,
-        iterations: 100,
-        large: false,
-    },
-    Case {
-        name: "seed",
-        rows: 5_000,
-        cols: 1_000,
-        components: 5,
-        k: 20,
-        iterations: 100,
-        large: false,
-    },
-    Case {
-        name: "dense",
-        rows: 1_000_000,
-        cols: 1_000,
-        components: 5,
-        k: 4,
-        iterations: 10,
-        large: true,
-    },
-    Case {
-        name: "dense",
-        rows: 1_000_000,
-        cols: 1_000,
-        components: 5,
-        k: 20,
-        iterations: 10,
-        large: true,
-    },
+    case("seed", (5_000, 1_000), 5, 4, 100, false),
+    case("seed", (5_000, 1_000), 5, 20, 100, false),
+    case("sc", (20_000, 5_000), 10, 20, 20, false),
+    case("dense", (1_000_000, 1_000), 5, 4, 10, true),
+    case("dense", (1_000_000, 1_000), 5, 20, 10, true),
+    case("sc", (200_000, 20_000), 20, 20, 10, true),
 ];
 
 const START: &str = "<!-- bench:fit:start -->";
