@@ -371,3 +371,58 @@ fn unsupported_types_missing_x_layers_and_unknown_10x_layouts_are_refused() {
         &["--layer applies to h5ad and loom files"],
     );
 }
+
+#[test]
+fn refused_write_into_leaves_the_input_byte_for_byte() {
+    let dir = tempdir();
+    let file = join(&dir, "old.h5ad");
+    let x = counts();
+    let (data, indices, indptr) = compressed(&x, false);
+    sparse_h5ad(
+        &file,
+        "X",
+        "csr_matrix",
+        Some(&[60, 14]),
+        &data,
+        &indices,
+        &indptr,
+    );
+    // anndata < 0.7 stored obsm as a (compound) dataset, which cannot take children.
+    write_h5(&file, "obsm", &ndarray::Array2::<f32>::zeros((60, 2)));
+    let before = std::fs::read(&file).expect("read");
+    let out = run(&[
+        "fit",
+        path_str(&file),
+        "-k",
+        "2",
+        "--max-iter",
+        "3",
+        "-q",
+        "--write-into",
+        path_str(&file),
+    ]);
+    assert_fails(&out, &["obsm", "anndata < 0.7", "-o OUT.h5ad"]);
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        before,
+        "the input changed"
+    );
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["old.h5ad"],
+        "a temporary file was left"
+    );
+    // --write-into names the input; another file is refused before any work.
+    let other = join(&dir, "other.h5ad");
+    std::fs::copy(&file, &other).expect("copy");
+    let out = run(&[
+        "fit",
+        path_str(&file),
+        "-k",
+        "2",
+        "-q",
+        "--write-into",
+        path_str(&other),
+    ]);
+    assert_fails(&out, &["--write-into must name the input file"]);
+}

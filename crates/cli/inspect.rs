@@ -1,8 +1,9 @@
 //! `nmflow inspect`.
 
 use anyhow::Result;
-use nmflow_core::{default_block_rows, estimate_memory};
-use nmflow_io::catalog::list_datasets;
+use nmflow_core::{default_block_rows, estimate_memory, estimate_memory_sparse};
+use nmflow_io::catalog::{list_datasets, list_sparse};
+use nmflow_io::csr_source::BLOCK_NNZ;
 use nmflow_io::input::{InputKind, sniff};
 use nmflow_io::npy::NpySource;
 use serde::Serialize;
@@ -19,6 +20,13 @@ struct Entry {
     storage_bytes: u64,
     factorizable: bool,
     memory: Option<Memory>,
+    sparse: Option<Sparse>,
+}
+
+#[derive(Debug, Serialize)]
+struct Sparse {
+    encoding: String,
+    nnz: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,32 +53,71 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 storage_bytes: std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0),
                 factorizable: header.shape.len() == 2,
                 memory: None,
+                sparse: None,
             }]
         }
-        InputKind::Hdf5 => list_datasets(&args.file)?
-            .into_iter()
-            .map(|d| Entry {
-                factorizable: d.is_matrix(),
-                dataset: d.path,
-                shape: d.shape,
-                dtype: d.dtype,
-                chunks: d.chunk,
-                filters: d.filters,
-                storage_bytes: d.storage_bytes,
-                memory: None,
-            })
-            .collect(),
+        InputKind::Hdf5 => {
+            let sparse = list_sparse(&args.file)?;
+            let in_sparse = |path: &str| {
+                sparse
+                    .iter()
+                    .any(|s| path.starts_with(&format!("{}/", s.path)))
+            };
+            let mut entries: Vec<Entry> = sparse
+                .iter()
+                .map(|s| Entry {
+                    dataset: s.path.clone(),
+                    shape: s.shape.to_vec(),
+                    dtype: s.dtype.clone(),
+                    chunks: None,
+                    filters: s.filters.clone(),
+                    storage_bytes: s.storage_bytes,
+                    factorizable: true,
+                    memory: None,
+                    sparse: Some(Sparse {
+                        encoding: s.encoding.clone(),
+                        nnz: s.nnz,
+                    }),
+                })
+                .collect();
+            entries.extend(
+                list_datasets(&args.file)?
+                    .into_iter()
+                    .filter(|d| !in_sparse(&d.path))
+                    .map(|d| Entry {
+                        factorizable: d.is_matrix(),
+                        dataset: d.path,
+                        shape: d.shape,
+                        dtype: d.dtype,
+                        chunks: d.chunk,
+                        filters: d.filters,
+                        storage_bytes: d.storage_bytes,
+                        memory: None,
+                        sparse: None,
+                    }),
+            );
+            entries
+        }
     };
     let entries: Vec<Entry> = entries
         .into_iter()
         .map(|mut e| {
             if let (true, &[n_rows, n_cols]) = (e.factorizable, e.shape.as_slice()) {
-                let preferred = e.chunks.as_ref().and_then(|c| c.first().copied());
+                let preferred = match &e.sparse {
+                    // Sparse blocks hold about BLOCK_NNZ stored entries.
+                    Some(sp) => Some((BLOCK_NNZ / (sp.nnz / n_rows.max(1)).max(1)).max(64)),
+                    None => e.chunks.as_ref().and_then(|c| c.first().copied()),
+                };
                 let block_rows = args
                     .block_rows
                     .unwrap_or_else(|| default_block_rows(n_rows, n_cols, preferred))
                     .clamp(1, n_rows.max(1));
-                let m = estimate_memory(n_rows, n_cols, args.k, block_rows);
+                let m = match &e.sparse {
+                    Some(sp) => {
+                        estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, sp.nnz as u64)
+                    }
+                    None => estimate_memory(n_rows, n_cols, args.k, block_rows),
+                };
                 e.memory = Some(Memory {
                     k: args.k,
                     block_rows,
@@ -87,14 +134,21 @@ pub fn run(args: InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
-    println!("{}", args.file.display());
+    match sniff(&args.file)? {
+        InputKind::Hdf5 => {
+            let layout = nmflow_io::singlecell::detect_path(&args.file)?;
+            println!("{} ({})", args.file.display(), layout.as_str());
+        }
+        InputKind::Npy => println!("{} (npy)", args.file.display()),
+    }
     let mut any = false;
     for e in entries.iter().filter(|e| e.factorizable) {
         any = true;
-        let chunks = e
-            .chunks
-            .as_ref()
-            .map_or("contiguous".to_owned(), |c| format!("chunks {c:?}"));
+        let chunks = match (&e.sparse, &e.chunks) {
+            (Some(sp), _) => format!("{} with {} stored values", sp.encoding, sp.nnz),
+            (None, Some(c)) => format!("chunks {c:?}"),
+            (None, None) => "contiguous".to_owned(),
+        };
         let filters = if e.filters.is_empty() {
             "no compression".to_owned()
         } else {

@@ -1,6 +1,6 @@
 //! What a fit will hold in memory, for planning and for `nmflow inspect`.
 
-use crate::solver::ROW_CHUNK;
+use crate::solver::{ROW_CHUNK, SPARSE_PARTS};
 
 /// Bytes a fit holds, by part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,31 @@ pub fn estimate_memory(
         w_bytes: 4 * n_rows * k,
         factor_bytes,
         block_bytes,
+    }
+}
+
+/// [`estimate_memory`] for a sparse (CSR) input with `nnz` stored entries:
+/// blocks hold their stored entries (value and index, read and converted)
+/// instead of dense rows, and the sparse XᵀW partials are added.
+pub fn estimate_memory_sparse(
+    n_rows: usize,
+    n_cols: usize,
+    k: usize,
+    block_rows: usize,
+    nnz: u64,
+) -> MemoryEstimate {
+    let dense = estimate_memory(n_rows, n_cols, k, block_rows);
+    let block_nnz = nnz.saturating_mul(block_rows as u64) / (n_rows.max(1) as u64);
+    let (n_cols, k, block_rows) = (n_cols as u64, k as u64, block_rows as u64);
+    let n_chunks = block_rows.div_ceil(ROW_CHUNK as u64);
+    let block_bytes = 24 * block_nnz
+        + 16 * block_rows
+        + 4 * block_rows * k
+        + n_chunks * (8 * k * k + 4 * k + 8)
+        + SPARSE_PARTS as u64 * 4 * n_cols * k;
+    MemoryEstimate {
+        block_bytes,
+        ..dense
     }
 }
 

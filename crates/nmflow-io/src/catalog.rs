@@ -108,3 +108,91 @@ fn walk(group: &Group, path: &Path, out: &mut Vec<DatasetInfo>) -> Result<(), Io
     }
     Ok(())
 }
+
+/// A sparse matrix group of a file (anndata `csr_matrix` / `csc_matrix`,
+/// or a 10x matrix group), with its shape as rows × columns of the
+/// factorization (cells × genes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseInfo {
+    /// Absolute path of the group.
+    pub path: String,
+    /// `csr_matrix`, `csc_matrix` or `10x`.
+    pub encoding: String,
+    /// Rows × columns as nmflow factorizes them.
+    pub shape: [usize; 2],
+    /// Stored entries.
+    pub nnz: usize,
+    /// Type of the stored values.
+    pub dtype: String,
+    /// Filters of the `data` dataset.
+    pub filters: Vec<String>,
+    /// Bytes of `data`, `indices` and `indptr` in the file.
+    pub storage_bytes: u64,
+}
+
+/// Every sparse matrix group of the file at `path`.
+pub fn list_sparse(path: &Path) -> Result<Vec<SparseInfo>, IoError> {
+    let file =
+        hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
+    let mut out = Vec::new();
+    walk_sparse(&file, &mut out);
+    Ok(out)
+}
+
+fn walk_sparse(group: &Group, out: &mut Vec<SparseInfo>) {
+    if let Some(info) = sparse_info(group) {
+        out.push(info);
+        return;
+    }
+    let mut groups = group.groups().unwrap_or_default();
+    groups.sort_by_key(|g| g.name());
+    for child in &groups {
+        walk_sparse(child, out);
+    }
+}
+
+fn sparse_info(group: &Group) -> Option<SparseInfo> {
+    let data = group.dataset("data").ok()?;
+    let indptr = group.dataset("indptr").ok()?;
+    let storage_bytes = data.storage_size()
+        + indptr.storage_size()
+        + group
+            .dataset("indices")
+            .map(|d| d.storage_size())
+            .unwrap_or(0);
+    let described = describe(&data);
+    let encoding = crate::strings::string_attr(group, "encoding-type").or_else(|| {
+        crate::strings::string_attr(group, "h5sparse_format").map(|f| format!("{f}_matrix"))
+    });
+    let shape = match encoding.as_deref() {
+        Some("csr_matrix" | "csc_matrix") => {
+            let s: Vec<i64> = group
+                .attr("shape")
+                .or_else(|_| group.attr("h5sparse_shape"))
+                .ok()?
+                .read_raw()
+                .ok()?;
+            [
+                usize::try_from(*s.first()?).ok()?,
+                usize::try_from(*s.get(1)?).ok()?,
+            ]
+        }
+        _ => {
+            let s: Vec<i64> = group.dataset("shape").ok()?.read_raw().ok()?;
+            // 10x: genes × barcodes stored; cells × genes factorized.
+            [
+                usize::try_from(*s.get(1)?).ok()?,
+                usize::try_from(*s.first()?).ok()?,
+            ]
+        }
+    };
+    Some(SparseInfo {
+        path: group.name(),
+        encoding: encoding.unwrap_or_else(|| "10x".into()),
+        shape,
+        nnz: data.size(),
+        dtype: described.dtype,
+        filters: described.filters,
+        storage_bytes,
+    })
+}

@@ -81,6 +81,11 @@ pub fn detect(file: &File) -> Layout {
     Layout::Plain
 }
 
+/// Tells the layout of the HDF5 file at `path`.
+pub fn detect_path(path: &Path) -> Result<Layout, IoError> {
+    Ok(detect(&open_file(path)?))
+}
+
 fn legacy_genomes(file: &File) -> Vec<String> {
     let Ok(groups) = file.groups() else {
         return Vec::new();
