@@ -112,6 +112,10 @@ pub fn accumulate_xtw_dense(
 /// `xht = X_b · hst` for CSR rows: every stored entry adds a contiguous
 /// k-vector of `hst`.
 ///
+/// Runs a copy compiled for AVX2 and FMA when the CPU has them (results may
+/// then differ in the last bits from other CPUs, never between runs or
+/// thread counts on one machine).
+///
 /// # Shapes
 /// `x` has `b` rows, `hst` is `n_cols × k` in standard layout, `xht` is
 /// `b × k` in standard layout.
@@ -123,20 +127,17 @@ pub fn xht_csr(x: &CsrBlock<'_>, hst: ArrayView2<'_, f32>, mut xht: ArrayViewMut
     let k = hst.ncols();
     let hst = hst.as_slice().expect("hst is in standard layout");
     let out = xht.as_slice_mut().expect("xht is in standard layout");
-    out.fill(0.0);
-    for (row, out_row) in out.chunks_exact_mut(k).enumerate().take(x.n_rows()) {
-        let (cols, vals) = x.row(row);
-        for (&col, &v) in cols.iter().zip(vals) {
-            let h = &hst[col as usize * k..(col as usize + 1) * k];
-            for (o, &h) in out_row.iter_mut().zip(h) {
-                *o += v * h;
-            }
-        }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the copy is compiled for.
+        unsafe { xht_csr_avx2(x, hst, out, k) };
+        return;
     }
+    xht_csr_body::<false>(x, hst, out, k);
 }
 
 /// `part += X_bᵀ W_b` for CSR rows: every stored entry adds a contiguous
-/// k-vector of W to row `col` of `part`.
+/// k-vector of W to row `col` of `part`. Dispatches like [`xht_csr`].
 ///
 /// # Shapes
 /// `x` has `b` rows, `w` is `b × k`, `part` is `n_cols × k`; both in
@@ -154,13 +155,59 @@ pub fn accumulate_xtw_csr(
     let part = part
         .as_slice_mut()
         .expect("the partial is in standard layout");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the copy is compiled for.
+        unsafe { xtw_csr_avx2(x, w, part, k) };
+        return;
+    }
+    xtw_csr_body::<false>(x, w, part, k);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn xht_csr_avx2(x: &CsrBlock<'_>, hst: &[f32], out: &mut [f32], k: usize) {
+    xht_csr_body::<true>(x, hst, out, k);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn xtw_csr_avx2(x: &CsrBlock<'_>, w: &[f32], part: &mut [f32], k: usize) {
+    xtw_csr_body::<true>(x, w, part, k);
+}
+
+/// `acc += v · src`, fused when `FMA` (only in copies compiled with FMA).
+#[inline(always)]
+fn axpy<const FMA: bool>(acc: &mut [f32], v: f32, src: &[f32]) {
+    for (a, &s) in acc.iter_mut().zip(src) {
+        *a = if FMA { v.mul_add(s, *a) } else { *a + v * s };
+    }
+}
+
+#[inline(always)]
+fn xht_csr_body<const FMA: bool>(x: &CsrBlock<'_>, hst: &[f32], out: &mut [f32], k: usize) {
+    out.fill(0.0);
+    for (row, out_row) in out.chunks_exact_mut(k).enumerate().take(x.n_rows()) {
+        let (cols, vals) = x.row(row);
+        for (&col, &v) in cols.iter().zip(vals) {
+            let start = col as usize * k;
+            axpy::<FMA>(out_row, v, &hst[start..start + k]);
+        }
+    }
+}
+
+#[inline(always)]
+fn xtw_csr_body<const FMA: bool>(x: &CsrBlock<'_>, w: &[f32], part: &mut [f32], k: usize) {
     for (row, w_row) in w.chunks_exact(k).enumerate().take(x.n_rows()) {
         let (cols, vals) = x.row(row);
         for (&col, &v) in cols.iter().zip(vals) {
-            let out = &mut part[col as usize * k..(col as usize + 1) * k];
-            for (o, &w) in out.iter_mut().zip(w_row) {
-                *o += v * w;
-            }
+            let start = col as usize * k;
+            axpy::<FMA>(&mut part[start..start + k], v, w_row);
         }
     }
 }
