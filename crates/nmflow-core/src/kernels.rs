@@ -30,11 +30,11 @@ pub fn xht_dense(
 /// Multiplicative update of the rows of W in a block:
 /// `W_b ← W_b ∘ xht ⊘ (W_b · hht)`, a zero denominator replaced by
 /// [`DENOMINATOR_EPSILON`]. Adds the new `W_bᵀ W_b` into `wtw` and returns
-/// `Σ ⟨W_b (new), xht⟩`, the block's share of tr(Wᵀ X Hᵀ).
+/// `Σ ⟨W_b (new), xht⟩`, the block's share of tr(Wᵀ X Hᵀ). The two small
+/// products run as matrix products in f32 into the scratch arrays.
 ///
 /// # Shapes
-/// `w` and `xht` are `b × k`, `hht` is `k × k`, `wtw` is `k × k`,
-/// `den` has length `k` (scratch).
+/// `w`, `xht` and `den` are `b × k`, `hht`, `wtw` and `gram` are `k × k`.
 ///
 /// # Panics
 /// If the shapes do not agree.
@@ -43,36 +43,22 @@ pub fn update_w_rows(
     xht: ArrayView2<'_, f32>,
     hht: ArrayView2<'_, f32>,
     mut wtw: ArrayViewMut2<'_, f64>,
-    den: &mut [f32],
+    mut den: ArrayViewMut2<'_, f32>,
+    mut gram: ArrayViewMut2<'_, f32>,
 ) -> f64 {
-    let k = hht.nrows();
     assert_eq!(w.dim(), xht.dim());
-    assert_eq!(w.ncols(), k);
-    assert_eq!(wtw.dim(), (k, k));
-    assert_eq!(den.len(), k);
+    general_mat_mul(1.0, &w, &hht, 0.0, &mut den);
     let mut cross = 0.0f64;
-    for (mut w_row, xht_row) in w.rows_mut().into_iter().zip(xht.rows()) {
-        den.fill(0.0);
-        for (a, &w_a) in w_row.iter().enumerate() {
-            for (d, &h) in den.iter_mut().zip(hht.row(a)) {
-                *d += w_a * h;
-            }
-        }
-        for ((w_c, &num), &d) in w_row.iter_mut().zip(xht_row).zip(den.iter()) {
+    ndarray::Zip::from(&mut w)
+        .and(&xht)
+        .and(&den)
+        .for_each(|w, &num, &d| {
             let d = if d == 0.0 { DENOMINATOR_EPSILON } else { d };
-            *w_c *= num / d;
-            cross += f64::from(*w_c) * f64::from(num);
-        }
-        for (a, &w_a) in w_row.iter().enumerate() {
-            let w_a = f64::from(w_a);
-            if w_a == 0.0 {
-                continue;
-            }
-            for (acc, &w_b) in wtw.row_mut(a).iter_mut().zip(w_row.iter()) {
-                *acc += w_a * f64::from(w_b);
-            }
-        }
-    }
+            *w *= num / d;
+            cross += f64::from(*w) * f64::from(num);
+        });
+    general_mat_mul(1.0, &w.t(), &w, 0.0, &mut gram);
+    wtw.zip_mut_with(&gram, |acc, &g| *acc += f64::from(g));
     cross
 }
 

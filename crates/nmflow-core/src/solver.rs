@@ -133,8 +133,10 @@ struct Workspace {
     wtw_parts: Array3<f64>,
     /// Per row chunk partial tr(W_bᵀ X_b Hᵀ).
     cross_parts: Array1<f64>,
-    /// Per row chunk denominators, `chunks × k`.
-    den_rows: Array2<f32>,
+    /// Per row chunk denominators W_c HHᵀ, `chunks × ROW_CHUNK × k`.
+    den_rows: Array3<f32>,
+    /// Per row chunk W_cᵀW_c in f32, `chunks × k × k`.
+    gram_parts: Array3<f32>,
 }
 
 impl Workspace {
@@ -148,7 +150,8 @@ impl Workspace {
             xtw_parts: Array3::zeros((0, n_cols, k)),
             wtw_parts: Array3::zeros((n_chunks, k, k)),
             cross_parts: Array1::zeros(n_chunks),
-            den_rows: Array2::zeros((n_chunks, k)),
+            den_rows: Array3::zeros((n_chunks, ROW_CHUNK, k)),
+            gram_parts: Array3::zeros((n_chunks, k, k)),
         }
     }
 
@@ -369,33 +372,34 @@ fn update_w_block(
     let mut xht = ws.xht.slice_mut(s![..n_b, ..]);
     let mut wtw_parts = ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]);
     let mut cross_parts = ws.cross_parts.slice_mut(s![..n_chunks]);
-    let mut den_rows = ws.den_rows.slice_mut(s![..n_chunks, ..]);
+    let mut den_rows = ws.den_rows.slice_mut(s![..n_chunks, .., ..]);
+    let mut gram_parts = ws.gram_parts.slice_mut(s![..n_chunks, .., ..]);
     wtw_parts.fill(0.0);
     w_b.axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
         .into_par_iter()
         .zip(xht.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
         .zip(wtw_parts.axis_chunks_iter_mut(Axis(0), 1))
         .zip(cross_parts.axis_chunks_iter_mut(Axis(0), 1))
-        .zip(den_rows.axis_chunks_iter_mut(Axis(0), 1))
+        .zip(den_rows.outer_iter_mut())
+        .zip(gram_parts.outer_iter_mut())
         .enumerate()
         .for_each(
-            |(chunk_idx, ((((w_c, mut xht_c), mut wtw_c), mut cross_c), mut den_c))| {
-                let rows = chunk_idx * ROW_CHUNK..chunk_idx * ROW_CHUNK + w_c.nrows();
+            |(chunk_idx, (((((w_c, mut xht_c), mut wtw_c), mut cross_c), mut den_c), gram_c))| {
+                let n_c = w_c.nrows();
+                let rows = chunk_idx * ROW_CHUNK..chunk_idx * ROW_CHUNK + n_c;
                 match x {
                     RowBlock::Dense(x) => {
                         kernels::xht_dense(x.slice(s![rows, ..]), hst, xht_c.view_mut())
                     }
                     RowBlock::Csr(x) => kernels::xht_csr(&csr_rows(x, rows), hst, xht_c.view_mut()),
                 }
-                let den = den_c
-                    .as_slice_mut()
-                    .expect("a row of a standard-layout array is contiguous");
                 cross_c[0] = kernels::update_w_rows(
                     w_c,
                     xht_c.view(),
                     hht,
                     wtw_c.index_axis_mut(Axis(0), 0),
-                    den,
+                    den_c.slice_mut(s![..n_c, ..]),
+                    gram_c,
                 );
             },
         );
