@@ -31,7 +31,8 @@ fn dense_kernels(c: &mut Criterion) {
         group.bench_function("update_w_rows", |b| {
             let xht = x.dot(&hst);
             let mut wtw = Array2::<f64>::zeros((k, k));
-            let mut den = vec![0.0f32; k];
+            let mut den = Array2::<f32>::zeros((ROWS, k));
+            let mut gram = Array2::<f32>::zeros((k, k));
             b.iter(|| {
                 let mut w = w.clone();
                 black_box(kernels::update_w_rows(
@@ -39,7 +40,8 @@ fn dense_kernels(c: &mut Criterion) {
                     xht.view(),
                     hht.view(),
                     wtw.view_mut(),
-                    &mut den,
+                    den.view_mut(),
+                    gram.view_mut(),
                 ))
             })
         });
@@ -54,6 +56,28 @@ fn dense_kernels(c: &mut Criterion) {
                     acc.view_mut(),
                 );
                 black_box(acc[(0, 0)])
+            })
+        });
+        let csr = nmflow_core::InMemoryCsrSource::from_dense(
+            x.mapv(|v| if v > 0.9 { v } else { 0.0 }).view(),
+        );
+        let mut csr = csr;
+        let block = nmflow_core::RowSource::block(&mut csr, 0..ROWS).expect("block");
+        let nmflow_core::RowBlock::Csr(block) = block else {
+            unreachable!("a CSR source gives CSR blocks")
+        };
+        group.bench_function("xht_csr", |b| {
+            let mut xht = Array2::<f32>::zeros((ROWS, k));
+            b.iter(|| {
+                kernels::xht_csr(&block, hst.view(), xht.view_mut());
+                black_box(xht.sum())
+            })
+        });
+        group.bench_function("accumulate_xtw_csr", |b| {
+            let mut part = Array2::<f32>::zeros((COLS, k));
+            b.iter(|| {
+                kernels::accumulate_xtw_csr(&block, w.view(), part.view_mut());
+                black_box(part[(0, 0)])
             })
         });
         group.finish();

@@ -251,14 +251,16 @@ mod tests {
         let xht = array![[3.0f32, 1.0], [2.0, 4.0]];
         let hht = array![[2.0f32, 1.0], [1.0, 3.0]];
         let mut wtw = Array2::<f64>::zeros((2, 2));
-        let mut den = vec![0.0; 2];
+        let mut den = Array2::zeros((2, 2));
+        let mut gram = Array2::zeros((2, 2));
         let w0 = w.clone();
         let cross = update_w_rows(
             w.view_mut(),
             xht.view(),
             hht.view(),
             wtw.view_mut(),
-            &mut den,
+            den.view_mut(),
+            gram.view_mut(),
         );
         let d = w0.dot(&hht);
         for i in 0..2 {

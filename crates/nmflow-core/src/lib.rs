@@ -33,7 +33,9 @@ pub mod stats;
 pub use error::FitError;
 pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
-pub use plan::{MemoryEstimate, estimate_memory, estimate_memory_sparse};
+pub use plan::{
+    BudgetTooSmall, MemoryEstimate, Plan, PlanInput, estimate_memory, estimate_memory_sparse, plan,
+};
 pub use solver::{Event, FitReport, PassKind, fit};
 pub use source::{
     CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, RowBlock, RowSource, SourceError,

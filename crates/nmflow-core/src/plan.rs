@@ -87,3 +87,150 @@ mod tests {
         );
     }
 }
+
+/// Memory of the program itself (code, libraries, the HDF5 library's
+/// caches, thread stacks), measured as the peak RSS of small runs.
+pub const BASELINE_BYTES: u64 = 40 << 20;
+
+/// What a memory plan is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanInput {
+    /// Rows of X.
+    pub n_rows: usize,
+    /// Columns of X.
+    pub n_cols: usize,
+    /// Components.
+    pub k: usize,
+    /// Stored entries when X is sparse.
+    pub nnz: Option<u64>,
+    /// The source's preferred block height.
+    pub preferred_rows: Option<usize>,
+    /// The budget in bytes (whole process).
+    pub budget: u64,
+}
+
+/// A plan that keeps a fit within its budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Rows per block.
+    pub block_rows: usize,
+    /// What the fit holds with these blocks.
+    pub estimate: MemoryEstimate,
+    /// The smallest budget that would work.
+    pub min_budget: u64,
+}
+
+impl Plan {
+    /// Predicted peak of the whole process.
+    pub fn peak_bytes(&self) -> u64 {
+        BASELINE_BYTES + self.estimate.total_bytes()
+    }
+}
+
+/// The budget is smaller than the fixed part of a fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a memory budget of {budget} bytes is too small: this fit needs at least {min_budget} bytes \
+     ({w_bytes} for W, {factor_bytes} for H and the k × columns products, the program and one small block)"
+)]
+pub struct BudgetTooSmall {
+    /// The budget given.
+    pub budget: u64,
+    /// The smallest budget that works.
+    pub min_budget: u64,
+    /// Bytes of W.
+    pub w_bytes: u64,
+    /// Bytes of H and products.
+    pub factor_bytes: u64,
+}
+
+/// The largest block height (at most the default one) whose fit stays
+/// within `input.budget`.
+pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
+    let estimate_for = |rows: usize| match input.nnz {
+        Some(nnz) => estimate_memory_sparse(input.n_rows, input.n_cols, input.k, rows, nnz),
+        None => estimate_memory(input.n_rows, input.n_cols, input.k, rows),
+    };
+    let peak = |rows: usize| BASELINE_BYTES + estimate_for(rows).total_bytes();
+    let min_rows = input.n_rows.clamp(1, 64);
+    let min_budget = peak(min_rows);
+    if input.budget < min_budget {
+        let e = estimate_for(min_rows);
+        return Err(BudgetTooSmall {
+            budget: input.budget,
+            min_budget,
+            w_bytes: e.w_bytes,
+            factor_bytes: e.factor_bytes,
+        });
+    }
+    let default =
+        crate::params::default_block_rows(input.n_rows, input.n_cols, input.preferred_rows);
+    let mut rows = default.max(min_rows);
+    if peak(rows) > input.budget {
+        // Largest height that fits, by bisection (cost grows with height).
+        let (mut lo, mut hi) = (min_rows, rows);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if peak(mid) <= input.budget {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        rows = lo;
+        if let Some(unit) = input.preferred_rows.filter(|&u| u > 0 && u <= rows) {
+            rows = rows / unit * unit;
+        }
+    }
+    Ok(Plan {
+        block_rows: rows,
+        estimate: estimate_for(rows),
+        min_budget,
+    })
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn input(budget: u64) -> PlanInput {
+        PlanInput {
+            n_rows: 2_000_000,
+            n_cols: 20_000,
+            k: 30,
+            nnz: Some(2_400_000_000),
+            preferred_rows: Some(3_000),
+            budget,
+        }
+    }
+
+    #[test]
+    fn plans_fit_their_budget_and_refuse_below_the_minimum() {
+        for budget in [600u64 << 20, 1 << 30, 2 << 30, 8 << 30] {
+            let plan = plan(input(budget)).expect("fits");
+            assert!(plan.peak_bytes() <= budget, "{budget}: {plan:?}");
+            assert!(plan.block_rows >= 64);
+        }
+        let small = plan(input(300 << 20)).unwrap_err();
+        assert!(small.min_budget > 300 << 20);
+        assert_eq!(
+            plan(input(small.min_budget))
+                .expect("the minimum works")
+                .block_rows,
+            64
+        );
+    }
+
+    #[test]
+    fn a_large_budget_keeps_the_default_block() {
+        let p = plan(PlanInput {
+            nnz: None,
+            ..input(64 << 30)
+        })
+        .expect("fits");
+        assert_eq!(
+            p.block_rows,
+            crate::params::default_block_rows(2_000_000, 20_000, Some(3_000))
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! A block-aligned, uncompressed copy of the input in a temporary file,
+//! written during the first pass and memory-mapped for every later one.
+//!
+//! The first pass reads the input as usual and appends each block, as
+//! nmflow uses it (dense f32 rows, or CSR: u64 offsets, u32 column indices,
+//! f32 values), to an unlinked temporary file. Later passes hand out views
+//! of the mapped file: no decompression, no conversion, no copy. The pages of
+//! a block are released (`MADV_DONTNEED`) when the next block is asked for,
+//! and the kernel is asked to read the next block ahead (`MADV_WILLNEED`),
+//! so resident memory stays about one block while reading overlaps
+//! computing.
+//!
+//! Blocks asked for in another order or of other sizes than in the first
+//! pass are read from the input again.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, UncheckedAdvice};
+use ndarray::ArrayView2;
+use nmflow_core::{CsrBlock, RowBlock, RowSource, SourceError};
+
+use crate::error::IoError;
+
+#[derive(Debug, Clone)]
+enum Layout {
+    /// Rows × n_cols f32 at `offset`.
+    Dense { offset: usize },
+    /// `rows + 1` u64 offsets, then nnz u32 indices, then nnz f32 values
+    /// (each part 8-byte aligned).
+    Csr { offset: usize, nnz: usize },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    rows: Range<usize>,
+    layout: Layout,
+    bytes: Range<usize>,
+}
+
+#[derive(Debug)]
+enum State {
+    Filling {
+        writer: BufWriter<File>,
+        written: usize,
+    },
+    Ready {
+        map: Mmap,
+    },
+    /// The first pass did not go in order: no cache.
+    Off,
+}
+
+/// A row source that caches its input in a memory-mapped temporary file.
+pub struct CachedSource {
+    inner: Box<dyn RowSource + Send>,
+    dir: PathBuf,
+    file: File,
+    state: State,
+    entries: Vec<Entry>,
+    next_row: usize,
+    released: Option<Range<usize>>,
+}
+
+impl std::fmt::Debug for CachedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedSource")
+            .field("dir", &self.dir)
+            .field("state", &self.state)
+            .field("blocks", &self.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn align8(n: usize) -> usize {
+    n.div_ceil(8) * 8
+}
+
+impl CachedSource {
+    /// Wraps `inner`, caching into a temporary file in `dir`.
+    pub fn new(inner: Box<dyn RowSource + Send>, dir: &Path) -> Result<Self, IoError> {
+        let file = tempfile::tempfile_in(dir).map_err(|e| IoError::os(dir, e))?;
+        let writer =
+            BufWriter::with_capacity(1 << 20, file.try_clone().map_err(|e| IoError::os(dir, e))?);
+        Ok(Self {
+            inner,
+            dir: dir.to_path_buf(),
+            file,
+            state: State::Filling { writer, written: 0 },
+            entries: Vec::new(),
+            next_row: 0,
+            released: None,
+        })
+    }
+
+    /// Bytes the cache holds on disk.
+    pub fn cached_bytes(&self) -> usize {
+        self.entries.last().map_or(0, |e| e.bytes.end)
+    }
+
+    /// Appends `block` to the file.
+    fn append(
+        writer: &mut BufWriter<File>,
+        written: &mut usize,
+        block: &RowBlock<'_>,
+    ) -> std::io::Result<Layout> {
+        let pad = |w: &mut BufWriter<File>, written: &mut usize| -> std::io::Result<()> {
+            let target = align8(*written);
+            w.write_all(&[0u8; 8][..target - *written])?;
+            *written = target;
+            Ok(())
+        };
+        pad(writer, written)?;
+        let offset = *written;
+        match block {
+            RowBlock::Dense(x) => {
+                for row in x.rows() {
+                    for v in row {
+                        writer.write_all(&v.to_le_bytes())?;
+                    }
+                }
+                *written += 4 * x.len();
+                Ok(Layout::Dense { offset })
+            }
+            RowBlock::Csr(x) => {
+                for &p in x.indptr {
+                    writer.write_all(&(p as u64).to_le_bytes())?;
+                }
+                *written += 8 * x.indptr.len();
+                for &c in x.indices {
+                    writer.write_all(&c.to_le_bytes())?;
+                }
+                *written += 4 * x.indices.len();
+                pad(writer, written)?;
+                for &v in x.data {
+                    writer.write_all(&v.to_le_bytes())?;
+                }
+                *written += 4 * x.data.len();
+                Ok(Layout::Csr {
+                    offset,
+                    nnz: x.data.len(),
+                })
+            }
+            _ => Err(std::io::Error::other("unsupported block kind")),
+        }
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        if let State::Filling { writer, .. } = &mut self.state {
+            writer.flush()?;
+            // SAFETY: the file is an unlinked temporary file only this
+            // process can reach; nothing changes it while it is mapped.
+            let map = unsafe { Mmap::map(&self.file)? };
+            self.state = State::Ready { map };
+        }
+        Ok(())
+    }
+
+    fn release_previous(&mut self, next: &Entry) {
+        if let State::Ready { map } = &self.state {
+            if let Some(range) = self.released.take() {
+                let page = 4096;
+                let start = range.start / page * page;
+                let len = range.end - start;
+                // SAFETY: no view of the previous block is alive: `block`
+                // takes `&mut self`, which ends the previous block's borrow.
+                unsafe {
+                    let _ = map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, len);
+                }
+            }
+            let _ = map.advise_range(
+                memmap2::Advice::WillNeed,
+                next.bytes.start / 4096 * 4096,
+                next.bytes.len(),
+            );
+        }
+    }
+
+    fn serve<'a>(map: &'a Mmap, entry: &Entry, n_cols: usize) -> Option<RowBlock<'a>> {
+        let n_rows = entry.rows.len();
+        match entry.layout {
+            Layout::Dense { offset } => {
+                // SAFETY: f32 accepts every bit pattern; align_to only yields
+                // an aligned middle.
+                let (pre, floats, _) =
+                    unsafe { map[offset..offset + 4 * n_rows * n_cols].align_to::<f32>() };
+                if !pre.is_empty() {
+                    return None;
+                }
+                ArrayView2::from_shape((n_rows, n_cols), floats)
+                    .ok()
+                    .map(RowBlock::Dense)
+            }
+            Layout::Csr { offset, nnz } => {
+                let ptr_bytes = 8 * (n_rows + 1);
+                let idx_start = offset + ptr_bytes;
+                let data_start = align8(idx_start + 4 * nnz);
+                // SAFETY: as above, for usize (u64 on 64-bit targets), u32, f32.
+                let (p0, indptr, _) = unsafe { map[offset..idx_start].align_to::<usize>() };
+                let (p1, indices, _) =
+                    unsafe { map[idx_start..idx_start + 4 * nnz].align_to::<u32>() };
+                let (p2, data, _) =
+                    unsafe { map[data_start..data_start + 4 * nnz].align_to::<f32>() };
+                if !(p0.is_empty() && p1.is_empty() && p2.is_empty())
+                    || cfg!(not(target_pointer_width = "64"))
+                {
+                    return None;
+                }
+                Some(RowBlock::Csr(CsrBlock {
+                    indptr,
+                    indices,
+                    data,
+                    n_cols,
+                }))
+            }
+        }
+    }
+}
+
+impl RowSource for CachedSource {
+    fn n_rows(&self) -> usize {
+        self.inner.n_rows()
+    }
+
+    fn n_cols(&self) -> usize {
+        self.inner.n_cols()
+    }
+
+    fn preferred_block_rows(&self) -> Option<usize> {
+        self.inner.preferred_block_rows()
+    }
+
+    fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+        let n_rows = self.inner.n_rows();
+        let n_cols = self.inner.n_cols();
+        if matches!(self.state, State::Filling { .. }) && rows.start != self.next_row {
+            if self.next_row == n_rows && rows.start == 0 {
+                // The first pass is complete: map the file.
+                self.finish().map_err(|e| IoError::os(&self.dir, e))?;
+            } else {
+                self.state = State::Off;
+            }
+        }
+        if let State::Ready { .. } = self.state {
+            if let Ok(idx) = self
+                .entries
+                .binary_search_by_key(&rows.start, |e| e.rows.start)
+            {
+                let entry = self.entries[idx].clone();
+                if entry.rows == rows {
+                    self.release_previous(&entry);
+                    self.released = Some(entry.bytes.clone());
+                    if let State::Ready { map } = &self.state {
+                        if let Some(block) = Self::serve(map, &entry, n_cols) {
+                            return Ok(block);
+                        }
+                    }
+                }
+            }
+            return self.inner.block(rows);
+        }
+        if let State::Filling { writer, written } = &mut self.state {
+            let block = self.inner.block(rows.clone())?;
+            let start = *written;
+            let layout =
+                Self::append(writer, written, &block).map_err(|e| IoError::os(&self.dir, e))?;
+            self.entries.push(Entry {
+                rows: rows.clone(),
+                layout,
+                bytes: start..*written,
+            });
+            self.next_row = rows.end;
+            return Ok(block);
+        }
+        self.inner.block(rows)
+    }
+}
+
+/// Free bytes for an unprivileged user in the file system holding `dir`.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid C string and `stat` a valid out-pointer.
+    let status = unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) };
+    if status != 0 {
+        return None;
+    }
+    // SAFETY: statvfs succeeded and filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use nmflow_core::{InMemoryCsrSource, InMemorySource};
+
+    fn blocks(source: &mut dyn RowSource, n_rows: usize, step: usize) -> Vec<String> {
+        (0..n_rows)
+            .step_by(step)
+            .map(|start| {
+                format!(
+                    "{:?}",
+                    source
+                        .block(start..(start + step).min(n_rows))
+                        .expect("block")
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn later_passes_serve_the_same_blocks_from_the_map() {
+        let x = Array2::from_shape_fn((23, 7), |(i, j)| {
+            if (i * j) % 3 == 0 {
+                (i + j) as f32
+            } else {
+                0.0
+            }
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sparse in [false, true] {
+            let make = || -> Box<dyn RowSource + Send> {
+                if sparse {
+                    Box::new(InMemoryCsrSource::from_dense(x.view()))
+                } else {
+                    Box::new(InMemorySource::new(x.clone()))
+                }
+            };
+            let direct = blocks(make().as_mut(), 23, 5);
+            let mut cached = CachedSource::new(make(), dir.path()).expect("cache");
+            for pass in 0..3 {
+                assert_eq!(
+                    blocks(&mut cached, 23, 5),
+                    direct,
+                    "pass {pass}, sparse {sparse}"
+                );
+            }
+            assert!(matches!(cached.state, State::Ready { .. }));
+            assert!(cached.cached_bytes() > 0);
+            // Other block sizes fall back to the input.
+            assert_eq!(blocks(&mut cached, 23, 4), blocks(make().as_mut(), 23, 4));
+        }
+        assert!(free_space(dir.path()).is_some_and(|b| b > 0));
+    }
+}
