@@ -271,3 +271,99 @@ fn summary_names_input_error_and_output() {
         assert!(text.contains(needle), "summary lacks {needle:?}: {text}");
     }
 }
+
+#[test]
+fn the_block_cache_and_a_memory_budget_keep_results_and_stay_within_it() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5_gzip(&data, "X", &seed_matrix(3000, 60, 4), 100);
+    let mut ws = Vec::new();
+    for (tag, extra) in [
+        ("cached", vec!["--cache", path_str(dir.path())]),
+        ("uncached", vec!["--no-cache"]),
+        ("budget", vec!["--memory", "200MiB"]),
+    ] {
+        let out = join(&dir, &format!("{tag}.h5"));
+        let args = [
+            &[
+                "fit",
+                path_str(&data),
+                "-k",
+                "4",
+                "--max-iter",
+                "6",
+                "--tol",
+                "0",
+                "--block-rows",
+                "500",
+                "--json",
+                "-o",
+                path_str(&out),
+            ][..],
+            &extra[..],
+        ]
+        .concat();
+        let run = run(&args);
+        assert!(run.status.success(), "{tag}: {}", stderr(&run));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&run)).expect("json");
+        if tag == "budget" {
+            assert_eq!(summary["budget_bytes"], 200u64 << 20);
+            let peak = summary["peak_rss_bytes"].as_u64().expect("peak");
+            assert!(peak <= 200 << 20, "peak RSS {peak} above the budget");
+        }
+        if tag == "cached" {
+            assert!(
+                summary["cache"].as_str().unwrap_or("").contains("MiB in"),
+                "{summary}"
+            );
+        }
+        ws.push(read2(&out, "W"));
+    }
+    assert_eq!(ws[0], ws[1], "the cache changed the result");
+    assert_eq!(ws[0], ws[2]);
+    // Only the outputs and the input: the cache file is gone.
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["budget.h5", "cached.h5", "data.h5", "uncached.h5"]
+    );
+}
+
+#[test]
+fn a_budget_below_the_fixed_part_is_refused_with_the_minimum() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5(&data, "X", &seed_matrix(200, 30, 2));
+    let out = join(&dir, "r.h5");
+    let run = run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "2",
+        "--memory",
+        "10MiB",
+        "-q",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_fails(
+        &run,
+        &[
+            "data.h5",
+            "memory budget of 10485760 bytes is too small",
+            "needs at least",
+        ],
+    );
+    assert!(!out.exists());
+    let run = crate::util::run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "2",
+        "--memory",
+        "lots",
+        "-q",
+        "-o",
+        path_str(&out),
+    ]);
+    assert_eq!(run.status.code(), Some(2), "a bad size is a usage error");
+}

@@ -137,6 +137,21 @@ pub struct FitArgs {
     #[arg(long, value_name = "N")]
     pub block_rows: Option<usize>,
 
+    /// Memory budget of the whole process, e.g. 2GiB or 512MiB (default: half of the available
+    /// memory). Blocks are sized to fit; a budget too small for the fixed part is refused.
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory: Option<u64>,
+
+    /// Directory for the block cache: an uncompressed copy of the input written during the first
+    /// pass and memory-mapped by later ones (default: the system's temporary directory, when it
+    /// has room).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+    pub cache: Option<PathBuf>,
+
+    /// Read the input anew in every pass.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
@@ -167,6 +182,10 @@ pub struct InspectArgs {
     /// Rows per block for the memory estimate (default: as `fit` would choose).
     #[arg(long, value_name = "N")]
     pub block_rows: Option<usize>,
+
+    /// Plan for this memory budget, e.g. 2GiB: block size and predicted peak.
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory: Option<u64>,
 
     /// Print the listing as JSON.
     #[arg(long)]

@@ -4,7 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use nmflow_core::{FitReport, Init, NmfParams, Normalize, Scale, fit};
+use nmflow_core::{
+    FitReport, Init, NmfParams, Normalize, PlanInput, Scale, estimate_memory,
+    estimate_memory_sparse, fit,
+};
+use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
     AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, OpenOptions, open_source,
@@ -13,6 +17,7 @@ use nmflow_io::{
 use serde::Serialize;
 
 use crate::args::{FitArgs, InitArg, NormalizeArg, ScaleArg};
+use crate::budget;
 use crate::progress::Progress;
 
 /// The summary of a run, printed as text or as JSON.
@@ -27,6 +32,9 @@ struct Summary {
     k: usize,
     nnz: u64,
     integer_valued: bool,
+    budget_bytes: u64,
+    predicted_peak_bytes: u64,
+    cache: String,
     n_iter: usize,
     converged: bool,
     rel_error: f64,
@@ -156,6 +164,75 @@ pub fn run(args: FitArgs) -> Result<()> {
         .check(n_rows, n_cols, opened.source.preferred_block_rows())
         .with_context(|| input_name.clone())?;
 
+    // The memory plan: block height within the budget.
+    let (budget, budget_from) = budget::budget(args.memory)?;
+    let nnz = opened.source.nnz_hint();
+    let plan = nmflow_core::plan(PlanInput {
+        n_rows,
+        n_cols,
+        k: args.k,
+        nnz,
+        preferred_rows: opened.source.preferred_block_rows(),
+        budget,
+    })
+    .with_context(|| format!("{input_name}: planning for the memory budget"))?;
+    let block_rows = args.block_rows.unwrap_or(plan.block_rows);
+    let valid = valid.with_block_rows(block_rows);
+    let estimate = match nnz {
+        Some(nnz) => estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, nnz),
+        None => estimate_memory(n_rows, n_cols, args.k, block_rows),
+    };
+
+    // The block cache, for HDF5 inputs not already memory-mapped.
+    let pass_bytes = match nnz {
+        Some(nnz) => 8 * nnz + 8 * n_rows as u64,
+        None => 4 * n_rows as u64 * n_cols as u64,
+    };
+    let mapped = opened.kind == InputKind::Npy || opened.storage.contains("transposed");
+    let cache_dir = args
+        .cache
+        .clone()
+        .or_else(|| args.tmp_dir.clone())
+        .unwrap_or_else(std::env::temp_dir);
+    let cache_note = if args.no_cache {
+        "off (--no-cache)".to_owned()
+    } else if mapped {
+        "not needed (the input is memory-mapped)".to_owned()
+    } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
+        let inner = std::mem::replace(
+            &mut opened.source,
+            Box::new(nmflow_core::InMemorySource::new(Default::default())),
+        );
+        opened.source = Box::new(CachedSource::new(inner, &cache_dir)?);
+        format!("{} in {}", budget::human(pass_bytes), cache_dir.display())
+    } else {
+        format!(
+            "off: {} has less than {} free",
+            cache_dir.display(),
+            budget::human(pass_bytes + pass_bytes / 5)
+        )
+    };
+    let predicted_peak = nmflow_core::plan::BASELINE_BYTES + estimate.total_bytes();
+    if !args.quiet && !args.json {
+        eprintln!(
+            "plan: budget {} ({budget_from}); blocks of {block_rows} rows; predicted peak {} \
+             (W {}, H and products {}, blocks {}); {} read per pass; cache {cache_note}",
+            budget::human(budget),
+            budget::human(predicted_peak),
+            budget::human(estimate.w_bytes),
+            budget::human(estimate.factor_bytes),
+            budget::human(estimate.block_bytes),
+            budget::human(pass_bytes),
+        );
+    }
+    if predicted_peak > budget {
+        bail!(
+            "{input_name}: --block-rows {block_rows} needs about {}, more than the budget of {}",
+            budget::human(predicted_peak),
+            budget::human(budget)
+        );
+    }
+
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(threads) = args.threads {
         if threads == 0 {
@@ -249,6 +326,9 @@ pub fn run(args: FitArgs) -> Result<()> {
         n_cols,
         threads,
         output: destination.path().display().to_string(),
+        budget_bytes: budget,
+        predicted_peak_bytes: predicted_peak,
+        cache: cache_note.clone(),
         ..summary
     };
     if summary.integer_valued && args.normalize == NormalizeArg::None && !args.quiet && !args.json {
@@ -281,6 +361,9 @@ fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Su
         k,
         nnz: report.n_stored,
         integer_valued: report.integer_valued,
+        budget_bytes: 0,
+        predicted_peak_bytes: 0,
+        cache: String::new(),
         n_iter: report.n_iter(),
         converged: report.converged,
         rel_error: report.final_rel_error(),
@@ -297,8 +380,18 @@ fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Su
 
 fn print_summary(s: &Summary, tol: f64) {
     println!(
-        "input      {} ({} × {}, {})",
-        s.input, s.n_rows, s.n_cols, s.dtype
+        "input      {} ({} × {}, {} {}, {} stored values{})",
+        s.input,
+        s.n_rows,
+        s.n_cols,
+        s.storage,
+        s.dtype,
+        s.nnz,
+        if s.integer_valued {
+            ", whole numbers"
+        } else {
+            ""
+        }
     );
     let stop = if s.converged {
         format!("converged: improvement below tol {tol:e}")

@@ -21,6 +21,10 @@ struct Entry {
     factorizable: bool,
     memory: Option<Memory>,
     sparse: Option<Sparse>,
+    /// With --memory: whether and how a fit fits the budget.
+    plan: Option<String>,
+    /// Bytes one pass reads (f32 values; CSR also u32 indices).
+    pass_bytes: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +57,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 storage_bytes: std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0),
                 factorizable: header.shape.len() == 2,
                 memory: None,
+                plan: None,
+                pass_bytes: None,
                 sparse: None,
             }]
         }
@@ -74,6 +80,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
                     storage_bytes: s.storage_bytes,
                     factorizable: true,
                     memory: None,
+                    plan: None,
+                    pass_bytes: None,
                     sparse: Some(Sparse {
                         encoding: s.encoding.clone(),
                         nnz: s.nnz,
@@ -93,6 +101,8 @@ pub fn run(args: InspectArgs) -> Result<()> {
                         filters: d.filters,
                         storage_bytes: d.storage_bytes,
                         memory: None,
+                        plan: None,
+                        pass_bytes: None,
                         sparse: None,
                     }),
             );
@@ -108,10 +118,37 @@ pub fn run(args: InspectArgs) -> Result<()> {
                     Some(sp) => Some((BLOCK_NNZ / (sp.nnz / n_rows.max(1)).max(1)).max(64)),
                     None => e.chunks.as_ref().and_then(|c| c.first().copied()),
                 };
-                let block_rows = args
-                    .block_rows
-                    .unwrap_or_else(|| default_block_rows(n_rows, n_cols, preferred))
-                    .clamp(1, n_rows.max(1));
+                let nnz = e.sparse.as_ref().map(|sp| sp.nnz as u64);
+                let planned = args.memory.map(|budget| {
+                    nmflow_core::plan(nmflow_core::PlanInput {
+                        n_rows,
+                        n_cols,
+                        k: args.k,
+                        nnz,
+                        preferred_rows: preferred,
+                        budget,
+                    })
+                });
+                let block_rows = match (&planned, args.block_rows) {
+                    (_, Some(rows)) => rows.clamp(1, n_rows.max(1)),
+                    (Some(Ok(plan)), None) => plan.block_rows,
+                    _ => default_block_rows(n_rows, n_cols, preferred),
+                };
+                e.plan = planned.map(|p| match p {
+                    Ok(plan) => format!(
+                        "fits the budget: blocks of {} rows, predicted peak {:.1} MiB",
+                        plan.block_rows,
+                        plan.peak_bytes() as f64 / (1u64 << 20) as f64
+                    ),
+                    Err(err) => format!(
+                        "does not fit: needs at least {:.1} MiB",
+                        err.min_budget as f64 / (1u64 << 20) as f64
+                    ),
+                });
+                e.pass_bytes = Some(match nnz {
+                    Some(nnz) => 8 * nnz + 8 * n_rows as u64,
+                    None => 4 * (n_rows * n_cols) as u64,
+                });
                 let m = match &e.sparse {
                     Some(sp) => {
                         estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, sp.nnz as u64)
@@ -174,6 +211,15 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 m.block_rows,
                 mib(m.block_bytes)
             );
+        }
+        if let Some(bytes) = e.pass_bytes {
+            println!(
+                "      each iteration reads {} (one pass over X)",
+                mib(bytes)
+            );
+        }
+        if let Some(plan) = &e.plan {
+            println!("      with --memory: {plan}");
         }
     }
     if !any {

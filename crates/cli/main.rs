@@ -5,6 +5,7 @@
 //! message naming the file, dataset, row or column at fault; 2 bad usage.
 
 mod args;
+mod budget;
 mod fit;
 mod inspect;
 mod progress;

@@ -103,6 +103,13 @@ impl ValidParams {
     pub fn block_rows(&self) -> usize {
         self.block_rows
     }
+
+    /// The same parameters with blocks of `rows` rows (at least 1), e.g. as
+    /// a memory plan chose them.
+    pub fn with_block_rows(mut self, rows: usize) -> Self {
+        self.block_rows = rows.max(1);
+        self
+    }
 }
 
 /// Bytes of f32 X a block aims for when the user does not choose its height.

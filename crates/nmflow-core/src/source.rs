@@ -166,6 +166,11 @@ pub trait RowSource {
         None
     }
 
+    /// Stored entries, for sparse sources (used to plan block sizes).
+    fn nnz_hint(&self) -> Option<u64> {
+        None
+    }
+
     /// The rows `rows` of X. `rows` is non-empty and within `0..n_rows()`.
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError>;
 }
@@ -221,6 +226,10 @@ impl InMemoryCsrSource {
 impl RowSource for InMemoryCsrSource {
     fn n_rows(&self) -> usize {
         self.n_rows
+    }
+
+    fn nnz_hint(&self) -> Option<u64> {
+        self.indptr.last().map(|&n| n as u64)
     }
 
     fn n_cols(&self) -> usize {

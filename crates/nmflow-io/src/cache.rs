@@ -74,6 +74,16 @@ impl std::fmt::Debug for CachedSource {
     }
 }
 
+/// The bytes of a slice of plain numbers, in this machine's byte order (the
+/// cache is read back by the same process).
+fn bytes_of<T: Copy>(values: &[T]) -> &[u8] {
+    // SAFETY: `T` is a plain number type (u32, u64, f32) without padding;
+    // any initialised memory may be viewed as bytes.
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
+}
+
 fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
@@ -117,26 +127,26 @@ impl CachedSource {
         match block {
             RowBlock::Dense(x) => {
                 for row in x.rows() {
-                    for v in row {
-                        writer.write_all(&v.to_le_bytes())?;
+                    match row.as_slice() {
+                        Some(values) => writer.write_all(bytes_of(values))?,
+                        None => {
+                            for v in row {
+                                writer.write_all(&v.to_le_bytes())?;
+                            }
+                        }
                     }
                 }
                 *written += 4 * x.len();
                 Ok(Layout::Dense { offset })
             }
             RowBlock::Csr(x) => {
-                for &p in x.indptr {
-                    writer.write_all(&(p as u64).to_le_bytes())?;
-                }
+                let indptr: Vec<u64> = x.indptr.iter().map(|&p| p as u64).collect();
+                writer.write_all(bytes_of(&indptr))?;
                 *written += 8 * x.indptr.len();
-                for &c in x.indices {
-                    writer.write_all(&c.to_le_bytes())?;
-                }
+                writer.write_all(bytes_of(x.indices))?;
                 *written += 4 * x.indices.len();
                 pad(writer, written)?;
-                for &v in x.data {
-                    writer.write_all(&v.to_le_bytes())?;
-                }
+                writer.write_all(bytes_of(x.data))?;
                 *written += 4 * x.data.len();
                 Ok(Layout::Csr {
                     offset,
@@ -232,6 +242,10 @@ impl RowSource for CachedSource {
         self.inner.preferred_block_rows()
     }
 
+    fn nnz_hint(&self) -> Option<u64> {
+        self.inner.nnz_hint()
+    }
+
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
         let n_rows = self.inner.n_rows();
         let n_cols = self.inner.n_cols();
@@ -290,7 +304,7 @@ pub fn free_space(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs succeeded and filled `stat`.
     let stat = unsafe { stat.assume_init() };
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+    Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
 }
 
 #[cfg(test)]

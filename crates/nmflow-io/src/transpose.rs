@@ -220,6 +220,10 @@ impl RowSource for MmapCsrSource {
         self.n_cols
     }
 
+    fn nnz_hint(&self) -> Option<u64> {
+        Some(self.nnz())
+    }
+
     fn preferred_block_rows(&self) -> Option<usize> {
         let per_row = (self.nnz() as usize / self.n_rows.max(1)).max(1);
         Some((BLOCK_NNZ / per_row).max(64).min(self.n_rows.max(1)))
