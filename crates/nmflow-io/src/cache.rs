@@ -304,7 +304,7 @@ pub fn free_space(dir: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs succeeded and filled `stat`.
     let stat = unsafe { stat.assume_init() };
-    Some(u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)))
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 #[cfg(test)]
