@@ -141,11 +141,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
             get("peak_rss_bytes") / f64::from(1u32 << 20),
         )?;
     }
+    let comparison = compare_with_sklearn(&binary, &args)?;
+    update_report(&args.report, SK_START, SK_END, &comparison)?;
     let section = format!(
-        "{START}\n{}\n\n| data | rows × cols | stored values | k | iterations | s / iteration | pre-pass s | final rel. error | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n{rows}{END}",
+        "{}\n\n| data | rows × cols | stored values | k | iterations | s / iteration | pre-pass s | final rel. error | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n{rows}",
         environment()
     );
-    update_report(&args.report, &section)?;
+    update_report(&args.report, START, END, &section)?;
     eprintln!("updated {}", args.report.display());
     Ok(())
 }
@@ -217,13 +219,147 @@ fn environment() -> String {
     )
 }
 
-fn update_report(path: &Path, section: &str) -> Result<()> {
+fn update_report(path: &Path, start: &str, end: &str, section: &str) -> Result<()> {
     let current = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (current.find(START), current.find(END)) {
+    let section = format!("{start}\n{section}\n{end}");
+    let updated = match (current.find(start), current.find(end)) {
         (Some(a), Some(b)) if a < b => {
-            format!("{}{section}{}", &current[..a], &current[b + END.len()..])
+            format!("{}{section}{}", &current[..a], &current[b + end.len()..])
         }
         _ => format!("{current}\n{section}\n"),
     };
     std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+}
+
+const SK_START: &str = "<!-- bench:sklearn:start -->";
+const SK_END: &str = "<!-- bench:sklearn:end -->";
+
+/// The Python that runs scikit-learn: `NMFLOW_BENCH_PYTHON`, else the
+/// virtual environment `target/bench-venv`.
+fn bench_python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("NMFLOW_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/bench-venv/bin/python"));
+    let ok = Command::new(&candidate)
+        .args(["-c", "import sklearn, h5py, scipy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(candidate)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// nmflow against scikit-learn's MU on the same matrix, start and
+/// iterations, alternating the two; a markdown section.
+fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
+    let Some(python) = bench_python() else {
+        return Ok("Skipped: no Python with scikit-learn. Create one with \
+            `python3 -m venv target/bench-venv && target/bench-venv/bin/pip install -r benches/requirements.txt` \
+            (or set `NMFLOW_BENCH_PYTHON`) and rerun `cargo xtask bench`."
+            .into());
+    };
+    // (data file, k, iterations, large)
+    let cases: Vec<(PathBuf, usize, usize, bool)> = vec![
+        (args.data_dir.join("seed-5000x1000.h5"), 20, 100, false),
+        (args.data_dir.join("sc-50000x20000.h5ad"), 20, 10, true),
+        (args.data_dir.join("sc-200000x20000.h5ad"), 20, 5, true),
+    ];
+    if !args.data_dir.join("sc-50000x20000.h5ad").exists() && !args.quick {
+        crate::synth_sc::run(&ScArgs {
+            out: args.data_dir.join("sc-50000x20000.h5ad"),
+            cells: 50_000,
+            genes: 20_000,
+            programs: 20,
+            density: 0.06,
+            seed: 0,
+            format: None,
+            force: false,
+        })?;
+    }
+    let mut rows = String::new();
+    let mut blas = String::new();
+    for (data, k, iterations, large) in cases {
+        if (large && args.quick) || !data.exists() {
+            continue;
+        }
+        let work = tempfile::tempdir()?;
+        let status = Command::new(&python)
+            .arg("benches/sklearn_mu.py")
+            .arg("start")
+            .arg(&data)
+            .args([k.to_string(), "0".into()])
+            .arg(work.path())
+            .status()?;
+        if !status.success() {
+            bail!("benches/sklearn_mu.py start failed on {}", data.display());
+        }
+        let (mut sk, mut nm) = (Vec::new(), Vec::new());
+        let (mut sk_err, mut nm_err, mut sk_rss, mut nm_rss) = (0.0, 0.0, 0.0f64, 0.0f64);
+        for _round in 0..2 {
+            let out = Command::new(&python)
+                .arg("benches/sklearn_mu.py")
+                .arg("run")
+                .arg(&data)
+                .args([k.to_string(), "0".into(), iterations.to_string()])
+                .output()?;
+            if !out.status.success() {
+                bail!(
+                    "scikit-learn failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            sk.push(r["seconds_per_iter"].as_f64().unwrap_or(f64::NAN));
+            sk_err = r["rel_error"].as_f64().unwrap_or(f64::NAN);
+            sk_rss = sk_rss.max(r["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN));
+            blas = r["blas"].to_string();
+            let result = work.path().join("nmflow.h5");
+            let out = Command::new(binary)
+                .arg("fit")
+                .arg(&data)
+                .args(["-k", &k.to_string(), "--max-iter", &iterations.to_string()])
+                .args([
+                    "--tol", "0", "--scale", "none", "--init", "custom", "--quiet", "--json",
+                    "--force",
+                ])
+                .arg("--w0")
+                .arg(work.path().join("W1.npy"))
+                .arg("--h0")
+                .arg(work.path().join("H0.npy"))
+                .arg("-o")
+                .arg(&result)
+                .output()?;
+            if !out.status.success() {
+                bail!("nmflow failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            nm.push(r["seconds_per_iter"].as_f64().unwrap_or(f64::NAN));
+            nm_err = r["rel_error"].as_f64().unwrap_or(f64::NAN);
+            nm_rss = nm_rss.max(r["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN));
+        }
+        let (sk_s, nm_s) = (median(sk), median(nm));
+        let name = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        eprintln!("{name} k={k}: scikit-learn {sk_s:.4} s, nmflow {nm_s:.4} s per iteration");
+        writeln!(
+            rows,
+            "| {name} | {k} | {iterations} | {sk_s:.4} | {nm_s:.4} | {:.2}× | {sk_err:.6} | {nm_err:.6} | {:.1e} | {:.0} | {:.0} | {:.2} |",
+            sk_s / nm_s,
+            (sk_err - nm_err).abs() / sk_err,
+            sk_rss / f64::from(1u32 << 20),
+            nm_rss / f64::from(1u32 << 20),
+            nm_rss / sk_rss,
+        )?;
+    }
+    Ok(format!(
+        "{}\n\nscikit-learn's BLAS: {blas}.\n\n\
+         | data | k | iterations | scikit-learn s / iteration | nmflow s / iteration | speed-up | scikit-learn rel. error | nmflow rel. error | relative difference | scikit-learn peak RSS MiB | nmflow peak RSS MiB | RSS ratio |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n{rows}",
+        environment()
+    ))
 }
