@@ -367,3 +367,46 @@ fn a_budget_below_the_fixed_part_is_refused_with_the_minimum() {
     ]);
     assert_eq!(run.status.code(), Some(2), "a bad size is a usage error");
 }
+
+#[test]
+fn w_goes_to_disk_when_it_does_not_fit_and_the_result_is_the_same() {
+    let dir = tempdir();
+    let data = join(&dir, "tall.npy");
+    write_npy(&data, &seed_matrix(600_000, 14, 3));
+    let mut ws = Vec::new();
+    for (tag, budget) in [("memory", "2GiB"), ("disk", "48MiB")] {
+        let out = join(&dir, &format!("{tag}.h5"));
+        let run = run(&[
+            "fit",
+            path_str(&data),
+            "-k",
+            "12",
+            "--max-iter",
+            "2",
+            "--tol",
+            "0",
+            "--block-rows",
+            "20000",
+            "--memory",
+            budget,
+            "--tmp-dir",
+            path_str(dir.path()),
+            "--json",
+            "-o",
+            path_str(&out),
+        ]);
+        assert!(run.status.success(), "{tag}: {}", stderr(&run));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&run)).expect("json");
+        let storage = summary["w_storage"].as_str().unwrap_or("");
+        assert!(
+            storage.starts_with(if tag == "disk" {
+                "on disk"
+            } else {
+                "in memory"
+            }),
+            "{storage}"
+        );
+        ws.push((read2(&out, "W"), read1::<u32>(&out, "cluster")));
+    }
+    assert_eq!(ws[0], ws[1], "W on disk changed the result");
+}

@@ -72,6 +72,26 @@ pub fn budget(given: Option<u64>) -> Result<(u64, String)> {
     }
 }
 
+/// The plan for a fit, and whether W goes to a memory-mapped file: W stays
+/// in memory while it takes at most half the budget and the plan fits.
+pub fn plan_fit(
+    input: nmflow_core::PlanInput,
+) -> Result<(nmflow_core::Plan, bool), nmflow_core::BudgetTooSmall> {
+    let w_bytes = 4 * input.n_rows as u64 * input.k as u64;
+    let in_memory = nmflow_core::plan(nmflow_core::PlanInput {
+        w_on_disk: false,
+        ..input
+    });
+    match in_memory {
+        Ok(plan) if w_bytes <= input.budget / 2 => Ok((plan, false)),
+        _ => nmflow_core::plan(nmflow_core::PlanInput {
+            w_on_disk: true,
+            ..input
+        })
+        .map(|plan| (plan, true)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

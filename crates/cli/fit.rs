@@ -4,11 +4,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use nmflow_core::FactorStore;
 use nmflow_core::{
-    FitReport, Init, NmfParams, Normalize, PlanInput, Scale, estimate_memory,
-    estimate_memory_sparse, fit,
+    FitOutcome, Init, NmfParams, Normalize, PlanInput, Scale, estimate_memory,
+    estimate_memory_sparse, fit_in,
 };
 use nmflow_io::cache::{CachedSource, free_space};
+use nmflow_io::factor_file::MappedFactor;
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
     AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, OpenOptions, open_source,
@@ -35,6 +37,7 @@ struct Summary {
     budget_bytes: u64,
     predicted_peak_bytes: u64,
     cache: String,
+    w_storage: String,
     n_iter: usize,
     converged: bool,
     rel_error: f64,
@@ -167,20 +170,39 @@ pub fn run(args: FitArgs) -> Result<()> {
     // The memory plan: block height within the budget.
     let (budget, budget_from) = budget::budget(args.memory)?;
     let nnz = opened.source.nnz_hint();
-    let plan = nmflow_core::plan(PlanInput {
+    let plan_input = PlanInput {
         n_rows,
         n_cols,
         k: args.k,
         nnz,
         preferred_rows: opened.source.preferred_block_rows(),
         budget,
-    })
-    .with_context(|| format!("{input_name}: planning for the memory budget"))?;
+        w_on_disk: false,
+    };
+    let w_bytes = 4 * n_rows as u64 * args.k as u64;
+    let (plan, w_on_disk) = budget::plan_fit(plan_input)
+        .with_context(|| format!("{input_name}: planning for the memory budget"))?;
     let block_rows = args.block_rows.unwrap_or(plan.block_rows);
     let valid = valid.with_block_rows(block_rows);
-    let estimate = match nnz {
+    let mut estimate = match nnz {
         Some(nnz) => estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, nnz),
         None => estimate_memory(n_rows, n_cols, args.k, block_rows),
+    };
+    let tmp_dir = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut w_store: Box<dyn FactorStore> = if w_on_disk {
+        estimate.w_bytes = estimate.w_bytes.min(8 * (block_rows * args.k) as u64);
+        Box::new(MappedFactor::new(n_rows, args.k, &tmp_dir)?)
+    } else {
+        Box::new(ndarray::Array2::<f32>::zeros((n_rows, args.k)))
+    };
+    let w_note = if w_on_disk {
+        format!(
+            "on disk in {} ({})",
+            tmp_dir.display(),
+            budget::human(w_bytes)
+        )
+    } else {
+        format!("in memory ({})", budget::human(w_bytes))
     };
 
     // The block cache, for HDF5 inputs not already memory-mapped.
@@ -216,10 +238,9 @@ pub fn run(args: FitArgs) -> Result<()> {
     if !args.quiet && !args.json {
         eprintln!(
             "plan: budget {} ({budget_from}); blocks of {block_rows} rows; predicted peak {} \
-             (W {}, H and products {}, blocks {}); {} read per pass; cache {cache_note}",
+             (W {w_note}, H and products {}, blocks {}); {} read per pass; cache {cache_note}",
             budget::human(budget),
             budget::human(predicted_peak),
-            budget::human(estimate.w_bytes),
             budget::human(estimate.factor_bytes),
             budget::human(estimate.block_bytes),
             budget::human(pass_bytes),
@@ -246,15 +267,18 @@ pub fn run(args: FitArgs) -> Result<()> {
     let progress = Progress::new(n_rows, args.max_iter, args.quiet);
     let report = pool
         .install(|| {
-            fit(opened.source.as_mut(), &valid, &mut |event| {
-                progress.on_event(event)
-            })
+            fit_in(
+                opened.source.as_mut(),
+                &valid,
+                w_store.as_mut(),
+                &mut |event| progress.on_event(event),
+            )
         })
         .with_context(|| input_name.clone());
     progress.finish();
     let report = report?;
 
-    let clusters = report.clusters();
+    let clusters = nmflow_core::factor::clusters(w_store.as_mut(), block_rows);
     let mut attrs = vec![
         (
             "nmflow_version",
@@ -297,8 +321,8 @@ pub fn run(args: FitArgs) -> Result<()> {
         attrs.push(("w0", AttrValue::Str(w0.clone())));
         attrs.push(("h0", AttrValue::Str(h0.clone())));
     }
-    let output = FitOutput {
-        w: report.w.view(),
+    let mut output = FitOutput {
+        w: w_store.as_mut(),
         h: report.h.view(),
         rel_error: &report.rel_error,
         cluster: &clusters,
@@ -306,14 +330,14 @@ pub fn run(args: FitArgs) -> Result<()> {
         attrs: attrs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
     };
     match &destination {
-        Destination::Hdf5(path) => write_result(path, &output, args.force)?,
+        Destination::Hdf5(path) => write_result(path, &mut output, args.force)?,
         Destination::H5ad(path) => {
             let names = names
                 .as_ref()
                 .context("names were read for the h5ad output")?;
-            write_h5ad(path, &output, names, args.force)?;
+            write_h5ad(path, &mut output, names, args.force)?;
         }
-        Destination::Into(path) => write_into_h5ad(path, &output, args.raw)?,
+        Destination::Into(path) => write_into_h5ad(path, &mut output, args.raw)?,
     }
 
     let summary = summarize(&report, &clusters, args.k, started.elapsed().as_secs_f64());
@@ -329,6 +353,7 @@ pub fn run(args: FitArgs) -> Result<()> {
         budget_bytes: budget,
         predicted_peak_bytes: predicted_peak,
         cache: cache_note.clone(),
+        w_storage: w_note.clone(),
         ..summary
     };
     if summary.integer_valued && args.normalize == NormalizeArg::None && !args.quiet && !args.json {
@@ -345,7 +370,7 @@ pub fn run(args: FitArgs) -> Result<()> {
     Ok(())
 }
 
-fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Summary {
+fn summarize(report: &FitOutcome, clusters: &[u32], k: usize, seconds: f64) -> Summary {
     let mut cluster_sizes = vec![0usize; k];
     for &c in clusters {
         cluster_sizes[c as usize] += 1;
@@ -364,6 +389,7 @@ fn summarize(report: &FitReport, clusters: &[u32], k: usize, seconds: f64) -> Su
         budget_bytes: 0,
         predicted_peak_bytes: 0,
         cache: String::new(),
+        w_storage: String::new(),
         n_iter: report.n_iter(),
         converged: report.converged,
         rel_error: report.final_rel_error(),

@@ -120,24 +120,30 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 };
                 let nnz = e.sparse.as_ref().map(|sp| sp.nnz as u64);
                 let planned = args.memory.map(|budget| {
-                    nmflow_core::plan(nmflow_core::PlanInput {
+                    crate::budget::plan_fit(nmflow_core::PlanInput {
                         n_rows,
                         n_cols,
                         k: args.k,
                         nnz,
                         preferred_rows: preferred,
                         budget,
+                        w_on_disk: false,
                     })
                 });
                 let block_rows = match (&planned, args.block_rows) {
                     (_, Some(rows)) => rows.clamp(1, n_rows.max(1)),
-                    (Some(Ok(plan)), None) => plan.block_rows,
+                    (Some(Ok((plan, _))), None) => plan.block_rows,
                     _ => default_block_rows(n_rows, n_cols, preferred),
                 };
                 e.plan = planned.map(|p| match p {
-                    Ok(plan) => format!(
-                        "fits the budget: blocks of {} rows, predicted peak {:.1} MiB",
+                    Ok((plan, w_on_disk)) => format!(
+                        "fits the budget: blocks of {} rows, W {}, predicted peak {:.1} MiB",
                         plan.block_rows,
+                        if w_on_disk {
+                            "in a memory-mapped temporary file"
+                        } else {
+                            "in memory"
+                        },
                         plan.peak_bytes() as f64 / (1u64 << 20) as f64
                     ),
                     Err(err) => format!(

@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod factor;
 pub mod init;
 pub mod kernels;
 pub mod normalize;
@@ -31,12 +32,13 @@ pub mod source;
 pub mod stats;
 
 pub use error::FitError;
+pub use factor::FactorStore;
 pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     BudgetTooSmall, MemoryEstimate, Plan, PlanInput, estimate_memory, estimate_memory_sparse, plan,
 };
-pub use solver::{Event, FitReport, PassKind, fit};
+pub use solver::{Event, FitOutcome, FitReport, PassKind, fit, fit_in};
 pub use source::{
     CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, RowBlock, RowSource, SourceError,
 };

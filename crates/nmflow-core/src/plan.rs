@@ -107,6 +107,8 @@ pub struct PlanInput {
     pub preferred_rows: Option<usize>,
     /// The budget in bytes (whole process).
     pub budget: u64,
+    /// W lives in a memory-mapped file: only about one block of it counts.
+    pub w_on_disk: bool,
 }
 
 /// A plan that keeps a fit within its budget.
@@ -147,9 +149,16 @@ pub struct BudgetTooSmall {
 /// The largest block height (at most the default one) whose fit stays
 /// within `input.budget`.
 pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
-    let estimate_for = |rows: usize| match input.nnz {
-        Some(nnz) => estimate_memory_sparse(input.n_rows, input.n_cols, input.k, rows, nnz),
-        None => estimate_memory(input.n_rows, input.n_cols, input.k, rows),
+    let estimate_for = |rows: usize| {
+        let mut e = match input.nnz {
+            Some(nnz) => estimate_memory_sparse(input.n_rows, input.n_cols, input.k, rows, nnz),
+            None => estimate_memory(input.n_rows, input.n_cols, input.k, rows),
+        };
+        if input.w_on_disk {
+            // The block being updated, and the one just released.
+            e.w_bytes = e.w_bytes.min(2 * 4 * (rows * input.k) as u64);
+        }
+        e
     };
     let peak = |rows: usize| BASELINE_BYTES + estimate_for(rows).total_bytes();
     let min_rows = input.n_rows.clamp(1, 64);
@@ -201,6 +210,7 @@ mod plan_tests {
             nnz: Some(2_400_000_000),
             preferred_rows: Some(3_000),
             budget,
+            w_on_disk: false,
         }
     }
 

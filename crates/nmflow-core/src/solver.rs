@@ -25,6 +25,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use crate::error::FitError;
+use crate::factor::FactorStore;
 use crate::init::{RandomW, random_h};
 use crate::kernels;
 use crate::normalize::{Normalize, Normalizer};
@@ -71,11 +72,34 @@ pub enum Event {
     },
 }
 
-/// The outcome of a fit.
+/// The outcome of a fit with W held in memory: W and the [`FitOutcome`]
+/// (whose fields it dereferences to).
 #[derive(Debug, Clone)]
 pub struct FitReport {
     /// W, `n_rows × k`.
     pub w: Array2<f32>,
+    /// Everything else.
+    pub outcome: FitOutcome,
+}
+
+impl std::ops::Deref for FitReport {
+    type Target = FitOutcome;
+
+    fn deref(&self) -> &FitOutcome {
+        &self.outcome
+    }
+}
+
+impl FitReport {
+    /// The cluster of every row: the index of the largest entry of its W row.
+    pub fn clusters(&self) -> Vec<u32> {
+        kernels::argmax_rows(self.w.view())
+    }
+}
+
+/// The outcome of a fit, W apart (it stays where the caller keeps it).
+#[derive(Debug, Clone)]
+pub struct FitOutcome {
     /// H, `k × n_cols`, the factor of the scaled matrix X_s.
     pub h: Array2<f32>,
     /// ‖X_s − WH‖_F / ‖X_s‖_F after every iteration run.
@@ -99,7 +123,7 @@ pub struct FitReport {
     pub iteration_seconds: Vec<f64>,
 }
 
-impl FitReport {
+impl FitOutcome {
     /// Iterations run.
     pub fn n_iter(&self) -> usize {
         self.rel_error.len()
@@ -108,11 +132,6 @@ impl FitReport {
     /// Relative error after the last iteration.
     pub fn final_rel_error(&self) -> f64 {
         self.rel_error.last().copied().unwrap_or(f64::NAN)
-    }
-
-    /// The cluster of every row: the index of the largest entry of its W row.
-    pub fn clusters(&self) -> Vec<u32> {
-        kernels::argmax_rows(self.w.view())
     }
 }
 
@@ -170,6 +189,22 @@ pub fn fit(
     params: &ValidParams,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<FitReport, FitError> {
+    let mut w = Array2::zeros((source.n_rows(), params.params().k));
+    let outcome = fit_in(source, params, &mut w, on_event)?;
+    Ok(FitReport { w, outcome })
+}
+
+/// [`fit`] with W kept in `w` (`n_rows × k`), touched one block of rows at
+/// a time and released after each.
+///
+/// # Panics
+/// If `w` does not have the shape `n_rows × k`.
+pub fn fit_in(
+    source: &mut dyn RowSource,
+    params: &ValidParams,
+    w: &mut dyn FactorStore,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<FitOutcome, FitError> {
     let n_rows = source.n_rows();
     let n_cols = source.n_cols();
     let p = params.params();
@@ -179,9 +214,10 @@ pub fn fit(
     let mut ws = Workspace::new(k, n_cols, block_rows);
     let mut normalizer = Normalizer::new(p.normalize);
 
-    let (mut w, mut h) = match &p.init {
-        Init::Random => (Array2::zeros((n_rows, k)), random_h(p.seed, k, n_cols)),
-        Init::Custom { w0, h0 } => (w0.clone(), h0.clone()),
+    assert_eq!(w.shape(), (n_rows, k), "W has the wrong shape");
+    let mut h = match &p.init {
+        Init::Random => random_h(p.seed, k, n_cols),
+        Init::Custom { h0, .. } => h0.clone(),
     };
     let mut draw_w = matches!(p.init, Init::Random).then(|| RandomW::new(p.seed));
 
@@ -196,12 +232,17 @@ pub fn fit(
             RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
         }
         n_stored += stored_entries(&x);
-        let mut w_b = w.slice_mut(s![rows.clone(), ..]);
-        if let Some(draw) = draw_w.as_mut() {
-            draw.fill_next_rows(w_b.view_mut());
+        {
+            let mut w_b = w.rows_mut(rows.clone());
+            if let Some(draw) = draw_w.as_mut() {
+                draw.fill_next_rows(w_b.view_mut());
+            } else if let Init::Custom { w0, .. } = &p.init {
+                w_b.assign(&w0.slice(s![rows.clone(), ..]));
+            }
+            kernels::accumulate_wtw(w_b.view(), ws.wtw.view_mut());
+            accumulate_xtw(w_b.view(), &x, &mut ws);
         }
-        kernels::accumulate_wtw(w_b.view(), ws.wtw.view_mut());
-        accumulate_xtw(w_b.view(), &x, &mut ws);
+        w.release(rows.clone());
         on_event(Event::Block {
             kind: PassKind::Prepare,
             rows_done: rows.end,
@@ -254,9 +295,12 @@ pub fn fit(
         let mut cross = 0.0f64;
         for rows in &blocks {
             let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
-            let mut w_b = w.slice_mut(s![rows.clone(), ..]);
-            cross += update_w_block(&x, w_b.view_mut(), hst.view(), hht32.view(), &mut ws);
-            accumulate_xtw(w_b.view(), &x, &mut ws);
+            {
+                let mut w_b = w.rows_mut(rows.clone());
+                cross += update_w_block(&x, w_b.view_mut(), hst.view(), hht32.view(), &mut ws);
+                accumulate_xtw(w_b.view(), &x, &mut ws);
+            }
+            w.release(rows.clone());
             on_event(Event::Block {
                 kind: PassKind::Iterate,
                 rows_done: rows.end,
@@ -285,8 +329,7 @@ pub fn fit(
         }
     }
 
-    Ok(FitReport {
-        w,
+    Ok(FitOutcome {
         h,
         rel_error,
         converged,

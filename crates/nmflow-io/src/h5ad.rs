@@ -161,6 +161,17 @@ pub fn dataframe(parent: &Group, name: &str, index: &[String]) -> hdf5::Result<G
     Ok(frame)
 }
 
+/// W as the `array` element `name` of `group`, written block by block.
+fn factor_array(
+    group: &Group,
+    name: &str,
+    w: &mut dyn nmflow_core::FactorStore,
+) -> hdf5::Result<()> {
+    replace(group, name)?;
+    let ds = crate::output::write_factor_rows(group, name, w)?;
+    set_encoding(&ds, "array", "0.2.0")
+}
+
 /// `uns['nmf']`: parameters, error trace, column divisors, version.
 fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Result<()> {
     let uns = dict(root, "uns")?;
@@ -184,10 +195,10 @@ fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Resu
     Ok(())
 }
 
-fn write_new(path: &Path, out: &FitOutput<'_>, names: &Names) -> hdf5::Result<()> {
+fn write_new(path: &Path, out: &mut FitOutput<'_>, names: &Names) -> hdf5::Result<()> {
     let file = File::create(path)?;
     set_encoding(&file, "anndata", "0.1.0")?;
-    let k = out.w.ncols();
+    let k = out.w.shape().1;
     let obs = dataframe(&file, "obs", &names.obs)?;
     set_str_array_attr(&obs, "column-order", &["nmf_cluster".to_owned()])?;
     cluster_column(&obs, out.cluster, k)?;
@@ -199,7 +210,7 @@ fn write_new(path: &Path, out: &FitOutput<'_>, names: &Names) -> hdf5::Result<()
         }
         None => set_str_array_attr(&var, "column-order", &[])?,
     }
-    array_2d(&dict(&file, "obsm")?, "X_nmf", out.w)?;
+    factor_array(&dict(&file, "obsm")?, "X_nmf", out.w)?;
     let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
     array_2d(&dict(&file, "varm")?, "NMF_H", ht.view())?;
     for empty in ["layers", "obsp", "varp"] {
@@ -212,12 +223,12 @@ fn write_new(path: &Path, out: &FitOutput<'_>, names: &Names) -> hdf5::Result<()
 /// Writes a new `.h5ad` at `path` atomically.
 pub fn write_h5ad(
     path: &Path,
-    out: &FitOutput<'_>,
+    out: &mut FitOutput<'_>,
     names: &Names,
     overwrite: bool,
 ) -> Result<(), IoError> {
     check_output_path(path, overwrite)?;
-    let (n_rows, k) = out.w.dim();
+    let (n_rows, k) = out.w.shape();
     if names.obs.len() != n_rows || names.var.len() != out.h.ncols() || out.h.nrows() != k {
         return Err(IoError::malformed(
             path,
@@ -230,7 +241,7 @@ pub fn write_h5ad(
 
 /// Adds the result to the h5ad file at `path` (see the module docs). The
 /// factorization used `raw/X` when `raw` is true.
-pub fn write_into_h5ad(path: &Path, out: &FitOutput<'_>, raw: bool) -> Result<(), IoError> {
+pub fn write_into_h5ad(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> Result<(), IoError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -261,7 +272,7 @@ impl From<hdf5::Error> for EditError {
     }
 }
 
-fn edit(path: &Path, out: &FitOutput<'_>, raw: bool) -> Result<(), EditError> {
+fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> Result<(), EditError> {
     let file = File::open_rw(path)?;
     let legacy = |what: &str| {
         EditError::Io(IoError::Unsupported {
@@ -275,7 +286,7 @@ fn edit(path: &Path, out: &FitOutput<'_>, raw: bool) -> Result<(), EditError> {
             return Err(legacy(name));
         }
     }
-    array_2d(&dict(&file, "obsm")?, "X_nmf", out.w)?;
+    factor_array(&dict(&file, "obsm")?, "X_nmf", out.w)?;
     let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
     let raw_genes_differ = raw
         && file
@@ -309,7 +320,7 @@ fn edit(path: &Path, out: &FitOutput<'_>, raw: bool) -> Result<(), EditError> {
         if !order.iter().any(|c| c == "nmf_cluster") {
             order.push("nmf_cluster".into());
         }
-        cluster_column(obs, out.cluster, out.w.ncols())?;
+        cluster_column(obs, out.cluster, out.w.shape().1)?;
         set_str_array_attr(obs, "column-order", &order)?;
     }
     uns_nmf(&file, out, modern_obs.is_none())?;

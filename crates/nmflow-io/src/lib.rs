@@ -10,6 +10,7 @@ pub mod cache;
 pub mod catalog;
 pub mod csr_source;
 pub mod error;
+pub mod factor_file;
 pub mod h5ad;
 pub mod hdf5_source;
 pub mod input;

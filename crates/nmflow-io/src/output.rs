@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5::types::VarLenUnicode;
 use ndarray::ArrayView2;
+use nmflow_core::FactorStore;
 
 use crate::error::IoError;
 
@@ -25,10 +26,9 @@ pub enum AttrValue {
 }
 
 /// What a fit writes.
-#[derive(Debug, Clone)]
 pub struct FitOutput<'a> {
     /// W.
-    pub w: ArrayView2<'a, f32>,
+    pub w: &'a mut dyn FactorStore,
     /// H.
     pub h: ArrayView2<'a, f32>,
     /// Relative error after every iteration.
@@ -70,7 +70,11 @@ fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Writes `output` to `path` atomically (temporary file, then rename).
-pub fn write_result(path: &Path, output: &FitOutput<'_>, overwrite: bool) -> Result<(), IoError> {
+pub fn write_result(
+    path: &Path,
+    output: &mut FitOutput<'_>,
+    overwrite: bool,
+) -> Result<(), IoError> {
     check_output_path(path, overwrite)?;
     persist_atomically(path, overwrite, |tmp| write_hdf5(tmp, output))
 }
@@ -105,11 +109,9 @@ pub(crate) fn persist_atomically(
     Ok(())
 }
 
-fn write_hdf5(path: &Path, output: &FitOutput<'_>) -> hdf5::Result<()> {
+fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
     let file = hdf5::File::create(path)?;
-    file.new_dataset_builder()
-        .with_data(&output.w)
-        .create("W")?;
+    write_factor_rows(&file, "W", output.w)?;
     file.new_dataset_builder()
         .with_data(&output.h)
         .create("H")?;
@@ -143,4 +145,25 @@ fn write_hdf5(path: &Path, output: &FitOutput<'_>) -> hdf5::Result<()> {
         }
     }
     file.close()
+}
+
+/// Rows of W written at a time.
+const WRITE_ROWS: usize = 1 << 16;
+
+/// Writes W as the 2-D f32 dataset `name` of `group`, block by block, so
+/// that a W kept on disk is never whole in memory. Returns the dataset.
+pub(crate) fn write_factor_rows(
+    group: &hdf5::Group,
+    name: &str,
+    w: &mut dyn FactorStore,
+) -> hdf5::Result<hdf5::Dataset> {
+    let (n_rows, k) = w.shape();
+    let ds = group.new_dataset::<f32>().shape((n_rows, k)).create(name)?;
+    for start in (0..n_rows).step_by(WRITE_ROWS) {
+        let rows = start..(start + WRITE_ROWS).min(n_rows);
+        let block = w.rows_mut(rows.clone()).as_standard_layout().into_owned();
+        ds.write_slice(&block, ndarray::s![rows.clone(), ..])?;
+        w.release(rows);
+    }
+    Ok(ds)
 }
