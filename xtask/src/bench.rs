@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// The report to update (the section between the bench markers).
     #[arg(long, default_value = "docs/benchmarks.md")]
     pub report: PathBuf,
+    /// Also run the scaling sizes (12,500 to 200,000 cells) and draw docs/scaling.svg.
+    #[arg(long)]
+    pub scaling: bool,
 }
 
 struct Case {
@@ -141,6 +144,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
             get("peak_rss_bytes") / f64::from(1u32 << 20),
         )?;
     }
+    if args.scaling {
+        let section = crate::scaling::run(&binary, &args.data_dir, Path::new("docs/scaling.svg"))?;
+        update_report(
+            &args.report,
+            "<!-- bench:scaling:start -->",
+            "<!-- bench:scaling:end -->",
+            &section,
+        )?;
+    }
     let comparison = compare_with_sklearn(&binary, &args)?;
     update_report(&args.report, SK_START, SK_END, &comparison)?;
     let section = format!(
@@ -175,7 +187,7 @@ fn fit(binary: &Path, data: &Path, case: &Case, dir: &Path) -> Result<serde_json
     serde_json::from_slice(&output.stdout).context("parsing the JSON summary of nmflow fit")
 }
 
-fn environment() -> String {
+pub(crate) fn environment() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

@@ -2,6 +2,7 @@
 //! (`bench`).
 
 mod bench;
+mod scaling;
 mod synth;
 mod synth_sc;
 
