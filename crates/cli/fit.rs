@@ -12,6 +12,7 @@ use nmflow_core::{
 use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::factor_file::MappedFactor;
 use nmflow_io::output::check_output_path;
+use nmflow_io::prefetch::PrefetchSource;
 use nmflow_io::{
     AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, OpenOptions, open_source,
     read_matrix, read_names, write_h5ad, write_into_h5ad, write_result,
@@ -217,15 +218,18 @@ pub fn run(args: FitArgs) -> Result<()> {
         .or_else(|| args.tmp_dir.clone())
         .unwrap_or_else(std::env::temp_dir);
     let cache_note = if args.no_cache {
+        if !mapped {
+            let inner = take_source(&mut opened.source);
+            opened.source = Box::new(PrefetchSource::new(inner, block_rows, None, 1));
+        }
         "off (--no-cache)".to_owned()
     } else if mapped {
         "not needed (the input is memory-mapped)".to_owned()
     } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
-        let inner = std::mem::replace(
-            &mut opened.source,
-            Box::new(nmflow_core::InMemorySource::new(Default::default())),
-        );
-        opened.source = Box::new(CachedSource::new(inner, &cache_dir)?);
+        // Read ahead during the first pass; later passes map the cache.
+        let inner = take_source(&mut opened.source);
+        let ahead = PrefetchSource::new(inner, block_rows, Some(1), 1);
+        opened.source = Box::new(CachedSource::new(Box::new(ahead), &cache_dir)?);
         format!("{} in {}", budget::human(pass_bytes), cache_dir.display())
     } else {
         format!(
@@ -368,6 +372,16 @@ pub fn run(args: FitArgs) -> Result<()> {
         print_summary(&summary, args.tol);
     }
     Ok(())
+}
+
+/// Moves the source out of `slot` (leaving an empty placeholder).
+fn take_source(
+    slot: &mut Box<dyn nmflow_core::RowSource + Send>,
+) -> Box<dyn nmflow_core::RowSource + Send> {
+    std::mem::replace(
+        slot,
+        Box::new(nmflow_core::InMemorySource::new(Default::default())),
+    )
 }
 
 fn summarize(report: &FitOutcome, clusters: &[u32], k: usize, seconds: f64) -> Summary {

@@ -9,8 +9,8 @@ pub struct MemoryEstimate {
     pub w_bytes: u64,
     /// H and the `k × n_cols` products and scratch of the updates.
     pub factor_bytes: u64,
-    /// Row blocks of X in flight (the source's buffer and the one being
-    /// replaced) and the per-block scratch.
+    /// Row blocks of X in flight (the one computed on, the one read ahead,
+    /// the one queued) and the per-block scratch.
     pub block_bytes: u64,
 }
 

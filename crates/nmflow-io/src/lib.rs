@@ -16,6 +16,7 @@ pub mod hdf5_source;
 pub mod input;
 pub mod npy;
 pub mod output;
+pub mod prefetch;
 pub mod singlecell;
 pub mod strings;
 pub mod transpose;
