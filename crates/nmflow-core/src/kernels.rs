@@ -119,7 +119,7 @@ pub fn xht_csr(x: &CsrBlock<'_>, hst: ArrayView2<'_, f32>, mut xht: ArrayViewMut
         unsafe { xht_csr_avx2(x, hst, out, k) };
         return;
     }
-    xht_csr_body::<false>(x, hst, out, k);
+    by_k!(k, xht_csr_body, false, x, hst, out);
 }
 
 /// `part += X_bᵀ W_b` for CSR rows: every stored entry adds a contiguous
@@ -147,7 +147,7 @@ pub fn accumulate_xtw_csr(
         unsafe { xtw_csr_avx2(x, w, part, k) };
         return;
     }
-    xtw_csr_body::<false>(x, w, part, k);
+    by_k!(k, xtw_csr_body, false, x, w, part);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -158,13 +158,13 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn xht_csr_avx2(x: &CsrBlock<'_>, hst: &[f32], out: &mut [f32], k: usize) {
-    xht_csr_body::<true>(x, hst, out, k);
+    by_k!(k, xht_csr_body, true, x, hst, out);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn xtw_csr_avx2(x: &CsrBlock<'_>, w: &[f32], part: &mut [f32], k: usize) {
-    xtw_csr_body::<true>(x, w, part, k);
+    by_k!(k, xtw_csr_body, true, x, w, part);
 }
 
 /// `acc += v · src`, fused when `FMA` (only in copies compiled with FMA).
@@ -175,8 +175,44 @@ fn axpy<const FMA: bool>(acc: &mut [f32], v: f32, src: &[f32]) {
     }
 }
 
+/// Calls `$body::<$fma, K>` with K = `$k` for common numbers of components
+/// (so that the k-vector loops are unrolled for them), else K = 0 (k read at
+/// run time).
+macro_rules! by_k {
+    ($k:expr, $body:ident, $fma:expr, $($arg:expr),*) => {
+        match $k {
+            2 => $body::<$fma, 2>($($arg,)* 2),
+            3 => $body::<$fma, 3>($($arg,)* 3),
+            4 => $body::<$fma, 4>($($arg,)* 4),
+            5 => $body::<$fma, 5>($($arg,)* 5),
+            6 => $body::<$fma, 6>($($arg,)* 6),
+            8 => $body::<$fma, 8>($($arg,)* 8),
+            10 => $body::<$fma, 10>($($arg,)* 10),
+            12 => $body::<$fma, 12>($($arg,)* 12),
+            15 => $body::<$fma, 15>($($arg,)* 15),
+            16 => $body::<$fma, 16>($($arg,)* 16),
+            20 => $body::<$fma, 20>($($arg,)* 20),
+            24 => $body::<$fma, 24>($($arg,)* 24),
+            25 => $body::<$fma, 25>($($arg,)* 25),
+            30 => $body::<$fma, 30>($($arg,)* 30),
+            32 => $body::<$fma, 32>($($arg,)* 32),
+            40 => $body::<$fma, 40>($($arg,)* 40),
+            50 => $body::<$fma, 50>($($arg,)* 50),
+            64 => $body::<$fma, 64>($($arg,)* 64),
+            k => $body::<$fma, 0>($($arg,)* k),
+        }
+    };
+}
+use by_k;
+
 #[inline(always)]
-fn xht_csr_body<const FMA: bool>(x: &CsrBlock<'_>, hst: &[f32], out: &mut [f32], k: usize) {
+fn xht_csr_body<const FMA: bool, const K: usize>(
+    x: &CsrBlock<'_>,
+    hst: &[f32],
+    out: &mut [f32],
+    k: usize,
+) {
+    let k = if K == 0 { k } else { K };
     out.fill(0.0);
     for (row, out_row) in out.chunks_exact_mut(k).enumerate().take(x.n_rows()) {
         let (cols, vals) = x.row(row);
@@ -188,7 +224,13 @@ fn xht_csr_body<const FMA: bool>(x: &CsrBlock<'_>, hst: &[f32], out: &mut [f32],
 }
 
 #[inline(always)]
-fn xtw_csr_body<const FMA: bool>(x: &CsrBlock<'_>, w: &[f32], part: &mut [f32], k: usize) {
+fn xtw_csr_body<const FMA: bool, const K: usize>(
+    x: &CsrBlock<'_>,
+    w: &[f32],
+    part: &mut [f32],
+    k: usize,
+) {
+    let k = if K == 0 { k } else { K };
     for (row, w_row) in w.chunks_exact(k).enumerate().take(x.n_rows()) {
         let (cols, vals) = x.row(row);
         for (&col, &v) in cols.iter().zip(vals) {
@@ -335,6 +377,47 @@ mod tests {
         let mut scratch = Array2::zeros((4, 2));
         accumulate_xtw_dense(w.view(), x.view(), scratch.view_mut(), acc.view_mut());
         assert_eq!(acc.mapv(|v| v as f32), part);
+    }
+
+    #[test]
+    fn csr_kernels_agree_with_dense_for_specialised_and_other_k() {
+        let x = Array2::from_shape_fn((37, 29), |(i, j)| {
+            if (i * 7 + j * 3) % 5 == 0 {
+                (1 + (i + j) % 4) as f32
+            } else {
+                0.0
+            }
+        });
+        let mut source = crate::InMemoryCsrSource::from_dense(x.view());
+        let crate::RowBlock::Csr(block) =
+            crate::RowSource::block(&mut source, 0..37).expect("block")
+        else {
+            panic!("csr")
+        };
+        for k in [2usize, 7, 20, 33] {
+            let hst = Array2::from_shape_fn((29, k), |(i, j)| ((i * 5 + j) % 9) as f32 * 0.25);
+            let w = Array2::from_shape_fn((37, k), |(i, j)| ((i + 2 * j) % 7) as f32 * 0.5);
+            let mut dense = Array2::zeros((37, k));
+            let mut sparse = Array2::zeros((37, k));
+            xht_dense(x.view(), hst.view(), dense.view_mut());
+            xht_csr(&block, hst.view(), sparse.view_mut());
+            assert!(
+                dense
+                    .iter()
+                    .zip(&sparse)
+                    .all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0)),
+                "k = {k}"
+            );
+            let mut part = Array2::zeros((29, k));
+            accumulate_xtw_csr(&block, w.view(), part.view_mut());
+            let want = x.t().dot(&w);
+            assert!(
+                want.iter()
+                    .zip(&part)
+                    .all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0)),
+                "k = {k}"
+            );
+        }
     }
 
     #[test]
