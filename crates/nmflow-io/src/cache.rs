@@ -292,6 +292,31 @@ impl RowSource for CachedSource {
     }
 }
 
+/// Lets the pages of `range` (bytes) of `map` leave resident memory; they
+/// are read again from the file if touched.
+///
+/// # Safety
+/// No reference into `range` may be alive.
+pub(crate) unsafe fn release_pages(map: &Mmap, range: Range<usize>) {
+    let start = range.start / 4096 * 4096;
+    let end = range.end.min(map.len());
+    if end > start {
+        // SAFETY: the caller guarantees no reference into the range is alive.
+        unsafe {
+            let _ = map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start);
+        }
+    }
+}
+
+/// Asks the kernel to read `range` (bytes) of `map` ahead.
+pub(crate) fn read_ahead(map: &Mmap, range: Range<usize>) {
+    let start = range.start / 4096 * 4096;
+    let end = range.end.min(map.len());
+    if end > start {
+        let _ = map.advise_range(memmap2::Advice::WillNeed, start, end - start);
+    }
+}
+
 /// Free bytes for an unprivileged user in the file system holding `dir`.
 pub fn free_space(dir: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;

@@ -164,6 +164,8 @@ pub struct NpySource {
     n_rows: usize,
     n_cols: usize,
     buf: Array2<f32>,
+    /// Bytes of the block handed out last (C order), released at the next.
+    last: Option<Range<usize>>,
 }
 
 impl NpySource {
@@ -211,6 +213,7 @@ impl NpySource {
             n_rows,
             n_cols,
             buf: Array2::zeros((0, 0)),
+            last: None,
         })
     }
 
@@ -302,6 +305,17 @@ impl RowSource for NpySource {
     }
 
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+        if !self.header.fortran_order {
+            let row_bytes = self.n_cols * self.header.dtype.size();
+            let at = |r: usize| self.header.data_offset + r * row_bytes;
+            let next = at(rows.start)..at(rows.end);
+            if let Some(last) = self.last.replace(next.clone()) {
+                // SAFETY: the previous block's view ended with the `&mut
+                // self` borrow of this call.
+                unsafe { crate::cache::release_pages(&self.map, last) };
+            }
+            crate::cache::read_ahead(&self.map, next);
+        }
         if self.f32_view().is_some() {
             let view = self.f32_view().ok_or("the f32 view vanished")?;
             return Ok(RowBlock::Dense(view.slice_move(ndarray::s![rows, ..])));

@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
 use ndarray::s;
 use nmflow_core::{CsrBlock, RowBlock, RowSource, SourceError};
 
@@ -23,11 +23,13 @@ use crate::error::IoError;
 /// A CSR matrix in a memory-mapped temporary file.
 #[derive(Debug)]
 pub struct MmapCsrSource {
-    map: MmapMut,
+    map: Mmap,
     indptr: Vec<u64>,
     n_rows: usize,
     n_cols: usize,
     block_indptr: Vec<usize>,
+    /// Entries of the block handed out last, released at the next.
+    last: Option<Range<usize>>,
 }
 
 /// One stored entry, by gene (the stored major axis).
@@ -78,12 +80,14 @@ fn build(
             Ok(())
         })?;
     }
+    let map = map.make_read_only().map_err(|e| IoError::os(tmp_dir, e))?;
     Ok(MmapCsrSource {
         map,
         indptr,
         n_rows: n_cells,
         n_cols: n_genes,
         block_indptr: Vec::new(),
+        last: None,
     })
 }
 
@@ -234,6 +238,17 @@ impl RowSource for MmapCsrSource {
             self.indptr[rows.start] as usize,
             self.indptr[rows.end] as usize,
         );
+        let nnz = self.nnz() as usize;
+        if let Some(last) = self.last.replace(a..b) {
+            for range in [
+                4 * last.start..4 * last.end,
+                4 * (nnz + last.start)..4 * (nnz + last.end),
+            ] {
+                // SAFETY: the previous block's view ended with the `&mut
+                // self` borrow of this call.
+                unsafe { crate::cache::release_pages(&self.map, range) };
+            }
+        }
         self.block_indptr.clear();
         self.block_indptr.extend(
             self.indptr[rows.start..=rows.end]
