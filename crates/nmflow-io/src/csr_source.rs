@@ -20,6 +20,13 @@ use crate::error::IoError;
 /// Stored entries a block aims for.
 pub const BLOCK_NNZ: usize = 1 << 22;
 
+/// Rows per block of a sparse matrix so that a block holds about
+/// [`BLOCK_NNZ`] stored entries (at least 64 rows, at most all).
+pub(crate) fn sparse_block_rows(nnz: u64, n_rows: usize) -> usize {
+    let per_row = (nnz as usize / n_rows.max(1)).max(1);
+    (BLOCK_NNZ / per_row).max(64).min(n_rows.max(1))
+}
+
 /// A CSR matrix in an HDF5 group.
 #[derive(Debug)]
 pub struct Hdf5CsrSource {
@@ -400,8 +407,7 @@ impl RowSource for Hdf5CsrSource {
     }
 
     fn preferred_block_rows(&self) -> Option<usize> {
-        let per_row = (self.nnz() as usize / self.n_rows.max(1)).max(1);
-        Some((BLOCK_NNZ / per_row).max(64).min(self.n_rows.max(1)))
+        Some(sparse_block_rows(self.nnz(), self.n_rows))
     }
 
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {

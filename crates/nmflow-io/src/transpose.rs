@@ -17,7 +17,7 @@ use memmap2::{Mmap, MmapMut};
 use ndarray::s;
 use nmflow_core::{CsrBlock, RowBlock, RowSource, SourceError};
 
-use crate::csr_source::{BLOCK_NNZ, child};
+use crate::csr_source::{BLOCK_NNZ, child, sparse_block_rows};
 use crate::error::IoError;
 
 /// A CSR matrix in a memory-mapped temporary file.
@@ -229,8 +229,7 @@ impl RowSource for MmapCsrSource {
     }
 
     fn preferred_block_rows(&self) -> Option<usize> {
-        let per_row = (self.nnz() as usize / self.n_rows.max(1)).max(1);
-        Some((BLOCK_NNZ / per_row).max(64).min(self.n_rows.max(1)))
+        Some(sparse_block_rows(self.nnz(), self.n_rows))
     }
 
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
