@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::synth::{self, SeedArgs};
-use crate::synth_sc::ScArgs;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -90,17 +89,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let data = args
             .data_dir
             .join(format!("{}-{}x{}.{ext}", case.name, case.rows, case.cols));
-        if !data.exists() && case.name == "sc" {
-            crate::synth_sc::run(&ScArgs {
-                out: data.clone(),
-                cells: case.rows,
-                genes: case.cols,
-                programs: case.components,
-                density: 0.06,
-                seed: 0,
-                format: None,
-                force: false,
-            })?;
+        if case.name == "sc" {
+            crate::synth_sc::cached(&args.data_dir, case.rows, case.cols, case.components)?;
         } else if !data.exists() {
             synth::run(synth::SynthCommand::Seed(SeedArgs {
                 out: data.clone(),
@@ -279,17 +269,8 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
         (args.data_dir.join("sc-50000x20000.h5ad"), 20, 10, true),
         (args.data_dir.join("sc-200000x20000.h5ad"), 20, 5, true),
     ];
-    if !args.data_dir.join("sc-50000x20000.h5ad").exists() && !args.quick {
-        crate::synth_sc::run(&ScArgs {
-            out: args.data_dir.join("sc-50000x20000.h5ad"),
-            cells: 50_000,
-            genes: 20_000,
-            programs: 20,
-            density: 0.06,
-            seed: 0,
-            format: None,
-            force: false,
-        })?;
+    if !args.quick {
+        crate::synth_sc::cached(&args.data_dir, 50_000, 20_000, 20)?;
     }
     let mut rows = String::new();
     let mut blas = String::new();

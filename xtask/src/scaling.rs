@@ -8,8 +8,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::synth_sc::ScArgs;
-
 /// Cells of the four sizes (20,000 genes, 6 % non-zero): 16× from first to last.
 const CELLS: [usize; 4] = [12_500, 50_000, 100_000, 200_000];
 const GENES: usize = 20_000;
@@ -27,19 +25,7 @@ pub struct Point {
 pub fn run(binary: &Path, data_dir: &Path, svg_path: &Path) -> Result<String> {
     let mut points = Vec::new();
     for cells in CELLS {
-        let data = data_dir.join(format!("sc-{cells}x{GENES}.h5ad"));
-        if !data.exists() {
-            crate::synth_sc::run(&ScArgs {
-                out: data.clone(),
-                cells,
-                genes: GENES,
-                programs: 20,
-                density: 0.06,
-                seed: 0,
-                format: None,
-                force: false,
-            })?;
-        }
+        let data = crate::synth_sc::cached(data_dir, cells, GENES, 20)?;
         let out = data_dir.join("scaling-result.h5");
         let run = Command::new(binary)
             .arg("fit")

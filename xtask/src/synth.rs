@@ -97,14 +97,7 @@ fn seed(args: &SeedArgs) -> Result<()> {
         .div_ceil(chunk_rows)
         * chunk_rows;
     let is_npy = args.out.extension().is_some_and(|e| e == "npy");
-    let dir = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".synth-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let tmp = temp_beside(&args.out)?;
     if is_npy {
         let labels_path = args.out.with_extension("labels.npy");
         let mut labels = Vec::with_capacity(args.rows);
@@ -142,6 +135,19 @@ fn seed(args: &SeedArgs) -> Result<()> {
         args.seed
     );
     Ok(())
+}
+
+/// A temporary file in the directory of `out`, to be renamed to `out`
+/// when complete.
+pub(crate) fn temp_beside(out: &Path) -> Result<tempfile::NamedTempFile> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    tempfile::Builder::new()
+        .prefix(".synth-")
+        .tempfile_in(&dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))
 }
 
 fn fill(

@@ -59,6 +59,25 @@ pub struct ScArgs {
     pub force: bool,
 }
 
+/// `DIR/sc-{cells}x{genes}.h5ad` (6 % non-zero, seed 0), generated unless
+/// it is already there: the benchmarks' cached single-cell data.
+pub fn cached(dir: &Path, cells: usize, genes: usize, programs: usize) -> Result<PathBuf> {
+    let out = dir.join(format!("sc-{cells}x{genes}.h5ad"));
+    if !out.exists() {
+        run(&ScArgs {
+            out: out.clone(),
+            cells,
+            genes,
+            programs,
+            density: 0.06,
+            seed: 0,
+            format: None,
+            force: false,
+        })?;
+    }
+    Ok(out)
+}
+
 /// Cells generated and written at a time.
 const SLAB_CELLS: usize = 8192;
 
@@ -86,14 +105,7 @@ pub fn run(args: &ScArgs) -> Result<()> {
         },
     };
     let generator = ScGenerator::new(args.seed, args.genes, args.programs, args.density);
-    let dir = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".synth-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let tmp = crate::synth::temp_beside(&args.out)?;
     let nnz = match format {
         Format::H5ad => write_h5ad(tmp.path(), args, &generator)?,
         Format::Tenx => write_tenx(tmp.path(), args, &generator)?,

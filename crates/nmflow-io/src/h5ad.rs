@@ -12,7 +12,7 @@
 //! renames it over the original when complete: a crash at any moment leaves
 //! the original as it was.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5::types::VarLenUnicode;
 use hdf5::{File, Group, H5Type, Location};
@@ -242,10 +242,7 @@ pub fn write_h5ad(
 /// Adds the result to the h5ad file at `path` (see the module docs). The
 /// factorization used `raw/X` when `raw` is true.
 pub fn write_into_h5ad(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> Result<(), IoError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = crate::output::parent_dir(path);
     let tmp = tempfile::Builder::new()
         .prefix(".nmflow-")
         .suffix(".h5ad.tmp")

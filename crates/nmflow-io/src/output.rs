@@ -62,7 +62,7 @@ pub fn check_output_path(path: &Path, overwrite: bool) -> Result<(), IoError> {
     Ok(())
 }
 
-fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
