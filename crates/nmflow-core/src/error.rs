@@ -91,6 +91,12 @@ pub enum FitError {
     /// Every entry of X is zero: the relative error is undefined.
     #[error("every entry of the matrix is zero; there is nothing to factorize")]
     ZeroMatrix,
+    /// Runs of one batch differ in what must be shared.
+    #[error("runs fitted together must share normalisation, scaling and block height ({detail})")]
+    MixedRuns {
+        /// What differs.
+        detail: String,
+    },
     /// The source returned a block of the wrong shape.
     #[error("the source returned a {found:?} block for rows {}..{}, expected {expected:?}", rows.start, rows.end)]
     BlockShape {

@@ -15,7 +15,11 @@
 //! - [`params`]: user parameters and their validation.
 //! - [`kernels`]: the hot loops, pure functions on views.
 //! - [`stats`]: the streaming column statistics of the pre-pass.
-//! - [`solver`]: the orchestration of passes, blocks and stopping.
+//! - [`solver`]: the orchestration of passes, blocks and stopping; several
+//!   runs can share each pass ([`fit_many`]).
+//! - [`sample`]: a bounded sample of rows and its principal components.
+//! - [`metrics`], [`stability`]: ARI and NMI; consensus clustering and
+//!   spectra stability across restarts.
 //!
 //! This crate does no file I/O and depends on no file format.
 #![deny(missing_docs)]
@@ -24,11 +28,14 @@ pub mod error;
 pub mod factor;
 pub mod init;
 pub mod kernels;
+pub mod metrics;
 pub mod normalize;
 pub mod params;
 pub mod plan;
+pub mod sample;
 pub mod solver;
 pub mod source;
+pub mod stability;
 pub mod stats;
 
 pub use error::FitError;
@@ -38,7 +45,8 @@ pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     BudgetTooSmall, MemoryEstimate, Plan, PlanInput, estimate_memory, estimate_memory_sparse, plan,
 };
-pub use solver::{Event, FitOutcome, FitReport, PassKind, fit, fit_in};
+pub use sample::{Pca, RowSample, sample_row_indices};
+pub use solver::{Event, FitOutcome, FitReport, PassKind, Run, fit, fit_in, fit_many};
 pub use source::{
     CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, RowBlock, RowSource, SourceError,
 };

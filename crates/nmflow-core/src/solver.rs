@@ -21,7 +21,7 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
 use crate::error::FitError;
@@ -30,6 +30,7 @@ use crate::init::{RandomW, random_h};
 use crate::kernels;
 use crate::normalize::{Normalize, Normalizer};
 use crate::params::{Init, ValidParams};
+use crate::sample::RowSample;
 use crate::source::{CsrBlock, RowBlock, RowSource};
 use crate::stats::ColumnStats;
 
@@ -205,23 +206,79 @@ pub fn fit_in(
     w: &mut dyn FactorStore,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<FitOutcome, FitError> {
+    let mut runs = [Run { params, w }];
+    let mut outcomes = fit_many(source, &mut runs, None, &mut |_, event| on_event(event))?;
+    Ok(outcomes.remove(0))
+}
+
+/// One factorization of a [`fit_many`] batch: its parameters and where its
+/// W lives.
+pub struct Run<'a> {
+    /// The validated parameters (k, seed, stopping rule, ...).
+    pub params: &'a ValidParams,
+    /// W of this run, `n_rows × k`.
+    pub w: &'a mut dyn FactorStore,
+}
+
+/// Runs several factorizations of the same matrix together: every pass
+/// reads each block of X once and updates the W blocks of all runs still
+/// iterating. Each run follows exactly the iterates it would follow alone
+/// (`fit_in` is `fit_many` with one run), and stops by its own rule.
+///
+/// The runs must share the per-row normalisation, the column scaling and
+/// the block height. When `sample` is given, its rows of X (normalised and
+/// scaled as the runs see them) are collected during the pre-pass.
+/// `on_event` receives the index of the run an [`Event::Iteration`] belongs
+/// to (0 for block events, which are shared).
+///
+/// # Panics
+/// If `runs` is empty, or a W does not have the shape `n_rows × k`.
+pub fn fit_many(
+    source: &mut dyn RowSource,
+    runs: &mut [Run<'_>],
+    mut sample: Option<&mut RowSample>,
+    on_event: &mut dyn FnMut(usize, Event),
+) -> Result<Vec<FitOutcome>, FitError> {
     let n_rows = source.n_rows();
     let n_cols = source.n_cols();
-    let p = params.params();
-    let k = p.k;
-    let block_rows = params.block_rows();
+    let first = runs
+        .first()
+        .expect("fit_many needs at least one run")
+        .params;
+    let block_rows = first.block_rows();
+    let normalize = first.params().normalize;
+    let scale = first.params().scale;
+    if let Some(other) = runs.iter().find(|r| {
+        r.params.block_rows() != block_rows
+            || r.params.params().normalize != normalize
+            || r.params.params().scale != scale
+    }) {
+        return Err(FitError::MixedRuns {
+            detail: format!(
+                "block rows {} vs {block_rows}, normalize {} vs {}, scale {} vs {}",
+                other.params.block_rows(),
+                other.params.params().normalize.as_str(),
+                normalize.as_str(),
+                other.params.params().scale.as_str(),
+                scale.as_str()
+            ),
+        });
+    }
     let blocks = block_ranges(n_rows, block_rows);
-    let mut ws = Workspace::new(k, n_cols, block_rows);
-    let mut normalizer = Normalizer::new(p.normalize);
+    let mut normalizer = Normalizer::new(normalize);
+    let mut states: Vec<RunState> = runs
+        .iter()
+        .map(|run| {
+            assert_eq!(
+                run.w.shape(),
+                (n_rows, run.params.params().k),
+                "W has the wrong shape"
+            );
+            RunState::new(run.params, n_cols)
+        })
+        .collect();
 
-    assert_eq!(w.shape(), (n_rows, k), "W has the wrong shape");
-    let mut h = match &p.init {
-        Init::Random => random_h(p.seed, k, n_cols),
-        Init::Custom { h0, .. } => h0.clone(),
-    };
-    let mut draw_w = matches!(p.init, Init::Random).then(|| RandomW::new(p.seed));
-
-    // Pre-pass: validate, column statistics, X ᵀW0 and W0ᵀW0.
+    // Pre-pass: validate, column statistics, XᵀW0 and W0ᵀW0 for every run.
     let started = Instant::now();
     let mut stats = ColumnStats::new(n_cols);
     let mut n_stored = 0u64;
@@ -232,115 +289,221 @@ pub fn fit_in(
             RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
         }
         n_stored += stored_entries(&x);
-        {
-            let mut w_b = w.rows_mut(rows.clone());
-            if let Some(draw) = draw_w.as_mut() {
+        if let Some(sample) = sample.as_deref_mut() {
+            sample.collect(rows.clone(), &x);
+        }
+        for (run, state) in runs.iter_mut().zip(&mut states) {
+            let p = run.params.params();
+            let mut w_b = run.w.rows_mut(rows.clone());
+            if let Some(draw) = state.draw_w.as_mut() {
                 draw.fill_next_rows(w_b.view_mut());
             } else if let Init::Custom { w0, .. } = &p.init {
                 w_b.assign(&w0.slice(s![rows.clone(), ..]));
             }
-            kernels::accumulate_wtw(w_b.view(), ws.wtw.view_mut());
-            accumulate_xtw(w_b.view(), &x, &mut ws);
+            kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
+            accumulate_xtw(w_b.view(), &x, &mut state.ws);
+            drop(w_b);
+            run.w.release(rows.clone());
         }
-        w.release(rows.clone());
-        on_event(Event::Block {
-            kind: PassKind::Prepare,
-            rows_done: rows.end,
-            n_rows,
-        });
+        on_event(
+            0,
+            Event::Block {
+                kind: PassKind::Prepare,
+                rows_done: rows.end,
+                n_rows,
+            },
+        );
     }
     let prepare_seconds = started.elapsed().as_secs_f64();
-    let integer_valued = match p.normalize {
+    let integer_valued = match normalize {
         Normalize::None => stats.all_integer(),
         _ => normalizer.all_integer(),
     };
-    let col_scale = stats.col_scale(p.scale);
+    let col_scale = stats.col_scale(scale);
     let x_norm_sq = stats.scaled_norm_sq(&col_scale);
     if x_norm_sq <= 0.0 {
         return Err(FitError::ZeroMatrix);
     }
+    if let Some(sample) = sample {
+        sample.scale_columns(&col_scale);
+    }
     let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
 
-    let mut hst = Array2::<f32>::zeros((n_cols, k));
-    let mut h_den = Array2::<f32>::zeros((k, n_cols));
-    let mut wtx_scaled = Array2::<f32>::zeros((k, n_cols));
-    let mut rel_error = Vec::with_capacity(p.max_iter);
-    let mut iteration_seconds = Vec::with_capacity(p.max_iter);
-    let mut converged = false;
-
-    for iteration in 1..=p.max_iter {
+    let max_iter = runs
+        .iter()
+        .map(|r| r.params.params().max_iter)
+        .max()
+        .unwrap_or(0);
+    for iteration in 1..=max_iter {
+        let active: Vec<bool> = runs
+            .iter()
+            .zip(&states)
+            .map(|(run, state)| !state.done && iteration <= run.params.params().max_iter)
+            .collect();
+        if !active.contains(&true) {
+            break;
+        }
         let started = Instant::now();
-        // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H).
-        let wtw32 = ws.wtw.mapv(|v| v as f32);
-        ndarray::Zip::from(&mut wtx_scaled)
-            .and(&ws.xtw.t())
-            .and_broadcast(&inv_scale)
-            .for_each(|out, &acc, &inv| *out = acc as f32 * inv);
-        h.axis_chunks_iter_mut(Axis(1), COL_CHUNK)
-            .into_par_iter()
-            .zip(wtx_scaled.axis_chunks_iter(Axis(1), COL_CHUNK))
-            .zip(h_den.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
-            .for_each(|((h, wtx), den)| kernels::update_h_cols(h, wtx, wtw32.view(), den));
-
-        // HHᵀ and (H D⁻¹)ᵀ for the pass.
-        let hht64 = gram_rows(h.view());
-        let hht32 = hht64.mapv(|v| v as f32);
-        ndarray::Zip::from(&mut hst)
-            .and(&h.t())
-            .and_broadcast(&inv_scale.view().insert_axis(Axis(1)))
-            .for_each(|out, &hv, &inv| *out = hv * inv);
-
-        // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
-        ws.reset_accumulators();
-        let mut cross = 0.0f64;
-        for rows in &blocks {
-            let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
-            {
-                let mut w_b = w.rows_mut(rows.clone());
-                cross += update_w_block(&x, w_b.view_mut(), hst.view(), hht32.view(), &mut ws);
-                accumulate_xtw(w_b.view(), &x, &mut ws);
-            }
-            w.release(rows.clone());
-            on_event(Event::Block {
-                kind: PassKind::Iterate,
-                rows_done: rows.end,
-                n_rows,
-            });
+        // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H), per run.
+        for (state, _) in states.iter_mut().zip(&active).filter(|(_, a)| **a) {
+            state.update_h(inv_scale.view());
         }
 
-        // 3. The error from accumulated products.
-        let fit_term: f64 = (&ws.wtw * &hht64).sum();
-        let err_sq = (x_norm_sq - 2.0 * cross + fit_term).max(0.0);
-        let rel = (err_sq / x_norm_sq).sqrt();
-        let seconds = started.elapsed().as_secs_f64();
-        rel_error.push(rel);
-        iteration_seconds.push(seconds);
-        on_event(Event::Iteration {
-            iteration,
-            rel_error: rel,
-            seconds,
-        });
-        if p.tol > 0.0 && iteration >= 2 {
-            let previous = rel_error[iteration - 2];
-            if previous > 0.0 && (previous - rel) / previous < p.tol {
-                converged = true;
-                break;
+        // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
+        for rows in &blocks {
+            let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
+            for ((run, state), _) in runs
+                .iter_mut()
+                .zip(&mut states)
+                .zip(&active)
+                .filter(|(_, a)| **a)
+            {
+                let mut w_b = run.w.rows_mut(rows.clone());
+                state.cross += update_w_block(
+                    &x,
+                    w_b.view_mut(),
+                    state.hst.view(),
+                    state.hht32.view(),
+                    &mut state.ws,
+                );
+                accumulate_xtw(w_b.view(), &x, &mut state.ws);
+                drop(w_b);
+                run.w.release(rows.clone());
             }
+            on_event(
+                0,
+                Event::Block {
+                    kind: PassKind::Iterate,
+                    rows_done: rows.end,
+                    n_rows,
+                },
+            );
+        }
+
+        // 3. The error from accumulated products, and the stopping rule.
+        let seconds = started.elapsed().as_secs_f64();
+        for (run_idx, ((run, state), _)) in runs
+            .iter()
+            .zip(&mut states)
+            .zip(&active)
+            .enumerate()
+            .filter(|(_, (_, a))| **a)
+        {
+            let rel = state.finish_iteration(x_norm_sq, seconds, run.params.params().tol);
+            on_event(
+                run_idx,
+                Event::Iteration {
+                    iteration,
+                    rel_error: rel,
+                    seconds,
+                },
+            );
         }
     }
 
-    Ok(FitOutcome {
-        h,
-        rel_error,
-        converged,
-        col_scale,
-        x_norm_sq,
-        integer_valued,
-        n_stored,
-        block_rows,
-        prepare_seconds,
-        iteration_seconds,
-    })
+    Ok(states
+        .into_iter()
+        .map(|state| FitOutcome {
+            h: state.h,
+            rel_error: state.rel_error,
+            converged: state.converged,
+            col_scale: col_scale.clone(),
+            x_norm_sq,
+            integer_valued,
+            n_stored,
+            block_rows,
+            prepare_seconds,
+            iteration_seconds: state.iteration_seconds,
+        })
+        .collect())
+}
+
+/// The state of one run between passes.
+struct RunState {
+    ws: Workspace,
+    h: Array2<f32>,
+    /// (H D⁻¹)ᵀ, `n_cols × k`.
+    hst: Array2<f32>,
+    h_den: Array2<f32>,
+    wtx_scaled: Array2<f32>,
+    hht64: Array2<f64>,
+    hht32: Array2<f32>,
+    draw_w: Option<RandomW>,
+    /// Σ⟨W_b, X_s,b Hᵀ⟩ of the current pass.
+    cross: f64,
+    rel_error: Vec<f64>,
+    iteration_seconds: Vec<f64>,
+    converged: bool,
+    done: bool,
+}
+
+impl RunState {
+    fn new(params: &ValidParams, n_cols: usize) -> Self {
+        let p = params.params();
+        let k = p.k;
+        let h = match &p.init {
+            Init::Random => random_h(p.seed, k, n_cols),
+            Init::Custom { h0, .. } => h0.clone(),
+        };
+        Self {
+            ws: Workspace::new(k, n_cols, params.block_rows()),
+            h,
+            hst: Array2::zeros((n_cols, k)),
+            h_den: Array2::zeros((k, n_cols)),
+            wtx_scaled: Array2::zeros((k, n_cols)),
+            hht64: Array2::zeros((k, k)),
+            hht32: Array2::zeros((k, k)),
+            draw_w: matches!(p.init, Init::Random).then(|| RandomW::new(p.seed)),
+            cross: 0.0,
+            rel_error: Vec::with_capacity(p.max_iter),
+            iteration_seconds: Vec::with_capacity(p.max_iter),
+            converged: false,
+            done: false,
+        }
+    }
+
+    /// H ← H ∘ (WᵀX_s) ⊘ (WᵀW H); then HHᵀ and (H D⁻¹)ᵀ for the pass, and
+    /// the accumulators reset.
+    fn update_h(&mut self, inv_scale: ArrayView1<'_, f32>) {
+        let wtw32 = self.ws.wtw.mapv(|v| v as f32);
+        ndarray::Zip::from(&mut self.wtx_scaled)
+            .and(&self.ws.xtw.t())
+            .and_broadcast(&inv_scale)
+            .for_each(|out, &acc, &inv| *out = acc as f32 * inv);
+        self.h
+            .axis_chunks_iter_mut(Axis(1), COL_CHUNK)
+            .into_par_iter()
+            .zip(self.wtx_scaled.axis_chunks_iter(Axis(1), COL_CHUNK))
+            .zip(self.h_den.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
+            .for_each(|((h, wtx), den)| kernels::update_h_cols(h, wtx, wtw32.view(), den));
+        self.hht64 = gram_rows(self.h.view());
+        self.hht32 = self.hht64.mapv(|v| v as f32);
+        ndarray::Zip::from(&mut self.hst)
+            .and(&self.h.t())
+            .and_broadcast(&inv_scale.insert_axis(Axis(1)))
+            .for_each(|out, &hv, &inv| *out = hv * inv);
+        self.ws.reset_accumulators();
+        self.cross = 0.0;
+    }
+
+    /// ‖X_s − WH‖²_F from the accumulated products; records the relative
+    /// error and applies the stopping rule. Returns the relative error.
+    fn finish_iteration(&mut self, x_norm_sq: f64, seconds: f64, tol: f64) -> f64 {
+        let fit_term: f64 = (&self.ws.wtw * &self.hht64).sum();
+        let err_sq = (x_norm_sq - 2.0 * self.cross + fit_term).max(0.0);
+        let rel = (err_sq / x_norm_sq).sqrt();
+        self.rel_error.push(rel);
+        self.iteration_seconds.push(seconds);
+        if tol > 0.0 {
+            if let [.., previous, _] = self.rel_error[..] {
+                if previous > 0.0 && (previous - rel) / previous < tol {
+                    self.converged = true;
+                    self.done = true;
+                }
+            }
+        }
+        rel
+    }
 }
 
 /// The row ranges of the blocks of height `block_rows`.

@@ -371,3 +371,62 @@ fn malformed_sparse_input_is_refused() {
         "{err}"
     );
 }
+
+/// Runs sharing passes follow exactly the iterates they follow alone, each
+/// stopping by its own rule; the sample holds the scaled rows.
+#[test]
+fn runs_sharing_passes_equal_solo_runs() {
+    use nmflow_core::{RowSample, Run, fit_many};
+    let x = sparse_counts(300, 40);
+    let mut specs = vec![
+        params(2, 15, Some(64)),
+        params(4, 9, Some(64)),
+        params(3, 40, Some(64)),
+    ];
+    specs[1].seed = 11;
+    specs[2].tol = 1e-3;
+    for sparse in [false, true] {
+        let solo: Vec<FitReport> = specs
+            .iter()
+            .map(|p| {
+                if sparse {
+                    run_sparse(&x, p.clone(), 2)
+                } else {
+                    run(&x, p.clone(), 2)
+                }
+                .unwrap()
+            })
+            .collect();
+        let valid: Vec<_> = specs
+            .iter()
+            .map(|p| p.clone().check(300, 40, None).unwrap())
+            .collect();
+        let mut ws: Vec<Array2<f32>> = specs.iter().map(|p| Array2::zeros((300, p.k))).collect();
+        let mut runs: Vec<Run<'_>> = valid
+            .iter()
+            .zip(ws.iter_mut())
+            .map(|(params, w)| Run { params, w })
+            .collect();
+        let mut sample = RowSample::new(vec![0, 17, 299], 40);
+        let mut dense_source = InMemorySource::new(x.clone());
+        let mut csr_source = InMemoryCsrSource::from_dense(x.view());
+        let source: &mut dyn RowSource = if sparse {
+            &mut csr_source
+        } else {
+            &mut dense_source
+        };
+        let outcomes = fit_many(source, &mut runs, Some(&mut sample), &mut |_, _| {}).unwrap();
+        for ((solo, outcome), w) in solo.iter().zip(&outcomes).zip(&ws) {
+            assert_eq!(solo.rel_error, outcome.rel_error);
+            assert_eq!(solo.h, outcome.h);
+            assert_eq!(&solo.w, w);
+        }
+        assert!(outcomes[2].converged && outcomes[2].n_iter() < 40);
+        let scale = &outcomes[0].col_scale;
+        let (cols, vals) = sample.row(1);
+        for (&c, &v) in cols.iter().zip(vals) {
+            assert_eq!(v, x[(17, c as usize)] / scale[c as usize]);
+        }
+        assert_eq!(cols.len(), x.row(17).iter().filter(|&&v| v != 0.0).count());
+    }
+}

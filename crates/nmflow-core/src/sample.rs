@@ -1,0 +1,365 @@
+//! A reproducible sample of rows of X, kept sparse and bounded in size, and
+//! its principal components.
+//!
+//! The solver collects the sampled rows during its pre-pass (after the
+//! per-row normalisation) and divides them by the column scale once it is
+//! known, so the sample holds rows of X_s, the matrix being factorized.
+//! Figures and stability scores use the sample instead of all rows.
+
+use std::ops::Range;
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::source::RowBlock;
+
+/// Rows of X_s, stored as CSR.
+#[derive(Debug, Clone)]
+pub struct RowSample {
+    rows: Vec<usize>,
+    n_cols: usize,
+    indptr: Vec<usize>,
+    indices: Vec<u32>,
+    data: Vec<f32>,
+    /// Index into `rows` of the next row to collect.
+    next: usize,
+}
+
+/// Up to `n_sample` distinct row indices out of `n_rows`, drawn from `seed`,
+/// sorted. All rows when `n_rows <= n_sample`.
+pub fn sample_row_indices(n_rows: usize, n_sample: usize, seed: u64) -> Vec<usize> {
+    if n_rows <= n_sample {
+        return (0..n_rows).collect();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A4D_504C_4552_4F57);
+    let mut rows = rand::seq::index::sample(&mut rng, n_rows, n_sample).into_vec();
+    rows.sort_unstable();
+    rows
+}
+
+impl RowSample {
+    /// An empty sample that will hold `rows` (sorted, distinct) of a matrix
+    /// with `n_cols` columns.
+    ///
+    /// # Panics
+    /// If `rows` is not strictly increasing.
+    pub fn new(rows: Vec<usize>, n_cols: usize) -> Self {
+        assert!(
+            rows.windows(2).all(|w| w[0] < w[1]),
+            "sample rows must be strictly increasing"
+        );
+        Self {
+            rows,
+            n_cols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// The sampled row indices (of X), in order.
+    pub fn rows(&self) -> &[usize] {
+        &self.rows
+    }
+
+    /// Rows collected so far.
+    pub fn n_collected(&self) -> usize {
+        self.indptr.len() - 1
+    }
+
+    /// Columns of X.
+    pub fn n_cols(&self) -> usize {
+        self.n_cols
+    }
+
+    /// Stored entries of collected row `i` (the `i`-th sampled row).
+    pub fn row(&self, i: usize) -> (&[u32], &[f32]) {
+        let range = self.indptr[i]..self.indptr[i + 1];
+        (&self.indices[range.clone()], &self.data[range])
+    }
+
+    /// Copies the sampled rows that fall in `rows` out of the block `x`
+    /// (whose first row is X's row `rows.start`). Blocks must come in row
+    /// order.
+    pub fn collect(&mut self, rows: Range<usize>, x: &RowBlock<'_>) {
+        while let Some(&row) = self.rows.get(self.next) {
+            if row >= rows.end {
+                break;
+            }
+            if row >= rows.start {
+                let r = row - rows.start;
+                match x {
+                    RowBlock::Dense(x) => {
+                        for (col, &v) in x.row(r).iter().enumerate() {
+                            if v != 0.0 {
+                                self.indices.push(col as u32);
+                                self.data.push(v);
+                            }
+                        }
+                    }
+                    RowBlock::Csr(x) => {
+                        let (cols, vals) = x.row(r);
+                        for (&c, &v) in cols.iter().zip(vals) {
+                            if v != 0.0 {
+                                self.indices.push(c);
+                                self.data.push(v);
+                            }
+                        }
+                    }
+                }
+                self.indptr.push(self.indices.len());
+            }
+            self.next += 1;
+        }
+    }
+
+    /// Divides every stored value by its column's divisor.
+    pub(crate) fn scale_columns(&mut self, col_scale: &[f32]) {
+        for (v, &c) in self.data.iter_mut().zip(&self.indices) {
+            *v /= col_scale[c as usize];
+        }
+    }
+
+    /// X_sample · m for `m` `n_cols × q`: `n × q`.
+    fn times(&self, m: ArrayView2<'_, f64>) -> Array2<f64> {
+        let mut out = Array2::zeros((self.n_collected(), m.ncols()));
+        for (i, mut out_row) in out.outer_iter_mut().enumerate() {
+            let (cols, vals) = self.row(i);
+            for (&c, &v) in cols.iter().zip(vals) {
+                out_row.scaled_add(f64::from(v), &m.row(c as usize));
+            }
+        }
+        out
+    }
+
+    /// X_sampleᵀ · u for `u` `n × q`: `n_cols × q`.
+    fn t_times(&self, u: ArrayView2<'_, f64>) -> Array2<f64> {
+        let mut out = Array2::zeros((self.n_cols, u.ncols()));
+        for i in 0..self.n_collected() {
+            let (cols, vals) = self.row(i);
+            for (&c, &v) in cols.iter().zip(vals) {
+                out.row_mut(c as usize).scaled_add(f64::from(v), &u.row(i));
+            }
+        }
+        out
+    }
+
+    /// The first `n_components` principal components of the collected
+    /// rows (centred, as scikit-learn's `PCA` does).
+    pub fn pca(&self, n_components: usize, seed: u64) -> Pca {
+        pca(self, n_components, seed)
+    }
+}
+
+/// Principal components of a row sample.
+#[derive(Debug, Clone)]
+pub struct Pca {
+    /// Coordinates of each sampled row, `n × n_components`.
+    pub scores: Array2<f32>,
+    /// Fraction of the total variance along each component.
+    pub explained_variance_ratio: Vec<f64>,
+}
+
+/// Subspace iteration on the centred sample with a few extra vectors, then
+/// Rayleigh–Ritz; the centring is applied implicitly so the sample stays
+/// sparse. Signs are fixed so that each component's largest-magnitude score
+/// is positive.
+fn pca(sample: &RowSample, n_components: usize, seed: u64) -> Pca {
+    const ITERATIONS: usize = 60;
+    let n = sample.n_collected();
+    let n_cols = sample.n_cols;
+    let q = (n_components + 4).min(n_cols).min(n.max(1));
+    let n_components = n_components.min(q);
+    if n < 2 || n_components == 0 {
+        return Pca {
+            scores: Array2::zeros((n, n_components)),
+            explained_variance_ratio: vec![0.0; n_components],
+        };
+    }
+    // Column means and the total variance ‖X_c‖²_F.
+    let mut mean = vec![0.0f64; n_cols];
+    let mut sum_sq = 0.0f64;
+    for i in 0..n {
+        let (cols, vals) = sample.row(i);
+        for (&c, &v) in cols.iter().zip(vals) {
+            mean[c as usize] += f64::from(v);
+            sum_sq += f64::from(v) * f64::from(v);
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let total = sum_sq - n as f64 * mean.iter().map(|m| m * m).sum::<f64>();
+    let mean = ndarray::Array1::from(mean);
+
+    // X_c m = X m − 1 (μᵀ m);  X_cᵀ u = Xᵀ u − μ (1ᵀ u).
+    let centred_times = |m: ArrayView2<'_, f64>| {
+        let mut out = sample.times(m);
+        let shift = mean.dot(&m);
+        out -= &shift.insert_axis(Axis(0));
+        out
+    };
+    let centred_t_times = |u: ArrayView2<'_, f64>| {
+        let mut out = sample.t_times(u);
+        let col_sums = u.sum_axis(Axis(0));
+        for (mut row, &m) in out.outer_iter_mut().zip(&mean) {
+            row.scaled_add(-m, &col_sums);
+        }
+        out
+    };
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut basis =
+        Array2::from_shape_fn((n_cols, q), |_| rand::RngExt::random::<f64>(&mut rng) - 0.5);
+    orthonormalize(&mut basis);
+    for _ in 0..ITERATIONS {
+        let u = centred_times(basis.view());
+        basis = centred_t_times(u.view());
+        orthonormalize(&mut basis);
+    }
+    let b = centred_times(basis.view());
+    let small = b.t().dot(&b);
+    let (values, vectors) = symmetric_eigen(small);
+    let mut order: Vec<usize> = (0..q).collect();
+    order.sort_by(|&a, &c| values[c].total_cmp(&values[a]));
+    let mut scores = Array2::<f32>::zeros((n, n_components));
+    let mut ratio = Vec::with_capacity(n_components);
+    for (out_col, &j) in order.iter().take(n_components).enumerate() {
+        let column = b.dot(&vectors.column(j));
+        let flip = column
+            .iter()
+            .copied()
+            .max_by(|a, c| a.abs().total_cmp(&c.abs()))
+            .is_some_and(|v| v < 0.0);
+        for (dst, &v) in scores.column_mut(out_col).iter_mut().zip(&column) {
+            *dst = if flip { -v } else { v } as f32;
+        }
+        ratio.push(if total > 0.0 { values[j] / total } else { 0.0 });
+    }
+    Pca {
+        scores,
+        explained_variance_ratio: ratio,
+    }
+}
+
+/// Modified Gram–Schmidt on the columns of `m`.
+fn orthonormalize(m: &mut Array2<f64>) {
+    for j in 0..m.ncols() {
+        for i in 0..j {
+            let (done, mut rest) = m.view_mut().split_at(Axis(1), j);
+            let d = done.column(i).dot(&rest.column(0));
+            rest.column_mut(0).scaled_add(-d, &done.column(i));
+        }
+        let norm = m.column(j).dot(&m.column(j)).sqrt();
+        if norm > 0.0 {
+            m.column_mut(j).mapv_inplace(|v| v / norm);
+        }
+    }
+}
+
+/// Eigenvalues and eigenvectors (columns) of a small symmetric matrix, by
+/// cyclic Jacobi rotations.
+pub fn symmetric_eigen(mut a: Array2<f64>) -> (Vec<f64>, Array2<f64>) {
+    let n = a.nrows();
+    let mut v = Array2::<f64>::eye(n);
+    for _sweep in 0..100 {
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[(i, j)] * a[(i, j)])
+            .sum();
+        let scale: f64 = a.iter().map(|x| x * x).sum();
+        if off <= 1e-30 * scale.max(f64::MIN_POSITIVE) {
+            break;
+        }
+        for p in 0..n {
+            for r in p + 1..n {
+                if a[(p, r)] == 0.0 {
+                    continue;
+                }
+                let theta = (a[(r, r)] - a[(p, p)]) / (2.0 * a[(p, r)]);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for i in 0..n {
+                    let (aip, air) = (a[(i, p)], a[(i, r)]);
+                    a[(i, p)] = c * aip - s * air;
+                    a[(i, r)] = s * aip + c * air;
+                }
+                for i in 0..n {
+                    let (api, ari) = (a[(p, i)], a[(r, i)]);
+                    a[(p, i)] = c * api - s * ari;
+                    a[(r, i)] = s * api + c * ari;
+                }
+                for i in 0..n {
+                    let (vip, vir) = (v[(i, p)], v[(i, r)]);
+                    v[(i, p)] = c * vip - s * vir;
+                    v[(i, r)] = s * vip + c * vir;
+                }
+            }
+        }
+    }
+    ((0..n).map(|i| a[(i, i)]).collect(), v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn sample_indices_are_sorted_distinct_and_reproducible() {
+        let a = sample_row_indices(1000, 50, 7);
+        assert_eq!(a, sample_row_indices(1000, 50, 7));
+        assert_eq!(a.len(), 50);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(sample_row_indices(5, 50, 7), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn jacobi_finds_known_eigenvalues() {
+        let (mut values, _) = symmetric_eigen(array![[2.0, 1.0], [1.0, 2.0]]);
+        values.sort_by(f64::total_cmp);
+        assert!((values[0] - 1.0).abs() < 1e-12 && (values[1] - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pca_matches_a_dense_eigendecomposition() {
+        // Points spread along (1, 1, 0) with a little spread along (0, 0, 1).
+        let x = array![
+            [0.0, 0.0, 0.1],
+            [1.0, 1.1, 0.0],
+            [2.0, 2.0, 0.2],
+            [3.0, 2.9, 0.0],
+            [4.0, 4.0, 0.3],
+        ];
+        let mut sample = RowSample::new((0..5).collect(), 3);
+        let x32 = x.mapv(|v| v as f32);
+        sample.collect(0..5, &RowBlock::Dense(x32.view()));
+        let pca = sample.pca(2, 1);
+        // Reference: eigenvectors of the centred covariance.
+        let mean = x.mean_axis(Axis(0)).unwrap();
+        let xc = &x - &mean.insert_axis(Axis(0));
+        let (values, vectors) = symmetric_eigen(xc.t().dot(&xc));
+        let top = (0..3)
+            .max_by(|&a, &b| values[a].total_cmp(&values[b]))
+            .unwrap();
+        let reference = xc.dot(&vectors.column(top));
+        let sign = if reference
+            .iter()
+            .copied()
+            .max_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .unwrap()
+            < 0.0
+        {
+            -1.0
+        } else {
+            1.0
+        };
+        for (a, b) in pca.scores.column(0).iter().zip(reference.iter()) {
+            assert!((f64::from(*a) - sign * b).abs() < 1e-4, "{a} vs {b}");
+        }
+        let total: f64 = values.iter().sum();
+        assert!((pca.explained_variance_ratio[0] - values[top] / total).abs() < 1e-6);
+    }
+}
