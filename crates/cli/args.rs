@@ -17,6 +17,10 @@ pub struct Cli {
 pub enum Command {
     /// Factorize a matrix and write W, H, the error trace and the clusters.
     Fit(Box<FitArgs>),
+    /// Factorize for a range of k with random restarts: errors, stability, agreement with labels.
+    Sweep(Box<SweepArgs>),
+    /// Figures (PNG, SVG) and one self-contained HTML page for a fit or a sweep.
+    Report(ReportArgs),
     /// List the matrices of a file that can be factorized, and the memory a run needs.
     Inspect(InspectArgs),
 }
@@ -48,30 +52,11 @@ pub enum NormalizeArg {
     Log1p,
 }
 
+/// Where the matrix comes from.
 #[derive(Debug, Args)]
-pub struct FitArgs {
+pub struct InputArgs {
     /// Input: an h5ad, 10x .h5, loom or other HDF5 file (FILE:/path picks a dataset or sparse group), or a .npy file.
     pub input: String,
-
-    /// Number of components.
-    #[arg(short = 'k', long = "n-components", value_name = "K")]
-    pub k: usize,
-
-    /// Output: FILE.h5ad (an AnnData file with obsm['X_nmf'], varm['NMF_H'], obs['nmf_cluster'], uns['nmf']),
-    /// or any other name for plain HDF5 (/W, /H, /rel_error, /cluster, /col_scale).
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        required_unless_present = "write_into",
-        conflicts_with = "write_into"
-    )]
-    pub output: Option<PathBuf>,
-
-    /// Add the result to the input h5ad file itself (obsm, varm, obs, uns), safely: the file is
-    /// edited as a copy that replaces it when complete.
-    #[arg(long, value_name = "INPUT.h5ad")]
-    pub write_into: Option<PathBuf>,
 
     /// h5ad or loom: factorize layers/NAME instead of X (loom: /matrix).
     #[arg(long, value_name = "NAME")]
@@ -96,7 +81,11 @@ pub struct FitArgs {
     /// Where temporary copies (CSC and loom inputs transposed to cells × genes) are written.
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
+}
 
+/// How every factorization runs.
+#[derive(Debug, Args)]
+pub struct RunArgs {
     /// Maximum number of iterations.
     #[arg(long, default_value_t = 200)]
     pub max_iter: usize,
@@ -105,21 +94,9 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 1e-4)]
     pub tol: f64,
 
-    /// Seed of the random initialisation.
+    /// Seed of the random initialisation (restart r uses seed + r).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-
-    /// Initialisation.
-    #[arg(long, value_enum, default_value_t = InitArg::Random)]
-    pub init: InitArg,
-
-    /// Initial W (rows × k) for --init custom: .npy, or HDF5 (dataset /W unless FILE:/path is given).
-    #[arg(long, value_name = "FILE")]
-    pub w0: Option<String>,
-
-    /// Initial H (k × columns) for --init custom: .npy, or HDF5 (dataset /H unless FILE:/path is given).
-    #[arg(long, value_name = "FILE")]
-    pub h0: Option<String>,
 
     /// Per-row (cell) normalisation, applied before the column scaling.
     #[arg(long, value_enum, default_value_t = NormalizeArg::None)]
@@ -152,9 +129,10 @@ pub struct FitArgs {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// Replace the output file if it exists.
-    #[arg(long)]
-    pub force: bool,
+    /// Rows sampled (reproducibly) for the principal components and the heatmap of `nmflow report`
+    /// and for consensus clustering.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub sample: usize,
 
     /// No progress bar and no summary on the terminal.
     #[arg(short, long)]
@@ -163,6 +141,112 @@ pub struct FitArgs {
     /// Print the summary as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Number of components.
+    #[arg(short = 'k', long = "n-components", value_name = "K")]
+    pub k: usize,
+
+    /// Output: FILE.h5ad (an AnnData file with obsm['X_nmf'], varm['NMF_H'], obs['nmf_cluster'], uns['nmf']),
+    /// or any other name for plain HDF5 (/W, /H, /rel_error, /cluster, /col_scale, /sample).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "write_into",
+        conflicts_with = "write_into"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Add the result to the input h5ad file itself (obsm, varm, obs, uns), safely: the file is
+    /// edited as a copy that replaces it when complete.
+    #[arg(long, value_name = "INPUT.h5ad")]
+    pub write_into: Option<PathBuf>,
+
+    /// Random starts (seeds --seed, --seed + 1, ...), run together; the one with the lowest final
+    /// error is kept.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub restarts: usize,
+
+    /// Initialisation.
+    #[arg(long, value_enum, default_value_t = InitArg::Random)]
+    pub init: InitArg,
+
+    /// Initial W (rows × k) for --init custom: .npy, or HDF5 (dataset /W unless FILE:/path is given).
+    #[arg(long, value_name = "FILE")]
+    pub w0: Option<String>,
+
+    /// Initial H (k × columns) for --init custom: .npy, or HDF5 (dataset /H unless FILE:/path is given).
+    #[arg(long, value_name = "FILE")]
+    pub h0: Option<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// The values of k: a range 2..12 (inclusive), a list 3,5,8, or one value.
+    #[arg(short = 'k', long = "n-components", value_name = "KS", value_parser = crate::sweep::parse_ks)]
+    pub ks: KList,
+
+    /// Random starts per k (seeds --seed, --seed + 1, ...; the same seeds for every k).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub restarts: usize,
+
+    /// Output directory: sweep.tsv, sweep.json and the best factorization of each k (kK.h5).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Known groups of the rows: an obs column (h5ad), a column attribute (loom), /path of a dataset
+    /// in the input, or FILE:/path. ARI and NMI of the clusters against them are reported.
+    #[arg(long, value_name = "LABELS")]
+    pub labels: Option<String>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Replace the sweep's files if the directory holds an earlier sweep.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Values of k of a sweep.
+#[derive(Debug, Clone)]
+pub struct KList(pub Vec<usize>);
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A result of `nmflow fit` (.h5 or .h5ad) or the directory of `nmflow sweep`.
+    pub result: PathBuf,
+
+    /// Output directory: index.html and every figure as PNG and SVG.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+
+    /// Genes (columns) listed per component.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Replace the report's files if the directory holds an earlier report.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print nothing but errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

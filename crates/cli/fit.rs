@@ -4,24 +4,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use nmflow_core::FactorStore;
-use nmflow_core::{
-    FitOutcome, Init, NmfParams, Normalize, PlanInput, Scale, estimate_memory,
-    estimate_memory_sparse, fit_in,
-};
-use nmflow_io::cache::{CachedSource, free_space};
-use nmflow_io::factor_file::MappedFactor;
+use nmflow_core::{FitOutcome, Init, ValidParams};
 use nmflow_io::output::check_output_path;
-use nmflow_io::prefetch::PrefetchSource;
 use nmflow_io::{
-    AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, OpenOptions, open_source,
-    read_matrix, read_names, write_h5ad, write_into_h5ad, write_result,
+    AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, SampleOutput, read_matrix,
+    read_names, write_h5ad, write_into_h5ad, write_result,
 };
 use serde::Serialize;
 
-use crate::args::{FitArgs, InitArg, NormalizeArg, ScaleArg};
+use crate::args::{FitArgs, InitArg, NormalizeArg};
 use crate::budget;
-use crate::progress::Progress;
+use crate::session::{self, BatchPlan, Finished, Input, RunSpec};
 
 /// The summary of a run, printed as text or as JSON.
 #[derive(Debug, Serialize)]
@@ -48,6 +41,10 @@ struct Summary {
     block_rows: usize,
     threads: usize,
     cluster_sizes: Vec<usize>,
+    /// Seed of the run kept.
+    seed: u64,
+    /// Final relative error of every restart, in seed order.
+    restart_rel_errors: Vec<f64>,
     output: String,
     peak_rss_bytes: Option<u64>,
 }
@@ -69,18 +66,23 @@ impl Destination {
 
 pub fn run(args: FitArgs) -> Result<()> {
     let started = Instant::now();
-    let spec = InputSpec::parse(&args.input);
+    let run = &args.run;
+    if args.restarts == 0 {
+        bail!("--restarts must be at least 1");
+    }
+    let mut input = Input::open(&args.input)?;
     let destination = match (&args.output, &args.write_into) {
         (Some(out), None) if out.extension().is_some_and(|e| e == "h5ad") => {
             Destination::H5ad(out.clone())
         }
         (Some(out), None) => Destination::Hdf5(out.clone()),
         (None, Some(target)) => {
-            let same = std::fs::canonicalize(target).ok() == std::fs::canonicalize(&spec.path).ok();
+            let same =
+                std::fs::canonicalize(target).ok() == std::fs::canonicalize(&input.spec.path).ok();
             if !same {
                 bail!(
                     "--write-into must name the input file ({}), not {}",
-                    spec.path.display(),
+                    input.spec.path.display(),
                     target.display()
                 );
             }
@@ -91,37 +93,28 @@ pub fn run(args: FitArgs) -> Result<()> {
     if let Destination::Hdf5(out) | Destination::H5ad(out) = &destination {
         check_output_path(out, args.force)?;
     }
-    let opts = OpenOptions {
-        layer: args.layer.clone(),
-        raw: args.raw,
-        transpose: args.transpose,
-        genome: args.genome.clone(),
-        all_features: args.all_features,
-        tmp_dir: args.tmp_dir.clone(),
-    };
-    let mut opened = open_source(&spec, &opts)?;
-    if matches!(destination, Destination::Into(_)) && opened.layout != Some(Layout::H5ad) {
+    if matches!(destination, Destination::Into(_)) && input.opened.layout != Some(Layout::H5ad) {
         bail!(
             "--write-into needs an h5ad input; {} is not one",
-            spec.path.display()
+            input.spec.path.display()
         );
     }
-    let input_name = match &opened.dataset {
-        Some(ds) => format!("{}:{ds}", spec.path.display()),
-        None => spec.path.display().to_string(),
-    };
-    let n_rows = opened.source.n_rows();
-    let n_cols = opened.source.n_cols();
+    let n_rows = input.n_rows();
+    let n_cols = input.n_cols();
     let names = match destination {
-        Destination::H5ad(_) if opened.kind == InputKind::Npy => {
+        Destination::H5ad(_) if input.opened.kind == InputKind::Npy => {
             Some(Names::numbered((n_rows, n_cols)))
         }
         Destination::H5ad(_) => Some(read_names(
-            &spec.path,
-            spec.dataset.as_deref(),
-            &opts,
+            &input.spec.path,
+            input.spec.dataset.as_deref(),
+            &input.opts,
             (n_rows, n_cols),
         )?),
+        _ => None,
+    };
+    let col_names = match destination {
+        Destination::Hdf5(_) => session::column_names(&input),
         _ => None,
     };
 
@@ -136,6 +129,9 @@ pub fn run(args: FitArgs) -> Result<()> {
             let (Some(w0), Some(h0)) = (&args.w0, &args.h0) else {
                 bail!("--init custom needs both --w0 FILE and --h0 FILE");
             };
+            if args.restarts > 1 {
+                bail!("--restarts needs --init random: custom starts are all the same");
+            }
             let w0_spec = InputSpec::parse(w0);
             let h0_spec = InputSpec::parse(h0);
             Init::Custom {
@@ -146,192 +142,109 @@ pub fn run(args: FitArgs) -> Result<()> {
             }
         }
     };
-    let params = NmfParams {
-        k: args.k,
-        max_iter: args.max_iter,
-        tol: args.tol,
-        seed: args.seed,
-        normalize: match args.normalize {
-            NormalizeArg::None => Normalize::None,
-            NormalizeArg::Cp10kLog1p => Normalize::Cp10kLog1p,
-            NormalizeArg::Log1p => Normalize::Log1p,
-        },
-        scale: match args.scale {
-            ScaleArg::ColStd => Scale::ColStd,
-            ScaleArg::None => Scale::None,
-        },
-        block_rows: args.block_rows,
-        init,
-    };
-    let init_name = params.init.as_str();
-    let valid = params
-        .check(n_rows, n_cols, opened.source.preferred_block_rows())
-        .with_context(|| input_name.clone())?;
+    let specs: Vec<RunSpec> = (0..args.restarts)
+        .map(|restart| RunSpec {
+            k: args.k,
+            restart,
+            seed: run.seed + restart as u64,
+        })
+        .collect();
+    let preferred = input.opened.source.preferred_block_rows();
+    let checked: Vec<ValidParams> = specs
+        .iter()
+        .map(|spec| {
+            let init = if spec.restart == 0 {
+                init.clone()
+            } else {
+                Init::Random
+            };
+            session::core_params(run, spec.k, spec.seed, init).check(n_rows, n_cols, preferred)
+        })
+        .collect::<Result<_, _>>()
+        .with_context(|| input.name.clone())?;
 
-    // The memory plan: block height within the budget.
-    let (budget, budget_from) = budget::budget(args.memory)?;
-    let nnz = opened.source.nnz_hint();
-    let plan_input = PlanInput {
-        n_rows,
-        n_cols,
-        k: args.k,
-        nnz,
-        preferred_rows: opened.source.preferred_block_rows(),
-        budget,
-        w_on_disk: false,
-    };
+    // The memory plan: block height, W's place and the batches.
+    let plan = BatchPlan::new(&input, &specs, run)?;
+    let valid: Vec<ValidParams> = checked
+        .into_iter()
+        .map(|v| v.with_block_rows(plan.block_rows))
+        .collect();
     let w_bytes = 4 * n_rows as u64 * args.k as u64;
-    let (plan, w_on_disk) = budget::plan_fit(plan_input)
-        .with_context(|| format!("{input_name}: planning for the memory budget"))?;
-    let block_rows = args.block_rows.unwrap_or(plan.block_rows);
-    let valid = valid.with_block_rows(block_rows);
-    let mut estimate = match nnz {
-        Some(nnz) => estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, nnz),
-        None => estimate_memory(n_rows, n_cols, args.k, block_rows),
-    };
-    let tmp_dir = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let mut w_store: Box<dyn FactorStore> = if w_on_disk {
-        estimate.w_bytes = estimate.w_bytes.min(8 * (block_rows * args.k) as u64);
-        Box::new(MappedFactor::new(n_rows, args.k, &tmp_dir)?)
-    } else {
-        Box::new(ndarray::Array2::<f32>::zeros((n_rows, args.k)))
-    };
-    let w_note = if w_on_disk {
+    let w_note = if plan.w_on_disk {
         format!(
             "on disk in {} ({})",
-            tmp_dir.display(),
+            input.tmp_dir().display(),
             budget::human(w_bytes)
         )
     } else {
         format!("in memory ({})", budget::human(w_bytes))
     };
-
-    // The block cache, for HDF5 inputs not already memory-mapped.
-    let pass_bytes = match nnz {
-        Some(nnz) => 8 * nnz + 8 * n_rows as u64,
-        None => 4 * n_rows as u64 * n_cols as u64,
-    };
-    let mapped = opened.kind == InputKind::Npy || opened.storage.contains("transposed");
-    let cache_dir = args
-        .cache
-        .clone()
-        .or_else(|| args.tmp_dir.clone())
-        .unwrap_or_else(std::env::temp_dir);
-    let cache_note = if args.no_cache {
-        if !mapped {
-            let inner = take_source(&mut opened.source);
-            opened.source = Box::new(PrefetchSource::new(inner, block_rows, None, 1));
-        }
-        "off (--no-cache)".to_owned()
-    } else if mapped {
-        "not needed (the input is memory-mapped)".to_owned()
-    } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
-        // Read ahead during the first pass; later passes map the cache.
-        let inner = take_source(&mut opened.source);
-        let ahead = PrefetchSource::new(inner, block_rows, Some(1), 1);
-        opened.source = Box::new(CachedSource::new(Box::new(ahead), &cache_dir)?);
-        format!("{} in {}", budget::human(pass_bytes), cache_dir.display())
-    } else {
-        format!(
-            "off: {} has less than {} free",
-            cache_dir.display(),
-            budget::human(pass_bytes + pass_bytes / 5)
-        )
-    };
-    let predicted_peak = nmflow_core::plan::BASELINE_BYTES + estimate.total_bytes();
-    if !args.quiet && !args.json {
+    let pass_bytes = input.pass_bytes();
+    let cache_note = input.attach_cache(run, plan.block_rows)?;
+    if !run.quiet && !run.json {
         eprintln!(
-            "plan: budget {} ({budget_from}); blocks of {block_rows} rows; predicted peak {} \
-             (W {w_note}, H and products {}, blocks {}); {} read per pass; cache {cache_note}",
-            budget::human(budget),
-            budget::human(predicted_peak),
-            budget::human(estimate.factor_bytes),
-            budget::human(estimate.block_bytes),
+            "plan: budget {} ({}); blocks of {} rows; predicted peak {} (W {w_note}); \
+             {} read per pass; {} run(s) in {} batch(es); cache {cache_note}",
+            budget::human(plan.budget),
+            plan.budget_from,
+            plan.block_rows,
+            budget::human(plan.predicted_peak),
             budget::human(pass_bytes),
-        );
-    }
-    if predicted_peak > budget {
-        bail!(
-            "{input_name}: --block-rows {block_rows} needs about {}, more than the budget of {}",
-            budget::human(predicted_peak),
-            budget::human(budget)
+            specs.len(),
+            plan.batches.len(),
         );
     }
 
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(threads) = args.threads {
-        if threads == 0 {
-            bail!("--threads must be at least 1");
-        }
-        builder = builder.num_threads(threads);
-    }
-    let pool = builder.build().context("starting the worker threads")?;
+    let pool = session::thread_pool(run.threads)?;
     let threads = pool.current_num_threads();
-
-    let progress = Progress::new(n_rows, args.max_iter, args.quiet);
-    let report = pool
-        .install(|| {
-            fit_in(
-                opened.source.as_mut(),
-                &valid,
-                w_store.as_mut(),
-                &mut |event| progress.on_event(event),
-            )
-        })
-        .with_context(|| input_name.clone());
-    progress.finish();
-    let report = report?;
-
-    let clusters = nmflow_core::factor::clusters(w_store.as_mut(), block_rows);
-    let mut attrs = vec![
-        (
-            "nmflow_version",
-            AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
-        ),
-        ("input", AttrValue::Str(spec.path.display().to_string())),
-        (
-            "dataset",
-            AttrValue::Str(opened.dataset.clone().unwrap_or_default()),
-        ),
-        ("k", AttrValue::Int(args.k as i64)),
-        ("max_iter", AttrValue::Int(args.max_iter as i64)),
-        ("tol", AttrValue::Float(args.tol)),
-        ("seed", AttrValue::Int(args.seed as i64)),
-        ("init", AttrValue::Str(init_name.into())),
-        (
-            "scale",
-            AttrValue::Str(valid.params().scale.as_str().into()),
-        ),
-        (
-            "normalize",
-            AttrValue::Str(valid.params().normalize.as_str().into()),
-        ),
-        (
-            "format",
-            AttrValue::Str(opened.layout.map_or("npy", |l| l.as_str()).into()),
-        ),
-        ("storage", AttrValue::Str(opened.storage.clone())),
-        ("block_rows", AttrValue::Int(report.block_rows as i64)),
-        ("threads", AttrValue::Int(threads as i64)),
-        (
-            "epsilon",
-            AttrValue::Float(f64::from(nmflow_core::DENOMINATOR_EPSILON)),
-        ),
-        ("n_iter", AttrValue::Int(report.n_iter() as i64)),
-        ("converged", AttrValue::Int(i64::from(report.converged))),
-        ("rel_error", AttrValue::Float(report.final_rel_error())),
-    ];
+    let mut best: Option<(Finished, Vec<u64>, nmflow_core::Pca)> = None;
+    let mut restart_errors = vec![f64::NAN; specs.len()];
+    pool.install(|| {
+        session::run_batches(
+            &mut input,
+            &specs,
+            &valid,
+            &plan,
+            run.sample,
+            run.quiet,
+            |finished, info| {
+                for f in finished {
+                    let err = f.outcome.final_rel_error();
+                    restart_errors[f.spec_idx] = err;
+                    let better = best
+                        .as_ref()
+                        .is_none_or(|(b, _, _)| err < b.outcome.final_rel_error());
+                    if better {
+                        best = Some((f, info.rows.clone(), info.pca.clone()));
+                    }
+                }
+                Ok(())
+            },
+        )
+    })?;
+    let (mut best, sample_rows, pca) = best.context("no run finished")?;
+    let spec = specs[best.spec_idx];
+    let report = best.outcome;
+    let clusters = nmflow_core::factor::clusters(best.w.as_mut(), plan.block_rows);
+    let mut attrs = session::result_attrs(&input.record(), &valid[best.spec_idx], &report, threads);
+    attrs.push(("restarts".into(), AttrValue::Int(args.restarts as i64)));
     if let (Some(w0), Some(h0)) = (&args.w0, &args.h0) {
-        attrs.push(("w0", AttrValue::Str(w0.clone())));
-        attrs.push(("h0", AttrValue::Str(h0.clone())));
+        attrs.push(("w0".into(), AttrValue::Str(w0.clone())));
+        attrs.push(("h0".into(), AttrValue::Str(h0.clone())));
     }
     let mut output = FitOutput {
-        w: w_store.as_mut(),
+        w: best.w.as_mut(),
         h: report.h.view(),
         rel_error: &report.rel_error,
         cluster: &clusters,
         col_scale: &report.col_scale,
-        attrs: attrs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+        attrs,
+        sample: Some(SampleOutput {
+            rows: &sample_rows,
+            pca: pca.scores.view(),
+            variance_ratio: &pca.explained_variance_ratio,
+        }),
+        col_names: col_names.as_deref(),
     };
     match &destination {
         Destination::Hdf5(path) => write_result(path, &mut output, args.force)?,
@@ -341,47 +254,39 @@ pub fn run(args: FitArgs) -> Result<()> {
                 .context("names were read for the h5ad output")?;
             write_h5ad(path, &mut output, names, args.force)?;
         }
-        Destination::Into(path) => write_into_h5ad(path, &mut output, args.raw)?,
+        Destination::Into(path) => write_into_h5ad(path, &mut output, args.input.raw)?,
     }
 
     let summary = summarize(&report, &clusters, args.k, started.elapsed().as_secs_f64());
     let summary = Summary {
-        input: input_name,
-        dataset: opened.dataset.take(),
-        dtype: opened.dtype.clone(),
-        storage: opened.storage.clone(),
+        input: input.name.clone(),
+        dataset: input.opened.dataset.take(),
+        dtype: input.opened.dtype.clone(),
+        storage: input.opened.storage.clone(),
         n_rows,
         n_cols,
         threads,
         output: destination.path().display().to_string(),
-        budget_bytes: budget,
-        predicted_peak_bytes: predicted_peak,
+        budget_bytes: plan.budget,
+        predicted_peak_bytes: plan.predicted_peak,
         cache: cache_note.clone(),
         w_storage: w_note.clone(),
+        seed: spec.seed,
+        restart_rel_errors: restart_errors,
         ..summary
     };
-    if summary.integer_valued && args.normalize == NormalizeArg::None && !args.quiet && !args.json {
+    if summary.integer_valued && run.normalize == NormalizeArg::None && !run.quiet && !run.json {
         eprintln!(
             "note: every value of the input is a whole number (raw counts?); \
              consider --normalize cp10k-log1p"
         );
     }
-    if args.json {
+    if run.json {
         println!("{}", serde_json::to_string(&summary)?);
-    } else if !args.quiet {
-        print_summary(&summary, args.tol);
+    } else if !run.quiet {
+        print_summary(&summary, run.tol);
     }
     Ok(())
-}
-
-/// Moves the source out of `slot` (leaving an empty placeholder).
-fn take_source(
-    slot: &mut Box<dyn nmflow_core::RowSource + Send>,
-) -> Box<dyn nmflow_core::RowSource + Send> {
-    std::mem::replace(
-        slot,
-        Box::new(nmflow_core::InMemorySource::new(Default::default())),
-    )
 }
 
 fn summarize(report: &FitOutcome, clusters: &[u32], k: usize, seconds: f64) -> Summary {
@@ -413,6 +318,8 @@ fn summarize(report: &FitOutcome, clusters: &[u32], k: usize, seconds: f64) -> S
         block_rows: report.block_rows,
         threads: 0,
         cluster_sizes,
+        seed: 0,
+        restart_rel_errors: Vec::new(),
         output: String::new(),
         peak_rss_bytes: crate::peak_rss_bytes(),
     }
@@ -439,6 +346,14 @@ fn print_summary(s: &Summary, tol: f64) {
         "reached --max-iter".to_owned()
     };
     println!("k          {}", s.k);
+    if s.restart_rel_errors.len() > 1 {
+        println!(
+            "restarts   {} (kept seed {}; final errors {:.6?})",
+            s.restart_rel_errors.len(),
+            s.seed,
+            s.restart_rel_errors
+        );
+    }
     println!("iterations {} ({stop})", s.n_iter);
     println!("rel_error  {:.6}", s.rel_error);
     println!(

@@ -9,6 +9,9 @@ mod budget;
 mod fit;
 mod inspect;
 mod progress;
+mod report;
+mod session;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -21,6 +24,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Fit(args) => fit::run(*args),
+        Command::Sweep(args) => sweep::run(*args),
+        Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),
     };
     match result {

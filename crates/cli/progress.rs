@@ -11,7 +11,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(n_rows: usize, max_iter: usize, quiet: bool) -> Self {
+    pub fn new(n_rows: usize, max_iter: usize, quiet: bool, label: &str) -> Self {
         let target = || {
             if quiet {
                 ProgressDrawTarget::hidden()
@@ -21,17 +21,21 @@ impl Progress {
         };
         let prepare = ProgressBar::with_draw_target(Some(n_rows as u64), target());
         prepare.set_style(
-            ProgressStyle::with_template("pre-pass  [{bar:30}] {pos}/{len} rows {per_sec} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{prefix}pre-pass  [{bar:30}] {pos}/{len} rows {per_sec} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let iterate =
             ProgressBar::with_draw_target(Some(max_iter as u64), ProgressDrawTarget::hidden());
         iterate.set_style(
             ProgressStyle::with_template(
-                "iteration [{bar:30}] {pos}/{len} rel_error {msg} {per_sec} [{elapsed_precise}]",
+                "{prefix}iteration [{bar:30}] {pos}/{len} rel_error {msg} {per_sec} [{elapsed_precise}]",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        prepare.set_prefix(label.to_owned());
+        iterate.set_prefix(label.to_owned());
         let progress = Self { prepare, iterate };
         if !quiet {
             progress.iterate.set_draw_target(target());
@@ -57,8 +61,11 @@ impl Progress {
                 rel_error,
                 ..
             } => {
-                self.iterate.set_position(iteration as u64);
-                self.iterate.set_message(format!("{rel_error:.6}"));
+                // Runs sharing passes report in turn: show the furthest.
+                if iteration as u64 >= self.iterate.position() {
+                    self.iterate.set_position(iteration as u64);
+                    self.iterate.set_message(format!("{rel_error:.6}"));
+                }
             }
         }
     }

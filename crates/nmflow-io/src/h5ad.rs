@@ -5,7 +5,8 @@
 //! `obs` (index = input's cell names, categorical column `nmf_cluster`),
 //! `var` (index = gene names; `gene_ids` when the input has them),
 //! `obsm['X_nmf']` = W, `varm['NMF_H']` = Hᵀ, `uns['nmf']` = every parameter,
-//! the error trace, the column divisors and the nmflow version. X is not
+//! the error trace, the column divisors, the row sample with its principal
+//! components (`sample_rows`, `sample_pca`) and the nmflow version. X is not
 //! copied.
 //!
 //! `--write-into` works on a copy of the input in the same directory and
@@ -188,6 +189,12 @@ fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Resu
         "nmflow_version",
         &AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
     )?;
+    if let Some(sample) = &out.sample {
+        array_1d(&nmf, "sample_rows", sample.rows)?;
+        let pca = sample.pca.as_standard_layout().into_owned();
+        array_2d(&nmf, "sample_pca", pca.view())?;
+        array_1d(&nmf, "sample_pca_variance_ratio", sample.variance_ratio)?;
+    }
     if extra_cluster {
         let codes: Vec<i64> = out.cluster.iter().map(|&c| i64::from(c)).collect();
         array_1d(&nmf, "cluster", &codes)?;

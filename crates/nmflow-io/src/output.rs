@@ -4,7 +4,10 @@
 //! Layout (HDF5): `/W` (n_rows × k, f32), `/H` (k × n_cols, f32),
 //! `/rel_error` (one f64 per iteration), `/cluster` (u32 per row, the
 //! argmax of its W row), `/col_scale` (f32 per column, the divisor applied to
-//! X before factorizing); every parameter of the run as attributes of `/`.
+//! X before factorizing), `/col_names` (when the input names its columns),
+//! `/sample/rows` (u64, the sampled rows), `/sample/pca` (their first
+//! principal components, rows × 2), `/sample/pca_variance_ratio`; every
+//! parameter of the run as attributes of `/`.
 
 use std::path::{Path, PathBuf};
 
@@ -39,6 +42,21 @@ pub struct FitOutput<'a> {
     pub col_scale: &'a [f32],
     /// Attributes of the root group.
     pub attrs: Vec<(String, AttrValue)>,
+    /// The row sample and its principal components.
+    pub sample: Option<SampleOutput<'a>>,
+    /// Names of the columns (genes), when the input has them.
+    pub col_names: Option<&'a [String]>,
+}
+
+/// A row sample as written to a result.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleOutput<'a> {
+    /// Sampled row indices, increasing.
+    pub rows: &'a [u64],
+    /// Principal component scores of the sampled rows (rows × components).
+    pub pca: ArrayView2<'a, f32>,
+    /// Fraction of variance along each component.
+    pub variance_ratio: &'a [f64],
 }
 
 /// Fails if `path` exists and `overwrite` is false; call before the work
@@ -124,6 +142,24 @@ fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
     file.new_dataset_builder()
         .with_data(output.col_scale)
         .create("col_scale")?;
+    if let Some(names) = output.col_names {
+        crate::h5ad::string_array(&file, "col_names", names)?;
+    }
+    if let Some(sample) = &output.sample {
+        let group = file.create_group("sample")?;
+        group
+            .new_dataset_builder()
+            .with_data(sample.rows)
+            .create("rows")?;
+        group
+            .new_dataset_builder()
+            .with_data(&sample.pca)
+            .create("pca")?;
+        group
+            .new_dataset_builder()
+            .with_data(sample.variance_ratio)
+            .create("pca_variance_ratio")?;
+    }
     for (name, value) in &output.attrs {
         match value {
             AttrValue::Int(v) => file

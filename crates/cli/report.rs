@@ -1,0 +1,293 @@
+//! `nmflow report`: figures and an HTML page for a fit result or a sweep
+//! directory.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use nmflow_io::{FitResult, read_result};
+use nmflow_report::{
+    ErrorCurves, Figure, PcaPanels, Section, StabilityCurves, SweepErrors, TopColumns, WHeatmap,
+    html_page, render, write_atomically,
+};
+use serde_json::Value;
+
+use crate::args::ReportArgs;
+
+/// Rows of W drawn when a result stores no sample.
+const MAX_SAMPLE: usize = 2000;
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let out = &args.output;
+    let index = out.join("index.html");
+    if index.exists() && !args.force {
+        bail!(
+            "{}: the output exists (use --force to replace it)",
+            index.display()
+        );
+    }
+    if !args.result.exists() {
+        bail!("{}: no such file or directory", args.result.display());
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: creating the output directory", out.display()))?;
+    let (title, sections) = if args.result.is_dir() {
+        sweep_sections(&args.result, out, args.top)?
+    } else {
+        let result = read_result(&args.result, MAX_SAMPLE)?;
+        let title = format!("nmflow fit: {}", args.result.display());
+        (title, vec![fit_section(&result, out, "", args.top)?])
+    };
+    let page = html_page(&title, &sections)?;
+    write_atomically(&index, page.as_bytes())?;
+    if !args.quiet {
+        let n: usize = sections.iter().map(|s| s.figures.len()).sum();
+        println!(
+            "written    {} ({n} figures as PNG and SVG)",
+            index.display()
+        );
+    }
+    Ok(())
+}
+
+fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Result<Section> {
+    let k = result.k;
+    let mut figures: Vec<Figure> = Vec::new();
+    figures.push(render(
+        &ErrorCurves {
+            title: format!("Relative error by iteration (k = {k})"),
+            curves: vec![(format!("k = {k}"), result.rel_error.clone())],
+        },
+        out,
+        &format!("{prefix}error_curve"),
+    )?);
+    figures.push(render(
+        &WHeatmap {
+            title: format!("W of {} sampled rows (k = {k})", result.sample_rows.len()),
+            w: result.sample_w.view(),
+        },
+        out,
+        &format!("{prefix}w_heatmap"),
+    )?);
+    figures.push(render(
+        &TopColumns {
+            title: format!("Top {top} columns of each row of H (k = {k})"),
+            h: result.h.view(),
+            names: result.col_names.as_deref(),
+            top,
+        },
+        out,
+        &format!("{prefix}top_columns"),
+    )?);
+    if let Some((scores, ratio)) = &result.pca {
+        figures.push(render(
+            &PcaPanels {
+                title: format!(
+                    "First two principal components of {} sampled rows, coloured by W (k = {k})",
+                    scores.nrows()
+                ),
+                scores: scores.view(),
+                variance_ratio: ratio,
+                w: result.sample_w.view(),
+            },
+            out,
+            &format!("{prefix}pca"),
+        )?);
+    }
+    let mut table: Vec<(String, String)> = vec![
+        ("result".into(), result.path.display().to_string()),
+        ("rows".into(), result.n_rows.to_string()),
+        ("columns".into(), result.h.ncols().to_string()),
+        ("k".into(), k.to_string()),
+        ("iterations".into(), result.rel_error.len().to_string()),
+        (
+            "final relative error".into(),
+            result
+                .rel_error
+                .last()
+                .map_or(String::new(), |e| format!("{e:.6}")),
+        ),
+    ];
+    table.extend(result.params.iter().cloned());
+    if result.pca.is_none() {
+        table.push((
+            "principal components".into(),
+            "not stored in this result (written by nmflow fit ≥ 0.1 with a row sample)".into(),
+        ));
+    }
+    Ok(Section {
+        heading: format!("k = {k}"),
+        table,
+        grid: None,
+        figures,
+    })
+}
+
+fn numbers(per_k: &[Value], field: &str) -> Vec<f64> {
+    per_k
+        .iter()
+        .map(|v| v.get(field).and_then(Value::as_f64).unwrap_or(f64::NAN))
+        .collect()
+}
+
+fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Section>)> {
+    let json_path = dir.join("sweep.json");
+    let text = std::fs::read_to_string(&json_path).with_context(|| {
+        format!(
+            "{}: reading the sweep (is this an nmflow sweep directory?)",
+            json_path.display()
+        )
+    })?;
+    let sweep: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", json_path.display()))?;
+    let mut per_k: Vec<Value> = sweep
+        .get("per_k")
+        .and_then(Value::as_array)
+        .cloned()
+        .with_context(|| format!("{}: no per_k table", json_path.display()))?;
+    per_k.sort_by_key(|v| v.get("k").and_then(Value::as_u64).unwrap_or(0));
+    let ks: Vec<usize> = per_k
+        .iter()
+        .map(|v| v.get("k").and_then(Value::as_u64).unwrap_or(0) as usize)
+        .collect();
+    let has_labels = sweep.get("labels").is_some_and(|l| !l.is_null());
+    let mut figures = Vec::new();
+    let (best, mean, sd) = (
+        numbers(&per_k, "best_rel_error"),
+        numbers(&per_k, "mean_rel_error"),
+        numbers(&per_k, "sd_rel_error"),
+    );
+    figures.push(render(
+        &SweepErrors {
+            title: "Final relative error against k".into(),
+            ks: &ks,
+            best: &best,
+            mean: &mean,
+            sd: &sd,
+        },
+        out,
+        "sweep_error",
+    )?);
+    figures.push(render(
+        &StabilityCurves {
+            title: "Stability across restarts against k".into(),
+            y_desc: "score".into(),
+            ks: &ks,
+            curves: vec![
+                (
+                    "cophenetic correlation (consensus)".into(),
+                    numbers(&per_k, "cophenetic"),
+                ),
+                (
+                    "spectra stability (matched H correlation)".into(),
+                    numbers(&per_k, "spectra_stability"),
+                ),
+            ],
+        },
+        out,
+        "sweep_stability",
+    )?);
+    if has_labels {
+        figures.push(render(
+            &StabilityCurves {
+                title: "Agreement of the clusters with the labels against k".into(),
+                y_desc: "score (best restart)".into(),
+                ks: &ks,
+                curves: vec![
+                    ("adjusted Rand index".into(), numbers(&per_k, "ari")),
+                    (
+                        "normalised mutual information".into(),
+                        numbers(&per_k, "nmi"),
+                    ),
+                ],
+            },
+            out,
+            "sweep_ari",
+        )?);
+    }
+    let traces: Vec<(String, Vec<f64>)> = per_k
+        .iter()
+        .zip(&ks)
+        .map(|(v, k)| {
+            let trace = v
+                .get("best_rel_error_trace")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            (format!("k = {k}"), trace)
+        })
+        .collect();
+    figures.push(render(
+        &ErrorCurves {
+            title: "Relative error by iteration (best restart of each k)".into(),
+            curves: traces,
+        },
+        out,
+        "sweep_error_curves",
+    )?);
+    let mut table = Vec::new();
+    for field in [
+        "input",
+        "n_rows",
+        "n_cols",
+        "restarts",
+        "seed",
+        "max_iter",
+        "tol",
+        "normalize",
+        "scale",
+        "labels",
+        "n_sample_rows",
+        "seconds",
+    ] {
+        if let Some(v) = sweep.get(field).filter(|v| !v.is_null()) {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            table.push((field.to_owned(), text));
+        }
+    }
+    let header: Vec<String> = [
+        "k",
+        "best_rel_error",
+        "mean_rel_error",
+        "sd_rel_error",
+        "cophenetic",
+        "spectra_stability",
+        "ari",
+        "nmi",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = per_k
+        .iter()
+        .map(|v| {
+            header
+                .iter()
+                .map(|h| match v.get(h) {
+                    Some(Value::Number(n)) if h == "k" => n.to_string(),
+                    Some(Value::Number(n)) => {
+                        n.as_f64().map_or(String::new(), |f| format!("{f:.4}"))
+                    }
+                    _ => String::new(),
+                })
+                .collect()
+        })
+        .collect();
+    let mut sections = vec![Section {
+        heading: "Sweep".into(),
+        table,
+        grid: Some((header, rows)),
+        figures,
+    }];
+    for (v, &k) in per_k.iter().zip(&ks) {
+        let name = v
+            .get("result")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("k{k}.h5"), str::to_owned);
+        let result = read_result(&dir.join(&name), MAX_SAMPLE)?;
+        sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);
+    }
+    Ok((format!("nmflow sweep: {}", dir.display()), sections))
+}

@@ -1,0 +1,419 @@
+//! What `fit` and `sweep` share: opening the input, the block cache, the
+//! thread pool, the core parameters, and running factorizations in batches
+//! that share each pass over X within the memory budget.
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use nmflow_core::{
+    FactorStore, FitOutcome, Init, NmfParams, Normalize, Pca, PlanInput, RowSample, RowSource, Run,
+    Scale, ValidParams, estimate_memory, estimate_memory_sparse, fit_many,
+};
+use nmflow_io::cache::{CachedSource, free_space};
+use nmflow_io::factor_file::MappedFactor;
+use nmflow_io::prefetch::PrefetchSource;
+use nmflow_io::{AttrValue, InputKind, InputSpec, OpenOptions, OpenedSource, open_source};
+
+use crate::args::{InputArgs, NormalizeArg, RunArgs, ScaleArg};
+use crate::budget;
+use crate::progress::Progress;
+
+/// An opened input.
+pub struct Input {
+    pub spec: InputSpec,
+    pub opts: OpenOptions,
+    pub opened: OpenedSource,
+    /// FILE or FILE:dataset, for messages.
+    pub name: String,
+}
+
+impl Input {
+    pub fn open(args: &InputArgs) -> Result<Self> {
+        let spec = InputSpec::parse(&args.input);
+        let opts = OpenOptions {
+            layer: args.layer.clone(),
+            raw: args.raw,
+            transpose: args.transpose,
+            genome: args.genome.clone(),
+            all_features: args.all_features,
+            tmp_dir: args.tmp_dir.clone(),
+        };
+        let opened = open_source(&spec, &opts)?;
+        let name = match &opened.dataset {
+            Some(ds) => format!("{}:{ds}", spec.path.display()),
+            None => spec.path.display().to_string(),
+        };
+        Ok(Self {
+            spec,
+            opts,
+            opened,
+            name,
+        })
+    }
+
+    pub fn n_rows(&self) -> usize {
+        self.opened.source.n_rows()
+    }
+
+    pub fn n_cols(&self) -> usize {
+        self.opened.source.n_cols()
+    }
+
+    /// Bytes read in one pass over X.
+    pub fn pass_bytes(&self) -> u64 {
+        match self.opened.source.nnz_hint() {
+            Some(nnz) => 8 * nnz + 8 * self.n_rows() as u64,
+            None => 4 * self.n_rows() as u64 * self.n_cols() as u64,
+        }
+    }
+
+    /// Puts the block cache (or, with --no-cache, the read-ahead thread) in
+    /// front of the source; returns what was done, for the plan line.
+    pub fn attach_cache(&mut self, run: &RunArgs, block_rows: usize) -> Result<String> {
+        let pass_bytes = self.pass_bytes();
+        let opened = &mut self.opened;
+        let mapped = opened.kind == InputKind::Npy || opened.storage.contains("transposed");
+        let cache_dir = run
+            .cache
+            .clone()
+            .or_else(|| self.opts.tmp_dir.clone())
+            .unwrap_or_else(std::env::temp_dir);
+        Ok(if run.no_cache {
+            if !mapped {
+                let inner = take_source(&mut opened.source);
+                opened.source = Box::new(PrefetchSource::new(inner, block_rows, None, 1));
+            }
+            "off (--no-cache)".to_owned()
+        } else if mapped {
+            "not needed (the input is memory-mapped)".to_owned()
+        } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
+            // Read ahead during the first pass; later passes map the cache.
+            let inner = take_source(&mut opened.source);
+            let ahead = PrefetchSource::new(inner, block_rows, Some(1), 1);
+            opened.source = Box::new(CachedSource::new(Box::new(ahead), &cache_dir)?);
+            format!("{} in {}", budget::human(pass_bytes), cache_dir.display())
+        } else {
+            format!(
+                "off: {} has less than {} free",
+                cache_dir.display(),
+                budget::human(pass_bytes + pass_bytes / 5)
+            )
+        })
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+}
+
+/// Moves the source out of `slot` (leaving an empty placeholder).
+pub fn take_source(slot: &mut Box<dyn RowSource + Send>) -> Box<dyn RowSource + Send> {
+    std::mem::replace(
+        slot,
+        Box::new(nmflow_core::InMemorySource::new(Default::default())),
+    )
+}
+
+/// The core parameters of one run.
+pub fn core_params(run: &RunArgs, k: usize, seed: u64, init: Init) -> NmfParams {
+    NmfParams {
+        k,
+        max_iter: run.max_iter,
+        tol: run.tol,
+        seed,
+        normalize: match run.normalize {
+            NormalizeArg::None => Normalize::None,
+            NormalizeArg::Cp10kLog1p => Normalize::Cp10kLog1p,
+            NormalizeArg::Log1p => Normalize::Log1p,
+        },
+        scale: match run.scale {
+            ScaleArg::ColStd => Scale::ColStd,
+            ScaleArg::None => Scale::None,
+        },
+        block_rows: run.block_rows,
+        init,
+    }
+}
+
+pub fn thread_pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(threads) = threads {
+        if threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        builder = builder.num_threads(threads);
+    }
+    builder.build().context("starting the worker threads")
+}
+
+/// One factorization to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSpec {
+    pub k: usize,
+    pub restart: usize,
+    pub seed: u64,
+}
+
+/// How a list of runs is split into batches that share passes.
+#[derive(Debug, Clone)]
+pub struct BatchPlan {
+    pub batches: Vec<Range<usize>>,
+    pub block_rows: usize,
+    pub w_on_disk: bool,
+    pub budget: u64,
+    pub budget_from: String,
+    /// Predicted peak of the largest batch.
+    pub predicted_peak: u64,
+}
+
+impl BatchPlan {
+    /// Plans `specs` (in order) for `input` within the budget: the block
+    /// height and W's place from the largest k, then as many consecutive
+    /// runs per batch as the budget holds.
+    pub fn new(input: &Input, specs: &[RunSpec], run: &RunArgs) -> Result<Self> {
+        let (budget, budget_from) = budget::budget(run.memory)?;
+        let n_rows = input.n_rows();
+        let n_cols = input.n_cols();
+        let nnz = input.opened.source.nnz_hint();
+        let k_max = specs.iter().map(|s| s.k).max().unwrap_or(1);
+        let (plan, w_on_disk) = budget::plan_fit(PlanInput {
+            n_rows,
+            n_cols,
+            k: k_max,
+            nnz,
+            preferred_rows: input.opened.source.preferred_block_rows(),
+            budget,
+            w_on_disk: false,
+        })
+        .with_context(|| format!("{}: planning for the memory budget", input.name))?;
+        let block_rows = run.block_rows.unwrap_or(plan.block_rows);
+        let estimate = |k: usize| match nnz {
+            Some(nnz) => estimate_memory_sparse(n_rows, n_cols, k, block_rows, nnz),
+            None => estimate_memory(n_rows, n_cols, k, block_rows),
+        };
+        let shared = nmflow_core::plan::BASELINE_BYTES + estimate(k_max).block_bytes;
+        let per_run = |k: usize| {
+            let e = estimate(k);
+            let w = if w_on_disk {
+                8 * (block_rows * k) as u64
+            } else {
+                e.w_bytes
+            };
+            w + e.factor_bytes + e.block_bytes
+        };
+        let mut batches = Vec::new();
+        let mut start = 0;
+        let mut predicted_peak = 0;
+        while start < specs.len() {
+            let mut used = shared + per_run(specs[start].k);
+            let mut end = start + 1;
+            while end < specs.len() && used + per_run(specs[end].k) <= budget {
+                used += per_run(specs[end].k);
+                end += 1;
+            }
+            predicted_peak = predicted_peak.max(used);
+            batches.push(start..end);
+            start = end;
+        }
+        if predicted_peak > budget {
+            bail!(
+                "{}: blocks of {block_rows} rows need about {}, more than the budget of {}",
+                input.name,
+                budget::human(predicted_peak),
+                budget::human(budget)
+            );
+        }
+        Ok(Self {
+            batches,
+            block_rows,
+            w_on_disk,
+            budget,
+            budget_from,
+            predicted_peak,
+        })
+    }
+}
+
+/// The row sample, its principal components, for the outputs.
+pub struct SampleInfo {
+    pub rows: Vec<u64>,
+    pub pca: Pca,
+}
+
+/// A finished run: its place in the spec list, outcome and W.
+pub struct Finished {
+    pub spec_idx: usize,
+    pub outcome: FitOutcome,
+    pub w: Box<dyn FactorStore>,
+}
+
+/// Runs every batch of `plan` over the input; `on_batch` receives each
+/// batch's finished runs (with their W) and the sample, whose rows are
+/// collected during the first pre-pass.
+pub fn run_batches(
+    input: &mut Input,
+    specs: &[RunSpec],
+    valid: &[ValidParams],
+    plan: &BatchPlan,
+    n_sample: usize,
+    quiet: bool,
+    mut on_batch: impl FnMut(Vec<Finished>, &SampleInfo) -> Result<()>,
+) -> Result<()> {
+    let n_rows = input.n_rows();
+    let n_cols = input.n_cols();
+    let tmp_dir = input.tmp_dir();
+    let first_seed = specs.first().map_or(0, |s| s.seed);
+    let mut sample = Some(RowSample::new(
+        nmflow_core::sample_row_indices(n_rows, n_sample, first_seed),
+        n_cols,
+    ));
+    let mut info: Option<SampleInfo> = None;
+    let n_batches = plan.batches.len();
+    for batch in &plan.batches {
+        let mut stores: Vec<Box<dyn FactorStore>> = Vec::with_capacity(batch.len());
+        for spec in &specs[batch.clone()] {
+            stores.push(if plan.w_on_disk {
+                Box::new(MappedFactor::new(n_rows, spec.k, &tmp_dir)?)
+            } else {
+                Box::new(ndarray::Array2::<f32>::zeros((n_rows, spec.k)))
+            });
+        }
+        let max_iter = valid[batch.clone()]
+            .iter()
+            .map(|v| v.params().max_iter)
+            .max()
+            .unwrap_or(0);
+        let label = if n_batches > 1 || batch.len() > 1 {
+            format!("runs {}-{} of {} ", batch.start + 1, batch.end, specs.len())
+        } else {
+            String::new()
+        };
+        let progress = Progress::new(n_rows, max_iter, quiet, &label);
+        let outcomes = {
+            let mut runs: Vec<Run<'_>> = valid[batch.clone()]
+                .iter()
+                .zip(stores.iter_mut())
+                .map(|(params, w)| Run {
+                    params,
+                    w: w.as_mut(),
+                })
+                .collect();
+            let result = fit_many(
+                input.opened.source.as_mut(),
+                &mut runs,
+                sample.as_mut(),
+                &mut |_, event| progress.on_event(event),
+            )
+            .with_context(|| input.name.clone());
+            progress.finish();
+            result?
+        };
+        if let Some(sample) = sample.take() {
+            let pca = sample.pca(2, first_seed);
+            info = Some(SampleInfo {
+                rows: sample.rows().iter().map(|&r| r as u64).collect(),
+                pca,
+            });
+        }
+        let finished = outcomes
+            .into_iter()
+            .zip(stores)
+            .zip(batch.clone())
+            .map(|((outcome, w), spec_idx)| Finished {
+                spec_idx,
+                outcome,
+                w,
+            })
+            .collect();
+        let info = info
+            .as_ref()
+            .context("the sample is collected by the first batch")?;
+        on_batch(finished, info)?;
+    }
+    Ok(())
+}
+
+/// The cluster (argmax of the W row) of every sampled row.
+pub fn sample_clusters(w: &mut dyn FactorStore, rows: &[u64]) -> Vec<u32> {
+    rows.iter()
+        .map(|&r| {
+            let r = r as usize;
+            let c = nmflow_core::kernels::argmax_rows(w.rows_mut(r..r + 1).view())[0];
+            w.release(r..r + 1);
+            c
+        })
+        .collect()
+}
+
+/// What result files record of the input.
+#[derive(Debug, Clone)]
+pub struct InputRecord {
+    pub path: String,
+    pub dataset: String,
+    pub format: String,
+    pub storage: String,
+}
+
+impl Input {
+    pub fn record(&self) -> InputRecord {
+        InputRecord {
+            path: self.spec.path.display().to_string(),
+            dataset: self.opened.dataset.clone().unwrap_or_default(),
+            format: self.opened.layout.map_or("npy", |l| l.as_str()).into(),
+            storage: self.opened.storage.clone(),
+        }
+    }
+}
+
+/// The attributes every result file carries.
+pub fn result_attrs(
+    input: &InputRecord,
+    params: &ValidParams,
+    outcome: &FitOutcome,
+    threads: usize,
+) -> Vec<(String, AttrValue)> {
+    let p = params.params();
+    let attrs = vec![
+        (
+            "nmflow_version",
+            AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
+        ),
+        ("input", AttrValue::Str(input.path.clone())),
+        ("dataset", AttrValue::Str(input.dataset.clone())),
+        ("k", AttrValue::Int(p.k as i64)),
+        ("max_iter", AttrValue::Int(p.max_iter as i64)),
+        ("tol", AttrValue::Float(p.tol)),
+        ("seed", AttrValue::Int(p.seed as i64)),
+        ("init", AttrValue::Str(p.init.as_str().into())),
+        ("scale", AttrValue::Str(p.scale.as_str().into())),
+        ("normalize", AttrValue::Str(p.normalize.as_str().into())),
+        ("format", AttrValue::Str(input.format.clone())),
+        ("storage", AttrValue::Str(input.storage.clone())),
+        ("block_rows", AttrValue::Int(outcome.block_rows as i64)),
+        ("threads", AttrValue::Int(threads as i64)),
+        (
+            "epsilon",
+            AttrValue::Float(f64::from(nmflow_core::DENOMINATOR_EPSILON)),
+        ),
+        ("n_iter", AttrValue::Int(outcome.n_iter() as i64)),
+        ("converged", AttrValue::Int(i64::from(outcome.converged))),
+        ("rel_error", AttrValue::Float(outcome.final_rel_error())),
+    ];
+    attrs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()
+}
+
+/// Column names for a plain result: the input's, when it names them.
+pub fn column_names(input: &Input) -> Option<Vec<String>> {
+    if input.opened.kind == InputKind::Npy {
+        return None;
+    }
+    nmflow_io::read_names(
+        &input.spec.path,
+        input.spec.dataset.as_deref(),
+        &input.opts,
+        (input.n_rows(), input.n_cols()),
+    )
+    .ok()
+    .map(|names| names.var)
+}

@@ -1,0 +1,476 @@
+//! `nmflow sweep`: every (k, restart) of a range of k, run in batches that
+//! share each pass over X; per k the error spread, consensus cophenetic
+//! correlation, spectra stability and, with labels, ARI and NMI; the best
+//! factorization of each k as a result file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use ndarray::Array2;
+use nmflow_core::metrics::{adjusted_rand_index, normalized_mutual_info};
+use nmflow_core::stability::{Consensus, spectra_stability};
+use nmflow_core::{Init, ValidParams};
+use nmflow_io::{FitOutput, Labels, SampleOutput, read_labels, write_result};
+use serde::Serialize;
+
+use crate::args::{KList, SweepArgs};
+use crate::budget;
+use crate::session::{self, BatchPlan, Finished, Input, InputRecord, RunSpec, SampleInfo};
+
+/// Parses `2..12` (inclusive), `3,5,8` or `5`.
+pub fn parse_ks(text: &str) -> Result<KList, String> {
+    let parse = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("'{t}' is not a whole number"))
+    };
+    let ks: Vec<usize> = if let Some((a, b)) = text.split_once("..") {
+        let (a, b) = (parse(a)?, parse(b.trim_start_matches('='))?);
+        if a > b {
+            return Err(format!("the range {a}..{b} is empty"));
+        }
+        (a..=b).collect()
+    } else {
+        text.split(',').map(parse).collect::<Result<_, _>>()?
+    };
+    if ks.contains(&0) {
+        return Err("k must be at least 1".into());
+    }
+    let mut sorted = ks.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != ks.len() {
+        return Err("a value of k is repeated".into());
+    }
+    Ok(KList(sorted))
+}
+
+/// One row of sweep.tsv.
+#[derive(Debug, Clone, Serialize)]
+struct KSummary {
+    k: usize,
+    best_rel_error: f64,
+    mean_rel_error: f64,
+    sd_rel_error: f64,
+    cophenetic: f64,
+    spectra_stability: f64,
+    ari: Option<f64>,
+    nmi: Option<f64>,
+    mean_ari: Option<f64>,
+    mean_nmi: Option<f64>,
+    best_restart: usize,
+    best_seed: u64,
+    result: String,
+    best_rel_error_trace: Vec<f64>,
+}
+
+/// One (k, restart) run.
+#[derive(Debug, Clone, Serialize)]
+struct RunSummary {
+    k: usize,
+    restart: usize,
+    seed: u64,
+    n_iter: usize,
+    converged: bool,
+    rel_error: f64,
+    ari: Option<f64>,
+    nmi: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct SweepSummary {
+    input: String,
+    n_rows: usize,
+    n_cols: usize,
+    ks: Vec<usize>,
+    restarts: usize,
+    seed: u64,
+    max_iter: usize,
+    tol: f64,
+    normalize: String,
+    scale: String,
+    labels: Option<String>,
+    n_sample_rows: usize,
+    batches: Vec<(usize, usize)>,
+    budget_bytes: u64,
+    predicted_peak_bytes: u64,
+    seconds: f64,
+    peak_rss_bytes: Option<u64>,
+    per_k: Vec<KSummary>,
+    runs: Vec<RunSummary>,
+}
+
+/// What is kept per k while its restarts finish.
+struct KState {
+    k: usize,
+    consensus: Consensus,
+    spectra: Vec<(usize, Array2<f32>)>,
+    best: Option<(usize, f64)>,
+    best_trace: Vec<f64>,
+}
+
+pub fn run(args: SweepArgs) -> Result<()> {
+    let started = Instant::now();
+    let run = &args.run;
+    let ks = args.ks.0.clone();
+    if args.restarts == 0 {
+        bail!("--restarts must be at least 1");
+    }
+    let dir = args.output.clone();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("{}: creating the output directory", dir.display()))?;
+    let result_name = |k: usize| format!("k{k}.h5");
+    if !args.force {
+        for name in ["sweep.tsv", "sweep.json"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(ks.iter().map(|&k| result_name(k)))
+        {
+            if dir.join(&name).exists() {
+                bail!(
+                    "{}: the output exists (use --force to replace it)",
+                    dir.join(name).display()
+                );
+            }
+        }
+    }
+    let mut input = Input::open(&args.input)?;
+    let n_rows = input.n_rows();
+    let n_cols = input.n_cols();
+    let labels: Option<Labels> = match &args.labels {
+        Some(spec) => Some(read_labels(
+            &input.spec.path,
+            spec,
+            n_rows,
+            args.input.transpose,
+        )?),
+        None => None,
+    };
+    let col_names = session::column_names(&input);
+    let specs: Vec<RunSpec> = ks
+        .iter()
+        .flat_map(|&k| {
+            (0..args.restarts).map(move |restart| RunSpec {
+                k,
+                restart,
+                seed: run.seed + restart as u64,
+            })
+        })
+        .collect();
+    let preferred = input.opened.source.preferred_block_rows();
+    let checked: Vec<ValidParams> = specs
+        .iter()
+        .map(|s| {
+            session::core_params(run, s.k, s.seed, Init::Random).check(n_rows, n_cols, preferred)
+        })
+        .collect::<Result<_, _>>()
+        .with_context(|| input.name.clone())?;
+    let plan = BatchPlan::new(&input, &specs, run)?;
+    let valid: Vec<ValidParams> = checked
+        .into_iter()
+        .map(|v| v.with_block_rows(plan.block_rows))
+        .collect();
+    let pass_bytes = input.pass_bytes();
+    let cache_note = input.attach_cache(run, plan.block_rows)?;
+    if !run.quiet && !run.json {
+        eprintln!(
+            "plan: {} runs (k {}, {} restarts) in {} batch(es) sharing each pass; budget {} ({}); \
+             blocks of {} rows; predicted peak {}; W {}; {} read per pass; cache {cache_note}",
+            specs.len(),
+            args.ks_text(),
+            args.restarts,
+            plan.batches.len(),
+            budget::human(plan.budget),
+            plan.budget_from,
+            plan.block_rows,
+            budget::human(plan.predicted_peak),
+            if plan.w_on_disk {
+                "on disk"
+            } else {
+                "in memory"
+            },
+            budget::human(pass_bytes),
+        );
+    }
+
+    let pool = session::thread_pool(run.threads)?;
+    let threads = pool.current_num_threads();
+    let record = input.record();
+    let mut states: Vec<KState> = Vec::new();
+    let mut runs: Vec<Option<RunSummary>> = vec![None; specs.len()];
+    let mut n_sample_rows = 0;
+    pool.install(|| {
+        session::run_batches(
+            &mut input,
+            &specs,
+            &valid,
+            &plan,
+            run.sample,
+            run.quiet,
+            |finished, info| {
+                n_sample_rows = info.rows.len();
+                let mut finished = finished;
+                // Best of this batch per k first, so each k's file is
+                // written at most once per batch.
+                finished.sort_by(|a, b| {
+                    a.outcome
+                        .final_rel_error()
+                        .total_cmp(&b.outcome.final_rel_error())
+                });
+                for mut f in finished {
+                    let spec = specs[f.spec_idx];
+                    let state_idx = match states.iter().position(|s| s.k == spec.k) {
+                        Some(i) => i,
+                        None => {
+                            states.push(KState {
+                                k: spec.k,
+                                consensus: Consensus::new(info.rows.len()),
+                                spectra: Vec::new(),
+                                best: None,
+                                best_trace: Vec::new(),
+                            });
+                            states.len() - 1
+                        }
+                    };
+                    let state = &mut states[state_idx];
+                    let err = f.outcome.final_rel_error();
+                    state
+                        .consensus
+                        .add(&session::sample_clusters(f.w.as_mut(), &info.rows));
+                    let (ari, nmi) = match &labels {
+                        Some(labels) => {
+                            let clusters =
+                                nmflow_core::factor::clusters(f.w.as_mut(), plan.block_rows);
+                            (
+                                Some(adjusted_rand_index(&labels.codes, &clusters)),
+                                Some(normalized_mutual_info(&labels.codes, &clusters)),
+                            )
+                        }
+                        None => (None, None),
+                    };
+                    runs[f.spec_idx] = Some(RunSummary {
+                        k: spec.k,
+                        restart: spec.restart,
+                        seed: spec.seed,
+                        n_iter: f.outcome.n_iter(),
+                        converged: f.outcome.converged,
+                        rel_error: err,
+                        ari,
+                        nmi,
+                    });
+                    state.spectra.push((spec.restart, f.outcome.h.clone()));
+                    if state.best.is_none_or(|(_, best)| err < best) {
+                        state.best = Some((spec.restart, err));
+                        state.best_trace = f.outcome.rel_error.clone();
+                        write_best(
+                            &dir.join(result_name(spec.k)),
+                            &record,
+                            &valid[f.spec_idx],
+                            &mut f,
+                            info,
+                            col_names.as_deref(),
+                            threads,
+                            plan.block_rows,
+                        )?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    })?;
+
+    let runs: Vec<RunSummary> = runs.into_iter().flatten().collect();
+    states.sort_by_key(|s| s.k);
+    let per_k: Vec<KSummary> = states
+        .iter()
+        .map(|state| summarize_k(state, &runs, &result_name(state.k)))
+        .collect();
+    let summary = SweepSummary {
+        input: input.name.clone(),
+        n_rows,
+        n_cols,
+        ks: ks.clone(),
+        restarts: args.restarts,
+        seed: run.seed,
+        max_iter: run.max_iter,
+        tol: run.tol,
+        normalize: valid[0].params().normalize.as_str().into(),
+        scale: valid[0].params().scale.as_str().into(),
+        labels: labels.as_ref().map(|l| l.source.clone()),
+        n_sample_rows,
+        batches: plan.batches.iter().map(|b| (b.start, b.end)).collect(),
+        budget_bytes: plan.budget,
+        predicted_peak_bytes: plan.predicted_peak,
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: crate::peak_rss_bytes(),
+        per_k,
+        runs,
+    };
+    let json = serde_json::to_string_pretty(&summary)?;
+    write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
+    write_text(&dir.join("sweep.json"), &json)?;
+    if run.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else if !run.quiet {
+        print!("{}", tsv(&summary.per_k));
+        println!(
+            "written    {} (sweep.tsv, sweep.json, k*.h5) in {:.1} s",
+            dir.display(),
+            summary.seconds
+        );
+    }
+    Ok(())
+}
+
+impl SweepArgs {
+    fn ks_text(&self) -> String {
+        let ks = &self.ks.0;
+        match (ks.first(), ks.last()) {
+            (Some(a), Some(b)) if ks.len() == b - a + 1 && ks.len() > 1 => format!("{a}..{b}"),
+            _ => ks
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_best(
+    path: &Path,
+    input: &InputRecord,
+    params: &ValidParams,
+    f: &mut Finished,
+    info: &SampleInfo,
+    col_names: Option<&[String]>,
+    threads: usize,
+    block_rows: usize,
+) -> Result<()> {
+    let clusters = nmflow_core::factor::clusters(f.w.as_mut(), block_rows);
+    let attrs = session::result_attrs(input, params, &f.outcome, threads);
+    let mut output = FitOutput {
+        w: f.w.as_mut(),
+        h: f.outcome.h.view(),
+        rel_error: &f.outcome.rel_error,
+        cluster: &clusters,
+        col_scale: &f.outcome.col_scale,
+        attrs,
+        sample: Some(SampleOutput {
+            rows: &info.rows,
+            pca: info.pca.scores.view(),
+            variance_ratio: &info.pca.explained_variance_ratio,
+        }),
+        col_names,
+    };
+    write_result(path, &mut output, true)?;
+    Ok(())
+}
+
+fn summarize_k(state: &KState, runs: &[RunSummary], result: &str) -> KSummary {
+    let mine: Vec<&RunSummary> = runs.iter().filter(|r| r.k == state.k).collect();
+    let errors: Vec<f64> = mine.iter().map(|r| r.rel_error).collect();
+    let n = errors.len() as f64;
+    let mean = errors.iter().sum::<f64>() / n;
+    let sd = if errors.len() > 1 {
+        (errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    let (best_restart, best_err) = state.best.unwrap_or((0, f64::NAN));
+    let best_run = mine.iter().find(|r| r.restart == best_restart);
+    let mut spectra: Vec<&(usize, Array2<f32>)> = state.spectra.iter().collect();
+    spectra.sort_by_key(|(restart, _)| *restart);
+    let reference = spectra
+        .iter()
+        .position(|(r, _)| *r == best_restart)
+        .unwrap_or(0);
+    let h: Vec<Array2<f32>> = spectra.iter().map(|(_, h)| h.clone()).collect();
+    let mean_of = |values: Vec<Option<f64>>| -> Option<f64> {
+        let values: Option<Vec<f64>> = values.into_iter().collect();
+        values.map(|v| v.iter().sum::<f64>() / v.len().max(1) as f64)
+    };
+    KSummary {
+        k: state.k,
+        best_rel_error: best_err,
+        mean_rel_error: mean,
+        sd_rel_error: sd,
+        cophenetic: state.consensus.cophenetic_correlation(),
+        spectra_stability: spectra_stability(&h, reference),
+        ari: best_run.and_then(|r| r.ari),
+        nmi: best_run.and_then(|r| r.nmi),
+        mean_ari: mean_of(mine.iter().map(|r| r.ari).collect()),
+        mean_nmi: mean_of(mine.iter().map(|r| r.nmi).collect()),
+        best_restart,
+        best_seed: best_run.map_or(0, |r| r.seed),
+        result: result.to_owned(),
+        best_rel_error_trace: state.best_trace.clone(),
+    }
+}
+
+fn cell(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.6}"),
+        _ => String::new(),
+    }
+}
+
+fn tsv(per_k: &[KSummary]) -> String {
+    let mut out = String::from(
+        "k\tbest_rel_error\tmean_rel_error\tsd_rel_error\tcophenetic\tspectra_stability\tari\tnmi\tbest_seed\tresult\n",
+    );
+    for s in per_k {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            s.k,
+            cell(Some(s.best_rel_error)),
+            cell(Some(s.mean_rel_error)),
+            cell(Some(s.sd_rel_error)),
+            cell(Some(s.cophenetic)),
+            cell(Some(s.spectra_stability)),
+            cell(s.ari),
+            cell(s.nmi),
+            s.best_seed,
+            s.result
+        );
+    }
+    out
+}
+
+/// Writes `text` to `path` through a temporary file in the same directory.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let dir: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".nmflow-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .with_context(|| format!("{}: creating a temporary file", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .with_context(|| format!("{}: writing", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("{}: renaming into place", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_lists_parse() {
+        assert_eq!(parse_ks("2..5").unwrap().0, vec![2, 3, 4, 5]);
+        assert_eq!(parse_ks("8,3,5").unwrap().0, vec![3, 5, 8]);
+        assert_eq!(parse_ks("4").unwrap().0, vec![4]);
+        assert!(parse_ks("5..2").is_err());
+        assert!(parse_ks("0..3").is_err());
+        assert!(parse_ks("3,3").is_err());
+        assert!(parse_ks("a").is_err());
+    }
+}

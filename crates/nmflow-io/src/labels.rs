@@ -1,0 +1,189 @@
+//! Known groups of the rows (cell types, the generator's programs), read to
+//! score clusterings: an h5ad `obs` column (categorical, string or numeric),
+//! a loom column attribute, or any 1-D dataset.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use hdf5::types::TypeDescriptor;
+use hdf5::{Dataset, File};
+
+use crate::error::IoError;
+use crate::singlecell::{Layout, detect};
+use crate::strings::{is_string, read_string_dataset};
+
+/// One label per row, as codes into `names`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    /// Code of every row.
+    pub codes: Vec<u32>,
+    /// Name of every code.
+    pub names: Vec<String>,
+    /// Where they were read, as FILE:/path.
+    pub source: String,
+}
+
+/// Reads the labels named by `spec` for an input of `n_rows` rows:
+/// `FILE:/path` (a dataset or categorical group of another file), `/path`
+/// (of the input file), or a bare name: the `obs` column of an h5ad, the
+/// column attribute of a loom (row attribute when `transposed`), else the
+/// dataset `/name`.
+pub fn read_labels(
+    input: &Path,
+    spec: &str,
+    n_rows: usize,
+    transposed: bool,
+) -> Result<Labels, IoError> {
+    let (path, object) = match spec.split_once(":/") {
+        Some((file, object)) if !file.is_empty() && Path::new(file).exists() => {
+            (PathBuf::from(file), format!("/{object}"))
+        }
+        _ => (input.to_path_buf(), spec.to_owned()),
+    };
+    if !path.exists() {
+        return Err(IoError::NotFound { path });
+    }
+    let file = File::open(&path).map_err(|e| IoError::hdf5(&path, "opening the labels", e))?;
+    let object = if object.starts_with('/') {
+        object
+    } else {
+        let parent = match detect(&file) {
+            Layout::H5ad => "/obs",
+            Layout::Loom if transposed => "/row_attrs",
+            Layout::Loom => "/col_attrs",
+            _ => "",
+        };
+        let candidate = format!("{parent}/{object}");
+        if file.link_exists(&candidate) {
+            candidate
+        } else {
+            let available = file
+                .group(if parent.is_empty() { "/" } else { parent })
+                .and_then(|g| g.member_names())
+                .unwrap_or_default();
+            return Err(IoError::Missing {
+                path,
+                what: format!(
+                    "no labels '{object}' in {}",
+                    if parent.is_empty() { "/" } else { parent }
+                ),
+                available,
+            });
+        }
+    };
+    let labels = read_element(&file, &path, &object)?;
+    if labels.codes.len() != n_rows {
+        return Err(IoError::malformed(
+            &path,
+            &object,
+            format!(
+                "has {} labels; the matrix has {n_rows} rows",
+                labels.codes.len()
+            ),
+        ));
+    }
+    Ok(labels)
+}
+
+fn read_element(file: &File, path: &Path, object: &str) -> Result<Labels, IoError> {
+    let source = format!("{}:{object}", path.display());
+    if let Ok(group) = file.group(object) {
+        // anndata categorical: codes into categories, −1 for missing.
+        let (Ok(codes), Ok(categories)) = (group.dataset("codes"), group.dataset("categories"))
+        else {
+            return Err(IoError::Unsupported {
+                path: path.to_path_buf(),
+                object: object.to_owned(),
+                reason: "a group without codes and categories is not a label column".into(),
+            });
+        };
+        let mut names = values_as_text(&categories, path, &format!("{object}/categories"))?;
+        let raw: Vec<i64> = codes
+            .read_raw::<i64>()
+            .map_err(|e| IoError::hdf5(path, format!("reading {object}/codes"), e))?;
+        let mut missing = None;
+        let mut out = Vec::with_capacity(raw.len());
+        for (row, &c) in raw.iter().enumerate() {
+            if c < 0 {
+                let code = *missing.get_or_insert_with(|| {
+                    names.push("NA".to_owned());
+                    names.len() - 1
+                });
+                out.push(code as u32);
+            } else if (c as usize) < names.len() {
+                out.push(c as u32);
+            } else {
+                return Err(IoError::malformed(
+                    path,
+                    format!("{object}/codes"),
+                    format!(
+                        "row {row} has code {c}, beyond the {} categories",
+                        names.len()
+                    ),
+                ));
+            }
+        }
+        return Ok(Labels {
+            codes: out,
+            names,
+            source,
+        });
+    }
+    let ds = file
+        .dataset(object)
+        .map_err(|e| IoError::hdf5(path, format!("opening {object}"), e))?;
+    if ds.ndim() != 1 {
+        return Err(IoError::malformed(
+            path,
+            object,
+            format!("has shape {:?}; labels need one value per row", ds.shape()),
+        ));
+    }
+    let text = values_as_text(&ds, path, object)?;
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut names = Vec::new();
+    let codes = text
+        .into_iter()
+        .map(|t| {
+            *ids.entry(t.clone()).or_insert_with(|| {
+                names.push(t);
+                (names.len() - 1) as u32
+            })
+        })
+        .collect();
+    Ok(Labels {
+        codes,
+        names,
+        source,
+    })
+}
+
+/// The values of a 1-D dataset as text (strings as they are, numbers
+/// printed), so that every kind of label column is compared by value.
+fn values_as_text(ds: &Dataset, path: &Path, object: &str) -> Result<Vec<String>, IoError> {
+    let err = |e| IoError::hdf5(path, format!("reading {object}"), e);
+    if is_string(ds) {
+        return read_string_dataset(ds).map_err(err);
+    }
+    match ds.dtype().and_then(|t| t.to_descriptor()).map_err(err)? {
+        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Boolean => {
+            Ok(ds
+                .read_raw::<i64>()
+                .map_err(err)?
+                .into_iter()
+                .map(|v| v.to_string())
+                .collect())
+        }
+        TypeDescriptor::Float(_) => Ok(ds
+            .read_raw::<f64>()
+            .map_err(err)?
+            .into_iter()
+            .map(|v| v.to_string())
+            .collect()),
+        other => Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            object: object.to_owned(),
+            reason: format!("labels of type {other} cannot be read"),
+        }),
+    }
+}

@@ -1,0 +1,222 @@
+//! Reading back a result of `nmflow fit` (plain HDF5 or `.h5ad`) for
+//! reports: H, the error trace, the parameters, the column names, and W
+//! only at the sampled rows (W is read block by block, never whole).
+
+use std::path::{Path, PathBuf};
+
+use hdf5::{Container, File, Group};
+use ndarray::{Array2, s};
+
+use crate::error::IoError;
+use crate::strings::{is_string, read_string_attr, read_string_dataset};
+
+/// What a report needs of a fit.
+#[derive(Debug, Clone)]
+pub struct FitResult {
+    /// The file.
+    pub path: PathBuf,
+    /// Rows of W.
+    pub n_rows: usize,
+    /// Components.
+    pub k: usize,
+    /// H, `k × n_cols`.
+    pub h: Array2<f32>,
+    /// Relative error after every iteration.
+    pub rel_error: Vec<f64>,
+    /// Column (gene) names, when stored.
+    pub col_names: Option<Vec<String>>,
+    /// The sampled rows (stored with the result, or drawn evenly when the
+    /// result has none).
+    pub sample_rows: Vec<u64>,
+    /// W at the sampled rows, `sample × k`.
+    pub sample_w: Array2<f32>,
+    /// Principal components of the sampled rows and their variance ratios.
+    pub pca: Option<(Array2<f32>, Vec<f64>)>,
+    /// Parameters of the run, as text.
+    pub params: Vec<(String, String)>,
+}
+
+/// Rows of W read at a time.
+const READ_ROWS: usize = 1 << 16;
+
+/// Reads the result at `path`; `max_sample` bounds the rows drawn when the
+/// file stores no sample.
+pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError> {
+    if !path.exists() {
+        return Err(IoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let h5 = |what: &str| {
+        let what = what.to_owned();
+        move |e| IoError::hdf5(path, what.clone(), e)
+    };
+    let file = File::open(path).map_err(h5("opening the result"))?;
+    let is_h5ad = file.link_exists("obsm/X_nmf");
+    if !is_h5ad && !file.link_exists("W") {
+        return Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            object: "/".into(),
+            reason: "not a result of nmflow fit (no /W and no obsm/X_nmf)".into(),
+        });
+    }
+    let (w_name, prefix) = if is_h5ad {
+        ("obsm/X_nmf", "uns/nmf/")
+    } else {
+        ("W", "")
+    };
+    let w = file.dataset(w_name).map_err(h5(w_name))?;
+    let shape = w.shape();
+    let &[n_rows, k] = shape.as_slice() else {
+        return Err(IoError::malformed(path, w_name, "W is not a matrix"));
+    };
+    let h: Array2<f32> = if is_h5ad {
+        let ht: Array2<f32> = file
+            .dataset("varm/NMF_H")
+            .and_then(|d| d.read_2d())
+            .map_err(h5("varm/NMF_H"))?;
+        ht.t().as_standard_layout().into_owned()
+    } else {
+        file.dataset("H")
+            .and_then(|d| d.read_2d())
+            .map_err(h5("H"))?
+    };
+    if h.nrows() != k {
+        return Err(IoError::malformed(
+            path,
+            "H",
+            format!("has {} rows; W has {k} columns", h.nrows()),
+        ));
+    }
+    let rel_name = format!("{prefix}rel_error");
+    let rel_error: Vec<f64> = file
+        .dataset(&rel_name)
+        .and_then(|d| d.read_raw())
+        .map_err(h5(&rel_name))?;
+    let col_names = if is_h5ad {
+        file.group("var").ok().and_then(|var| {
+            let index = crate::strings::string_attr(&var, "_index").unwrap_or("_index".into());
+            var.dataset(&index)
+                .ok()
+                .and_then(|d| read_string_dataset(&d).ok())
+        })
+    } else {
+        file.dataset("col_names")
+            .ok()
+            .and_then(|d| read_string_dataset(&d).ok())
+    };
+    let (rows_name, pca_name, ratio_name) = if is_h5ad {
+        (
+            "uns/nmf/sample_rows",
+            "uns/nmf/sample_pca",
+            "uns/nmf/sample_pca_variance_ratio",
+        )
+    } else {
+        ("sample/rows", "sample/pca", "sample/pca_variance_ratio")
+    };
+    let stored_rows: Option<Vec<u64>> =
+        file.dataset(rows_name).ok().and_then(|d| d.read_raw().ok());
+    let pca = match &stored_rows {
+        Some(_) => {
+            let scores: Array2<f32> = file
+                .dataset(pca_name)
+                .and_then(|d| d.read_2d())
+                .map_err(h5(pca_name))?;
+            let ratio: Vec<f64> = file
+                .dataset(ratio_name)
+                .and_then(|d| d.read_raw())
+                .map_err(h5(ratio_name))?;
+            Some((scores, ratio))
+        }
+        None => None,
+    };
+    let sample_rows = stored_rows.unwrap_or_else(|| {
+        nmflow_core::sample_row_indices(n_rows, max_sample, 0)
+            .into_iter()
+            .map(|r| r as u64)
+            .collect()
+    });
+    if let Some(&bad) = sample_rows.iter().find(|&&r| r as usize >= n_rows) {
+        return Err(IoError::malformed(
+            path,
+            rows_name,
+            format!("row {bad} is beyond W's {n_rows} rows"),
+        ));
+    }
+    let mut sample_w = Array2::<f32>::zeros((sample_rows.len(), k));
+    let mut next = 0;
+    for start in (0..n_rows).step_by(READ_ROWS) {
+        let end = (start + READ_ROWS).min(n_rows);
+        if next >= sample_rows.len() {
+            break;
+        }
+        if sample_rows[next] as usize >= end {
+            continue;
+        }
+        let block: Array2<f32> = w.read_slice(s![start..end, ..]).map_err(h5(w_name))?;
+        while next < sample_rows.len() && (sample_rows[next] as usize) < end {
+            let r = sample_rows[next] as usize - start;
+            sample_w.row_mut(next).assign(&block.row(r));
+            next += 1;
+        }
+    }
+    let params = if is_h5ad {
+        match file.group("uns/nmf/params") {
+            Ok(group) => group_scalars(&group),
+            Err(_) => Vec::new(),
+        }
+    } else {
+        root_attrs(&file)
+    };
+    Ok(FitResult {
+        path: path.to_path_buf(),
+        n_rows,
+        k,
+        h,
+        rel_error,
+        col_names,
+        sample_rows,
+        sample_w,
+        pca,
+        params,
+    })
+}
+
+fn text_of(obj: &Container, is_attr: bool) -> Option<String> {
+    if is_string(obj) {
+        let values = if is_attr {
+            read_string_attr(&obj.as_attr().ok()?).ok()?
+        } else {
+            read_string_dataset(&obj.as_dataset().ok()?).ok()?
+        };
+        return values.into_iter().next();
+    }
+    let value: f64 = obj.read_raw::<f64>().ok()?.into_iter().next()?;
+    Some(if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        format!("{value}")
+    })
+}
+
+fn root_attrs(file: &File) -> Vec<(String, String)> {
+    let names = file.attr_names().unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let attr = file.attr(&name).ok()?;
+            Some((name, text_of(&attr, true)?))
+        })
+        .collect()
+}
+
+fn group_scalars(group: &Group) -> Vec<(String, String)> {
+    let names = group.member_names().unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let ds = group.dataset(&name).ok()?;
+            Some((name, text_of(&ds, false)?))
+        })
+        .collect()
+}

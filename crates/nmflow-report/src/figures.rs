@@ -1,0 +1,626 @@
+//! The figures: error curves, the W heatmap, top columns per component,
+//! principal components coloured by W, and the sweep's scores against k.
+
+use ndarray::ArrayView2;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::Plot;
+
+const FONT: &str = "sans-serif";
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// A viridis-like colour for `t` in [0, 1].
+fn colour(t: f64) -> RGBColor {
+    const ANCHORS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let x = t * (ANCHORS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(ANCHORS.len() - 2);
+    let f = x - i as f64;
+    let (a, b) = (ANCHORS[i], ANCHORS[i + 1]);
+    let mix = |p: f64, q: f64| (p + (q - p) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn series_colour(i: usize) -> RGBColor {
+    let c = Palette99::pick(i).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+/// A vertical colour bar from 0 to 1 in `area`, labelled `label`.
+fn colour_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    label: &str,
+) -> Result<(), String> {
+    let mut chart = ChartBuilder::on(area)
+        .margin_top(40)
+        .margin_bottom(50)
+        .margin_right(10)
+        .y_label_area_size(40)
+        .caption(label, (FONT, 13))
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .disable_y_mesh()
+        .x_labels(0)
+        .y_labels(5)
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series((0..100).map(|i| {
+            let y = i as f64 / 100.0;
+            Rectangle::new([(0.0, y), (1.0, y + 0.01)], colour(y + 0.005).filled())
+        }))
+        .map_err(err)?;
+    Ok(())
+}
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    (lo - pad, hi + pad)
+}
+
+/// Relative error against iteration, one line per run.
+pub struct ErrorCurves {
+    /// Title.
+    pub title: String,
+    /// (legend label, relative error per iteration).
+    pub curves: Vec<(String, Vec<f64>)>,
+}
+
+impl Plot for ErrorCurves {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let n_iter = self
+            .curves
+            .iter()
+            .map(|(_, c)| c.len())
+            .max()
+            .unwrap_or(1)
+            .max(2);
+        let (lo, hi) = range(self.curves.iter().flat_map(|(_, c)| c.iter().copied()));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(1f64..n_iter as f64, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("iteration")
+            .y_desc("relative error ‖X − WH‖ / ‖X‖")
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        for (i, (label, curve)) in self.curves.iter().enumerate() {
+            let c = series_colour(i);
+            chart
+                .draw_series(LineSeries::new(
+                    curve.iter().enumerate().map(|(t, &e)| ((t + 1) as f64, e)),
+                    c.stroke_width(2),
+                ))
+                .map_err(err)?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// The order of rows grouping them by cluster (argmax of the W row), and
+/// by decreasing weight within a cluster; returns (order, cluster of each
+/// row).
+pub fn order_by_cluster(w: ArrayView2<'_, f32>) -> (Vec<usize>, Vec<usize>) {
+    let clusters: Vec<usize> = w
+        .outer_iter()
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v > bv { (i, v) } else { (bi, bv) }
+                })
+                .0
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..w.nrows()).collect();
+    order.sort_by(|&a, &b| {
+        clusters[a]
+            .cmp(&clusters[b])
+            .then(w[(b, clusters[b])].total_cmp(&w[(a, clusters[a])]))
+    });
+    (order, clusters)
+}
+
+/// W of a row sample: rows grouped by cluster, columns the components,
+/// each row scaled to its largest entry.
+pub struct WHeatmap<'a> {
+    /// Title.
+    pub title: String,
+    /// W at the sampled rows.
+    pub w: ArrayView2<'a, f32>,
+}
+
+impl Plot for WHeatmap<'_> {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (760, 640)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let (n, k) = self.w.dim();
+        let (order, clusters) = order_by_cluster(self.w);
+        // At most 400 drawn rows: consecutive sorted rows are averaged.
+        let n_bins = n.clamp(1, 400);
+        let (main, bar) = root.split_horizontally(root.dim_in_pixel().0 - 110);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(&self.title, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..k as f64, 0f64..n as f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("component (column of W)")
+            .y_desc(format!("sampled rows ({n}), grouped by cluster"))
+            .axis_desc_style((FONT, 14))
+            .x_labels(k.min(30))
+            .x_label_formatter(&|x| format!("{}", x.floor() as i64))
+            .draw()
+            .map_err(err)?;
+        let mut cells = Vec::with_capacity(n_bins * k);
+        for bin in 0..n_bins {
+            let (a, b) = (
+                bin * n / n_bins,
+                ((bin + 1) * n / n_bins).max(bin * n / n_bins + 1),
+            );
+            let b = b.min(n);
+            for c in 0..k {
+                let mut sum = 0.0f64;
+                for &r in &order[a..b] {
+                    let row = self.w.row(r);
+                    let max = row.iter().fold(0.0f32, |m, &v| m.max(v));
+                    if max > 0.0 {
+                        sum += f64::from(row[c] / max);
+                    }
+                }
+                let value = sum / (b - a).max(1) as f64;
+                // Row 0 of the order at the top.
+                let (y0, y1) = ((n - b) as f64, (n - a) as f64);
+                cells.push(Rectangle::new(
+                    [(c as f64, y0), (c as f64 + 1.0, y1)],
+                    colour(value).filled(),
+                ));
+            }
+        }
+        chart.draw_series(cells).map_err(err)?;
+        // Cluster boundaries.
+        let mut boundaries = Vec::new();
+        for i in 1..n {
+            if clusters[order[i]] != clusters[order[i - 1]] {
+                let y = (n - i) as f64;
+                boundaries.push(PathElement::new(
+                    vec![(0.0, y), (k as f64, y)],
+                    WHITE.stroke_width(1),
+                ));
+            }
+        }
+        chart.draw_series(boundaries).map_err(err)?;
+        colour_bar(&bar, "W / row max")
+    }
+}
+
+/// The most heavily weighted columns (genes) of every component (row of
+/// H), one panel per component.
+pub struct TopColumns<'a> {
+    /// Title.
+    pub title: String,
+    /// H, `k × n_cols`.
+    pub h: ArrayView2<'a, f32>,
+    /// Column names (numbers when absent).
+    pub names: Option<&'a [String]>,
+    /// Columns per panel.
+    pub top: usize,
+}
+
+impl TopColumns<'_> {
+    fn grid(&self) -> (usize, usize) {
+        let k = self.h.nrows().max(1);
+        let cols = k.min(4);
+        (k.div_ceil(cols), cols)
+    }
+}
+
+impl Plot for TopColumns<'_> {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        let (rows, cols) = self.grid();
+        (
+            cols as u32 * 260 + 20,
+            rows as u32 * (60 + 22 * self.top as u32) + 60,
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let root = root.titled(&self.title, (FONT, 20)).map_err(err)?;
+        let (rows, cols) = self.grid();
+        let panels = root.split_evenly((rows, cols));
+        for (c, panel) in panels.iter().enumerate().take(self.h.nrows()) {
+            let row = self.h.row(c);
+            let mut idx: Vec<usize> = (0..row.len()).collect();
+            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            idx.truncate(self.top);
+            let max = idx.first().map_or(1.0, |&i| f64::from(row[i])).max(1e-12);
+            let n = idx.len();
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("component {c}"), (FONT, 14))
+                .margin(8)
+                .x_label_area_size(30)
+                .y_label_area_size(10)
+                .build_cartesian_2d(0f64..max * 1.05, 0f64..n.max(1) as f64)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(0)
+                .x_labels(3)
+                .x_desc("weight in H")
+                .axis_desc_style((FONT, 11))
+                .draw()
+                .map_err(err)?;
+            let colour = series_colour(c);
+            chart
+                .draw_series(idx.iter().enumerate().map(|(rank, &j)| {
+                    let y = (n - rank) as f64;
+                    Rectangle::new(
+                        [(0.0, y - 0.85), (f64::from(row[j]), y - 0.15)],
+                        colour.mix(0.45).filled(),
+                    )
+                }))
+                .map_err(err)?;
+            chart
+                .draw_series(idx.iter().enumerate().map(|(rank, &j)| {
+                    let y = (n - rank) as f64 - 0.5;
+                    let name = match self.names {
+                        Some(names) => names.get(j).cloned().unwrap_or_else(|| j.to_string()),
+                        None => format!("column {j}"),
+                    };
+                    Text::new(name, (max * 0.02, y + 0.3), (FONT, 12).into_font())
+                }))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The first two principal components of the row sample, one panel per
+/// component of W, points coloured by that column of W.
+pub struct PcaPanels<'a> {
+    /// Title.
+    pub title: String,
+    /// Scores, `sample × 2`.
+    pub scores: ArrayView2<'a, f32>,
+    /// Fraction of variance of PC1 and PC2.
+    pub variance_ratio: &'a [f64],
+    /// W at the same rows.
+    pub w: ArrayView2<'a, f32>,
+}
+
+impl PcaPanels<'_> {
+    fn grid(&self) -> (usize, usize) {
+        let k = self.w.ncols().max(1);
+        let cols = k.min(4);
+        (k.div_ceil(cols), cols)
+    }
+}
+
+impl Plot for PcaPanels<'_> {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        let (rows, cols) = self.grid();
+        (cols as u32 * 250 + 110, rows as u32 * 240 + 60)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let root = root.titled(&self.title, (FONT, 20)).map_err(err)?;
+        let (main, bar) = root.split_horizontally(root.dim_in_pixel().0 - 100);
+        let (rows, cols) = self.grid();
+        let panels = main.split_evenly((rows, cols));
+        let (x_lo, x_hi) = range(self.scores.column(0).iter().map(|&v| f64::from(v)));
+        let (y_lo, y_hi) = if self.scores.ncols() > 1 {
+            range(self.scores.column(1).iter().map(|&v| f64::from(v)))
+        } else {
+            (-1.0, 1.0)
+        };
+        let pct = |i: usize| self.variance_ratio.get(i).copied().unwrap_or(0.0) * 100.0;
+        for (c, panel) in panels.iter().enumerate().take(self.w.ncols()) {
+            let column = self.w.column(c);
+            let max = column
+                .iter()
+                .fold(0.0f32, |m, &v| m.max(v))
+                .max(f32::MIN_POSITIVE);
+            let mut chart = ChartBuilder::on(panel)
+                .caption(format!("coloured by W[:, {c}]"), (FONT, 13))
+                .margin(6)
+                .x_label_area_size(32)
+                .y_label_area_size(40)
+                .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(3)
+                .y_labels(3)
+                .x_desc(format!("PC1 ({:.1}%)", pct(0)))
+                .y_desc(format!("PC2 ({:.1}%)", pct(1)))
+                .axis_desc_style((FONT, 11))
+                .draw()
+                .map_err(err)?;
+            let mut points: Vec<usize> = (0..self.scores.nrows()).collect();
+            points.sort_by(|&a, &b| column[a].total_cmp(&column[b]));
+            chart
+                .draw_series(points.iter().map(|&i| {
+                    let y = if self.scores.ncols() > 1 {
+                        self.scores[(i, 1)]
+                    } else {
+                        0.0
+                    };
+                    Circle::new(
+                        (f64::from(self.scores[(i, 0)]), f64::from(y)),
+                        2,
+                        colour(f64::from(column[i] / max)).filled(),
+                    )
+                }))
+                .map_err(err)?;
+        }
+        colour_bar(&bar, "W / column max")
+    }
+}
+
+/// Best and mean (± sd) final relative error against k.
+pub struct SweepErrors<'a> {
+    /// Title.
+    pub title: String,
+    /// Values of k.
+    pub ks: &'a [usize],
+    /// Best final error per k.
+    pub best: &'a [f64],
+    /// Mean final error per k.
+    pub mean: &'a [f64],
+    /// Standard deviation per k.
+    pub sd: &'a [f64],
+}
+
+fn k_axis(ks: &[usize]) -> std::ops::Range<f64> {
+    let lo = ks.first().copied().unwrap_or(1) as f64;
+    let hi = ks.last().copied().unwrap_or(2) as f64;
+    (lo - 0.5)..(hi + 0.5)
+}
+
+impl Plot for SweepErrors<'_> {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let (lo, hi) = range(
+            self.best.iter().copied().chain(
+                self.mean
+                    .iter()
+                    .zip(self.sd)
+                    .flat_map(|(m, s)| [m - s, m + s]),
+            ),
+        );
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(k_axis(self.ks), lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("k (components)")
+            .y_desc("final relative error")
+            .axis_desc_style((FONT, 14))
+            .x_labels(self.ks.len().max(2) + 1)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(err)?;
+        let points = |v: &[f64]| -> Vec<(f64, f64)> {
+            self.ks
+                .iter()
+                .zip(v)
+                .map(|(&k, &e)| (k as f64, e))
+                .collect()
+        };
+        let best = series_colour(0);
+        let mean = series_colour(1);
+        chart
+            .draw_series(LineSeries::new(points(self.best), best.stroke_width(2)).point_size(4))
+            .map_err(err)?
+            .label("best of the restarts")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], best.stroke_width(2))
+            });
+        chart
+            .draw_series(LineSeries::new(points(self.mean), mean.stroke_width(2)).point_size(3))
+            .map_err(err)?
+            .label("mean ± sd of the restarts")
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], mean.stroke_width(2))
+            });
+        chart
+            .draw_series(
+                self.ks
+                    .iter()
+                    .zip(self.mean)
+                    .zip(self.sd)
+                    .map(|((&k, &m), &s)| {
+                        PathElement::new(
+                            vec![(k as f64, m - s), (k as f64, m + s)],
+                            mean.stroke_width(1),
+                        )
+                    }),
+            )
+            .map_err(err)?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// Several scores against k (stability, or agreement with labels).
+pub struct StabilityCurves<'a> {
+    /// Title.
+    pub title: String,
+    /// Label of the y axis.
+    pub y_desc: String,
+    /// Values of k.
+    pub ks: &'a [usize],
+    /// (legend label, value per k; NaN where undefined).
+    pub curves: Vec<(String, Vec<f64>)>,
+}
+
+impl Plot for StabilityCurves<'_> {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let (lo, hi) = range(self.curves.iter().flat_map(|(_, c)| c.iter().copied()));
+        let (lo, hi) = (lo.min(0.0), hi.max(1.0));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(k_axis(self.ks), lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("k (components)")
+            .y_desc(self.y_desc.as_str())
+            .axis_desc_style((FONT, 14))
+            .x_labels(self.ks.len().max(2) + 1)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()
+            .map_err(err)?;
+        for (i, (label, values)) in self.curves.iter().enumerate() {
+            let c = series_colour(i);
+            let points: Vec<(f64, f64)> = self
+                .ks
+                .iter()
+                .zip(values)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(&k, &v)| (k as f64, v))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points, c.stroke_width(2)).point_size(4))
+                .map_err(err)?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((FONT, 13))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn rows_are_grouped_by_cluster_then_weight() {
+        let w = array![[0.1f32, 0.9], [0.8, 0.2], [0.3, 0.5], [0.95, 0.0]];
+        let (order, clusters) = order_by_cluster(w.view());
+        assert_eq!(clusters, vec![1, 0, 1, 0]);
+        assert_eq!(order, vec![3, 1, 0, 2]);
+    }
+
+    #[test]
+    fn figures_render_to_png_and_svg_without_system_fonts() {
+        let dir = tempfile::tempdir().unwrap();
+        let plot = ErrorCurves {
+            title: "error".into(),
+            curves: vec![("k = 2".into(), vec![0.9, 0.5, 0.4])],
+        };
+        let figure = crate::render(&plot, dir.path(), "error_curve").unwrap();
+        let png = std::fs::read(&figure.png).unwrap();
+        assert_eq!(&png[..4], b"\x89PNG");
+        let svg = std::fs::read_to_string(&figure.svg).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("iteration"));
+        let w = array![[0.1f32, 0.9], [0.8, 0.2]];
+        crate::render(
+            &WHeatmap {
+                title: "W".into(),
+                w: w.view(),
+            },
+            dir.path(),
+            "w",
+        )
+        .unwrap();
+    }
+}

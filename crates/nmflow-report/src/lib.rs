@@ -1,0 +1,136 @@
+//! Figures of nmflow fits and sweeps, as PNG and SVG files, and one
+//! self-contained HTML page embedding them.
+//!
+//! Text is drawn with DejaVu Sans compiled into the binary (the `dejavu`
+//! crate), so rendering needs no display and no system fonts; the HTML
+//! page embeds the PNGs as data URIs and loads nothing from the network.
+//! Every figure has a title, axis labels and, where colours carry meaning,
+//! a legend or a colour bar.
+#![deny(missing_docs)]
+
+mod figures;
+mod html;
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+pub use figures::{
+    ErrorCurves, PcaPanels, StabilityCurves, SweepErrors, TopColumns, WHeatmap, order_by_cluster,
+};
+pub use html::{Section, html_page};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Drawing a figure failed.
+    #[error("drawing {figure}: {reason}")]
+    Draw {
+        /// The figure's file stem.
+        figure: String,
+        /// What the drawing library reported.
+        reason: String,
+    },
+    /// Writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The embedded font could not be registered.
+    #[error("the embedded font could not be loaded")]
+    Font,
+}
+
+/// A figure that can be drawn on any plotters backend.
+pub trait Plot {
+    /// Title of the figure.
+    fn title(&self) -> String;
+    /// Size in pixels.
+    fn size(&self) -> (u32, u32) {
+        (900, 560)
+    }
+    /// Draws the figure on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// A figure written to disk.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// File stem (`error_curve` for `error_curve.png` and `.svg`).
+    pub stem: String,
+    /// Title.
+    pub title: String,
+    /// The PNG file.
+    pub png: PathBuf,
+    /// The SVG file.
+    pub svg: PathBuf,
+}
+
+/// Registers the embedded font as the `sans-serif` family (once).
+pub fn init_fonts() -> Result<(), ReportError> {
+    static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *DONE.get_or_init(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .is_ok()
+            && plotters::style::register_font("sans-serif", FontStyle::Bold, dejavu::sans::bold())
+                .is_ok()
+    });
+    if ok { Ok(()) } else { Err(ReportError::Font) }
+}
+
+/// Draws `plot` as `dir/stem.png` and `dir/stem.svg`, each written to a
+/// temporary name first and renamed into place.
+pub fn render<P: Plot>(plot: &P, dir: &Path, stem: &str) -> Result<Figure, ReportError> {
+    init_fonts()?;
+    let draw_err = |reason: String| ReportError::Draw {
+        figure: stem.to_owned(),
+        reason,
+    };
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    let png_tmp = dir.join(format!(".{stem}.tmp.png"));
+    {
+        let root = BitMapBackend::new(&png_tmp, plot.size()).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
+        plot.draw(&root).map_err(draw_err)?;
+        root.present().map_err(|e| draw_err(e.to_string()))?;
+    }
+    std::fs::rename(&png_tmp, &png).map_err(|source| ReportError::Io {
+        path: png.clone(),
+        source,
+    })?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, plot.size()).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
+        plot.draw(&root).map_err(draw_err)?;
+        root.present().map_err(|e| draw_err(e.to_string()))?;
+    }
+    write_atomically(&svg, text.as_bytes())?;
+    Ok(Figure {
+        stem: stem.to_owned(),
+        title: plot.title(),
+        png,
+        svg,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file beside it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
