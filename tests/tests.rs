@@ -6,4 +6,5 @@ mod fit;
 mod inspect;
 mod real_files;
 mod singlecell;
+mod sweep;
 mod util;

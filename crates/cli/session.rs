@@ -192,15 +192,19 @@ impl BatchPlan {
             Some(nnz) => estimate_memory_sparse(n_rows, n_cols, k, block_rows, nnz),
             None => estimate_memory(n_rows, n_cols, k, block_rows),
         };
-        let shared = nmflow_core::plan::BASELINE_BYTES + estimate(k_max).block_bytes;
+        // Shared by the runs of a batch: the program and the blocks of X
+        // (the k-independent part of the block estimate); each run adds W
+        // (or its window), its H-side products and its per-block scratch.
+        let x_blocks = estimate(0).block_bytes;
+        let shared = nmflow_core::plan::BASELINE_BYTES + x_blocks;
         let per_run = |k: usize| {
             let e = estimate(k);
             let w = if w_on_disk {
-                8 * (block_rows * k) as u64
+                e.w_bytes.min(8 * (block_rows * k) as u64)
             } else {
                 e.w_bytes
             };
-            w + e.factor_bytes + e.block_bytes
+            w + e.factor_bytes + (e.block_bytes - x_blocks)
         };
         let mut batches = Vec::new();
         let mut start = 0;

@@ -294,15 +294,16 @@ pub fn fit_many(
         }
         for (run, state) in runs.iter_mut().zip(&mut states) {
             let p = run.params.params();
-            let mut w_b = run.w.rows_mut(rows.clone());
-            if let Some(draw) = state.draw_w.as_mut() {
-                draw.fill_next_rows(w_b.view_mut());
-            } else if let Init::Custom { w0, .. } = &p.init {
-                w_b.assign(&w0.slice(s![rows.clone(), ..]));
+            {
+                let mut w_b = run.w.rows_mut(rows.clone());
+                if let Some(draw) = state.draw_w.as_mut() {
+                    draw.fill_next_rows(w_b.view_mut());
+                } else if let Init::Custom { w0, .. } = &p.init {
+                    w_b.assign(&w0.slice(s![rows.clone(), ..]));
+                }
+                kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
+                accumulate_xtw(w_b.view(), &x, &mut state.ws);
             }
-            kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
-            accumulate_xtw(w_b.view(), &x, &mut state.ws);
-            drop(w_b);
             run.w.release(rows.clone());
         }
         on_event(
@@ -358,16 +359,17 @@ pub fn fit_many(
                 .zip(&active)
                 .filter(|(_, a)| **a)
             {
-                let mut w_b = run.w.rows_mut(rows.clone());
-                state.cross += update_w_block(
-                    &x,
-                    w_b.view_mut(),
-                    state.hst.view(),
-                    state.hht32.view(),
-                    &mut state.ws,
-                );
-                accumulate_xtw(w_b.view(), &x, &mut state.ws);
-                drop(w_b);
+                {
+                    let mut w_b = run.w.rows_mut(rows.clone());
+                    state.cross += update_w_block(
+                        &x,
+                        w_b.view_mut(),
+                        state.hst.view(),
+                        state.hht32.view(),
+                        &mut state.ws,
+                    );
+                    accumulate_xtw(w_b.view(), &x, &mut state.ws);
+                }
                 run.w.release(rows.clone());
             }
             on_event(

@@ -378,7 +378,7 @@ fn malformed_sparse_input_is_refused() {
 fn runs_sharing_passes_equal_solo_runs() {
     use nmflow_core::{RowSample, Run, fit_many};
     let x = sparse_counts(300, 40);
-    let mut specs = vec![
+    let mut specs = [
         params(2, 15, Some(64)),
         params(4, 9, Some(64)),
         params(3, 40, Some(64)),

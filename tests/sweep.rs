@@ -1,0 +1,248 @@
+//! `nmflow sweep`, `fit --restarts` and `nmflow report` end to end.
+
+use std::path::Path;
+
+use nmflow_testkit::SeedGenerator;
+
+use crate::util::*;
+
+/// The seed generator's data as `cargo xtask synth seed` writes it:
+/// 5000 × 1000, 5 clusters, seed 0, with `/labels`.
+fn seed_data(path: &Path) {
+    let (x, labels) = SeedGenerator::new(0, 5, 1000).matrix(5000);
+    write_h5(path, "X", &x);
+    write_h5_1d(path, "labels", &labels);
+}
+
+fn tsv_column(table: &str, name: &str) -> Vec<Option<f64>> {
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().expect("header").split('\t').collect();
+    let col = header.iter().position(|h| *h == name).expect("column");
+    lines
+        .map(|l| l.split('\t').nth(col).and_then(|v| v.parse().ok()))
+        .collect()
+}
+
+#[test]
+fn sweep_of_the_seed_data_bends_at_five_and_recovers_the_clusters() {
+    let dir = tempdir();
+    let data = join(&dir, "seed.h5");
+    seed_data(&data);
+    let out_dir = join(&dir, "sweep");
+    let out = run(&[
+        "sweep",
+        path_str(&data),
+        "-k",
+        "2..8",
+        "--restarts",
+        "3",
+        "--labels",
+        "/labels",
+        "-o",
+        path_str(&out_dir),
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = std::fs::read_to_string(out_dir.join("sweep.tsv")).expect("sweep.tsv");
+    let header = table.lines().next().unwrap();
+    for column in [
+        "k",
+        "best_rel_error",
+        "mean_rel_error",
+        "sd_rel_error",
+        "cophenetic",
+        "spectra_stability",
+        "ari",
+        "nmi",
+    ] {
+        assert!(
+            header.split('\t').any(|h| h == column),
+            "no column {column}: {header}"
+        );
+    }
+    let ks: Vec<f64> = tsv_column(&table, "k").into_iter().flatten().collect();
+    assert_eq!(ks, vec![2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+    let err: Vec<f64> = tsv_column(&table, "best_rel_error")
+        .into_iter()
+        .flatten()
+        .collect();
+    let ari: Vec<f64> = tsv_column(&table, "ari").into_iter().flatten().collect();
+    let coph: Vec<f64> = tsv_column(&table, "cophenetic")
+        .into_iter()
+        .flatten()
+        .collect();
+    // The curve bends at k = 5: each step up to 5 gains far more than any after.
+    let gain = |k: usize| err[k - 3] - err[k - 2];
+    let before = (3..=5).map(gain).fold(f64::INFINITY, f64::min);
+    let after = (6..=8).map(gain).fold(0.0f64, f64::max);
+    assert!(
+        before > 5.0 * after,
+        "gains {:?}",
+        (3..=8).map(gain).collect::<Vec<_>>()
+    );
+    assert!(ari[3] >= 0.95, "ARI at k = 5: {}", ari[3]);
+    assert!(coph[3] >= 0.99, "cophenetic at k = 5: {}", coph[3]);
+
+    // The best k = 5 run equals a lone fit with its seed: sharing passes
+    // changes nothing.
+    let sweep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("sweep.json")).unwrap())
+            .unwrap();
+    let k5 = &sweep["per_k"][3];
+    assert_eq!(k5["k"], 5);
+    let seed = k5["best_seed"].as_u64().unwrap().to_string();
+    let alone = join(&dir, "alone.h5");
+    let out = run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "5",
+        "--seed",
+        &seed,
+        "-o",
+        path_str(&alone),
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read2(&alone, "W"), read2(&out_dir.join("k5.h5"), "W"));
+    assert_eq!(
+        read1::<f64>(&alone, "rel_error"),
+        read1::<f64>(&out_dir.join("k5.h5"), "rel_error")
+    );
+    assert_eq!(sweep["runs"].as_array().unwrap().len(), 21);
+
+    // The report: every figure as PNG and SVG, one page that loads nothing.
+    let report = join(&dir, "report");
+    let out = run(&["report", path_str(&out_dir), "-o", path_str(&report), "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for stem in [
+        "sweep_error",
+        "sweep_stability",
+        "sweep_ari",
+        "sweep_error_curves",
+        "k5_error_curve",
+        "k5_w_heatmap",
+        "k5_top_columns",
+        "k5_pca",
+    ] {
+        let png = std::fs::read(report.join(format!("{stem}.png"))).expect(stem);
+        assert_eq!(&png[..4], b"\x89PNG", "{stem}");
+        let svg = std::fs::read_to_string(report.join(format!("{stem}.svg"))).expect(stem);
+        assert!(svg.contains("<svg"), "{stem}");
+    }
+    let page = std::fs::read_to_string(report.join("index.html")).expect("index.html");
+    assert!(page.contains("data:image/png;base64,"));
+    for external in ["<script", "http://", "https://", "<link"] {
+        assert!(!page.contains(external), "the page loads {external}");
+    }
+    assert!(
+        !files_in(&report).iter().any(|f| f.starts_with('.')),
+        "temporary files left"
+    );
+}
+
+#[test]
+fn fit_restarts_keep_the_lowest_error_and_report_a_fit() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let (x, _) = SeedGenerator::new(3, 3, 40).matrix(400);
+    write_h5(&data, "X", &x);
+    for output in ["result.h5", "result.h5ad"] {
+        let result = join(&dir, output);
+        let out = run(&[
+            "fit",
+            path_str(&data),
+            "-k",
+            "3",
+            "--restarts",
+            "4",
+            "--seed",
+            "10",
+            "--max-iter",
+            "30",
+            "--sample",
+            "100",
+            "-o",
+            path_str(&result),
+            "--json",
+            "-q",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        let errors: Vec<f64> = summary["restart_rel_errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(errors.len(), 4);
+        let best = errors.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(summary["rel_error"].as_f64().unwrap(), best);
+        let kept = errors.iter().position(|&e| e == best).unwrap() as u64;
+        assert_eq!(summary["seed"].as_u64().unwrap(), 10 + kept);
+        let report = join(&dir, &format!("report-{output}"));
+        let out = run(&["report", path_str(&result), "-o", path_str(&report), "-q"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        for stem in ["error_curve", "w_heatmap", "top_columns", "pca"] {
+            assert!(
+                report.join(format!("{stem}.png")).exists(),
+                "{output}: {stem}"
+            );
+        }
+    }
+    let rows = read1::<u64>(&join(&dir, "result.h5"), "sample/rows");
+    assert_eq!(rows.len(), 100);
+    assert_eq!(
+        read2(&join(&dir, "result.h5"), "sample/pca").dim(),
+        (100, 2)
+    );
+}
+
+#[test]
+fn bad_sweep_and_report_inputs_fail_cleanly() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let (x, labels) = SeedGenerator::new(3, 3, 20).matrix(100);
+    write_h5(&data, "X", &x);
+    write_h5_1d(&data, "short", &labels[..50]);
+    let out_dir = join(&dir, "sweep");
+    let sweep = |labels: &str| {
+        run(&[
+            "sweep",
+            path_str(&data),
+            "-k",
+            "2..3",
+            "--restarts",
+            "2",
+            "--labels",
+            labels,
+            "-o",
+            path_str(&out_dir),
+            "-q",
+        ])
+    };
+    assert_fails(&sweep("nosuch"), &["data.h5", "nosuch", "available", "X"]);
+    assert_fails(
+        &sweep("/short"),
+        &["data.h5", "/short", "50 labels", "100 rows"],
+    );
+    assert!(files_in(&out_dir).is_empty(), "{:?}", files_in(&out_dir));
+    let out = run(&[
+        "sweep",
+        path_str(&data),
+        "-k",
+        "5..2",
+        "-o",
+        path_str(&out_dir),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(&["report", path_str(&data), "-o", path_str(&join(&dir, "r"))]);
+    assert_fails(&out, &["data.h5", "not a result of nmflow fit"]);
+    let out = run(&[
+        "report",
+        path_str(&out_dir),
+        "-o",
+        path_str(&join(&dir, "r")),
+    ]);
+    assert_fails(&out, &["sweep.json"]);
+}
