@@ -164,7 +164,12 @@ pub fn run(args: FitArgs) -> Result<()> {
         .with_context(|| input.name.clone())?;
 
     // The memory plan: block height, W's place and the batches.
-    let plan = BatchPlan::new(&input, &specs, run)?;
+    let plan = BatchPlan::new(
+        &input,
+        &specs,
+        run,
+        session::sample_bytes(&input, run.sample),
+    )?;
     let valid: Vec<ValidParams> = checked
         .into_iter()
         .map(|v| v.with_block_rows(plan.block_rows))

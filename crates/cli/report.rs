@@ -17,6 +17,7 @@ use crate::args::ReportArgs;
 const MAX_SAMPLE: usize = 2000;
 
 pub fn run(args: ReportArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let out = &args.output;
     let index = out.join("index.html");
     if index.exists() && !args.force {
@@ -39,8 +40,18 @@ pub fn run(args: ReportArgs) -> Result<()> {
     };
     let page = html_page(&title, &sections)?;
     write_atomically(&index, page.as_bytes())?;
-    if !args.quiet {
-        let n: usize = sections.iter().map(|s| s.figures.len()).sum();
+    let n: usize = sections.iter().map(|s| s.figures.len()).sum();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "index": index.display().to_string(),
+                "figures": n,
+                "seconds": started.elapsed().as_secs_f64(),
+                "peak_rss_bytes": crate::peak_rss_bytes(),
+            })
+        );
+    } else if !args.quiet {
         println!(
             "written    {} ({n} figures as PNG and SVG)",
             index.display()

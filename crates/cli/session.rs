@@ -171,7 +171,10 @@ impl BatchPlan {
     /// Plans `specs` (in order) for `input` within the budget: the block
     /// height and W's place from the largest k, then as many consecutive
     /// runs per batch as the budget holds.
-    pub fn new(input: &Input, specs: &[RunSpec], run: &RunArgs) -> Result<Self> {
+    ///
+    /// `extra_bytes` is held beside the runs for the whole command (the row
+    /// sample, consensus matrices, labels).
+    pub fn new(input: &Input, specs: &[RunSpec], run: &RunArgs, extra_bytes: u64) -> Result<Self> {
         let (budget, budget_from) = budget::budget(run.memory)?;
         let n_rows = input.n_rows();
         let n_cols = input.n_cols();
@@ -196,7 +199,7 @@ impl BatchPlan {
         // (the k-independent part of the block estimate); each run adds W
         // (or its window), its H-side products and its per-block scratch.
         let x_blocks = estimate(0).block_bytes;
-        let shared = nmflow_core::plan::BASELINE_BYTES + x_blocks;
+        let shared = nmflow_core::plan::BASELINE_BYTES + x_blocks + extra_bytes;
         let per_run = |k: usize| {
             let e = estimate(k);
             let w = if w_on_disk {
@@ -237,6 +240,19 @@ impl BatchPlan {
             predicted_peak,
         })
     }
+}
+
+/// Bytes of the row sample of `n_sample` rows: its stored entries (value and
+/// index), from the input's density.
+pub fn sample_bytes(input: &Input, n_sample: usize) -> u64 {
+    let n_rows = input.n_rows().max(1) as u64;
+    let n_sample = (n_sample as u64).min(n_rows);
+    let per_row = match input.opened.source.nnz_hint() {
+        Some(nnz) => nnz.div_ceil(n_rows),
+        None => input.n_cols() as u64,
+    };
+    // The PCA's subspace iteration: a few f64 blocks of n_cols × 6 and n × 6.
+    n_sample * (8 * per_row + 8) + 8 * 6 * 3 * (input.n_cols() as u64 + n_sample)
 }
 
 /// The row sample, its principal components, for the outputs.

@@ -167,7 +167,17 @@ pub fn run(args: SweepArgs) -> Result<()> {
         })
         .collect::<Result<_, _>>()
         .with_context(|| input.name.clone())?;
-    let plan = BatchPlan::new(&input, &specs, run)?;
+    // Beside the runs: the sample, one consensus matrix per k (a u32 per
+    // pair of sampled rows), the labels and one run's clusters.
+    let n_sample = run.sample.min(n_rows) as u64;
+    let extra = session::sample_bytes(&input, run.sample)
+        + ks.len() as u64 * 2 * n_sample * n_sample.saturating_sub(1)
+        + if labels.is_some() {
+            8 * n_rows as u64
+        } else {
+            0
+        };
+    let plan = BatchPlan::new(&input, &specs, run, extra)?;
     let valid: Vec<ValidParams> = checked
         .into_iter()
         .map(|v| v.with_block_rows(plan.block_rows))

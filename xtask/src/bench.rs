@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Also run the scaling sizes (12,500 to 200,000 cells) and draw docs/scaling.svg.
     #[arg(long)]
     pub scaling: bool,
+    /// Only `nmflow sweep` and `nmflow report` (seed data; 1,000,000 rows unless --quick).
+    #[arg(long)]
+    pub sweep: bool,
 }
 
 struct Case {
@@ -69,6 +72,8 @@ const CASES: &[Case] = &[
     case("sc", (200_000, 20_000), 20, 20, 10, true),
 ];
 
+const SWEEP_START: &str = "<!-- bench:sweep:start -->";
+const SWEEP_END: &str = "<!-- bench:sweep:end -->";
 const START: &str = "<!-- bench:fit:start -->";
 const END: &str = "<!-- bench:fit:end -->";
 
@@ -83,6 +88,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let binary = PathBuf::from("target/release/nmflow");
     std::fs::create_dir_all(&args.data_dir)?;
+    if args.sweep {
+        let section = crate::sweep_bench::run(&binary, &args.data_dir, args.quick)?;
+        update_report(&args.report, SWEEP_START, SWEEP_END, &section)?;
+        eprintln!("updated {}", args.report.display());
+        return Ok(());
+    }
     let mut rows = String::new();
     for case in CASES.iter().filter(|c| !(args.quick && c.large)) {
         let ext = if case.name == "sc" { "h5ad" } else { "h5" };
@@ -178,6 +189,15 @@ fn fit(binary: &Path, data: &Path, case: &Case, dir: &Path) -> Result<serde_json
 }
 
 pub(crate) fn environment() -> String {
+    format!(
+        "{}, with `cargo xtask bench` (release build, all cores, `--tol 0`, random init seed 0; \
+         data from `cargo xtask synth seed` (dense, uncompressed HDF5) and `cargo xtask synth sc` (CSR h5ad, about 6 % non-zero, uncompressed), cached in `bench-data/`).",
+        machine()
+    )
+}
+
+/// Date, git revision and machine of a measurement.
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -214,11 +234,7 @@ pub(crate) fn environment() -> String {
         " (with uncommitted changes)"
     };
     let date = run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    format!(
-        "Measured {date} at git revision `{rev}`{dirty} on {cpu}, {cores} cores, {mem} memory, \
-         with `cargo xtask bench` (release build, all cores, `--tol 0`, random init seed 0; \
-         data from `cargo xtask synth seed` (dense, uncompressed HDF5) and `cargo xtask synth sc` (CSR h5ad, about 6 % non-zero, uncompressed), cached in `bench-data/`)."
-    )
+    format!("Measured {date} at git revision `{rev}`{dirty} on {cpu}, {cores} cores, {mem} memory")
 }
 
 fn update_report(path: &Path, start: &str, end: &str, section: &str) -> Result<()> {

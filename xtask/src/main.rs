@@ -3,6 +3,7 @@
 
 mod bench;
 mod scaling;
+mod sweep_bench;
 mod synth;
 mod synth_sc;
 
