@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::args::{FitArgs, InitArg, NormalizeArg};
 use crate::budget;
-use crate::session::{self, BatchPlan, Finished, Input, RunSpec};
+use crate::session::{self, BatchPlan, Finished, Input, RunSpec, TimeEstimate};
 
 /// The summary of a run, printed as text or as JSON.
 #[derive(Debug, Serialize)]
@@ -45,6 +45,9 @@ struct Summary {
     seed: u64,
     /// Final relative error of every restart, in seed order.
     restart_rel_errors: Vec<f64>,
+    /// The plan's estimates, from timing block 0.
+    estimated_prepare_seconds: Option<f64>,
+    estimated_seconds_per_iter: Option<f64>,
     output: String,
     peak_rss_bytes: Option<u64>,
 }
@@ -185,7 +188,11 @@ pub fn run(args: FitArgs) -> Result<()> {
         format!("in memory ({})", budget::human(w_bytes))
     };
     let pass_bytes = input.pass_bytes();
-    let cache_note = input.attach_cache(run, plan.block_rows)?;
+    let pool = session::thread_pool(run.threads)?;
+    let threads = pool.current_num_threads();
+    let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
+    let estimate = pool.install(|| TimeEstimate::measure(&mut input, plan.block_rows, &ks));
+    let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
     if !run.quiet && !run.json {
         eprintln!(
             "plan: budget {} ({}); blocks of {} rows; predicted peak {} (W {w_note}); \
@@ -198,10 +205,11 @@ pub fn run(args: FitArgs) -> Result<()> {
             specs.len(),
             plan.batches.len(),
         );
+        if let Some(estimate) = &estimate {
+            eprintln!("{}", estimate.describe(reads_cheap));
+        }
     }
 
-    let pool = session::thread_pool(run.threads)?;
-    let threads = pool.current_num_threads();
     let mut best: Option<(Finished, Vec<u64>, nmflow_core::Pca)> = None;
     let mut restart_errors = vec![f64::NAN; specs.len()];
     pool.install(|| {
@@ -278,6 +286,8 @@ pub fn run(args: FitArgs) -> Result<()> {
         w_storage: w_note.clone(),
         seed: spec.seed,
         restart_rel_errors: restart_errors,
+        estimated_prepare_seconds: estimate.map(|e| e.prepare_s()),
+        estimated_seconds_per_iter: estimate.map(|e| e.iteration_s(reads_cheap)),
         ..summary
     };
     if summary.integer_valued && run.normalize == NormalizeArg::None && !run.quiet && !run.json {
@@ -325,6 +335,8 @@ fn summarize(report: &FitOutcome, clusters: &[u32], k: usize, seconds: f64) -> S
         cluster_sizes,
         seed: 0,
         restart_rel_errors: Vec::new(),
+        estimated_prepare_seconds: None,
+        estimated_seconds_per_iter: None,
         output: String::new(),
         peak_rss_bytes: crate::peak_rss_bytes(),
     }

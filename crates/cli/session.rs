@@ -70,7 +70,8 @@ impl Input {
 
     /// Puts the block cache (or, with --no-cache, the read-ahead thread) in
     /// front of the source; returns what was done, for the plan line.
-    pub fn attach_cache(&mut self, run: &RunArgs, block_rows: usize) -> Result<String> {
+    /// The flag is whether later passes read cheaply (cache or memory map).
+    pub fn attach_cache(&mut self, run: &RunArgs, block_rows: usize) -> Result<(String, bool)> {
         let pass_bytes = self.pass_bytes();
         let opened = &mut self.opened;
         let mapped = opened.kind == InputKind::Npy || opened.storage.contains("transposed");
@@ -84,20 +85,26 @@ impl Input {
                 let inner = take_source(&mut opened.source);
                 opened.source = Box::new(PrefetchSource::new(inner, block_rows, None, 1));
             }
-            "off (--no-cache)".to_owned()
+            ("off (--no-cache)".to_owned(), mapped)
         } else if mapped {
-            "not needed (the input is memory-mapped)".to_owned()
+            ("not needed (the input is memory-mapped)".to_owned(), true)
         } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
             // Read ahead during the first pass; later passes map the cache.
             let inner = take_source(&mut opened.source);
             let ahead = PrefetchSource::new(inner, block_rows, Some(1), 1);
             opened.source = Box::new(CachedSource::new(Box::new(ahead), &cache_dir)?);
-            format!("{} in {}", budget::human(pass_bytes), cache_dir.display())
+            (
+                format!("{} in {}", budget::human(pass_bytes), cache_dir.display()),
+                true,
+            )
         } else {
-            format!(
-                "off: {} has less than {} free",
-                cache_dir.display(),
-                budget::human(pass_bytes + pass_bytes / 5)
+            (
+                format!(
+                    "off: {} has less than {} free",
+                    cache_dir.display(),
+                    budget::human(pass_bytes + pass_bytes / 5)
+                ),
+                false,
             )
         })
     }
@@ -436,4 +443,74 @@ pub fn column_names(input: &Input) -> Option<Vec<String>> {
     )
     .ok()
     .map(|names| names.var)
+}
+
+/// A time estimate from block 0: read once and computed on once.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeEstimate {
+    pub n_blocks: usize,
+    /// Seconds to read (and decode) block 0.
+    pub read_s: f64,
+    /// Seconds all runs spend computing on block 0 in one pass.
+    pub compute_s: f64,
+}
+
+impl TimeEstimate {
+    /// Reads block 0 of the input (before the cache is attached) and times
+    /// every run's kernels on it. `None` when block 0 cannot be read or is
+    /// malformed: the fit reports that itself.
+    pub fn measure(input: &mut Input, block_rows: usize, ks: &[usize]) -> Option<Self> {
+        let n_rows = input.n_rows();
+        let rows = 0..block_rows.min(n_rows);
+        let started = std::time::Instant::now();
+        let block = input.opened.source.block(rows).ok()?;
+        let read_s = started.elapsed().as_secs_f64();
+        let mut compute_s = 0.0;
+        let mut timed: Vec<(usize, f64)> = Vec::new();
+        for &k in ks {
+            let t = match timed.iter().find(|(tk, _)| *tk == k) {
+                Some(&(_, t)) => t,
+                None => {
+                    let t = nmflow_core::time_block(&block, k)?;
+                    timed.push((k, t));
+                    t
+                }
+            };
+            compute_s += t;
+        }
+        Some(Self {
+            n_blocks: n_rows.div_ceil(block_rows.max(1)),
+            read_s,
+            compute_s,
+        })
+    }
+
+    /// The pre-pass: reading every block, then validating it and
+    /// accumulating on it (about one block's compute).
+    pub fn prepare_s(&self) -> f64 {
+        self.n_blocks as f64 * (self.read_s + self.compute_s)
+    }
+
+    /// One iteration: computing every block, or reading it when reads are
+    /// slower and not served by the cache or a memory map.
+    pub fn iteration_s(&self, reads_cheap: bool) -> f64 {
+        let per_block = if reads_cheap {
+            self.compute_s
+        } else {
+            self.compute_s.max(self.read_s)
+        };
+        self.n_blocks as f64 * per_block
+    }
+
+    pub fn describe(&self, reads_cheap: bool) -> String {
+        format!(
+            "estimated time: pre-pass ≈ {:.1} s, ≈ {:.2} s per iteration (block 0 of {}: read in {:.0} ms, \
+             computed on in {:.0} ms)",
+            self.prepare_s(),
+            self.iteration_s(reads_cheap),
+            self.n_blocks,
+            self.read_s * 1e3,
+            self.compute_s * 1e3
+        )
+    }
 }

@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use crate::args::{KList, SweepArgs};
 use crate::budget;
-use crate::session::{self, BatchPlan, Finished, Input, InputRecord, RunSpec, SampleInfo};
+use crate::session::{
+    self, BatchPlan, Finished, Input, InputRecord, RunSpec, SampleInfo, TimeEstimate,
+};
 
 /// Parses `2..12` (inclusive), `3,5,8` or `5`.
 pub fn parse_ks(text: &str) -> Result<KList, String> {
@@ -96,6 +98,8 @@ struct SweepSummary {
     batches: Vec<(usize, usize)>,
     budget_bytes: u64,
     predicted_peak_bytes: u64,
+    /// The plan's estimate of one iteration of all runs, from block 0.
+    estimated_seconds_per_iter: Option<f64>,
     seconds: f64,
     peak_rss_bytes: Option<u64>,
     per_k: Vec<KSummary>,
@@ -183,7 +187,11 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .map(|v| v.with_block_rows(plan.block_rows))
         .collect();
     let pass_bytes = input.pass_bytes();
-    let cache_note = input.attach_cache(run, plan.block_rows)?;
+    let pool = session::thread_pool(run.threads)?;
+    let threads = pool.current_num_threads();
+    let all_ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
+    let estimate = pool.install(|| TimeEstimate::measure(&mut input, plan.block_rows, &all_ks));
+    let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
     if !run.quiet && !run.json {
         eprintln!(
             "plan: {} runs (k {}, {} restarts) in {} batch(es) sharing each pass; budget {} ({}); \
@@ -203,10 +211,11 @@ pub fn run(args: SweepArgs) -> Result<()> {
             },
             budget::human(pass_bytes),
         );
+        if let Some(estimate) = &estimate {
+            eprintln!("{}", estimate.describe(reads_cheap));
+        }
     }
 
-    let pool = session::thread_pool(run.threads)?;
-    let threads = pool.current_num_threads();
     let record = input.record();
     let mut states: Vec<KState> = Vec::new();
     let mut runs: Vec<Option<RunSummary>> = vec![None; specs.len()];
@@ -313,6 +322,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         batches: plan.batches.iter().map(|b| (b.start, b.end)).collect(),
         budget_bytes: plan.budget,
         predicted_peak_bytes: plan.predicted_peak,
+        estimated_seconds_per_iter: estimate.map(|e| e.iteration_s(reads_cheap)),
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: crate::peak_rss_bytes(),
         per_k,

@@ -162,3 +162,34 @@ def test_write_into_keeps_the_file_readable_with_its_content(nmflow_bin, tmp_pat
     assert "nmf_cluster" in b.obs
     assert b.uns["nmf"]["params"]["k"] == K
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.h5ad"]
+
+
+def test_sweep_scores_labels_of_an_anndata_categorical_column_as_scikit_learn(nmflow_bin, tmp_path):
+    """`--labels` reads an obs column written by anndata (categorical, with a
+    missing value); ARI and NMI equal scikit-learn's on the written clusters."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    x = counts(n_cells=120)
+    a = adata(x)
+    rng = np.random.default_rng(1)
+    kinds = rng.choice(["B", "T", "NK"], size=x.shape[0]).astype(object)
+    kinds[3] = None
+    a.obs["cell_type"] = pd.Categorical(kinds)
+    path = tmp_path / "labelled.h5ad"
+    a.write_h5ad(path)
+    out = tmp_path / "sweep"
+    cmd = [str(nmflow_bin), "sweep", str(path), "-k", "2..3", "--restarts", "2", "--max-iter", "20",
+           "--labels", "cell_type", "-o", str(out), "-q", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    codes = a.obs["cell_type"].cat.codes.to_numpy()
+    import json
+    summary = json.loads(done.stdout)
+    for row in summary["per_k"]:
+        with h5py.File(out / row["result"]) as f:
+            clusters = f["cluster"][:]
+        assert row["ari"] == pytest.approx(adjusted_rand_score(codes, clusters), abs=1e-12)
+        assert row["nmi"] == pytest.approx(normalized_mutual_info_score(codes, clusters), abs=1e-12)
+    table = (out / "sweep.tsv").read_text().splitlines()
+    assert table[0].split("\t")[:8] == ["k", "best_rel_error", "mean_rel_error", "sd_rel_error",
+                                        "cophenetic", "spectra_stability", "ari", "nmi"]

@@ -508,6 +508,32 @@ impl RunState {
     }
 }
 
+/// Seconds one pass spends computing on the block `x` (the W update and
+/// the XᵀW, WᵀW accumulation of one run at `k` components), measured on
+/// the block itself with arbitrary positive factors: the basis of the time
+/// estimate printed with a plan. The block is checked first; `None` when
+/// it is malformed (the fit will report it).
+pub fn time_block(x: &RowBlock<'_>, k: usize) -> Option<f64> {
+    let n_b = x.n_rows();
+    let n_cols = x.n_cols();
+    if let RowBlock::Csr(csr) = x {
+        csr.validate(n_b).ok()?;
+    }
+    if n_b == 0 || k == 0 {
+        return Some(0.0);
+    }
+    let mut ws = Workspace::new(k, n_cols, n_b);
+    let hst = Array2::from_shape_fn((n_cols, k), |(i, j)| {
+        0.5 + ((i * 7 + j * 3) % 11) as f32 / 22.0
+    });
+    let hht = hst.t().dot(&hst);
+    let mut w_b = Array2::from_shape_fn((n_b, k), |(i, j)| 0.5 + ((i + j) % 5) as f32 / 10.0);
+    let started = Instant::now();
+    update_w_block(x, w_b.view_mut(), hst.view(), hht.view(), &mut ws);
+    accumulate_xtw(w_b.view(), x, &mut ws);
+    Some(started.elapsed().as_secs_f64())
+}
+
 /// The row ranges of the blocks of height `block_rows`.
 pub fn block_ranges(n_rows: usize, block_rows: usize) -> Vec<Range<usize>> {
     (0..n_rows)
