@@ -39,3 +39,29 @@ fn inspect_reads_npy() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("10 × 4"));
 }
+
+#[test]
+fn read_pass_reads_every_block_of_the_matrix_fit_would_read() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5_gzip(&data, "X", &seed_matrix(100, 12, 2), 25);
+    let out = run(&[
+        "inspect",
+        path_str(&data),
+        "--read-pass",
+        "--block-rows",
+        "30",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let pass = &report["read_pass"];
+    assert_eq!(pass["blocks"], 4);
+    assert_eq!(pass["block_rows"], 30);
+    assert_eq!(pass["stored_values"], 1200);
+    assert_eq!(pass["bytes"], 4800);
+    assert!(pass["seconds"].as_f64().is_some());
+    assert_eq!(report["datasets"][0]["dataset"], "/X");
+    let out = run(&["inspect", path_str(&data), "--read-pass"]);
+    assert!(stdout(&out).contains("read pass of"), "{}", stdout(&out));
+}

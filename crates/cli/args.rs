@@ -275,6 +275,11 @@ pub struct InspectArgs {
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub memory: Option<u64>,
 
+    /// Also time one bare pass over the matrix fit would read (reading and decoding every block,
+    /// no computation): the I/O floor of an iteration.
+    #[arg(long)]
+    pub read_pass: bool,
+
     /// Print the listing as JSON.
     #[arg(long)]
     pub json: bool,

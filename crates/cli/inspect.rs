@@ -173,8 +173,22 @@ pub fn run(args: InspectArgs) -> Result<()> {
             e
         })
         .collect();
+    let read_pass = if args.read_pass {
+        Some(time_read_pass(&args.file, args.block_rows)?)
+    } else {
+        None
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        match &read_pass {
+            Some(pass) => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "datasets": entries,
+                    "read_pass": pass,
+                }))?
+            ),
+            None => println!("{}", serde_json::to_string_pretty(&entries)?),
+        }
         return Ok(());
     }
     match sniff(&args.file)? {
@@ -231,6 +245,18 @@ pub fn run(args: InspectArgs) -> Result<()> {
     if !any {
         println!("  no 2-D numeric dataset: nothing to factorize");
     }
+    if let Some(pass) = &read_pass {
+        println!(
+            "  read pass of {}: {} blocks of {} rows, {} stored values, {} in {:.2} s ({:.2} GB/s)",
+            pass.matrix,
+            pass.blocks,
+            pass.block_rows,
+            pass.stored_values,
+            mib(pass.bytes),
+            pass.seconds,
+            pass.bytes as f64 / pass.seconds.max(1e-9) / 1e9
+        );
+    }
     let others: Vec<&Entry> = entries.iter().filter(|e| !e.factorizable).collect();
     if !others.is_empty() {
         println!("  other datasets:");
@@ -239,6 +265,61 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One bare pass over the matrix `fit FILE` would factorize.
+#[derive(Debug, Serialize)]
+struct ReadPass {
+    matrix: String,
+    block_rows: usize,
+    blocks: usize,
+    stored_values: u64,
+    /// Bytes of values and indices delivered (as fit counts a pass).
+    bytes: u64,
+    seconds: f64,
+}
+
+fn time_read_pass(file: &std::path::Path, block_rows: Option<usize>) -> Result<ReadPass> {
+    let spec = nmflow_io::InputSpec::parse(&file.display().to_string());
+    let mut opened = nmflow_io::open_source(&spec, &nmflow_io::OpenOptions::default())?;
+    let source = opened.source.as_mut();
+    let (n_rows, n_cols) = (source.n_rows(), source.n_cols());
+    let block_rows = block_rows
+        .unwrap_or_else(|| default_block_rows(n_rows, n_cols, source.preferred_block_rows()))
+        .max(1);
+    let matrix = match &opened.dataset {
+        Some(ds) => format!("{}:{ds}", file.display()),
+        None => file.display().to_string(),
+    };
+    let started = std::time::Instant::now();
+    let mut stored_values = 0u64;
+    let mut blocks = 0;
+    for start in (0..n_rows).step_by(block_rows) {
+        let rows = start..(start + block_rows).min(n_rows);
+        let block = source
+            .block(rows.clone())
+            .map_err(|e| anyhow::anyhow!("{matrix}: rows {}..{}: {e}", rows.start, rows.end))?;
+        stored_values += match block {
+            nmflow_core::RowBlock::Csr(x) => x.nnz() as u64,
+            other => (other.n_rows() * other.n_cols()) as u64,
+        };
+        blocks += 1;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let sparse = opened.source.nnz_hint().is_some();
+    let bytes = if sparse {
+        8 * stored_values + 8 * n_rows as u64
+    } else {
+        4 * stored_values
+    };
+    Ok(ReadPass {
+        matrix,
+        block_rows,
+        blocks,
+        stored_values,
+        bytes,
+        seconds,
+    })
 }
 
 fn mib(bytes: u64) -> String {

@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Also run the scaling sizes (12,500 to 200,000 cells) and draw docs/scaling.svg.
     #[arg(long)]
     pub scaling: bool,
+    /// Only the larger-than-memory case (2,000,000 cells under --memory 2GiB) and its references.
+    #[arg(long)]
+    pub out_of_core: bool,
     /// Only `nmflow sweep` and `nmflow report` (seed data; 1,000,000 rows unless --quick).
     #[arg(long)]
     pub sweep: bool,
@@ -88,6 +91,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let binary = PathBuf::from("target/release/nmflow");
     std::fs::create_dir_all(&args.data_dir)?;
+    if args.out_of_core {
+        let section = crate::ooc_bench::run(&binary, &args.data_dir)?;
+        update_report(
+            &args.report,
+            "<!-- bench:ooc:start -->",
+            "<!-- bench:ooc:end -->",
+            &section,
+        )?;
+        eprintln!("updated {}", args.report.display());
+        return Ok(());
+    }
     if args.sweep {
         let section = crate::sweep_bench::run(&binary, &args.data_dir, args.quick)?;
         update_report(&args.report, SWEEP_START, SWEEP_END, &section)?;

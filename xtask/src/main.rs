@@ -2,6 +2,7 @@
 //! (`bench`).
 
 mod bench;
+mod ooc_bench;
 mod scaling;
 mod sweep_bench;
 mod synth;
