@@ -214,11 +214,57 @@ fn xht_csr_body<const FMA: bool, const K: usize>(
 ) {
     let k = if K == 0 { k } else { K };
     out.fill(0.0);
+    let all_cols = &x.indices[..x.indptr[x.n_rows()]];
     for (row, out_row) in out.chunks_exact_mut(k).enumerate().take(x.n_rows()) {
-        let (cols, vals) = x.row(row);
-        for (&col, &v) in cols.iter().zip(vals) {
+        let range = x.indptr[row]..x.indptr[row + 1];
+        let (cols, vals) = (&x.indices[range.clone()], &x.data[range.clone()]);
+        if K > 0 {
+            // A fixed-size accumulator the compiler keeps in registers: no
+            // store-to-load chain through `out_row` between entries.
+            let mut acc = [0.0f32; K];
+            for (i, (&col, &v)) in cols.iter().zip(vals).enumerate() {
+                if FMA {
+                    prefetch_row(hst, all_cols, range.start + i + PREFETCH_AHEAD, k);
+                }
+                let start = col as usize * K;
+                axpy::<FMA>(&mut acc, v, &hst[start..start + K]);
+            }
+            out_row.copy_from_slice(&acc);
+            continue;
+        }
+        for (i, (&col, &v)) in cols.iter().zip(vals).enumerate() {
+            if FMA {
+                prefetch_row(hst, all_cols, range.start + i + PREFETCH_AHEAD, k);
+            }
             let start = col as usize * k;
             axpy::<FMA>(out_row, v, &hst[start..start + k]);
+        }
+    }
+}
+
+/// Stored entries ahead whose k-vector is prefetched (the gathers of the
+/// CSR kernels miss L2 when `n_cols × k` floats do not fit it).
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the CPU to bring the k-vector of the entry at `pos` (if any) into
+/// cache. A hint: it never faults and changes no result.
+#[inline(always)]
+fn prefetch_row(table: &[f32], cols: &[u32], pos: usize, k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(&col) = cols.get(pos) {
+        let start = col as usize * k;
+        if start < table.len() {
+            let ptr = table[start..].as_ptr();
+            // SAFETY: `ptr` points into `table`; a prefetch reads nothing
+            // architecturally and cannot fault.
+            #[allow(unused_unsafe)]
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(ptr.cast());
+                if k > 8 {
+                    _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(k - 1).cast());
+                }
+            }
         }
     }
 }
@@ -231,9 +277,14 @@ fn xtw_csr_body<const FMA: bool, const K: usize>(
     k: usize,
 ) {
     let k = if K == 0 { k } else { K };
+    let all_cols = &x.indices[..x.indptr[x.n_rows()]];
     for (row, w_row) in w.chunks_exact(k).enumerate().take(x.n_rows()) {
-        let (cols, vals) = x.row(row);
-        for (&col, &v) in cols.iter().zip(vals) {
+        let range = x.indptr[row]..x.indptr[row + 1];
+        let (cols, vals) = (&x.indices[range.clone()], &x.data[range.clone()]);
+        for (i, (&col, &v)) in cols.iter().zip(vals).enumerate() {
+            if FMA {
+                prefetch_row(part, all_cols, range.start + i + PREFETCH_AHEAD, k);
+            }
             let start = col as usize * k;
             axpy::<FMA>(&mut part[start..start + k], v, w_row);
         }

@@ -105,10 +105,17 @@ impl CsrBlock<'_> {
         if self.indptr[0] != 0 {
             return Err(CsrShapeError::Indptr { row: 0, nnz });
         }
+        // One vectorizable pass finds whether any index is out of range; the
+        // row at fault is searched for only then.
+        let max_index = self.indices.iter().fold(0u32, |m, &c| m.max(c));
+        let indices_ok = self.indices.is_empty() || (max_index as usize) < self.n_cols;
         for row in 0..n_rows {
             let (start, end) = (self.indptr[row], self.indptr[row + 1]);
             if end < start || end > nnz {
                 return Err(CsrShapeError::Indptr { row, nnz });
+            }
+            if indices_ok {
+                continue;
             }
             if let Some(&col) = self.indices[start..end]
                 .iter()
