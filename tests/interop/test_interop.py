@@ -193,3 +193,28 @@ def test_sweep_scores_labels_of_an_anndata_categorical_column_as_scikit_learn(nm
     table = (out / "sweep.tsv").read_text().splitlines()
     assert table[0].split("\t")[:8] == ["k", "best_rel_error", "mean_rel_error", "sd_rel_error",
                                         "cophenetic", "spectra_stability", "ari", "nmi"]
+
+
+def test_stored_principal_components_match_numpy_svd(fit, tmp_path):
+    """/sample/pca: the first two principal components of the sampled rows of
+    X / X.std(axis=0), as numpy's SVD of the centred sample gives them."""
+    x = counts(n_cells=300, n_genes=40, seed=3)
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f["X"] = x
+    out, _ = fit(path, *FIT_ARGS, "--sample", 120, out_name="pca.h5")
+    with h5py.File(out) as f:
+        rows = f["sample/rows"][:]
+        pca = f["sample/pca"][:]
+        ratio = f["sample/pca_variance_ratio"][:]
+    assert len(rows) == 120 and np.all(np.diff(rows) > 0)
+    std = x.std(axis=0)
+    xs = x / np.where(std > 0, std, 1)
+    s = xs[rows].astype(np.float64)
+    s -= s.mean(axis=0)
+    u, sv, _ = np.linalg.svd(s, full_matrices=False)
+    for j in range(2):
+        ref = u[:, j] * sv[j]
+        ref *= np.sign(ref[np.argmax(np.abs(ref))])
+        np.testing.assert_allclose(pca[:, j], ref, atol=1e-3 * np.abs(ref).max())
+        assert ratio[j] == pytest.approx(sv[j] ** 2 / (s**2).sum(), rel=1e-4)
