@@ -337,7 +337,10 @@ pub fn run_batches(
             result?
         };
         if let Some(sample) = sample.take() {
-            let pca = sample.pca(2, first_seed);
+            let pca = sample
+                .components()
+                .cloned()
+                .context("the solver computes the sample's components")?;
             info = Some(SampleInfo {
                 rows: sample.rows().iter().map(|&r| r as u64).collect(),
                 pca,

@@ -12,7 +12,12 @@ use ndarray::{Array2, ArrayView2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use rayon::prelude::*;
+
 use crate::source::RowBlock;
+
+/// Row ranges of the sample's transposed product, summed in order.
+const PCA_PARTS: usize = 4;
 
 /// Rows of X_s, stored as CSR.
 #[derive(Debug, Clone)]
@@ -24,6 +29,8 @@ pub struct RowSample {
     data: Vec<f32>,
     /// Index into `rows` of the next row to collect.
     next: usize,
+    /// The principal components, once computed by [`RowSample::finish`].
+    components: Option<Pca>,
 }
 
 /// Up to `n_sample` distinct row indices out of `n_rows`, drawn from `seed`,
@@ -56,6 +63,7 @@ impl RowSample {
             indices: Vec::new(),
             data: Vec::new(),
             next: 0,
+            components: None,
         }
     }
 
@@ -122,25 +130,62 @@ impl RowSample {
         }
     }
 
-    /// X_sample · m for `m` `n_cols × q`: `n × q`.
+    /// X_sample · m for `m` `n_cols × q`: `n × q`; parallel over rows.
     fn times(&self, m: ArrayView2<'_, f64>) -> Array2<f64> {
-        let mut out = Array2::zeros((self.n_collected(), m.ncols()));
-        for (i, mut out_row) in out.outer_iter_mut().enumerate() {
-            let (cols, vals) = self.row(i);
-            for (&c, &v) in cols.iter().zip(vals) {
-                out_row.scaled_add(f64::from(v), &m.row(c as usize));
-            }
+        let q = m.ncols().max(1);
+        let m = m.as_standard_layout();
+        let m = m.as_slice().unwrap_or_default();
+        let mut out = Array2::zeros((self.n_collected(), q));
+        if let Some(out_slice) = out.as_slice_mut() {
+            out_slice
+                .par_chunks_mut(q)
+                .enumerate()
+                .for_each(|(i, out_row)| {
+                    let (cols, vals) = self.row(i);
+                    for (&c, &v) in cols.iter().zip(vals) {
+                        let v = f64::from(v);
+                        let src = &m[c as usize * q..(c as usize + 1) * q];
+                        for (o, &s) in out_row.iter_mut().zip(src) {
+                            *o += v * s;
+                        }
+                    }
+                });
         }
         out
     }
 
-    /// X_sampleᵀ · u for `u` `n × q`: `n_cols × q`.
+    /// X_sampleᵀ · u for `u` `n × q`: `n_cols × q`; [`PCA_PARTS`] fixed row
+    /// ranges in parallel, their partial sums added in order (the result
+    /// does not depend on the thread count).
     fn t_times(&self, u: ArrayView2<'_, f64>) -> Array2<f64> {
-        let mut out = Array2::zeros((self.n_cols, u.ncols()));
-        for i in 0..self.n_collected() {
-            let (cols, vals) = self.row(i);
-            for (&c, &v) in cols.iter().zip(vals) {
-                out.row_mut(c as usize).scaled_add(f64::from(v), &u.row(i));
+        let q = u.ncols().max(1);
+        let u = u.as_standard_layout();
+        let u = u.as_slice().unwrap_or_default();
+        let n = self.n_collected();
+        let parts: Vec<Vec<f64>> = (0..PCA_PARTS)
+            .into_par_iter()
+            .map(|p| {
+                let mut part = vec![0.0f64; self.n_cols * q];
+                for i in p * n / PCA_PARTS..(p + 1) * n / PCA_PARTS {
+                    let (cols, vals) = self.row(i);
+                    let src = &u[i * q..(i + 1) * q];
+                    for (&c, &v) in cols.iter().zip(vals) {
+                        let v = f64::from(v);
+                        let dst = &mut part[c as usize * q..(c as usize + 1) * q];
+                        for (o, &s) in dst.iter_mut().zip(src) {
+                            *o += v * s;
+                        }
+                    }
+                }
+                part
+            })
+            .collect();
+        let mut out = Array2::zeros((self.n_cols, q));
+        if let Some(out_slice) = out.as_slice_mut() {
+            for part in &parts {
+                for (o, &v) in out_slice.iter_mut().zip(part) {
+                    *o += v;
+                }
             }
         }
         out
@@ -150,6 +195,21 @@ impl RowSample {
     /// rows (centred, as scikit-learn's `PCA` does).
     pub fn pca(&self, n_components: usize, seed: u64) -> Pca {
         pca(self, n_components, seed)
+    }
+
+    /// Computes the first two principal components, keeps them, and frees
+    /// the collected rows (the solver calls it after the pre-pass, so the
+    /// sample does not add to the memory of the iterations).
+    pub fn finish(&mut self, seed: u64) {
+        self.components = Some(pca(self, 2, seed));
+        self.indptr = vec![0];
+        self.indices = Vec::new();
+        self.data = Vec::new();
+    }
+
+    /// The components kept by [`RowSample::finish`].
+    pub fn components(&self) -> Option<&Pca> {
+        self.components.as_ref()
     }
 }
 
@@ -167,10 +227,10 @@ pub struct Pca {
 /// sparse. Signs are fixed so that each component's largest-magnitude score
 /// is positive.
 fn pca(sample: &RowSample, n_components: usize, seed: u64) -> Pca {
-    const ITERATIONS: usize = 60;
+    const ITERATIONS: usize = 40;
     let n = sample.n_collected();
     let n_cols = sample.n_cols;
-    let q = (n_components + 4).min(n_cols).min(n.max(1));
+    let q = (n_components + 3).min(n_cols).min(n.max(1));
     let n_components = n_components.min(q);
     if n < 2 || n_components == 0 {
         return Pca {

@@ -120,6 +120,9 @@ pub struct FitOutcome {
     pub block_rows: usize,
     /// Seconds of the pre-pass.
     pub prepare_seconds: f64,
+    /// Seconds spent on the row sample's principal components (after the
+    /// first iteration; not in `iteration_seconds`).
+    pub sample_seconds: f64,
     /// Seconds of every iteration.
     pub iteration_seconds: Vec<f64>,
 }
@@ -227,7 +230,9 @@ pub struct Run<'a> {
 ///
 /// The runs must share the per-row normalisation, the column scaling and
 /// the block height. When `sample` is given, its rows of X (normalised and
-/// scaled as the runs see them) are collected during the pre-pass.
+/// scaled as the runs see them) are collected during the first iteration's
+/// pass and their principal components computed ([`RowSample::finish`])
+/// after it.
 /// `on_event` receives the index of the run an [`Event::Iteration`] belongs
 /// to (0 for block events, which are shared).
 ///
@@ -289,9 +294,6 @@ pub fn fit_many(
             RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
         }
         n_stored += stored_entries(&x);
-        if let Some(sample) = sample.as_deref_mut() {
-            sample.collect(rows.clone(), &x);
-        }
         for (run, state) in runs.iter_mut().zip(&mut states) {
             let p = run.params.params();
             {
@@ -325,9 +327,6 @@ pub fn fit_many(
     if x_norm_sq <= 0.0 {
         return Err(FitError::ZeroMatrix);
     }
-    if let Some(sample) = sample {
-        sample.scale_columns(&col_scale);
-    }
     let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
 
     let max_iter = runs
@@ -335,6 +334,7 @@ pub fn fit_many(
         .map(|r| r.params.params().max_iter)
         .max()
         .unwrap_or(0);
+    let mut sample_seconds = 0.0;
     for iteration in 1..=max_iter {
         let active: Vec<bool> = runs
             .iter()
@@ -353,6 +353,11 @@ pub fn fit_many(
         // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
         for rows in &blocks {
             let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
+            if iteration == 1 {
+                if let Some(sample) = sample.as_deref_mut() {
+                    sample.collect(rows.clone(), &x);
+                }
+            }
             for ((run, state), _) in runs
                 .iter_mut()
                 .zip(&mut states)
@@ -384,6 +389,17 @@ pub fn fit_many(
 
         // 3. The error from accumulated products, and the stopping rule.
         let seconds = started.elapsed().as_secs_f64();
+        // The sample, collected during the first pass (whose memory is below
+        // the pre-pass's), gives its components and is freed (not counted
+        // in the iteration's time).
+        if iteration == 1 {
+            if let Some(sample) = sample.as_deref_mut() {
+                let started = Instant::now();
+                sample.scale_columns(&col_scale);
+                sample.finish(first.params().seed);
+                sample_seconds = started.elapsed().as_secs_f64();
+            }
+        }
         for (run_idx, ((run, state), _)) in runs
             .iter()
             .zip(&mut states)
@@ -415,6 +431,7 @@ pub fn fit_many(
             n_stored,
             block_rows,
             prepare_seconds,
+            sample_seconds,
             iteration_seconds: state.iteration_seconds,
         })
         .collect())

@@ -422,11 +422,15 @@ fn runs_sharing_passes_equal_solo_runs() {
             assert_eq!(&solo.w, w);
         }
         assert!(outcomes[2].converged && outcomes[2].n_iter() < 40);
+        // The sample's components: those of the scaled rows 0, 17, 299.
         let scale = &outcomes[0].col_scale;
-        let (cols, vals) = sample.row(1);
-        for (&c, &v) in cols.iter().zip(vals) {
-            assert_eq!(v, x[(17, c as usize)] / scale[c as usize]);
-        }
-        assert_eq!(cols.len(), x.row(17).iter().filter(|&&v| v != 0.0).count());
+        let scaled = Array2::from_shape_fn((3, 40), |(i, j)| x[([0, 17, 299][i], j)] / scale[j]);
+        let mut direct = RowSample::new(vec![0, 1, 2], 40);
+        direct.collect(0..3, &nmflow_core::RowBlock::Dense(scaled.view()));
+        let expected = direct.pca(2, specs[0].seed);
+        let found = sample.components().expect("components after the pre-pass");
+        assert_eq!(found.scores, expected.scores);
+        assert_eq!(sample.rows(), &[0, 17, 299]);
+        assert_eq!(sample.n_collected(), 0, "rows are freed after the pre-pass");
     }
 }
