@@ -246,3 +246,48 @@ fn bad_sweep_and_report_inputs_fail_cleanly() {
     ]);
     assert_fails(&out, &["sweep.json"]);
 }
+
+#[test]
+fn labels_come_from_another_file_as_strings_and_score_the_written_clusters() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let (x, labels) = SeedGenerator::new(5, 3, 30).matrix(240);
+    write_h5(&data, "X", &x);
+    let names: Vec<hdf5::types::VarLenUnicode> = labels
+        .iter()
+        .map(|&l| ["alpha", "beta", "gamma"][l as usize].parse().unwrap())
+        .collect();
+    let label_file = join(&dir, "labels.h5");
+    write_h5_1d(&label_file, "meta/type", &names);
+    let out_dir = join(&dir, "sweep");
+    let spec = format!("{}:/meta/type", path_str(&label_file));
+    let out = run(&[
+        "sweep",
+        path_str(&data),
+        "-k",
+        "3,4",
+        "--restarts",
+        "2",
+        "--max-iter",
+        "40",
+        "--labels",
+        &spec,
+        "-o",
+        path_str(&out_dir),
+        "--json",
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        summary["labels"],
+        format!("{}:/meta/type", path_str(&label_file))
+    );
+    for row in summary["per_k"].as_array().unwrap() {
+        let clusters = read1::<u32>(&out_dir.join(row["result"].as_str().unwrap()), "cluster");
+        let ari = nmflow_core::metrics::adjusted_rand_index(&labels, &clusters);
+        let nmi = nmflow_core::metrics::normalized_mutual_info(&labels, &clusters);
+        assert!((row["ari"].as_f64().unwrap() - ari).abs() < 1e-12);
+        assert!((row["nmi"].as_f64().unwrap() - nmi).abs() < 1e-12);
+    }
+}

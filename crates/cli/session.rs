@@ -277,7 +277,7 @@ pub struct Finished {
 
 /// Runs every batch of `plan` over the input; `on_batch` receives each
 /// batch's finished runs (with their W) and the sample, whose rows are
-/// collected during the first pre-pass.
+/// collected during the first pass of the first batch.
 pub fn run_batches(
     input: &mut Input,
     specs: &[RunSpec],

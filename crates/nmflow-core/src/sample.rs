@@ -1,10 +1,11 @@
 //! A reproducible sample of rows of X, kept sparse and bounded in size, and
 //! its principal components.
 //!
-//! The solver collects the sampled rows during its pre-pass (after the
-//! per-row normalisation) and divides them by the column scale once it is
-//! known, so the sample holds rows of X_s, the matrix being factorized.
-//! Figures and stability scores use the sample instead of all rows.
+//! The solver collects the sampled rows during the first iteration's pass
+//! (after the per-row normalisation), divides them by the column scale, so
+//! the sample holds rows of X_s, the matrix being factorized, computes
+//! their principal components and frees them. Figures and consensus
+//! clustering use the sample instead of all rows.
 
 use std::ops::Range;
 
@@ -198,8 +199,8 @@ impl RowSample {
     }
 
     /// Computes the first two principal components, keeps them, and frees
-    /// the collected rows (the solver calls it after the pre-pass, so the
-    /// sample does not add to the memory of the iterations).
+    /// the collected rows (the solver calls it after the first iteration's
+    /// pass, so the sample is held during that pass only).
     pub fn finish(&mut self, seed: u64) {
         self.components = Some(pca(self, 2, seed));
         self.indptr = vec![0];
