@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use nmflow_core::{FitOutcome, Init, ValidParams};
+use nmflow_core::{FitOutcome, Init};
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
     AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, SampleOutput, read_matrix,
@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::args::{FitArgs, InitArg, NormalizeArg};
 use crate::budget;
-use crate::session::{self, BatchPlan, Finished, Input, RunSpec, TimeEstimate};
+use crate::session::{self, Finished, Input, Prepared, RunSpec};
 
 /// The summary of a run, printed as text or as JSON.
 #[derive(Debug, Serialize)]
@@ -153,31 +153,24 @@ pub fn run(args: FitArgs) -> Result<()> {
             seed: run.seed + restart as u64,
         })
         .collect();
-    let preferred = input.opened.source.preferred_block_rows();
-    let checked: Vec<ValidParams> = specs
-        .iter()
-        .map(|spec| {
-            let init = if spec.restart == 0 {
-                init.clone()
-            } else {
-                Init::Random
-            };
-            session::core_params(run, spec.k, spec.seed, init).check(n_rows, n_cols, preferred)
-        })
-        .collect::<Result<_, _>>()
-        .with_context(|| input.name.clone())?;
-
     // The memory plan: block height, W's place and the batches.
-    let plan = BatchPlan::new(
-        &input,
-        &specs,
-        run,
-        session::sample_bytes(&input, run.sample),
-    )?;
-    let valid: Vec<ValidParams> = checked
-        .into_iter()
-        .map(|v| v.with_block_rows(plan.block_rows))
-        .collect();
+    let extra = session::sample_bytes(&input, run.sample);
+    let Prepared {
+        valid,
+        plan,
+        pool,
+        threads,
+        estimate,
+        cache_note,
+        reads_cheap,
+        pass_bytes,
+    } = session::prepare(&mut input, &specs, run, extra, |spec| {
+        if spec.restart == 0 {
+            init.clone()
+        } else {
+            Init::Random
+        }
+    })?;
     let w_bytes = 4 * n_rows as u64 * args.k as u64;
     let w_note = if plan.w_on_disk {
         format!(
@@ -188,12 +181,6 @@ pub fn run(args: FitArgs) -> Result<()> {
     } else {
         format!("in memory ({})", budget::human(w_bytes))
     };
-    let pass_bytes = input.pass_bytes();
-    let pool = session::thread_pool(run.threads)?;
-    let threads = pool.current_num_threads();
-    let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
-    let estimate = pool.install(|| TimeEstimate::measure(&mut input, plan.block_rows, &ks));
-    let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
     if !run.quiet && !run.json {
         eprintln!(
             "plan: budget {} ({}); blocks of {} rows; predicted peak {} (W {w_note}); \

@@ -517,3 +517,59 @@ impl TimeEstimate {
         )
     }
 }
+
+/// Runs planned and ready to go: validated parameters at the planned block
+/// height, the batch plan, the worker pool, the time estimate, and the
+/// cache (or read-ahead) in front of the input.
+pub struct Prepared {
+    pub valid: Vec<ValidParams>,
+    pub plan: BatchPlan,
+    pub pool: rayon::ThreadPool,
+    pub threads: usize,
+    pub estimate: Option<TimeEstimate>,
+    pub cache_note: String,
+    pub reads_cheap: bool,
+    pub pass_bytes: u64,
+}
+
+/// Validates every run's parameters (`init_of` gives each run's start),
+/// plans the batches with `extra_bytes` held beside them, starts the pool,
+/// times block 0 and attaches the cache.
+pub fn prepare(
+    input: &mut Input,
+    specs: &[RunSpec],
+    run: &RunArgs,
+    extra_bytes: u64,
+    init_of: impl Fn(&RunSpec) -> Init,
+) -> Result<Prepared> {
+    let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
+    let preferred = input.opened.source.preferred_block_rows();
+    let checked: Vec<ValidParams> = specs
+        .iter()
+        .map(|spec| {
+            core_params(run, spec.k, spec.seed, init_of(spec)).check(n_rows, n_cols, preferred)
+        })
+        .collect::<Result<_, _>>()
+        .with_context(|| input.name.clone())?;
+    let plan = BatchPlan::new(input, specs, run, extra_bytes)?;
+    let valid = checked
+        .into_iter()
+        .map(|v| v.with_block_rows(plan.block_rows))
+        .collect();
+    let pass_bytes = input.pass_bytes();
+    let pool = thread_pool(run.threads)?;
+    let threads = pool.current_num_threads();
+    let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
+    let estimate = pool.install(|| TimeEstimate::measure(input, plan.block_rows, &ks));
+    let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
+    Ok(Prepared {
+        valid,
+        plan,
+        pool,
+        threads,
+        estimate,
+        cache_note,
+        reads_cheap,
+        pass_bytes,
+    })
+}

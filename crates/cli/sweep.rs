@@ -17,9 +17,7 @@ use serde::Serialize;
 
 use crate::args::{KList, SweepArgs};
 use crate::budget;
-use crate::session::{
-    self, BatchPlan, Finished, Input, InputRecord, RunSpec, SampleInfo, TimeEstimate,
-};
+use crate::session::{self, Finished, Input, InputRecord, Prepared, RunSpec, SampleInfo};
 
 /// Parses `2..12` (inclusive), `3,5,8` or `5`.
 pub fn parse_ks(text: &str) -> Result<KList, String> {
@@ -163,14 +161,6 @@ pub fn run(args: SweepArgs) -> Result<()> {
             })
         })
         .collect();
-    let preferred = input.opened.source.preferred_block_rows();
-    let checked: Vec<ValidParams> = specs
-        .iter()
-        .map(|s| {
-            session::core_params(run, s.k, s.seed, Init::Random).check(n_rows, n_cols, preferred)
-        })
-        .collect::<Result<_, _>>()
-        .with_context(|| input.name.clone())?;
     // Beside the runs: the sample, one consensus matrix per k (a u32 per
     // pair of sampled rows), the labels and one run's clusters.
     let n_sample = run.sample.min(n_rows) as u64;
@@ -181,17 +171,16 @@ pub fn run(args: SweepArgs) -> Result<()> {
         } else {
             0
         };
-    let plan = BatchPlan::new(&input, &specs, run, extra)?;
-    let valid: Vec<ValidParams> = checked
-        .into_iter()
-        .map(|v| v.with_block_rows(plan.block_rows))
-        .collect();
-    let pass_bytes = input.pass_bytes();
-    let pool = session::thread_pool(run.threads)?;
-    let threads = pool.current_num_threads();
-    let all_ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
-    let estimate = pool.install(|| TimeEstimate::measure(&mut input, plan.block_rows, &all_ks));
-    let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
+    let Prepared {
+        valid,
+        plan,
+        pool,
+        threads,
+        estimate,
+        cache_note,
+        reads_cheap,
+        pass_bytes,
+    } = session::prepare(&mut input, &specs, run, extra, |_| Init::Random)?;
     if !run.quiet && !run.json {
         eprintln!(
             "plan: {} runs (k {}, {} restarts) in {} batch(es) sharing each pass; budget {} ({}); \

@@ -202,6 +202,22 @@ fn fit(binary: &Path, data: &Path, case: &Case, dir: &Path) -> Result<serde_json
     serde_json::from_slice(&output.stdout).context("parsing the JSON summary of nmflow fit")
 }
 
+/// Runs `nmflow ARGS` and parses the JSON it prints.
+pub(crate) fn json_of(binary: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let output = Command::new(binary)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !output.status.success() {
+        bail!(
+            "nmflow {} failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("parsing a JSON summary")
+}
+
 pub(crate) fn environment() -> String {
     format!(
         "{}, with `cargo xtask bench` (release build, all cores, `--tol 0`, random init seed 0; \

@@ -7,24 +7,8 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
-
-fn json_of(binary: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    let output = Command::new(binary)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !output.status.success() {
-        bail!(
-            "nmflow {} failed: {}",
-            args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    serde_json::from_slice(&output.stdout).context("parsing a JSON summary")
-}
+use anyhow::{Context, Result};
 
 fn fit(binary: &Path, data: &Path, out: &Path, memory: Option<&str>) -> Result<serde_json::Value> {
     let data = data.to_str().context("utf-8 path")?;
@@ -49,7 +33,7 @@ fn fit(binary: &Path, data: &Path, out: &Path, memory: Option<&str>) -> Result<s
     if let Some(memory) = memory {
         args.extend(["--memory", memory]);
     }
-    json_of(binary, &args)
+    crate::bench::json_of(binary, &args)
 }
 
 /// Runs the comparison and returns the markdown section.
@@ -59,7 +43,7 @@ pub fn run(binary: &Path, data_dir: &Path) -> Result<String> {
     let out = data_dir.join("ooc-result.h5");
     let f = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
 
-    let pass = json_of(
+    let pass = crate::bench::json_of(
         binary,
         &[
             "inspect",

@@ -4,9 +4,8 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::synth::{self, SeedArgs};
 
@@ -34,21 +33,6 @@ const CASES: &[SweepCase] = &[
         large: true,
     },
 ];
-
-fn json_of(binary: &Path, args: &[&str]) -> Result<serde_json::Value> {
-    let output = Command::new(binary)
-        .args(args)
-        .output()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !output.status.success() {
-        bail!(
-            "nmflow {} failed: {}",
-            args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    serde_json::from_slice(&output.stdout).context("parsing a JSON summary")
-}
 
 /// Runs the cases and returns the markdown section.
 pub fn run(binary: &Path, data_dir: &Path, quick: bool) -> Result<String> {
@@ -88,8 +72,8 @@ pub fn run(binary: &Path, data_dir: &Path, quick: bool) -> Result<String> {
             "--quiet",
         ];
         args.extend_from_slice(case.extra);
-        let sweep = json_of(binary, &args)?;
-        let rep = json_of(
+        let sweep = crate::bench::json_of(binary, &args)?;
+        let rep = crate::bench::json_of(
             binary,
             &[
                 "report",

@@ -3,6 +3,7 @@
 
 use ndarray::ArrayView2;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::Plot;
@@ -70,6 +71,41 @@ fn colour_bar<DB: DrawingBackend>(
     Ok(())
 }
 
+/// The chart type of the line figures.
+type LineChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws one line (with markers of `point_size` when not 0) and its legend
+/// entry.
+fn line<'a, DB: DrawingBackend + 'a>(
+    chart: &mut LineChart<'a, DB>,
+    points: Vec<(f64, f64)>,
+    colour: RGBColor,
+    label: &str,
+    point_size: u32,
+) -> Result<(), String> {
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(2)).point_size(point_size))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box at `position`.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut LineChart<'a, DB>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .position(position)
+        .draw()
+        .map_err(err)
+}
+
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = values
         .filter(|v| v.is_finite())
@@ -120,26 +156,14 @@ impl Plot for ErrorCurves {
             .draw()
             .map_err(err)?;
         for (i, (label, curve)) in self.curves.iter().enumerate() {
-            let c = series_colour(i);
-            chart
-                .draw_series(LineSeries::new(
-                    curve.iter().enumerate().map(|(t, &e)| ((t + 1) as f64, e)),
-                    c.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(label.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+            let points = curve
+                .iter()
+                .enumerate()
+                .map(|(t, &e)| ((t + 1) as f64, e))
+                .collect();
+            line(&mut chart, points, series_colour(i), label, 0)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
@@ -481,22 +505,21 @@ impl Plot for SweepErrors<'_> {
                 .map(|(&k, &e)| (k as f64, e))
                 .collect()
         };
-        let best = series_colour(0);
         let mean = series_colour(1);
-        chart
-            .draw_series(LineSeries::new(points(self.best), best.stroke_width(2)).point_size(4))
-            .map_err(err)?
-            .label("best of the restarts")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], best.stroke_width(2))
-            });
-        chart
-            .draw_series(LineSeries::new(points(self.mean), mean.stroke_width(2)).point_size(3))
-            .map_err(err)?
-            .label("mean ± sd of the restarts")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], mean.stroke_width(2))
-            });
+        line(
+            &mut chart,
+            points(self.best),
+            series_colour(0),
+            "best of the restarts",
+            4,
+        )?;
+        line(
+            &mut chart,
+            points(self.mean),
+            mean,
+            "mean ± sd of the restarts",
+            3,
+        )?;
         chart
             .draw_series(
                 self.ks
@@ -511,13 +534,7 @@ impl Plot for SweepErrors<'_> {
                     }),
             )
             .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
@@ -567,22 +584,9 @@ impl Plot for StabilityCurves<'_> {
                 .filter(|(_, v)| v.is_finite())
                 .map(|(&k, &v)| (k as f64, v))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(points, c.stroke_width(2)).point_size(4))
-                .map_err(err)?
-                .label(label.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+            line(&mut chart, points, c, label, 4)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     }
 }
