@@ -291,3 +291,63 @@ fn labels_come_from_another_file_as_strings_and_score_the_written_clusters() {
         assert!((row["nmi"].as_f64().unwrap() - nmi).abs() < 1e-12);
     }
 }
+
+#[test]
+fn a_budget_that_splits_the_runs_into_batches_changes_no_result() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let (x, _) = SeedGenerator::new(9, 3, 30).matrix(20_000);
+    write_h5(&data, "X", &x);
+    let sweep = |memory: &str, out: &str| {
+        let out_dir = join(&dir, out);
+        let out = run(&[
+            "sweep",
+            path_str(&data),
+            "-k",
+            "2..4",
+            "--restarts",
+            "2",
+            "--max-iter",
+            "15",
+            "--block-rows",
+            "1000",
+            "--memory",
+            memory,
+            "-o",
+            path_str(&out_dir),
+            "--json",
+            "-q",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        (summary, out_dir)
+    };
+    let (one, one_dir) = sweep("1GiB", "one");
+    assert_eq!(one["batches"].as_array().unwrap().len(), 1);
+    // One byte less than the single batch needs: the last run moves to a
+    // second batch (a second series of passes).
+    let tight = one["predicted_peak_bytes"].as_u64().unwrap() - 1;
+    let (split, split_dir) = sweep(&tight.to_string(), "split");
+    assert!(
+        split["batches"].as_array().unwrap().len() >= 2,
+        "{}",
+        split["batches"]
+    );
+    assert!(split["predicted_peak_bytes"].as_u64().unwrap() <= tight);
+    for (a, b) in one["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(split["runs"].as_array().unwrap())
+    {
+        assert_eq!(a["rel_error"], b["rel_error"]);
+    }
+    for k in 2..=4 {
+        let name = format!("k{k}.h5");
+        assert_eq!(
+            read2(&one_dir.join(&name), "W"),
+            read2(&split_dir.join(&name), "W")
+        );
+    }
+    assert_eq!(one["per_k"], split["per_k"]);
+}
