@@ -374,7 +374,7 @@ fn w_goes_to_disk_when_it_does_not_fit_and_the_result_is_the_same() {
     let data = join(&dir, "tall.npy");
     write_npy(&data, &seed_matrix(600_000, 14, 3));
     let mut ws = Vec::new();
-    for (tag, budget) in [("memory", "2GiB"), ("disk", "48MiB")] {
+    for (tag, budget) in [("memory", "2GiB"), ("disk", "56MiB")] {
         let out = join(&dir, &format!("{tag}.h5"));
         let run = run(&[
             "fit",

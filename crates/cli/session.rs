@@ -193,8 +193,16 @@ impl BatchPlan {
             k: k_max,
             nnz,
             preferred_rows: input.opened.source.preferred_block_rows(),
-            budget,
+            // What is held beside the runs is not available to them.
+            budget: budget.saturating_sub(extra_bytes),
             w_on_disk: false,
+        })
+        .map_err(|mut too_small| {
+            // Report the budget given, and the minimum with what is held
+            // beside the runs.
+            too_small.budget = budget;
+            too_small.min_budget += extra_bytes;
+            too_small
         })
         .with_context(|| format!("{}: planning for the memory budget", input.name))?;
         let block_rows = run.block_rows.unwrap_or(plan.block_rows);
@@ -507,7 +515,7 @@ impl TimeEstimate {
 
     pub fn describe(&self, reads_cheap: bool) -> String {
         format!(
-            "estimated time: pre-pass ≈ {:.1} s, ≈ {:.2} s per iteration (block 0 of {}: read in {:.0} ms, \
+            "estimated time: pre-pass ≈ {:.2} s, ≈ {:.2} s per iteration (block 0 of {}: read in {:.0} ms, \
              computed on in {:.0} ms)",
             self.prepare_s(),
             self.iteration_s(reads_cheap),

@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// Also run the scaling sizes (12,500 to 200,000 cells) and draw docs/scaling.svg.
     #[arg(long)]
     pub scaling: bool,
+    /// Only fits under several --memory budgets, with peak RSS against each.
+    #[arg(long)]
+    pub budgets: bool,
     /// Only the larger-than-memory case (2,000,000 cells under --memory 2GiB) and its references.
     #[arg(long)]
     pub out_of_core: bool,
@@ -91,6 +94,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let binary = PathBuf::from("target/release/nmflow");
     std::fs::create_dir_all(&args.data_dir)?;
+    if args.budgets {
+        let section = crate::budget_bench::run(&binary, &args.data_dir)?;
+        update_report(
+            &args.report,
+            "<!-- bench:budget:start -->",
+            "<!-- bench:budget:end -->",
+            &section,
+        )?;
+        eprintln!("updated {}", args.report.display());
+        return Ok(());
+    }
     if args.out_of_core {
         let section = crate::ooc_bench::run(&binary, &args.data_dir)?;
         update_report(

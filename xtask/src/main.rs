@@ -2,6 +2,7 @@
 //! (`bench`).
 
 mod bench;
+mod budget_bench;
 mod ooc_bench;
 mod scaling;
 mod sweep_bench;

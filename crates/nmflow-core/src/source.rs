@@ -180,6 +180,10 @@ pub trait RowSource {
 
     /// The rows `rows` of X. `rows` is non-empty and within `0..n_rows()`.
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError>;
+
+    /// The caller will ask for no more blocks from this source (a wrapper
+    /// serves them from elsewhere from now on): buffers may be freed.
+    fn done_reading(&mut self) {}
 }
 
 /// A sparse matrix in CSR form held in memory, for tests and small inputs.

@@ -164,6 +164,8 @@ impl CachedSource {
             // process can reach; nothing changes it while it is mapped.
             let map = unsafe { Mmap::map(&self.file)? };
             self.state = State::Ready { map };
+            // Later passes are served from the map: the reader's buffers go.
+            self.inner.done_reading();
         }
         Ok(())
     }
@@ -171,20 +173,17 @@ impl CachedSource {
     fn release_previous(&mut self, next: &Entry) {
         if let State::Ready { map } = &self.state {
             if let Some(range) = self.released.take() {
-                let page = 4096;
-                let start = range.start / page * page;
-                let len = range.end - start;
                 // SAFETY: no view of the previous block is alive: `block`
                 // takes `&mut self`, which ends the previous block's borrow.
-                unsafe {
-                    let _ = map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, len);
-                }
+                unsafe { release_pages(map, range) };
             }
-            let _ = map.advise_range(
-                memmap2::Advice::WillNeed,
-                next.bytes.start / 4096 * 4096,
-                next.bytes.len(),
-            );
+            if std::env::var_os("NMFLOW_NO_WILLNEED").is_none() {
+                let _ = map.advise_range(
+                    memmap2::Advice::WillNeed,
+                    next.bytes.start / 4096 * 4096,
+                    next.bytes.len(),
+                );
+            }
         }
     }
 
@@ -292,13 +291,15 @@ impl RowSource for CachedSource {
     }
 }
 
-/// Lets the pages of `range` (bytes) of `map` leave resident memory; they
-/// are read again from the file if touched.
+/// Lets the pages of `range` (bytes) of `map`, and of the margin before it,
+/// leave resident memory; they are read again from the file if touched.
 ///
 /// # Safety
 /// No reference into `range` may be alive.
 pub(crate) unsafe fn release_pages(map: &Mmap, range: Range<usize>) {
-    let start = range.start / 4096 * 4096;
+    // Pages of earlier blocks mapped again by faults in this one go too
+    // (see `REMAP_MARGIN_BYTES`).
+    let start = (range.start / 4096 * 4096).saturating_sub(crate::factor_file::REMAP_MARGIN_BYTES);
     let end = range.end.min(map.len());
     if end > start {
         // SAFETY: the caller guarantees no reference into the range is alive.

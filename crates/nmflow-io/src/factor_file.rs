@@ -12,6 +12,14 @@ use nmflow_core::FactorStore;
 
 use crate::error::IoError;
 
+/// Bytes before a released range that are released with it. Touching a
+/// page of a file mapping can map the cached pages around it again (the
+/// kernel's fault-around window and large page-cache folios, up to a 2 MiB
+/// huge page): pages of the block before, released already. Measured: a
+/// pass over a mapped W in blocks of 2,358 rows × 20 left 16.5 MiB of 76 MiB
+/// resident with no margin, 9.9 MiB with 64 KiB, 20 KiB with 1 MiB.
+pub(crate) const REMAP_MARGIN_BYTES: usize = 2 << 20;
+
 /// W (`n_rows × k` f32, row-major) in an unlinked temporary file.
 #[derive(Debug)]
 pub struct MappedFactor {
@@ -48,7 +56,9 @@ impl FactorStore for MappedFactor {
 
     fn release(&mut self, rows: Range<usize>) {
         let page = 4096;
-        let start = rows.start * self.k * 4 / page * page;
+        // Touching this block may have mapped pages of the previous one again
+        // (see `REMAP_MARGIN_BYTES`): release them with it.
+        let start = (rows.start * self.k * 4 / page * page).saturating_sub(REMAP_MARGIN_BYTES);
         let end = (rows.end * self.k * 4).min(self.map.len());
         if end > start {
             // SAFETY: no view of these rows is alive (`rows_mut` borrows
@@ -82,5 +92,43 @@ mod tests {
                     .all(|&v| v == start as f32)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod resident {
+    use super::*;
+
+    fn rss_file_kib() -> Option<u64> {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("RssFile"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// A pass over W in blocks whose bytes are not page multiples leaves
+    /// (almost) nothing of W resident.
+    #[test]
+    fn released_blocks_leave_resident_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = MappedFactor::new(1_000_000, 20, dir.path()).expect("map");
+        let Some(before) = rss_file_kib() else {
+            eprintln!("skipped: no /proc/self/status RssFile on this system");
+            return;
+        };
+        for _pass in 0..2 {
+            for start in (0..1_000_000).step_by(2358) {
+                let rows = start..(start + 2358).min(1_000_000);
+                w.rows_mut(rows.clone()).mapv_inplace(|v| v * 0.5 + 1.0);
+                w.release(rows);
+            }
+        }
+        let grown = rss_file_kib().unwrap_or(0).saturating_sub(before);
+        // W is 78,125 KiB; the last block and the margin stay at most.
+        assert!(grown < 4096, "{grown} KiB of W still resident");
     }
 }

@@ -163,6 +163,10 @@ impl RowSource for PrefetchSource {
         self.nnz
     }
 
+    fn done_reading(&mut self) {
+        self.current = None;
+    }
+
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
         if let Some(previous) = self.current.take() {
             let _ = self.recycle.try_send(previous);
