@@ -224,13 +224,14 @@ impl BatchPlan {
             };
             w + e.factor_bytes + (e.block_bytes - x_blocks)
         };
+        let usable = budget / 100 * (100 - nmflow_core::plan::HEADROOM_PERCENT);
         let mut batches = Vec::new();
         let mut start = 0;
         let mut predicted_peak = 0;
         while start < specs.len() {
             let mut used = shared + per_run(specs[start].k);
             let mut end = start + 1;
-            while end < specs.len() && used + per_run(specs[end].k) <= budget {
+            while end < specs.len() && used + per_run(specs[end].k) <= usable {
                 used += per_run(specs[end].k);
                 end += 1;
             }

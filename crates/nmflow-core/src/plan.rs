@@ -22,7 +22,7 @@ impl MemoryEstimate {
 }
 
 /// Copies of a dense block held at once (see [`estimate_memory`]).
-pub const DENSE_BLOCK_COPIES: u64 = 7;
+pub const DENSE_BLOCK_COPIES: u64 = 8;
 
 /// Bytes per stored entry of a sparse block in flight, over all its copies
 /// (the reader's raw and converted buffers, the read-ahead queue, the block
@@ -107,6 +107,12 @@ mod tests {
 /// caches, thread stacks), measured as the peak RSS of small runs.
 pub const BASELINE_BYTES: u64 = 40 << 20;
 
+/// Share of a budget plans leave unused: the resident memory of a run
+/// varies by about ±10 MiB around the model from run to run (allocator
+/// arenas of the worker threads, page-cache folios of mapped files), which
+/// at small budgets is several percent.
+pub const HEADROOM_PERCENT: u64 = 8;
+
 /// What a memory plan is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanInput {
@@ -176,8 +182,10 @@ pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
         e
     };
     let peak = |rows: usize| BASELINE_BYTES + estimate_for(rows).total_bytes();
+    // Plans use all but `HEADROOM_PERCENT` of the budget.
+    let usable = input.budget / 100 * (100 - HEADROOM_PERCENT);
     let min_rows = input.n_rows.clamp(1, 64);
-    let min_budget = peak(min_rows);
+    let min_budget = peak(min_rows).div_ceil(100 - HEADROOM_PERCENT) * 100;
     if input.budget < min_budget {
         let e = estimate_for(min_rows);
         return Err(BudgetTooSmall {
@@ -190,12 +198,12 @@ pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
     let default =
         crate::params::default_block_rows(input.n_rows, input.n_cols, input.preferred_rows);
     let mut rows = default.max(min_rows);
-    if peak(rows) > input.budget {
+    if peak(rows) > usable {
         // Largest height that fits, by bisection (cost grows with height).
         let (mut lo, mut hi) = (min_rows, rows);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if peak(mid) <= input.budget {
+            if peak(mid) <= usable {
                 lo = mid
             } else {
                 hi = mid
