@@ -373,18 +373,6 @@ pub fn run_batches(
     Ok(())
 }
 
-/// The cluster (argmax of the W row) of every sampled row.
-pub fn sample_clusters(w: &mut dyn FactorStore, rows: &[u64]) -> Vec<u32> {
-    rows.iter()
-        .map(|&r| {
-            let r = r as usize;
-            let c = nmflow_core::kernels::argmax_rows(w.rows_mut(r..r + 1).view())[0];
-            w.release(r..r + 1);
-            c
-        })
-        .collect()
-}
-
 /// What result files record of the input.
 #[derive(Debug, Clone)]
 pub struct InputRecord {

@@ -162,12 +162,13 @@ pub fn run(args: SweepArgs) -> Result<()> {
         })
         .collect();
     // Beside the runs: the sample, one consensus matrix per k (a u32 per
-    // pair of sampled rows), the labels and one run's clusters.
+    // pair of sampled rows), one run's clusters and the labels.
     let n_sample = run.sample.min(n_rows) as u64;
     let extra = session::sample_bytes(&input, run.sample)
         + ks.len() as u64 * 2 * n_sample * n_sample.saturating_sub(1)
+        + 4 * n_rows as u64
         + if labels.is_some() {
-            8 * n_rows as u64
+            4 * n_rows as u64
         } else {
             0
         };
@@ -244,18 +245,17 @@ pub fn run(args: SweepArgs) -> Result<()> {
                     };
                     let state = &mut states[state_idx];
                     let err = f.outcome.final_rel_error();
-                    state
-                        .consensus
-                        .add(&session::sample_clusters(f.w.as_mut(), &info.rows));
+                    // One block-wise pass over W gives every row's cluster:
+                    // the consensus, the scores and the result file use it.
+                    let clusters = nmflow_core::factor::clusters(f.w.as_mut(), plan.block_rows);
+                    let sampled: Vec<u32> =
+                        info.rows.iter().map(|&r| clusters[r as usize]).collect();
+                    state.consensus.add(&sampled);
                     let (ari, nmi) = match &labels {
-                        Some(labels) => {
-                            let clusters =
-                                nmflow_core::factor::clusters(f.w.as_mut(), plan.block_rows);
-                            (
-                                Some(adjusted_rand_index(&labels.codes, &clusters)),
-                                Some(normalized_mutual_info(&labels.codes, &clusters)),
-                            )
-                        }
+                        Some(labels) => (
+                            Some(adjusted_rand_index(&labels.codes, &clusters)),
+                            Some(normalized_mutual_info(&labels.codes, &clusters)),
+                        ),
                         None => (None, None),
                     };
                     runs[f.spec_idx] = Some(RunSummary {
@@ -277,10 +277,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
                             &record,
                             &valid[f.spec_idx],
                             &mut f,
+                            &clusters,
                             info,
                             col_names.as_deref(),
                             threads,
-                            plan.block_rows,
                         )?;
                     }
                 }
@@ -353,18 +353,17 @@ fn write_best(
     input: &InputRecord,
     params: &ValidParams,
     f: &mut Finished,
+    clusters: &[u32],
     info: &SampleInfo,
     col_names: Option<&[String]>,
     threads: usize,
-    block_rows: usize,
 ) -> Result<()> {
-    let clusters = nmflow_core::factor::clusters(f.w.as_mut(), block_rows);
     let attrs = session::result_attrs(input, params, &f.outcome, threads);
     let mut output = FitOutput {
         w: f.w.as_mut(),
         h: f.outcome.h.view(),
         rel_error: &f.outcome.rel_error,
-        cluster: &clusters,
+        cluster: clusters,
         col_scale: &f.outcome.col_scale,
         attrs,
         sample: Some(SampleOutput {
