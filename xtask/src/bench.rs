@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::synth::{self, SeedArgs};
+use crate::synth;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -78,8 +78,6 @@ const CASES: &[Case] = &[
     case("sc", (200_000, 20_000), 20, 20, 10, true),
 ];
 
-const SWEEP_START: &str = "<!-- bench:sweep:start -->";
-const SWEEP_END: &str = "<!-- bench:sweep:end -->";
 const START: &str = "<!-- bench:fit:start -->";
 const END: &str = "<!-- bench:fit:end -->";
 
@@ -94,31 +92,25 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     let binary = PathBuf::from("target/release/nmflow");
     std::fs::create_dir_all(&args.data_dir)?;
-    if args.budgets {
-        let section = crate::budget_bench::run(&binary, &args.data_dir)?;
-        update_report(
-            &args.report,
-            "<!-- bench:budget:start -->",
-            "<!-- bench:budget:end -->",
-            &section,
-        )?;
-        eprintln!("updated {}", args.report.display());
-        return Ok(());
-    }
-    if args.out_of_core {
-        let section = crate::ooc_bench::run(&binary, &args.data_dir)?;
-        update_report(
-            &args.report,
-            "<!-- bench:ooc:start -->",
-            "<!-- bench:ooc:end -->",
-            &section,
-        )?;
-        eprintln!("updated {}", args.report.display());
-        return Ok(());
-    }
-    if args.sweep {
-        let section = crate::sweep_bench::run(&binary, &args.data_dir, args.quick)?;
-        update_report(&args.report, SWEEP_START, SWEEP_END, &section)?;
+    // The separate suites: each rewrites its own section of the report.
+    let suite = if args.budgets {
+        Some(("budget", crate::budget_bench::run(&binary, &args.data_dir)?))
+    } else if args.out_of_core {
+        Some(("ooc", crate::ooc_bench::run(&binary, &args.data_dir)?))
+    } else if args.sweep {
+        Some((
+            "sweep",
+            crate::sweep_bench::run(&binary, &args.data_dir, args.quick)?,
+        ))
+    } else {
+        None
+    };
+    if let Some((name, section)) = suite {
+        let (start, end) = (
+            format!("<!-- bench:{name}:start -->"),
+            format!("<!-- bench:{name}:end -->"),
+        );
+        update_report(&args.report, &start, &end, &section)?;
         eprintln!("updated {}", args.report.display());
         return Ok(());
     }
@@ -130,17 +122,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .join(format!("{}-{}x{}.{ext}", case.name, case.rows, case.cols));
         if case.name == "sc" {
             crate::synth_sc::cached(&args.data_dir, case.rows, case.cols, case.components)?;
-        } else if !data.exists() {
-            synth::run(synth::SynthCommand::Seed(SeedArgs {
-                out: data.clone(),
-                rows: case.rows,
-                cols: case.cols,
-                components: case.components,
-                seed: 0,
-                chunk_rows: None,
-                compression: "none".into(),
-                force: false,
-            }))?;
+        } else {
+            synth::cached_seed(&data, case.rows, case.cols, case.components)?;
         }
         let result = fit(&binary, &data, case, &args.data_dir)?;
         let get = |key: &str| {

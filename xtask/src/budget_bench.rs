@@ -7,23 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::synth::{self, SeedArgs};
-
 /// Runs the fits and returns the markdown section.
 pub fn run(binary: &Path, data_dir: &Path) -> Result<String> {
     let dense = data_dir.join("seed-1000000x1000.h5");
-    if !dense.exists() {
-        synth::run(synth::SynthCommand::Seed(SeedArgs {
-            out: dense.clone(),
-            rows: 1_000_000,
-            cols: 1000,
-            components: 5,
-            seed: 0,
-            chunk_rows: None,
-            compression: "none".into(),
-            force: false,
-        }))?;
-    }
+    crate::synth::cached_seed(&dense, 1_000_000, 1000, 5)?;
     let sparse = crate::synth_sc::cached(data_dir, 50_000, 20_000, 20)?;
     let out = data_dir.join("budget-result.h5");
     let cases: [(&Path, &[&str]); 2] = [

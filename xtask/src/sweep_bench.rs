@@ -7,8 +7,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::synth::{self, SeedArgs};
-
 struct SweepCase {
     rows: usize,
     ks: &'static str,
@@ -41,18 +39,7 @@ pub fn run(binary: &Path, data_dir: &Path, quick: bool) -> Result<String> {
     let mut per_k = String::new();
     for case in CASES.iter().filter(|c| !(quick && c.large)) {
         let data = data_dir.join(format!("seed-{}x1000.h5", case.rows));
-        if !data.exists() {
-            synth::run(synth::SynthCommand::Seed(SeedArgs {
-                out: data.clone(),
-                rows: case.rows,
-                cols: 1000,
-                components: 5,
-                seed: 0,
-                chunk_rows: None,
-                compression: "none".into(),
-                force: false,
-            }))?;
-        }
+        crate::synth::cached_seed(&data, case.rows, 1000, 5)?;
         let out = data_dir.join(format!("sweep-{}", case.rows));
         let report = data_dir.join(format!("report-{}", case.rows));
         let restarts = case.restarts.to_string();

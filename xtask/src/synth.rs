@@ -53,6 +53,24 @@ const WRITE_ROWS_BYTES: usize = 64 << 20;
 /// Rows per parallel generation task.
 const GEN_ROWS: usize = 64;
 
+/// Writes the seed data set (`components` clusters, seed 0, uncompressed)
+/// to `out` unless it exists: the benchmarks' cached inputs.
+pub fn cached_seed(out: &Path, rows: usize, cols: usize, components: usize) -> Result<()> {
+    if out.exists() {
+        return Ok(());
+    }
+    run(SynthCommand::Seed(SeedArgs {
+        out: out.to_path_buf(),
+        rows,
+        cols,
+        components,
+        seed: 0,
+        chunk_rows: None,
+        compression: "none".into(),
+        force: false,
+    }))
+}
+
 pub fn run(cmd: SynthCommand) -> Result<()> {
     match cmd {
         SynthCommand::Seed(args) => seed(&args),
