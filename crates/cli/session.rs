@@ -224,7 +224,7 @@ impl BatchPlan {
             };
             w + e.factor_bytes + (e.block_bytes - x_blocks)
         };
-        let usable = budget / 100 * (100 - nmflow_core::plan::HEADROOM_PERCENT);
+        let usable = nmflow_core::plan::usable_budget(budget);
         let mut batches = Vec::new();
         let mut start = 0;
         let mut predicted_peak = 0;

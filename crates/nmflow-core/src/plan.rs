@@ -113,6 +113,11 @@ pub const BASELINE_BYTES: u64 = 40 << 20;
 /// at small budgets is several percent.
 pub const HEADROOM_PERCENT: u64 = 8;
 
+/// The part of `budget` plans may use (all but [`HEADROOM_PERCENT`]).
+pub fn usable_budget(budget: u64) -> u64 {
+    budget / 100 * (100 - HEADROOM_PERCENT)
+}
+
 /// What a memory plan is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanInput {
@@ -183,7 +188,7 @@ pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
     };
     let peak = |rows: usize| BASELINE_BYTES + estimate_for(rows).total_bytes();
     // Plans use all but `HEADROOM_PERCENT` of the budget.
-    let usable = input.budget / 100 * (100 - HEADROOM_PERCENT);
+    let usable = usable_budget(input.budget);
     let min_rows = input.n_rows.clamp(1, 64);
     let min_budget = peak(min_rows).div_ceil(100 - HEADROOM_PERCENT) * 100;
     if input.budget < min_budget {
