@@ -245,3 +245,66 @@ fn an_all_zero_matrix_is_refused() {
         &["zeros.h5", "every entry of the matrix is zero"],
     );
 }
+
+#[test]
+fn subnormal_and_wide_range_columns_fit_to_finite_factors() {
+    // FPKM tables hold values near 1e-43 (subnormal in f32); dividing by
+    // their standard deviation once overflowed to an all-NaN "result" with
+    // exit code 0 and a printed error of 0.
+    let dir = tempdir();
+    let data = join(&dir, "fpkm.h5");
+    write_h5(
+        &data,
+        "X",
+        &nmflow_testkit::extreme_matrix(SEED, 200, 40, 4),
+    );
+    let result = join(&dir, "out.h5");
+    let out = run(&[
+        "fit",
+        path_str(&data),
+        "-k",
+        "4",
+        "-o",
+        path_str(&result),
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let rel = summary["rel_error"].as_f64().expect("rel_error");
+    assert!(rel > 0.01 && rel < 1.0, "{rel}");
+    for name in ["W", "H"] {
+        assert!(read2(&result, name).iter().all(|v| v.is_finite()), "{name}");
+    }
+}
+
+#[test]
+fn values_out_of_single_precision_range_are_refused() {
+    let dir = tempdir();
+    let tiny = join(&dir, "tiny.h5");
+    write_h5(
+        &tiny,
+        "X",
+        &nmflow_testkit::scaled_matrix(SEED, 50, 8, 2, 1e-43),
+    );
+    fit_fails(
+        dir.path(),
+        path_str(&tiny),
+        &["-k", "2"],
+        &["tiny.h5", "too small", "multiply the data"],
+    );
+    let huge = join(&dir, "huge.h5");
+    write_h5(
+        &huge,
+        "X",
+        &nmflow_testkit::scaled_matrix(SEED, 50, 8, 2, 1e37),
+    );
+    for scale in ["col-std", "none"] {
+        fit_fails(
+            dir.path(),
+            path_str(&huge),
+            &["-k", "2", "--scale", scale],
+            &["huge.h5", "column ", "divide the data"],
+        );
+    }
+}

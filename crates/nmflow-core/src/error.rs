@@ -4,6 +4,27 @@ use std::ops::Range;
 
 use crate::source::{CsrShapeError, SourceError};
 
+/// A quantity of the fit found not finite by the per-iteration guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonFinite {
+    /// H, after its update.
+    H,
+    /// W, after the pass.
+    W,
+    /// The relative error.
+    Error,
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NonFinite::H => "H",
+            NonFinite::W => "W",
+            NonFinite::Error => "the reconstruction error",
+        })
+    }
+}
+
 /// Why a fit could not run or finish. Not converging is not an error: see
 /// [`crate::FitReport::converged`].
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +108,58 @@ pub enum FitError {
         col: usize,
         /// The entry.
         value: f32,
+    },
+    /// A value of X so large that sums of its products over a block would
+    /// overflow single precision.
+    #[error(
+        "column {col} holds the value {value:e}, above the largest nmflow factorizes \
+         ({limit:e}: sums of products over a block would overflow single precision); \
+         divide the data by a constant"
+    )]
+    ValueTooLarge {
+        /// The column.
+        col: usize,
+        /// Its largest value.
+        value: f32,
+        /// The limit.
+        limit: f32,
+    },
+    /// The values of X are too small for single precision even after
+    /// rescaling by a power of two.
+    #[error(
+        "the values of the matrix are too small to factorize in single precision (the largest, \
+         {value:e} in column {col}, cannot be rescaled so that the divisor of column \
+         {divisor_col} stays a normal f32): multiply the data by a constant"
+    )]
+    ValuesTooSmall {
+        /// Column holding the largest scaled value.
+        col: usize,
+        /// That column's largest raw value.
+        value: f32,
+        /// A column whose divisor would not be representable.
+        divisor_col: usize,
+    },
+    /// A factor or the error became NaN or infinite during an iteration.
+    #[error(
+        "iteration {iteration}: {what} is not finite (NaN or infinite); nothing was written. \
+         Likely cause: {cause}"
+    )]
+    NotFinite {
+        /// 1-based iteration at which it was detected (0: the start).
+        iteration: usize,
+        /// Which quantity ("H", "W", "the error").
+        what: NonFinite,
+        /// The likely cause, for the user.
+        cause: &'static str,
+    },
+    /// W·H became zero everywhere (its entries underflowed).
+    #[error(
+        "iteration {iteration}: W·H vanished (every entry underflowed to zero); nothing was written. \
+         The values of the matrix are too small for single precision: multiply them by a constant"
+    )]
+    Vanished {
+        /// 1-based iteration.
+        iteration: usize,
     },
     /// Every entry of X is zero: the relative error is undefined.
     #[error("every entry of the matrix is zero; there is nothing to factorize")]

@@ -24,7 +24,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
-use crate::error::FitError;
+use crate::error::{FitError, NonFinite};
 use crate::factor::FactorStore;
 use crate::init::{RandomW, random_h};
 use crate::kernels;
@@ -40,6 +40,9 @@ pub const ROW_CHUNK: usize = 64;
 pub const COL_CHUNK: usize = 256;
 /// Row ranges (with their own partial XᵀW) of a sparse block.
 pub const SPARSE_PARTS: usize = 8;
+/// Iterations of the error trace reserved up front (it grows beyond; a
+/// `max_iter` of 10¹² must not reserve terabytes).
+const TRACE_PREALLOC: usize = 1024;
 
 /// Which pass over X is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +325,7 @@ pub fn fit_many(
         Normalize::None => stats.all_integer(),
         _ => normalizer.all_integer(),
     };
-    let col_scale = stats.col_scale(scale);
+    let col_scale = stats.col_scale(scale)?;
     let x_norm_sq = stats.scaled_norm_sq(&col_scale);
     if x_norm_sq <= 0.0 {
         return Err(FitError::ZeroMatrix);
@@ -348,6 +351,7 @@ pub fn fit_many(
         // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H), per run.
         for (state, _) in states.iter_mut().zip(&active).filter(|(_, a)| **a) {
             state.update_h(inv_scale.view());
+            state.check_h(iteration)?;
         }
 
         // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
@@ -407,7 +411,8 @@ pub fn fit_many(
             .enumerate()
             .filter(|(_, (_, a))| **a)
         {
-            let rel = state.finish_iteration(x_norm_sq, seconds, run.params.params().tol);
+            let rel =
+                state.finish_iteration(x_norm_sq, seconds, run.params.params().tol, iteration)?;
             on_event(
                 run_idx,
                 Event::Iteration {
@@ -474,8 +479,8 @@ impl RunState {
             hht32: Array2::zeros((k, k)),
             draw_w: matches!(p.init, Init::Random).then(|| RandomW::new(p.seed)),
             cross: 0.0,
-            rel_error: Vec::with_capacity(p.max_iter),
-            iteration_seconds: Vec::with_capacity(p.max_iter),
+            rel_error: Vec::with_capacity(p.max_iter.min(TRACE_PREALLOC)),
+            iteration_seconds: Vec::with_capacity(p.max_iter.min(TRACE_PREALLOC)),
             converged: false,
             done: false,
         }
@@ -505,12 +510,55 @@ impl RunState {
         self.cross = 0.0;
     }
 
+    /// The guard after an H update: H is finite exactly when the diagonal
+    /// of HHᵀ (sums of squares of its rows, in f64) is.
+    fn check_h(&self, iteration: usize) -> Result<(), FitError> {
+        if self.hht64.diag().iter().all(|v| v.is_finite()) {
+            return Ok(());
+        }
+        Err(FitError::NotFinite {
+            iteration,
+            what: NonFinite::H,
+            cause: OVERFLOW_CAUSE,
+        })
+    }
+
     /// ‖X_s − WH‖²_F from the accumulated products; records the relative
     /// error and applies the stopping rule. Returns the relative error.
-    fn finish_iteration(&mut self, x_norm_sq: f64, seconds: f64, tol: f64) -> f64 {
+    ///
+    /// The guard of every iteration: W is finite exactly when the diagonal
+    /// of WᵀW (sums of squares in f64 of its f32 entries) is; the error must
+    /// be finite, and W·H (whose squared norm is ⟨WᵀW, HHᵀ⟩) must not have
+    /// vanished. A failed check ends the fit with an error, so no non-finite
+    /// or collapsed factor reaches a result.
+    fn finish_iteration(
+        &mut self,
+        x_norm_sq: f64,
+        seconds: f64,
+        tol: f64,
+        iteration: usize,
+    ) -> Result<f64, FitError> {
+        if !self.ws.wtw.diag().iter().all(|v| v.is_finite()) {
+            return Err(FitError::NotFinite {
+                iteration,
+                what: NonFinite::W,
+                cause: OVERFLOW_CAUSE,
+            });
+        }
         let fit_term: f64 = (&self.ws.wtw * &self.hht64).sum();
-        let err_sq = (x_norm_sq - 2.0 * self.cross + fit_term).max(0.0);
-        let rel = (err_sq / x_norm_sq).sqrt();
+        let err_sq = x_norm_sq - 2.0 * self.cross + fit_term;
+        if !(err_sq.is_finite() && self.cross.is_finite() && fit_term.is_finite()) {
+            return Err(FitError::NotFinite {
+                iteration,
+                what: NonFinite::Error,
+                cause: OVERFLOW_CAUSE,
+            });
+        }
+        if fit_term <= 0.0 {
+            return Err(FitError::Vanished { iteration });
+        }
+        // Rounding can make the difference slightly negative at an exact fit.
+        let rel = (err_sq.max(0.0) / x_norm_sq).sqrt();
         self.rel_error.push(rel);
         self.iteration_seconds.push(seconds);
         if tol > 0.0 {
@@ -521,9 +569,14 @@ impl RunState {
                 }
             }
         }
-        rel
+        Ok(rel)
     }
 }
+
+/// What the guard tells the user when a factor overflows.
+const OVERFLOW_CAUSE: &str = "an overflow in single precision: the input holds values too large \
+     (or, after column scaling, too far apart) for f32 products; divide the data by a constant, \
+     or try --scale none or --normalize";
 
 /// Seconds one pass spends computing on the block `x` (the W update and
 /// the XᵀW, WᵀW accumulation of one run at `k` components), measured on

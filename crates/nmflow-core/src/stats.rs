@@ -1,8 +1,17 @@
 //! Streaming column statistics and input validation (the pre-pass).
 //!
 //! Per column: mean and sum of squared deviations (merged block by block with
-//! Chan's formula, in f64, in block order) and the sum of squares. The first
-//! negative or non-finite entry in row-major order is reported.
+//! Chan's formula, in f64, in block order), the sum of squares and the
+//! largest value. The first negative or non-finite entry in row-major order
+//! is reported.
+//!
+//! The column divisors ([`ColumnStats::col_scale`]) are computed in f64 and
+//! chosen so that every quantity the engine forms from them in f32 is
+//! finite: a column whose standard deviation is below [`STD_FLOOR`] counts as
+//! constant and is left unscaled, and when the largest scaled value lies
+//! outside [2⁻³², 2³²] every divisor is multiplied by one power of two
+//! (exact in floating point, and the multiplicative updates are equivariant
+//! under it, so only H's units change).
 
 use ndarray::{ArrayView2, Axis};
 use rayon::prelude::*;
@@ -14,6 +23,20 @@ use crate::source::CsrBlock;
 /// Columns per parallel task of the statistics kernel.
 const COL_CHUNK: usize = 256;
 
+/// A column whose population standard deviation is below this counts as
+/// constant under [`Scale::ColStd`] and is left unscaled: dividing by a
+/// smaller value would overflow single precision (1/σ and H/σ are formed in
+/// f32, whose largest value is 3.4e38).
+pub const STD_FLOOR: f64 = 1e-30;
+
+/// The largest raw value nmflow factorizes: a block's sums of products of
+/// X with factors of order 1 stay far below f32's largest value (3.4e38).
+pub const VALUE_LIMIT: f32 = 1e30;
+
+/// Largest scaled value is brought into [1/`RANGE_LIMIT`, `RANGE_LIMIT`] by
+/// a power-of-two factor when it lies outside (2³²).
+const RANGE_LIMIT: f64 = 4_294_967_296.0;
+
 /// Column statistics of the rows seen so far.
 #[derive(Debug, Clone)]
 pub struct ColumnStats {
@@ -21,6 +44,7 @@ pub struct ColumnStats {
     mean: Vec<f64>,
     m2: Vec<f64>,
     sum_sq: Vec<f64>,
+    max: Vec<f32>,
     all_integer: bool,
     block: BlockMoments,
 }
@@ -50,6 +74,7 @@ impl ColumnStats {
             mean: zeros.clone(),
             m2: zeros.clone(),
             sum_sq: zeros.clone(),
+            max: vec![0.0; n_cols],
             all_integer: true,
             block: BlockMoments {
                 mean: zeros.clone(),
@@ -95,6 +120,11 @@ impl ColumnStats {
         if self.all_integer {
             self.all_integer = x.iter().all(|v| v.fract() == 0.0);
         }
+        for row in x.rows() {
+            for (max, &v) in self.max.iter_mut().zip(row.iter()) {
+                *max = max.max(v);
+            }
+        }
         self.merge_block(n_b);
         Ok(())
     }
@@ -126,10 +156,14 @@ impl ColumnStats {
         let BlockMoments { mean, m2, sum_sq } = &mut self.block;
         mean.fill(0.0);
         sum_sq.fill(0.0);
-        for (&col, &value) in x.indices.iter().zip(x.data) {
+        let start = x.indptr[0];
+        let end = x.indptr[n_b];
+        for (&col, &value) in x.indices[start..end].iter().zip(&x.data[start..end]) {
             let v = f64::from(value);
             mean[col as usize] += v;
             sum_sq[col as usize] += v * v;
+            let max = &mut self.max[col as usize];
+            *max = max.max(value);
         }
         let n = n_b as f64;
         for ((mean, m2), &sum_sq) in mean.iter_mut().zip(m2.iter_mut()).zip(sum_sq.iter()) {
@@ -179,24 +213,68 @@ impl ColumnStats {
         self.m2.iter().map(|m2| (m2 / n).sqrt()).collect()
     }
 
-    /// The divisor of every column under `scale`: its standard deviation, or
-    /// 1 where that is zero or where `scale` is [`Scale::None`].
-    pub fn col_scale(&self, scale: Scale) -> Vec<f32> {
-        match scale {
+    /// Largest value of every column.
+    pub fn max(&self) -> &[f32] {
+        &self.max
+    }
+
+    /// The divisor of every column under `scale`: its standard deviation
+    /// (1 where that is below [`STD_FLOOR`]) or 1 under [`Scale::None`],
+    /// all multiplied by one power of two when the largest scaled value lies
+    /// outside [2⁻³², 2³²] (1 otherwise, so ordinary data keep the plain
+    /// divisors bit for bit). Fails when no such divisors fit single
+    /// precision: a value above [`VALUE_LIMIT`], or values too small to
+    /// rescale.
+    pub fn col_scale(&self, scale: Scale) -> Result<Vec<f32>, FitError> {
+        if let Some((col, &value)) = self.max.iter().enumerate().find(|(_, v)| **v > VALUE_LIMIT) {
+            return Err(FitError::ValueTooLarge {
+                col,
+                value,
+                limit: VALUE_LIMIT,
+            });
+        }
+        let base: Vec<f64> = match scale {
             Scale::None => vec![1.0; self.mean.len()],
             Scale::ColStd => self
                 .std()
                 .into_iter()
                 .map(|std| {
-                    let std = std as f32;
-                    if std > 0.0 && std.is_finite() {
+                    if std >= STD_FLOOR && std.is_finite() {
                         std
                     } else {
                         1.0
                     }
                 })
                 .collect(),
+        };
+        let (largest_col, largest) = base
+            .iter()
+            .zip(&self.max)
+            .map(|(&d, &max)| f64::from(max) / d)
+            .enumerate()
+            .fold(
+                (0, 0.0f64),
+                |best, (col, v)| if v > best.1 { (col, v) } else { best },
+            );
+        let range = if largest > 0.0 && !(1.0 / RANGE_LIMIT..=RANGE_LIMIT).contains(&largest) {
+            2f64.powi(largest.log2().round() as i32)
+        } else {
+            1.0
+        };
+        let mut divisors = Vec::with_capacity(base.len());
+        for (col, d) in base.into_iter().enumerate() {
+            let d = d * range;
+            let d32 = d as f32;
+            if !(d32.is_normal() && (1.0 / d32).is_normal()) {
+                return Err(FitError::ValuesTooSmall {
+                    col: largest_col,
+                    value: self.max[largest_col],
+                    divisor_col: col,
+                });
+            }
+            divisors.push(d32);
         }
+        Ok(divisors)
     }
 
     /// ‖X D⁻¹‖²_F for the column divisors `col_scale`.
@@ -304,8 +382,14 @@ mod tests {
         let x = array![[1.0f32, 0.0], [1.0, 2.0]];
         let mut stats = ColumnStats::new(2);
         stats.add_block(x.view(), 0).expect("valid");
-        assert_eq!(stats.col_scale(Scale::ColStd), vec![1.0, 1.0]);
-        assert_eq!(stats.col_scale(Scale::None), vec![1.0, 1.0]);
+        assert_eq!(
+            stats.col_scale(Scale::ColStd).expect("in range"),
+            vec![1.0, 1.0]
+        );
+        assert_eq!(
+            stats.col_scale(Scale::None).expect("in range"),
+            vec![1.0, 1.0]
+        );
         assert!((stats.scaled_norm_sq(&[1.0, 1.0]) - 6.0).abs() < 1e-12);
     }
 

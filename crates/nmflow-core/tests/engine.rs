@@ -434,3 +434,124 @@ fn runs_sharing_passes_equal_solo_runs() {
         assert_eq!(sample.n_collected(), 0, "rows are freed after the pre-pass");
     }
 }
+
+/// Every factor and error of a finished fit is finite, the error in (0, 1).
+fn assert_sound(report: &FitReport) {
+    assert!(report.w.iter().all(|v| v.is_finite() && *v >= 0.0), "W");
+    assert!(report.h.iter().all(|v| v.is_finite() && *v >= 0.0), "H");
+    assert!(
+        report
+            .rel_error
+            .iter()
+            .all(|e| e.is_finite() && *e > 0.0 && *e < 1.0),
+        "{:?}",
+        report.rel_error
+    );
+    assert!(
+        report
+            .col_scale
+            .iter()
+            .all(|d| d.is_normal() && (1.0 / d).is_normal())
+    );
+}
+
+#[test]
+fn subnormal_and_wide_range_columns_give_finite_factors() {
+    let x = nmflow_testkit::extreme_matrix(SEED, 120, 30, 3);
+    for scale in [Scale::ColStd, Scale::None] {
+        let p = NmfParams {
+            scale,
+            ..params(3, 20, Some(17))
+        };
+        let dense = run(&x, p.clone(), 2).expect("dense fit");
+        assert_sound(&dense);
+        let sparse = run_sparse(&x, p, 2).expect("sparse fit");
+        assert_sound(&sparse);
+    }
+}
+
+#[test]
+fn subnormal_columns_count_as_constant_and_the_rest_is_scaled_as_before() {
+    let x = nmflow_testkit::extreme_matrix(SEED, 90, 15, 3);
+    let report = run(&x, params(3, 3, None), 1).expect("fit");
+    for (col, &d) in report.col_scale.iter().enumerate() {
+        match nmflow_testkit::extreme::column_kind(col) {
+            nmflow_testkit::extreme::ColumnKind::Subnormal => assert_eq!(d, 1.0, "column {col}"),
+            _ => {
+                let column: Vec<f64> = x.column(col).iter().map(|&v| f64::from(v)).collect();
+                let mean = column.iter().sum::<f64>() / column.len() as f64;
+                let var =
+                    column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / column.len() as f64;
+                let rel = (f64::from(d) - var.sqrt()).abs() / var.sqrt();
+                assert!(rel < 1e-6, "column {col}: {d} vs {}", var.sqrt());
+            }
+        }
+    }
+}
+
+#[test]
+fn huge_values_fit_under_both_scalings_with_the_same_w() {
+    // Multiplicative updates are equivariant under a power-of-two factor,
+    // so X · 2^90 gives exactly X's W under --scale none.
+    let x = seed_matrix(80, 20, 3);
+    let huge = x.mapv(|v| v * 2f32.powi(90));
+    let p = NmfParams {
+        scale: Scale::None,
+        ..params(3, 15, None)
+    };
+    let plain = run(&x, p.clone(), 1).expect("plain");
+    let scaled = run(&huge, p, 1).expect("huge");
+    assert_sound(&scaled);
+    assert_eq!(plain.w, scaled.w);
+    assert_eq!(plain.rel_error, scaled.rel_error);
+    assert_sound(&run(&huge, params(3, 15, None), 2).expect("col-std"));
+}
+
+#[test]
+fn values_near_the_largest_f32_are_refused_naming_a_column() {
+    let x = nmflow_testkit::scaled_matrix(SEED, 80, 20, 3, 6e37);
+    for scale in [Scale::ColStd, Scale::None] {
+        let p = NmfParams {
+            scale,
+            ..params(3, 5, None)
+        };
+        let err = run(&x, p, 1).unwrap_err();
+        assert!(matches!(err, FitError::ValueTooLarge { .. }), "{err}");
+        assert!(err.to_string().starts_with("column "), "{err}");
+    }
+}
+
+#[test]
+fn all_subnormal_matrix_is_refused_not_fitted_to_nan() {
+    let x = nmflow_testkit::scaled_matrix(SEED, 60, 12, 2, 1e-43);
+    for scale in [Scale::ColStd, Scale::None] {
+        let p = NmfParams {
+            scale,
+            ..params(2, 5, None)
+        };
+        let err = run(&x, p, 1).unwrap_err();
+        assert!(matches!(err, FitError::ValuesTooSmall { .. }), "{err}");
+        assert!(err.to_string().contains("multiply the data"), "{err}");
+    }
+}
+
+#[test]
+fn the_guard_stops_a_fit_whose_factors_overflow() {
+    let x = seed_matrix(40, 10, 2);
+    let p = NmfParams {
+        init: Init::Custom {
+            w0: Array2::from_elem((40, 2), 1e30),
+            h0: Array2::from_elem((2, 10), 1e30),
+        },
+        ..params(2, 5, None)
+    };
+    let err = run(&x, p, 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FitError::NotFinite { iteration: 1, .. } | FitError::Vanished { iteration: 1 }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with("iteration 1:"), "{err}");
+}

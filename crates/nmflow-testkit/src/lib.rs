@@ -2,10 +2,12 @@
 //! synthetic data generators used by tests, benchmarks and `cargo xtask synth`.
 #![deny(missing_docs)]
 
+pub mod extreme;
 pub mod reference;
 pub mod sc;
 pub mod seed;
 
+pub use extreme::{extreme_matrix, scaled_matrix};
 pub use reference::{ReferenceFit, reference_fit};
 pub use sc::{Cell, ScGenerator};
 pub use seed::SeedGenerator;
