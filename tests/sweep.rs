@@ -353,3 +353,74 @@ fn a_budget_that_splits_the_runs_into_batches_changes_no_result() {
     }
     assert_eq!(one["per_k"], split["per_k"]);
 }
+
+/// Runs nmflow under the umask `mask`.
+fn run_with_umask(mask: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("umask {mask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_nmflow"))
+        .args(args)
+        .output()
+        .expect("sh")
+}
+
+/// Permission bits of every file under `dir`, recursively.
+fn modes_under(dir: &Path) -> Vec<(String, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(modes_under(&path));
+        } else {
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            out.push((path.display().to_string(), mode));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_output_takes_the_mode_the_umask_gives() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5(&data, "X", &seed_matrix(120, 12, 3));
+    for (mask, mode) in [("022", 0o644), ("002", 0o664), ("077", 0o600)] {
+        let out_dir = dir.path().join(format!("out{mask}"));
+        std::fs::create_dir(&out_dir).expect("mkdir");
+        let o = |name: &str| out_dir.join(name).display().to_string();
+        let ok = |out: std::process::Output| {
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        };
+        for result in ["fit.h5", "fit.h5ad"] {
+            ok(run_with_umask(
+                mask,
+                &["fit", path_str(&data), "-k", "3", "-q", "-o", &o(result)],
+            ));
+        }
+        ok(run_with_umask(
+            mask,
+            &[
+                "sweep",
+                path_str(&data),
+                "-k",
+                "2..3",
+                "--restarts",
+                "2",
+                "-q",
+                "-o",
+                &o("sweep"),
+            ],
+        ));
+        ok(run_with_umask(
+            mask,
+            &["report", &o("fit.h5"), "-o", &o("report")],
+        ));
+        let modes = modes_under(&out_dir);
+        assert!(modes.len() > 8, "{modes:?}");
+        for (path, found) in modes {
+            assert_eq!(found, mode, "{path} under umask {mask}: {found:o}");
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! factorization of each k as a result file.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -448,22 +448,10 @@ fn tsv(per_k: &[KSummary]) -> String {
     out
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory.
+/// Writes `text` to `path` by nmflow's write protocol
+/// ([`nmflow_io::atomic`]), replacing an existing file.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    let dir: PathBuf = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".nmflow-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .with_context(|| format!("{}: creating a temporary file", dir.display()))?;
-    tmp.write_all(text.as_bytes())
-        .with_context(|| format!("{}: writing", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("{}: renaming into place", path.display()))?;
+    nmflow_io::atomic::write_bytes(path, nmflow_io::atomic::Overwrite::Replace, text.as_bytes())?;
     Ok(())
 }
 

@@ -243,26 +243,22 @@ pub fn write_h5ad(
             "names and factors disagree in shape",
         ));
     }
+    crate::output::check_finite(path, out)?;
     crate::output::persist_atomically(path, overwrite, |tmp| write_new(tmp, out, names))
 }
 
 /// Adds the result to the h5ad file at `path` (see the module docs). The
 /// factorization used `raw/X` when `raw` is true.
 pub fn write_into_h5ad(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> Result<(), IoError> {
-    let dir = crate::output::parent_dir(path);
-    let tmp = tempfile::Builder::new()
-        .prefix(".nmflow-")
-        .suffix(".h5ad.tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| IoError::os(&dir, e))?;
+    crate::output::check_finite(path, out)?;
+    let tmp = crate::atomic::new_temp(path)?;
     std::fs::copy(path, tmp.path()).map_err(|e| IoError::os(path, e))?;
     edit(tmp.path(), out, raw).map_err(|e| match e {
         EditError::Io(e) => e,
         EditError::Hdf5(e) => IoError::hdf5(path, "adding the result", e),
     })?;
     tmp.as_file().sync_all().map_err(|e| IoError::os(path, e))?;
-    tmp.persist(path).map_err(|e| IoError::os(path, e.error))?;
-    Ok(())
+    crate::atomic::persist(tmp, path, crate::atomic::Overwrite::Replace)
 }
 
 enum EditError {

@@ -6,6 +6,7 @@
 //! Every error names the file (and the dataset) at fault.
 #![deny(missing_docs)]
 
+pub mod atomic;
 pub mod cache;
 pub mod catalog;
 pub mod csr_source;

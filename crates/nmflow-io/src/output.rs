@@ -9,12 +9,13 @@
 //! principal components, rows × 2), `/sample/pca_variance_ratio`; every
 //! parameter of the run as attributes of `/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hdf5::types::VarLenUnicode;
 use ndarray::ArrayView2;
 use nmflow_core::FactorStore;
 
+use crate::atomic::{self, Overwrite, WriteError, parent_dir};
 use crate::error::IoError;
 
 /// A value of a result attribute.
@@ -80,13 +81,6 @@ pub fn check_output_path(path: &Path, overwrite: bool) -> Result<(), IoError> {
     Ok(())
 }
 
-pub(crate) fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
 /// Writes `output` to `path` atomically (temporary file, then rename).
 pub fn write_result(
     path: &Path,
@@ -94,35 +88,50 @@ pub fn write_result(
     overwrite: bool,
 ) -> Result<(), IoError> {
     check_output_path(path, overwrite)?;
+    check_finite(path, output)?;
     persist_atomically(path, overwrite, |tmp| write_hdf5(tmp, output))
 }
 
-/// Runs `write` on a temporary file beside `path`, then renames it to
-/// `path` (replacing it only when `overwrite`). On failure nothing is left.
+/// [`atomic::write_beside`] for an HDF5 writer.
 pub(crate) fn persist_atomically(
     path: &Path,
     overwrite: bool,
     write: impl FnOnce(&Path) -> hdf5::Result<()>,
 ) -> Result<(), IoError> {
-    let dir = parent_dir(path);
-    let tmp = tempfile::Builder::new()
-        .prefix(".nmflow-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| IoError::os(&dir, e))?;
-    write(tmp.path()).map_err(|e| IoError::hdf5(path, "writing the result", e))?;
-    if overwrite {
-        tmp.persist(path).map_err(|e| IoError::os(path, e.error))?;
-    } else {
-        tmp.persist_noclobber(path).map_err(|e| {
-            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                IoError::OutputExists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                IoError::os(path, e.error)
-            }
-        })?;
+    atomic::write_beside(path, Overwrite::from_force(overwrite), write).map_err(|e| match e {
+        WriteError::Write(e) => IoError::hdf5(path, "writing the result", e),
+        WriteError::Io(e) => e,
+    })
+}
+
+/// Refuses to write a result holding a non-finite value (the fit's guard
+/// stops such runs first; this is the last line of defence).
+pub(crate) fn check_finite(path: &Path, output: &mut FitOutput<'_>) -> Result<(), IoError> {
+    let bad = |what: &str| {
+        Err(IoError::malformed(
+            path,
+            "/",
+            format!("{what} holds a non-finite value; nothing was written"),
+        ))
+    };
+    if !output.h.iter().all(|v| v.is_finite()) {
+        return bad("H");
+    }
+    if !output.rel_error.iter().all(|v| v.is_finite()) {
+        return bad("the error trace");
+    }
+    let (n_rows, _) = output.w.shape();
+    for start in (0..n_rows).step_by(WRITE_ROWS) {
+        let rows = start..(start + WRITE_ROWS).min(n_rows);
+        let finite = output
+            .w
+            .rows_mut(rows.clone())
+            .iter()
+            .all(|v| v.is_finite());
+        output.w.release(rows);
+        if !finite {
+            return bad("W");
+        }
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod html;
 
 use std::path::{Path, PathBuf};
 
+use nmflow_io::atomic::{self, Overwrite, WriteError};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -32,6 +33,9 @@ pub enum ReportError {
         /// What the drawing library reported.
         reason: String,
     },
+    /// Writing a file by the write protocol failed.
+    #[error(transparent)]
+    Write(nmflow_io::IoError),
     /// Writing a file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -93,16 +97,16 @@ pub fn render<P: Plot>(plot: &P, dir: &Path, stem: &str) -> Result<Figure, Repor
     };
     let png = dir.join(format!("{stem}.png"));
     let svg = dir.join(format!("{stem}.svg"));
-    let png_tmp = dir.join(format!(".{stem}.tmp.png"));
-    {
-        let root = BitMapBackend::new(&png_tmp, plot.size()).into_drawing_area();
+    let size = plot.size();
+    atomic::write_beside(&png, Overwrite::Replace, |tmp| {
+        let root = BitMapBackend::new(tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
         plot.draw(&root).map_err(draw_err)?;
-        root.present().map_err(|e| draw_err(e.to_string()))?;
-    }
-    std::fs::rename(&png_tmp, &png).map_err(|source| ReportError::Io {
-        path: png.clone(),
-        source,
+        root.present().map_err(|e| draw_err(e.to_string()))
+    })
+    .map_err(|e| match e {
+        WriteError::Write(e) => e,
+        WriteError::Io(e) => ReportError::Write(e),
     })?;
     let mut text = String::new();
     {
@@ -120,17 +124,8 @@ pub fn render<P: Plot>(plot: &P, dir: &Path, stem: &str) -> Result<Figure, Repor
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it.
+/// Writes `bytes` to `path` by nmflow's write protocol
+/// ([`nmflow_io::atomic`]), replacing an existing file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let io = |source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    atomic::write_bytes(path, Overwrite::Replace, bytes).map_err(ReportError::Write)
 }
