@@ -69,11 +69,17 @@ fn k_zero_and_k_too_large_are_refused() {
     let dir = tempdir();
     let data = join(&dir, "x.h5");
     write_h5(&data, "X", &seed_matrix(20, 6, 2));
-    fit_fails(
-        dir.path(),
-        path_str(&data),
-        &["-k", "0"],
-        &["k must be at least 1"],
+    let out = run(&["fit", path_str(&data), "-k", "0", "-o", "r.h5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("k must be at least 1"),
+        "{}",
+        stderr(&out)
     );
     fit_fails(
         dir.path(),
@@ -225,11 +231,26 @@ fn custom_init_of_the_wrong_shape_is_refused() {
         ],
         &["W0 has shape (19, 2), expected (20, 2)"],
     );
-    fit_fails(
-        dir.path(),
+    let out = run(&[
+        "fit",
         path_str(&data),
-        &["-k", "2", "--init", "custom"],
-        &["--w0", "--h0"],
+        "-k",
+        "2",
+        "--init",
+        "custom",
+        "-o",
+        "r.h5",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("--w0 FILE and --h0 FILE"),
+        "{}",
+        stderr(&out)
     );
 }
 

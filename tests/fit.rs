@@ -349,7 +349,8 @@ fn a_budget_below_the_fixed_part_is_refused_with_the_minimum() {
         &run,
         &[
             "data.h5",
-            "memory budget of 10485760 bytes is too small",
+            "memory budget of 10.0 MiB is too small",
+            "give --memory",
             "needs at least",
         ],
     );

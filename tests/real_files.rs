@@ -232,6 +232,12 @@ fn write_into_adds_the_result_and_keeps_the_original_content() {
     let work = tempdir();
     let copy = join(&work, "pbmc.h5ad");
     std::fs::copy(dir.join("derived/pbmc_chr21_v3.processed.h5ad"), &copy).expect("copy");
+    // The shared files are read-only, and so is a copy of them: a user
+    // makes the copy writable before editing it.
+    let mut perms = std::fs::metadata(&copy).expect("meta").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&copy, perms).expect("chmod");
     let before = hdf5::File::open(&copy)
         .and_then(|f| f.dataset("X/data")?.read_raw::<f32>())
         .expect("X");

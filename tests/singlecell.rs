@@ -401,7 +401,10 @@ fn refused_write_into_leaves_the_input_byte_for_byte() {
         "--write-into",
         path_str(&file),
     ]);
-    assert_fails(&out, &["obsm", "anndata < 0.7", "-o OUT.h5ad"]);
+    assert_fails(
+        &out,
+        &["old.h5ad", "obsm", "anndata < 0.7", "-o result.h5ad"],
+    );
     assert_eq!(
         std::fs::read(&file).expect("read"),
         before,
@@ -424,5 +427,11 @@ fn refused_write_into_leaves_the_input_byte_for_byte() {
         "--write-into",
         path_str(&other),
     ]);
-    assert_fails(&out, &["--write-into must name the input file"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a usage error: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--write-into must name the input file"));
 }

@@ -226,7 +226,10 @@ fn bad_sweep_and_report_inputs_fail_cleanly() {
         &sweep("/short"),
         &["data.h5", "/short", "50 labels", "100 rows"],
     );
-    assert!(files_in(&out_dir).is_empty(), "{:?}", files_in(&out_dir));
+    assert!(
+        !out_dir.exists(),
+        "a refused sweep left its output directory"
+    );
     let out = run(&[
         "sweep",
         path_str(&data),
@@ -238,6 +241,7 @@ fn bad_sweep_and_report_inputs_fail_cleanly() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = run(&["report", path_str(&data), "-o", path_str(&join(&dir, "r"))]);
     assert_fails(&out, &["data.h5", "not a result of nmflow fit"]);
+    std::fs::create_dir(&out_dir).expect("mkdir");
     let out = run(&[
         "report",
         path_str(&out_dir),
@@ -245,6 +249,10 @@ fn bad_sweep_and_report_inputs_fail_cleanly() {
         path_str(&join(&dir, "r")),
     ]);
     assert_fails(&out, &["sweep.json"]);
+    assert!(
+        !join(&dir, "r").exists(),
+        "a refused report left its output directory"
+    );
 }
 
 #[test]

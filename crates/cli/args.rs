@@ -87,11 +87,11 @@ pub struct InputArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Maximum number of iterations.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = crate::usage::positive)]
     pub max_iter: usize,
 
     /// Stop when an iteration improves the relative error by less than this fraction (0: run all iterations).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 1e-4, value_parser = crate::usage::tolerance)]
     pub tol: f64,
 
     /// Seed of the random initialisation (restart r uses seed + r).
@@ -107,11 +107,11 @@ pub struct RunArgs {
     pub scale: ScaleArg,
 
     /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
     pub threads: Option<usize>,
 
     /// Rows per block read from X (default: about 16 MiB of rows, a multiple of the chunk height).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
     pub block_rows: Option<usize>,
 
     /// Memory budget of the whole process, e.g. 2GiB or 512MiB (default: half of the available
@@ -149,7 +149,7 @@ pub struct FitArgs {
     pub input: InputArgs,
 
     /// Number of components.
-    #[arg(short = 'k', long = "n-components", value_name = "K")]
+    #[arg(short = 'k', long = "n-components", value_name = "K", value_parser = crate::usage::one_k)]
     pub k: usize,
 
     /// Output: FILE.h5ad (an AnnData file with obsm['X_nmf'], varm['NMF_H'], obs['nmf_cluster'], uns['nmf']),
@@ -170,7 +170,7 @@ pub struct FitArgs {
 
     /// Random starts (seeds --seed, --seed + 1, ...), run together; the one with the lowest final
     /// error is kept.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::usage::positive)]
     pub restarts: usize,
 
     /// Initialisation.
@@ -203,7 +203,7 @@ pub struct SweepArgs {
     pub ks: KList,
 
     /// Random starts per k (seeds --seed, --seed + 1, ...; the same seeds for every k).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = crate::usage::positive)]
     pub restarts: usize,
 
     /// Output directory: sweep.tsv, sweep.json and the best factorization of each k (kK.h5).
@@ -237,7 +237,7 @@ pub struct ReportArgs {
     pub output: PathBuf,
 
     /// Genes (columns) listed per component.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = crate::usage::positive)]
     pub top: usize,
 
     /// Replace the report's files if the directory holds an earlier report.
@@ -263,12 +263,13 @@ pub struct InspectArgs {
         short = 'k',
         long = "n-components",
         value_name = "K",
-        default_value_t = 20
+        default_value_t = 20,
+        value_parser = crate::usage::one_k
     )]
     pub k: usize,
 
     /// Rows per block for the memory estimate (default: as `fit` would choose).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
     pub block_rows: Option<usize>,
 
     /// Plan for this memory budget, e.g. 2GiB: block size and predicted peak.

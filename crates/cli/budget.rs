@@ -34,12 +34,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Human-readable bytes.
 pub fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", b / (1u64 << 30) as f64)
-    } else {
-        format!("{:.1} MiB", b / (1u64 << 20) as f64)
-    }
+    nmflow_core::plan::Bytes(bytes).to_string()
 }
 
 /// Memory this process may use: MemAvailable, and the cgroup limit when one

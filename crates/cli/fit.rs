@@ -3,18 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nmflow_core::{FitOutcome, Init};
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
-    AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, SampleOutput, read_matrix,
-    read_names, write_h5ad, write_into_h5ad, write_result,
+    AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, SampleOutput, StartFactor,
+    read_names, read_start, write_h5ad, write_into_h5ad, write_result,
 };
 use serde::Serialize;
 
 use crate::args::{FitArgs, InitArg, NormalizeArg};
 use crate::budget;
 use crate::session::{self, Finished, Input, Prepared, RunSpec};
+use crate::usage::usage;
 
 /// The summary of a run, printed as text or as JSON.
 #[derive(Debug, Serialize)]
@@ -68,23 +69,45 @@ impl Destination {
     }
 }
 
+/// The kinds of result file nmflow writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    /// Plain HDF5 (`.h5`, `.hdf5`).
+    Hdf5,
+    /// AnnData (`.h5ad`).
+    H5ad,
+}
+
+/// The format of a result named `path`, from its extension; `None` for a
+/// name nmflow does not write (`.npy`, no extension, ...).
+pub fn result_format(path: &Path) -> Option<ResultFormat> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "h5ad" => Some(ResultFormat::H5ad),
+        "h5" | "hdf5" => Some(ResultFormat::Hdf5),
+        _ => None,
+    }
+}
+
 pub fn run(args: FitArgs) -> Result<()> {
     let started = Instant::now();
     let run = &args.run;
-    if args.restarts == 0 {
-        bail!("--restarts must be at least 1");
-    }
     let mut input = Input::open(&args.input)?;
     let destination = match (&args.output, &args.write_into) {
-        (Some(out), None) if out.extension().is_some_and(|e| e == "h5ad") => {
-            Destination::H5ad(out.clone())
-        }
-        (Some(out), None) => Destination::Hdf5(out.clone()),
+        (Some(out), None) => match result_format(out) {
+            Some(ResultFormat::H5ad) => Destination::H5ad(out.clone()),
+            Some(ResultFormat::Hdf5) => Destination::Hdf5(out.clone()),
+            None => usage!(
+                "{}: nmflow writes results as .h5 or .hdf5 (plain HDF5: /W, /H, ...) or .h5ad \
+                 (AnnData); give -o with one of these extensions",
+                out.display()
+            ),
+        },
         (None, Some(target)) => {
             let same =
                 std::fs::canonicalize(target).ok() == std::fs::canonicalize(&input.spec.path).ok();
             if !same {
-                bail!(
+                usage!(
                     "--write-into must name the input file ({}), not {}",
                     input.spec.path.display(),
                     target.display()
@@ -92,13 +115,18 @@ pub fn run(args: FitArgs) -> Result<()> {
             }
             Destination::Into(target.clone())
         }
-        _ => bail!("give one of -o FILE and --write-into INPUT.h5ad"),
+        _ => usage!("give one of -o FILE and --write-into INPUT.h5ad"),
     };
     if let Destination::Hdf5(out) | Destination::H5ad(out) = &destination {
+        nmflow_io::atomic::check_not_input(out, &input.spec.path)?;
         check_output_path(out, args.force)?;
     }
+    if let Destination::Into(target) = &destination {
+        nmflow_io::atomic::check_writable(target)?;
+        nmflow_io::h5ad::check_editable(target)?;
+    }
     if matches!(destination, Destination::Into(_)) && input.opened.layout != Some(Layout::H5ad) {
-        bail!(
+        usage!(
             "--write-into needs an h5ad input; {} is not one",
             input.spec.path.display()
         );
@@ -118,30 +146,30 @@ pub fn run(args: FitArgs) -> Result<()> {
         _ => None,
     };
     let col_names = match destination {
-        Destination::Hdf5(_) => session::column_names(&input),
+        Destination::Hdf5(_) => session::column_names(&input)?,
         _ => None,
     };
 
     let init = match args.init {
         InitArg::Random => {
             if args.w0.is_some() || args.h0.is_some() {
-                bail!("--w0 and --h0 need --init custom");
+                usage!("--w0 and --h0 need --init custom");
             }
             Init::Random
         }
         InitArg::Custom => {
             let (Some(w0), Some(h0)) = (&args.w0, &args.h0) else {
-                bail!("--init custom needs both --w0 FILE and --h0 FILE");
+                usage!("--init custom needs both --w0 FILE and --h0 FILE");
             };
             if args.restarts > 1 {
-                bail!("--restarts needs --init random: custom starts are all the same");
+                usage!("--restarts needs --init random: custom starts are all the same");
             }
             let w0_spec = InputSpec::parse(w0);
             let h0_spec = InputSpec::parse(h0);
             Init::Custom {
-                w0: read_matrix(&w0_spec, "/W")
+                w0: read_start(&w0_spec, StartFactor::W)
                     .with_context(|| format!("reading --w0 {w0_spec}"))?,
-                h0: read_matrix(&h0_spec, "/H")
+                h0: read_start(&h0_spec, StartFactor::H)
                     .with_context(|| format!("reading --h0 {h0_spec}"))?,
             }
         }

@@ -2,16 +2,19 @@
 //! done by `nmflow-core` (numerics) and `nmflow-io` (files).
 //!
 //! Exit codes: 0 success; 1 the run failed (bad input, I/O error), with a
-//! message naming the file, dataset, row or column at fault; 2 bad usage.
+//! message naming the file, dataset, row or column at fault; 2 bad usage
+//! (clap's parse errors and [`usage::UsageError`]).
 
 mod args;
 mod budget;
 mod fit;
 mod inspect;
+mod outdir;
 mod progress;
 mod report;
 mod session;
 mod sweep;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -32,7 +35,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("nmflow: error: {err:#}");
-            ExitCode::from(1)
+            ExitCode::from(if usage::is_usage(&err) { 2 } else { 1 })
         }
     }
 }

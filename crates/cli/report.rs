@@ -12,6 +12,7 @@ use nmflow_report::{
 use serde_json::Value;
 
 use crate::args::ReportArgs;
+use crate::outdir::OutputDir;
 
 /// Rows of W drawn when a result stores no sample.
 const MAX_SAMPLE: usize = 2000;
@@ -29,17 +30,25 @@ pub fn run(args: ReportArgs) -> Result<()> {
     if !args.result.exists() {
         bail!("{}: no such file or directory", args.result.display());
     }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("{}: creating the output directory", out.display()))?;
-    let (title, sections) = if args.result.is_dir() {
-        sweep_sections(&args.result, out, args.top)?
+    // A single result is read (and checked) before the directory is made;
+    // a sweep's results are checked as they are read, and the directory,
+    // when this run made it, is removed again on failure.
+    let single = if args.result.is_dir() {
+        None
     } else {
-        let result = read_result(&args.result, MAX_SAMPLE)?;
-        let title = format!("nmflow fit: {}", args.result.display());
-        (title, vec![fit_section(&result, out, "", args.top)?])
+        Some(read_result(&args.result, MAX_SAMPLE)?)
+    };
+    let out_dir = OutputDir::create(out)?;
+    let (title, sections) = match &single {
+        None => sweep_sections(&args.result, out, args.top)?,
+        Some(result) => {
+            let title = format!("nmflow fit: {}", args.result.display());
+            (title, vec![fit_section(result, out, "", args.top)?])
+        }
     };
     let page = html_page(&title, &sections)?;
     write_atomically(&index, page.as_bytes())?;
+    out_dir.keep();
     let n: usize = sections.iter().map(|s| s.figures.len()).sum();
     if args.json {
         println!(

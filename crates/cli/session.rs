@@ -341,6 +341,7 @@ pub fn run_batches(
                 sample.as_mut(),
                 &mut |_, event| progress.on_event(event),
             )
+            .map_err(|e| with_count_hint(e, input))
             .with_context(|| input.name.clone());
             progress.finish();
             result?
@@ -431,18 +432,17 @@ pub fn result_attrs(
 }
 
 /// Column names for a plain result: the input's, when it names them.
-pub fn column_names(input: &Input) -> Option<Vec<String>> {
+pub fn column_names(input: &Input) -> Result<Option<Vec<String>>> {
     if input.opened.kind == InputKind::Npy {
-        return None;
+        return Ok(None);
     }
-    nmflow_io::read_names(
+    let names = nmflow_io::read_names(
         &input.spec.path,
         input.spec.dataset.as_deref(),
         &input.opts,
         (input.n_rows(), input.n_cols()),
-    )
-    .ok()
-    .map(|names| names.var)
+    )?;
+    Ok(Some(names.var))
 }
 
 /// A time estimate from block 0: read once and computed on once.
@@ -569,4 +569,25 @@ pub fn prepare(
         reads_cheap,
         pass_bytes,
     })
+}
+
+/// A negative value in an h5ad matrix is often scaled data in `X` beside
+/// the counts: the error then names the file's other matrices.
+fn with_count_hint(err: nmflow_core::FitError, input: &Input) -> anyhow::Error {
+    let element = input.opened.dataset.as_deref().unwrap_or("");
+    if !matches!(err, nmflow_core::FitError::NegativeValue { .. })
+        || input.opened.layout != Some(nmflow_io::Layout::H5ad)
+    {
+        return err.into();
+    }
+    let alternatives = nmflow_io::singlecell::count_alternatives(&input.spec.path, element);
+    if alternatives.is_empty() {
+        return err.into();
+    }
+    anyhow::Error::new(err).context(format!(
+        "{} holds negative values (scaled or centred data?); this file also holds {}, which may \
+         hold the counts",
+        element.trim_start_matches('/'),
+        alternatives.join(", ")
+    ))
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use ndarray::Array2;
 use nmflow_core::metrics::{adjusted_rand_index, normalized_mutual_info};
 use nmflow_core::stability::{Consensus, spectra_stability};
@@ -17,7 +17,12 @@ use serde::Serialize;
 
 use crate::args::{KList, SweepArgs};
 use crate::budget;
+use crate::outdir::OutputDir;
 use crate::session::{self, Finished, Input, InputRecord, Prepared, RunSpec, SampleInfo};
+use crate::usage::usage;
+
+/// Values of k one sweep takes at most.
+const MAX_KS: usize = 1000;
 
 /// Parses `2..12` (inclusive), `3,5,8` or `5`.
 pub fn parse_ks(text: &str) -> Result<KList, String> {
@@ -30,6 +35,12 @@ pub fn parse_ks(text: &str) -> Result<KList, String> {
         let (a, b) = (parse(a)?, parse(b.trim_start_matches('='))?);
         if a > b {
             return Err(format!("the range {a}..{b} is empty"));
+        }
+        if b - a >= MAX_KS {
+            return Err(format!(
+                "the range {a}..{b} holds {} values of k; a sweep takes at most {MAX_KS}",
+                (b - a).saturating_add(1)
+            ));
         }
         (a..=b).collect()
     } else {
@@ -117,12 +128,13 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let started = Instant::now();
     let run = &args.run;
     let ks = args.ks.0.clone();
-    if args.restarts == 0 {
-        bail!("--restarts must be at least 1");
-    }
     let dir = args.output.clone();
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: creating the output directory", dir.display()))?;
+    if dir.exists() && !dir.is_dir() {
+        usage!(
+            "{}: the output of a sweep is a directory; this is a file",
+            dir.display()
+        );
+    }
     let result_name = |k: usize| format!("k{k}.h5");
     if !args.force {
         for name in ["sweep.tsv", "sweep.json"]
@@ -150,7 +162,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         )?),
         None => None,
     };
-    let col_names = session::column_names(&input);
+    let col_names = session::column_names(&input)?;
     let specs: Vec<RunSpec> = ks
         .iter()
         .flat_map(|&k| {
@@ -206,6 +218,12 @@ pub fn run(args: SweepArgs) -> Result<()> {
         }
     }
 
+    for k in &ks {
+        nmflow_io::atomic::check_not_input(&dir.join(result_name(*k)), &input.spec.path)?;
+    }
+    // Everything is validated: the directory is made now, and removed again
+    // if the sweep fails and it did not exist before.
+    let out_dir = OutputDir::create(&dir)?;
     let record = input.record();
     let mut states: Vec<KState> = Vec::new();
     let mut runs: Vec<Option<RunSummary>> = vec![None; specs.len()];
@@ -320,6 +338,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let json = serde_json::to_string_pretty(&summary)?;
     write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
     write_text(&dir.join("sweep.json"), &json)?;
+    out_dir.keep();
     if run.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else if !run.quiet {
@@ -468,5 +487,10 @@ mod tests {
         assert!(parse_ks("0..3").is_err());
         assert!(parse_ks("3,3").is_err());
         assert!(parse_ks("a").is_err());
+        assert!(
+            parse_ks("1..18446744073709551615")
+                .unwrap_err()
+                .contains("at most")
+        );
     }
 }

@@ -155,11 +155,28 @@ impl Plan {
     }
 }
 
+/// A number of bytes, displayed in MiB or GiB (`512.0 MiB`, `2.00 GiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0 as f64;
+        if b >= (1u64 << 30) as f64 {
+            write!(f, "{:.2} GiB", b / (1u64 << 30) as f64)
+        } else {
+            write!(f, "{:.1} MiB", b / (1u64 << 20) as f64)
+        }
+    }
+}
+
 /// The budget is smaller than the fixed part of a fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "a memory budget of {budget} bytes is too small: this fit needs at least {min_budget} bytes \
-     ({w_bytes} for W, {factor_bytes} for H and the k × columns products, the program and one small block)"
+    "a memory budget of {} is too small: this fit needs at least {} ({} for W, {} for H and the \
+     k × columns products, the program and one small block); give --memory {}MiB or more",
+    Bytes(*budget), Bytes(*min_budget), Bytes(*w_bytes), Bytes(*factor_bytes),
+    min_budget.div_ceil(1 << 20)
 )]
 pub struct BudgetTooSmall {
     /// The budget given.

@@ -43,6 +43,56 @@ pub fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
+/// Fails if `output` is the file `input` (same device and inode: another
+/// name, a symbolic or a hard link of it count too). An output that does
+/// not exist yet is never the input.
+pub fn check_not_input(output: &Path, input: &Path) -> Result<(), IoError> {
+    if same_file(output, input) {
+        return Err(IoError::OutputIsInput {
+            output: output.to_path_buf(),
+            input: input.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Fails if the file at `path` has no write permission bit set: the
+/// owner's statement that it must not change, honoured even for root.
+pub fn check_writable(path: &Path) -> Result<(), IoError> {
+    let meta = std::fs::metadata(path).map_err(|e| IoError::os(path, e))?;
+    if meta.permissions().readonly() {
+        #[cfg(unix)]
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            meta.permissions().mode() & 0o7777
+        };
+        #[cfg(not(unix))]
+        let mode = 0o444;
+        return Err(IoError::ReadOnly {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
 /// What a writer given to [`write_beside`] may fail with.
 #[derive(Debug)]
 pub enum WriteError<E> {

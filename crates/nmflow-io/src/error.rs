@@ -119,6 +119,31 @@ pub enum IoError {
         /// The output path.
         path: PathBuf,
     },
+    /// The output names the input file (by identity: the same file under
+    /// another name or a hard link counts too).
+    #[error(
+        "{}: this output is the input file {}; nmflow never replaces its input \
+         (choose another output name)",
+        output.display(), input.display()
+    )]
+    OutputIsInput {
+        /// The output path.
+        output: PathBuf,
+        /// The input path.
+        input: PathBuf,
+    },
+    /// A file the user marked read-only.
+    #[error(
+        "{}: the file is read-only (mode {mode:o}); nmflow does not write into a file its owner \
+         marked read-only: write a new file with -o result.h5ad, or make it writable first",
+        path.display()
+    )]
+    ReadOnly {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
 }
 
 fn list(names: &[String]) -> String {

@@ -244,6 +244,7 @@ pub fn write_h5ad(
         ));
     }
     crate::output::check_finite(path, out)?;
+    crate::output::check_finite(path, out)?;
     crate::output::persist_atomically(path, overwrite, |tmp| write_new(tmp, out, names))
 }
 
@@ -251,41 +252,35 @@ pub fn write_h5ad(
 /// factorization used `raw/X` when `raw` is true.
 pub fn write_into_h5ad(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> Result<(), IoError> {
     crate::output::check_finite(path, out)?;
+    check_editable(path)?;
     let tmp = crate::atomic::new_temp(path)?;
     std::fs::copy(path, tmp.path()).map_err(|e| IoError::os(path, e))?;
-    edit(tmp.path(), out, raw).map_err(|e| match e {
-        EditError::Io(e) => e,
-        EditError::Hdf5(e) => IoError::hdf5(path, "adding the result", e),
-    })?;
+    edit(tmp.path(), out, raw).map_err(|e| IoError::hdf5(path, "adding the result", e))?;
     tmp.as_file().sync_all().map_err(|e| IoError::os(path, e))?;
     crate::atomic::persist(tmp, path, crate::atomic::Overwrite::Replace)
 }
 
-enum EditError {
-    Io(IoError),
-    Hdf5(hdf5::Error),
-}
-
-impl From<hdf5::Error> for EditError {
-    fn from(e: hdf5::Error) -> Self {
-        EditError::Hdf5(e)
-    }
-}
-
-fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> Result<(), EditError> {
-    let file = File::open_rw(path)?;
-    let legacy = |what: &str| {
-        EditError::Io(IoError::Unsupported {
-            path: path.to_path_buf(),
-            object: what.to_owned(),
-            reason: "written by anndata < 0.7 (a compound dataset, not a group); write a new file with -o OUT.h5ad instead".into(),
-        })
-    };
-    for name in ["obsm", "varm"] {
+/// Refuses, before anything is copied, an h5ad whose layout nmflow cannot
+/// add to: files written by anndata < 0.7 keep `obsm` and `varm` as
+/// compound datasets. The message names the user's file.
+pub fn check_editable(path: &Path) -> Result<(), IoError> {
+    let file = File::open(path).map_err(|e| IoError::hdf5(path, "opening the file", e))?;
+    for name in ["obsm", "varm", "obs", "var"] {
         if file.dataset(name).is_ok() {
-            return Err(legacy(name));
+            return Err(IoError::Unsupported {
+                path: path.to_path_buf(),
+                object: name.to_owned(),
+                reason: "written by anndata < 0.7 (a compound dataset, not a group); nmflow does \
+                         not edit this layout: write a new file with -o result.h5ad instead"
+                    .into(),
+            });
         }
     }
+    Ok(())
+}
+
+fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
+    let file = File::open_rw(path)?;
     factor_array(&dict(&file, "obsm")?, "X_nmf", out.w)?;
     let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
     let raw_genes_differ = raw

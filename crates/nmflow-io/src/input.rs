@@ -161,40 +161,95 @@ pub fn open_source(spec: &InputSpec, opts: &OpenOptions) -> Result<OpenedSource,
     }
 }
 
-/// Reads a whole (small) matrix, e.g. an initial factor. For an HDF5 file
-/// without a dataset path, `default_dataset` is used when it exists.
-pub fn read_matrix(spec: &InputSpec, default_dataset: &str) -> Result<Array2<f32>, IoError> {
-    match sniff(&spec.path)? {
-        InputKind::Npy => {
-            let mut source = NpySource::open(&spec.path)?;
-            let n_rows = source.n_rows();
-            let n_cols = source.n_cols();
-            let mut out = Array2::zeros((n_rows, n_cols));
-            if n_rows > 0 {
-                let block = source.block(0..n_rows).map_err(|e| IoError::Npy {
-                    path: spec.path.clone(),
-                    reason: e.to_string(),
-                })?;
-                match block {
-                    nmflow_core::RowBlock::Dense(view) => out.assign(&view),
-                    _ => unreachable!("npy sources are dense"),
-                }
+/// Reads a whole `.npy` file into memory (for small matrices: starts).
+fn read_npy(path: &Path) -> Result<Array2<f32>, IoError> {
+    let mut source = NpySource::open(path)?;
+    let n_rows = source.n_rows();
+    let n_cols = source.n_cols();
+    let mut out = Array2::zeros((n_rows, n_cols));
+    if n_rows > 0 {
+        let block = source.block(0..n_rows).map_err(|e| IoError::Npy {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        match block {
+            nmflow_core::RowBlock::Dense(view) => out.assign(&view),
+            _ => {
+                return Err(IoError::Npy {
+                    path: path.to_path_buf(),
+                    reason: "not a dense array".into(),
+                });
             }
-            Ok(out)
-        }
-        InputKind::Hdf5 => {
-            let dataset = match &spec.dataset {
-                Some(ds) => Some(ds.clone()),
-                None => {
-                    let file = hdf5::File::open(&spec.path)
-                        .map_err(|e| IoError::hdf5(&spec.path, "opening the HDF5 file", e))?;
-                    file.link_exists(default_dataset.trim_start_matches('/'))
-                        .then(|| default_dataset.to_owned())
-                }
-            };
-            Hdf5Source::open(&spec.path, dataset.as_deref())?.read_all()
         }
     }
+    Ok(out)
+}
+
+/// Which factor a start file gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFactor {
+    /// W, `n_rows × k`.
+    W,
+    /// H, `k × n_cols`.
+    H,
+}
+
+impl StartFactor {
+    /// Where the factor lies in each kind of result nmflow writes, in the
+    /// order they are tried: the plain HDF5 result (`/W`, `/H`), then the
+    /// AnnData result (`obsm/X_nmf`, `varm/NMF_H`, stored genes × k).
+    fn locations(self) -> [&'static str; 2] {
+        match self {
+            StartFactor::W => ["/W", "/obsm/X_nmf"],
+            StartFactor::H => ["/H", "/varm/NMF_H"],
+        }
+    }
+}
+
+/// Reads an initial factor: a `.npy` file as it is, or an HDF5 dataset,
+/// `FILE:/path` or by default the factor of a result nmflow wrote (plain
+/// HDF5 or h5ad, see [`StartFactor::locations`]). H stored genes × k, as
+/// anndata's `varm` holds it, is transposed to `k × n_cols`. A file holding
+/// none of the default locations is refused, naming them.
+pub fn read_start(spec: &InputSpec, factor: StartFactor) -> Result<Array2<f32>, IoError> {
+    let dataset = match (sniff(&spec.path)?, &spec.dataset) {
+        (InputKind::Npy, _) => return read_npy(&spec.path),
+        (InputKind::Hdf5, Some(ds)) => ds.clone(),
+        (InputKind::Hdf5, None) => {
+            let file = hdf5::File::open(&spec.path)
+                .map_err(|e| IoError::hdf5(&spec.path, "opening the HDF5 file", e))?;
+            let locations = factor.locations();
+            let found = locations
+                .iter()
+                .find(|l| file.dataset(l.trim_start_matches('/')).is_ok());
+            match found {
+                Some(l) => (*l).to_owned(),
+                None => {
+                    return Err(IoError::malformed(
+                        &spec.path,
+                        "/",
+                        format!(
+                            "holds no {} (the {} of an nmflow result); name the dataset with \
+                             FILE:/path",
+                            locations.join(" nor "),
+                            match factor {
+                                StartFactor::W => "W",
+                                StartFactor::H => "H",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let x = Hdf5Source::open(&spec.path, Some(&dataset))?.read_all()?;
+    let genes_by_k =
+        factor == StartFactor::H && dataset.trim_start_matches('/').starts_with("varm/");
+    Ok(if genes_by_k {
+        x.t().as_standard_layout().into_owned()
+    } else {
+        x
+    })
 }
 
 #[cfg(test)]

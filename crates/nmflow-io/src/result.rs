@@ -160,6 +160,20 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
             next += 1;
         }
     }
+    let h_name = if is_h5ad { "varm/NMF_H" } else { "H" };
+    for (object, finite) in [
+        (h_name, h.iter().all(|v| v.is_finite())),
+        (rel_name.as_str(), rel_error.iter().all(|v| v.is_finite())),
+        (w_name, sample_w.iter().all(|v| v.is_finite())),
+    ] {
+        if !finite {
+            return Err(IoError::malformed(
+                path,
+                object,
+                "holds NaN or infinite values: not the result of a sound run",
+            ));
+        }
+    }
     let params = if is_h5ad {
         match file.group("uns/nmf/params") {
             Ok(group) => group_scalars(&group),

@@ -246,6 +246,33 @@ fn member_names(file: &File, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Other matrices of an h5ad file than `element` that may hold the
+/// non-negative counts (`raw/X` or a legacy `raw.X`, and every layer), as
+/// the options that select them: for a message when `element` holds
+/// negative values (scaled or centred data, as scanpy's `pp.scale` leaves
+/// in `X`).
+pub fn count_alternatives(path: &Path, element: &str) -> Vec<String> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    let element = element.trim_start_matches('/');
+    let mut out = Vec::new();
+    let has_raw = file
+        .group("raw")
+        .map(|g| g.link_exists("X"))
+        .unwrap_or(false)
+        || file.link_exists("raw.X");
+    if has_raw && element != "raw/X" && element != "raw.X" {
+        out.push("raw/X (--raw)".to_owned());
+    }
+    for layer in member_names(&file, "layers") {
+        if element != format!("layers/{layer}") {
+            out.push(format!("layers/{layer} (--layer {layer})"));
+        }
+    }
+    out
+}
+
 /// The h5ad element the options select.
 fn h5ad_element(path: &Path, file: &File, opts: &OpenOptions) -> Result<String, IoError> {
     let layers = member_names(file, "layers");
@@ -270,6 +297,11 @@ fn h5ad_element(path: &Path, file: &File, opts: &OpenOptions) -> Result<String, 
         .group("raw")
         .map(|g| g.link_exists("X"))
         .unwrap_or(false);
+    // anndata < 0.7 kept raw at the root: `raw.X`, `raw.var`.
+    let legacy_raw = !has_raw_x && file.link_exists("raw.X");
+    if opts.raw && legacy_raw {
+        return Ok("/raw.X".into());
+    }
     if opts.raw {
         if !has_raw_x {
             return Err(IoError::Missing {
@@ -289,7 +321,7 @@ fn h5ad_element(path: &Path, file: &File, opts: &OpenOptions) -> Result<String, 
             .iter()
             .map(|l| format!("layers/{l} (--layer {l})"))
             .collect();
-        if has_raw_x {
+        if has_raw_x || legacy_raw {
             available.push("raw/X (--raw)".into());
         }
         return Err(IoError::Missing {
@@ -438,6 +470,31 @@ fn open_tenx(
             ));
         }
     };
+    // The shape must agree with the feature and barcode lists (checked
+    // here, so that a wrong shape is named as such).
+    let ids = if layout == Layout::Tenx {
+        "features/id"
+    } else {
+        "genes"
+    };
+    for (list, n, axis) in [
+        (ids, n_genes, "features"),
+        ("barcodes", n_cells, "barcodes"),
+    ] {
+        if let Ok(ds) = group.dataset(list) {
+            if ds.size() != n {
+                return Err(IoError::malformed(
+                    path,
+                    format!("{}/shape", group.name()),
+                    format!(
+                        "says {n} {axis}, but '{}/{list}' lists {}",
+                        group.name(),
+                        ds.size()
+                    ),
+                ));
+            }
+        }
+    }
     let col_map = if opts.all_features {
         None
     } else {
@@ -528,19 +585,51 @@ pub fn read_names(
 ) -> Result<Names, IoError> {
     let file = open_file(path)?;
     let layout = detect(&file);
-    let strings = |name: &str| -> Option<Vec<String>> {
-        file.dataset(name)
-            .ok()
-            .and_then(|d| read_string_dataset(&d).ok())
+    // Names a file stores must be readable and as many as the matrix's rows
+    // or columns: a mismatch is refused, never papered over with numbers.
+    let strings = |name: &str| -> Result<Option<Vec<String>>, IoError> {
+        match file.dataset(name) {
+            Ok(d) => read_string_dataset(&d)
+                .map(Some)
+                .map_err(|e| IoError::hdf5(path, format!("reading the names in '{name}'"), e)),
+            Err(_) => Ok(None),
+        }
     };
-    let fit = |v: Option<Vec<String>>, n: usize| v.filter(|v| v.len() == n);
+    let fit = |v: Option<Vec<String>>,
+               n: usize,
+               what: &str,
+               axis: &str|
+     -> Result<Vec<String>, IoError> {
+        match v {
+            None => Ok(numbered(n)),
+            Some(v) if v.len() == n => Ok(v),
+            Some(v) => Err(IoError::malformed(
+                path,
+                what,
+                format!("holds {} names, but the matrix has {n} {axis}", v.len()),
+            )),
+        }
+    };
     let mut names = match (layout, dataset) {
         (Layout::H5ad, _) => {
-            let var_frame = if opts.raw { "raw/var" } else { "var" };
+            let var_frame = match () {
+                _ if !opts.raw => "var",
+                _ if file.link_exists("raw.var") && !file.link_exists("raw/var") => "raw.var",
+                _ => "raw/var",
+            };
             Names {
-                obs: fit(dataframe_index(&file, "obs"), n_rows).unwrap_or_else(|| numbered(n_rows)),
-                var: fit(dataframe_index(&file, var_frame), n_cols)
-                    .unwrap_or_else(|| numbered(n_cols)),
+                obs: fit(
+                    dataframe_index(path, &file, "obs")?,
+                    n_rows,
+                    "obs",
+                    "rows (cells)",
+                )?,
+                var: fit(
+                    dataframe_index(path, &file, var_frame)?,
+                    n_cols,
+                    var_frame,
+                    "columns (genes)",
+                )?,
                 var_ids: None,
             }
         }
@@ -558,10 +647,10 @@ pub fn read_names(
             } else {
                 ("gene_names", "genes")
             };
-            let mut var = strings(&format!("{group}/{name_ds}"));
-            let mut ids = strings(&format!("{group}/{id_ds}"));
+            let mut var = strings(&format!("{group}/{name_ds}"))?;
+            let mut ids = strings(&format!("{group}/{id_ds}"))?;
             if !opts.all_features {
-                if let Some(types) = strings(&format!("{group}/features/feature_type")) {
+                if let Some(types) = strings(&format!("{group}/features/feature_type"))? {
                     let keep = |v: Vec<String>| -> Vec<String> {
                         if types.iter().any(|t| t == "Gene Expression") {
                             v.into_iter()
@@ -577,24 +666,38 @@ pub fn read_names(
                     ids = ids.map(keep);
                 }
             }
+            let ids_name = format!("{group}/{id_ds}");
+            let var_ids = match ids {
+                Some(ids) => Some(fit(Some(ids), n_cols, &ids_name, "columns (genes)")?),
+                None => None,
+            };
             Names {
-                obs: fit(strings(&format!("{group}/barcodes")), n_rows)
-                    .unwrap_or_else(|| numbered(n_rows)),
-                var: fit(var, n_cols).unwrap_or_else(|| numbered(n_cols)),
-                var_ids: fit(ids, n_cols),
+                obs: fit(
+                    strings(&format!("{group}/barcodes"))?,
+                    n_rows,
+                    &format!("{group}/barcodes"),
+                    "rows (cells)",
+                )?,
+                var: fit(
+                    var,
+                    n_cols,
+                    &format!("{group}/{name_ds}"),
+                    "columns (genes)",
+                )?,
+                var_ids,
             }
         }
         (Layout::Loom, None) => {
-            let cells = strings("col_attrs/CellID");
-            let genes = strings("row_attrs/Gene");
+            let cells = ("col_attrs/CellID", strings("col_attrs/CellID")?);
+            let genes = ("row_attrs/Gene", strings("row_attrs/Gene")?);
             let (obs, var) = if opts.transpose {
                 (genes, cells)
             } else {
                 (cells, genes)
             };
             Names {
-                obs: fit(obs, n_rows).unwrap_or_else(|| numbered(n_rows)),
-                var: fit(var, n_cols).unwrap_or_else(|| numbered(n_cols)),
+                obs: fit(obs.1, n_rows, obs.0, "rows")?,
+                var: fit(var.1, n_cols, var.0, "columns")?,
                 var_ids: None,
             }
         }
@@ -611,14 +714,20 @@ pub fn read_names(
 }
 
 /// The row labels of an anndata dataframe group (`_index` attribute), or
-/// field 0 of a legacy compound dataset.
-fn dataframe_index(file: &File, frame: &str) -> Option<Vec<String>> {
+/// the index field of a legacy compound dataset (anndata < 0.7); `None`
+/// when the frame is absent.
+fn dataframe_index(path: &Path, file: &File, frame: &str) -> Result<Option<Vec<String>>, IoError> {
+    let err = |e| IoError::hdf5(path, format!("reading the names of '{frame}'"), e);
     if let Ok(group) = file.group(frame) {
         let index = string_attr(&group, "_index").unwrap_or_else(|| "_index".into());
-        return group
-            .dataset(&index)
-            .ok()
-            .and_then(|d| read_string_dataset(&d).ok());
+        return match group.dataset(&index) {
+            Ok(d) => read_string_dataset(&d).map(Some).map_err(err),
+            Err(_) => Ok(None),
+        };
     }
-    None
+    if crate::legacy::is_compound_frame(file, frame) {
+        let ds = file.dataset(frame).map_err(err)?;
+        return crate::legacy::frame_index(&ds).map(Some).map_err(err);
+    }
+    Ok(None)
 }

@@ -34,16 +34,20 @@ pub fn is_string(obj: &Container) -> bool {
 
 fn read_strings(obj: &Container, is_attr: bool) -> hdf5::Result<Vec<String>> {
     match obj.dtype()?.to_descriptor()? {
-        TypeDescriptor::VarLenUnicode => Ok(obj
+        // The library's `as_str` trusts the bytes; a file may hold invalid
+        // UTF-8, which is refused here with the entry's position.
+        TypeDescriptor::VarLenUnicode => obj
             .read_raw::<VarLenUnicode>()?
-            .into_iter()
-            .map(|s| s.as_str().to_owned())
-            .collect()),
-        TypeDescriptor::VarLenAscii => Ok(obj
+            .iter()
+            .enumerate()
+            .map(|(i, s)| utf8(i, s.as_bytes()))
+            .collect(),
+        TypeDescriptor::VarLenAscii => obj
             .read_raw::<VarLenAscii>()?
-            .into_iter()
-            .map(|s| s.as_str().to_owned())
-            .collect()),
+            .iter()
+            .enumerate()
+            .map(|(i, s)| utf8(i, s.as_bytes()))
+            .collect(),
         TypeDescriptor::FixedAscii(size) | TypeDescriptor::FixedUnicode(size) => {
             read_fixed(obj, size, is_attr)
         }
@@ -51,6 +55,15 @@ fn read_strings(obj: &Container, is_attr: bool) -> hdf5::Result<Vec<String>> {
             "expected strings, found {other}"
         ))),
     }
+}
+
+fn utf8(idx: usize, bytes: &[u8]) -> hdf5::Result<String> {
+    std::str::from_utf8(bytes).map(str::to_owned).map_err(|e| {
+        hdf5::Error::from(format!(
+            "entry {idx} is not valid UTF-8 ({e}): {}",
+            String::from_utf8_lossy(bytes)
+        ))
+    })
 }
 
 /// Reads fixed-length strings with the file's own type (no conversion) and
