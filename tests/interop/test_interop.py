@@ -218,3 +218,34 @@ def test_stored_principal_components_match_numpy_svd(fit, tmp_path):
         ref *= np.sign(ref[np.argmax(np.abs(ref))])
         np.testing.assert_allclose(pca[:, j], ref, atol=1e-3 * np.abs(ref).max())
         assert ratio[j] == pytest.approx(sv[j] ** 2 / (s**2).sum(), rel=1e-4)
+
+
+REAL = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
+
+
+@pytest.mark.parametrize("name", ["anndata-v0.7.0.synthetic.h5ad", "anndata-v0.7.8.synthetic.h5ad"])
+def test_write_into_an_anndata_07_file_puts_the_clusters_in_obs(nmflow_bin, tmp_path, name):
+    """anndata 0.7 wrote dataframes in encoding 0.1.0 (categories behind an
+    object reference); `--write-into` writes `obs['nmf_cluster']` in that
+    encoding, so `sc.pl.umap(adata, color='nmf_cluster')` finds it."""
+    source = REAL / "original" / name
+    if not source.exists():
+        pytest.skip(f"{source} is absent (shared/data/real is not beside the project)")
+    import shutil
+    path = tmp_path / name
+    shutil.copyfile(source, path)
+    before = ad.read_h5ad(path)
+    k = 2
+    cmd = [str(nmflow_bin), "fit", str(path), "-k", str(k), "--max-iter", "5", "-q",
+           "--write-into", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    after = ad.read_h5ad(path)
+    assert after.obs["nmf_cluster"].dtype == "category"
+    assert list(after.obs["nmf_cluster"].cat.categories) == [str(c) for c in range(k)]
+    clusters = np.asarray(after.obsm["X_nmf"]).argmax(axis=1)
+    assert list(after.obs["nmf_cluster"].astype(int)) == list(clusters)
+    for column in before.obs.columns:
+        assert after.obs[column].equals(before.obs[column]), column
+    assert "cluster" not in after.uns["nmf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -153,6 +153,49 @@ fn cluster_column(frame: &Group, clusters: &[u32], k: usize) -> hdf5::Result<()>
     string_array(&group, "categories", &categories)
 }
 
+/// The categorical `nmf_cluster` in the encoding of anndata 0.7's
+/// dataframes (`dataframe` 0.1.0): integer codes whose attribute
+/// `categories` is an object reference to `__categories/nmf_cluster`, a
+/// string dataset with the attribute `ordered`; no encoding attributes on
+/// either, as anndata 0.7 wrote them.
+fn cluster_column_v010(frame: &Group, clusters: &[u32], k: usize) -> hdf5::Result<()> {
+    replace(frame, "nmf_cluster")?;
+    let cats = match frame.group("__categories") {
+        Ok(g) => g,
+        Err(_) => frame.create_group("__categories")?,
+    };
+    replace(&cats, "nmf_cluster")?;
+    let categories: Vec<VarLenUnicode> = (0..k)
+        .map(|c| unicode(&c.to_string()))
+        .collect::<hdf5::Result<_>>()?;
+    let cat_ds = cats
+        .new_dataset_builder()
+        .with_data(&categories)
+        .create("nmf_cluster")?;
+    cat_ds
+        .new_attr::<bool>()
+        .create("ordered")?
+        .write_scalar(&false)?;
+    let codes = if k <= i8::MAX as usize + 1 {
+        let codes: Vec<i8> = clusters.iter().map(|&c| c as i8).collect();
+        frame
+            .new_dataset_builder()
+            .with_data(&codes)
+            .create("nmf_cluster")?
+    } else {
+        let codes: Vec<i32> = clusters.iter().map(|&c| c as i32).collect();
+        frame
+            .new_dataset_builder()
+            .with_data(&codes)
+            .create("nmf_cluster")?
+    };
+    let reference: hdf5::ObjectReference1 = cats.reference("nmf_cluster")?;
+    codes
+        .new_attr::<hdf5::ObjectReference1>()
+        .create("categories")?
+        .write_scalar(&reference)
+}
+
 /// anndata element writer (see the module docs).
 pub fn dataframe(parent: &Group, name: &str, index: &[String]) -> hdf5::Result<Group> {
     let frame = parent.create_group(name)?;
@@ -302,23 +345,33 @@ fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
         file.as_group()?
     };
     array_2d(&dict(&varm_parent, "varm")?, "NMF_H", ht.view())?;
-    let modern_obs = file
-        .group("obs")
-        .ok()
-        .filter(|g| string_attr(g, "encoding-version").as_deref() == Some("0.2.0"));
-    if let Some(obs) = &modern_obs {
-        let mut order = obs
-            .attr("column-order")
-            .ok()
-            .and_then(|a| read_string_attr(&a).ok())
-            .unwrap_or_default();
-        if !order.iter().any(|c| c == "nmf_cluster") {
-            order.push("nmf_cluster".into());
+    // The categorical in the encoding of the file's own dataframe: 0.2.0
+    // (anndata ≥ 0.8) or 0.1.0 (anndata 0.7).
+    let obs = file.group("obs").ok();
+    let version = obs
+        .as_ref()
+        .and_then(|g| string_attr(g, "encoding-version"));
+    let written = match (&obs, version.as_deref()) {
+        (Some(obs), Some(v @ ("0.2.0" | "0.1.0"))) => {
+            let mut order = obs
+                .attr("column-order")
+                .ok()
+                .and_then(|a| read_string_attr(&a).ok())
+                .unwrap_or_default();
+            if !order.iter().any(|c| c == "nmf_cluster") {
+                order.push("nmf_cluster".into());
+            }
+            if v == "0.2.0" {
+                cluster_column(obs, out.cluster, out.w.shape().1)?;
+            } else {
+                cluster_column_v010(obs, out.cluster, out.w.shape().1)?;
+            }
+            set_str_array_attr(obs, "column-order", &order)?;
+            true
         }
-        cluster_column(obs, out.cluster, out.w.shape().1)?;
-        set_str_array_attr(obs, "column-order", &order)?;
-    }
-    uns_nmf(&file, out, modern_obs.is_none())?;
+        _ => false,
+    };
+    uns_nmf(&file, out, !written)?;
     file.close()?;
     Ok(())
 }

@@ -44,6 +44,13 @@ pub fn read_labels(
         return Err(IoError::NotFound { path });
     }
     let file = File::open(&path).map_err(|e| IoError::hdf5(&path, "opening the labels", e))?;
+    if !object.starts_with('/')
+        && detect(&file) == Layout::H5ad
+        && crate::legacy::is_compound_frame(&file, "obs")
+    {
+        let labels = legacy_obs_column(&file, &path, &object)?;
+        return check_length(labels, &path, &format!("/obs[{object}]"), n_rows);
+    }
     let object = if object.starts_with('/') {
         object
     } else {
@@ -72,10 +79,19 @@ pub fn read_labels(
         }
     };
     let labels = read_element(&file, &path, &object)?;
+    check_length(labels, &path, &object, n_rows)
+}
+
+fn check_length(
+    labels: Labels,
+    path: &Path,
+    object: &str,
+    n_rows: usize,
+) -> Result<Labels, IoError> {
     if labels.codes.len() != n_rows {
         return Err(IoError::malformed(
-            &path,
-            &object,
+            path,
+            object,
             format!(
                 "has {} labels; the matrix has {n_rows} rows",
                 labels.codes.len()
@@ -83,6 +99,72 @@ pub fn read_labels(
         ));
     }
     Ok(labels)
+}
+
+/// A column of a legacy compound `obs` (anndata < 0.7): a field of the
+/// records; integer codes of a categorical take their names from
+/// `uns/<column>_categories`.
+fn legacy_obs_column(file: &File, path: &Path, column: &str) -> Result<Labels, IoError> {
+    let err = |e| IoError::hdf5(path, format!("reading the obs column '{column}'"), e);
+    let obs = file.dataset("obs").map_err(err)?;
+    let fields = crate::legacy::field_names(&obs).map_err(err)?;
+    if !fields.iter().any(|f| f == column) {
+        return Err(IoError::Missing {
+            path: path.to_path_buf(),
+            what: format!("no labels '{column}' in obs"),
+            available: fields,
+        });
+    }
+    let source = format!("{}:/obs[{column}]", path.display());
+    let categories = format!("uns/{column}_categories");
+    let text: Vec<String> = match crate::legacy::read_field(&obs, column).map_err(err)? {
+        crate::legacy::Column::Ints(codes) if file.link_exists(&categories) => {
+            let ds = file.dataset(&categories).map_err(err)?;
+            let names = values_as_text(&ds, path, &categories)?;
+            let mut text = Vec::with_capacity(codes.len());
+            for (row, &c) in codes.iter().enumerate() {
+                match usize::try_from(c).ok().and_then(|c| names.get(c)) {
+                    Some(name) => text.push(name.clone()),
+                    None if c < 0 => text.push("NA".to_owned()),
+                    None => {
+                        return Err(IoError::malformed(
+                            path,
+                            format!("/obs[{column}]"),
+                            format!(
+                                "row {row} has code {c}, beyond the {} categories of {categories}",
+                                names.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+            text
+        }
+        crate::legacy::Column::Ints(v) => v.iter().map(i64::to_string).collect(),
+        crate::legacy::Column::Floats(v) => v.iter().map(f64::to_string).collect(),
+        crate::legacy::Column::Strings(v) => v,
+    };
+    Ok(labels_from_text(text, source))
+}
+
+/// Codes in order of first appearance.
+fn labels_from_text(text: Vec<String>, source: String) -> Labels {
+    let mut ids: HashMap<String, u32> = HashMap::new();
+    let mut names = Vec::new();
+    let codes = text
+        .into_iter()
+        .map(|t| {
+            *ids.entry(t.clone()).or_insert_with(|| {
+                names.push(t);
+                (names.len() - 1) as u32
+            })
+        })
+        .collect();
+    Labels {
+        codes,
+        names,
+        source,
+    }
 }
 
 fn read_element(file: &File, path: &Path, object: &str) -> Result<Labels, IoError> {
@@ -140,22 +222,7 @@ fn read_element(file: &File, path: &Path, object: &str) -> Result<Labels, IoErro
         ));
     }
     let text = values_as_text(&ds, path, object)?;
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut names = Vec::new();
-    let codes = text
-        .into_iter()
-        .map(|t| {
-            *ids.entry(t.clone()).or_insert_with(|| {
-                names.push(t);
-                (names.len() - 1) as u32
-            })
-        })
-        .collect();
-    Ok(Labels {
-        codes,
-        names,
-        source,
-    })
+    Ok(labels_from_text(text, source))
 }
 
 /// The values of a 1-D dataset as text (strings as they are, numbers
