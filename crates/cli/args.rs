@@ -90,7 +90,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 200, value_parser = crate::usage::positive)]
     pub max_iter: usize,
 
-    /// Stop when an iteration improves the relative error by less than this fraction (0: run all iterations).
+    /// Stopping tolerance, scikit-learn's rule: every 10 iterations, stop when the error fell by less
+    /// than TOL times the error of the start since the previous check (0: run all iterations).
     #[arg(long, default_value_t = 1e-4, value_parser = crate::usage::tolerance)]
     pub tol: f64,
 

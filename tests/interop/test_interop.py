@@ -249,3 +249,35 @@ def test_write_into_an_anndata_07_file_puts_the_clusters_in_obs(nmflow_bin, tmp_
         assert after.obs[column].equals(before.obs[column]), column
     assert "cluster" not in after.uns["nmf"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("tol", [1e-3, 1e-4])
+def test_tol_stops_where_scikit_learn_mu_stops_from_the_same_start(nmflow_bin, tmp_path, seed, tol):
+    """`--tol` is scikit-learn's rule (every 10 iterations, stop when the error
+    fell by less than tol × the error of the start). scikit-learn updates W
+    first and nmflow H first, so scikit-learn factorizes Xᵀ from (H₀ᵀ, W₀ᵀ):
+    the same iterates in the same order."""
+    from sklearn.decomposition import NMF
+
+    k = 4
+    x = counts(n_cells=300, n_genes=60, seed=seed)
+    x = x[:, x.std(axis=0) > 0]
+    xs = (x / x.std(axis=0)).astype(np.float32)
+    rng = np.random.default_rng(100 + seed)
+    w0 = rng.random((xs.shape[0], k)).astype(np.float32)
+    h0 = rng.random((k, xs.shape[1])).astype(np.float32)
+    for name, a in [("x", xs), ("w0", w0), ("h0", h0)]:
+        np.save(tmp_path / f"{name}.npy", a)
+    model = NMF(n_components=k, solver="mu", init="custom", tol=tol, max_iter=1000)
+    model.fit_transform(np.ascontiguousarray(xs.T), W=np.ascontiguousarray(h0.T),
+                        H=np.ascontiguousarray(w0.T))
+    cmd = [str(nmflow_bin), "fit", str(tmp_path / "x.npy"), "-k", str(k), "--init", "custom",
+           "--w0", str(tmp_path / "w0.npy"), "--h0", str(tmp_path / "h0.npy"), "--scale", "none",
+           "--tol", str(tol), "--max-iter", "1000", "--json", "-q", "-o", str(tmp_path / "r.h5")]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = __import__("json").loads(done.stdout)
+    assert summary["n_iter"] == model.n_iter_
+    rel = model.reconstruction_err_ / np.linalg.norm(xs)
+    assert summary["rel_error"] == pytest.approx(rel, rel=1e-4)

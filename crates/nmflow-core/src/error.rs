@@ -161,6 +161,15 @@ pub enum FitError {
         /// 1-based iteration.
         iteration: usize,
     },
+    /// Writing a checkpoint failed.
+    #[error("writing the checkpoint after iteration {iteration}")]
+    Checkpoint {
+        /// The iteration.
+        iteration: usize,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Every entry of X is zero: the relative error is undefined.
     #[error("every entry of the matrix is zero; there is nothing to factorize")]
     ZeroMatrix,

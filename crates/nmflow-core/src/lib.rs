@@ -46,7 +46,10 @@ pub use plan::{
     BudgetTooSmall, MemoryEstimate, Plan, PlanInput, estimate_memory, estimate_memory_sparse, plan,
 };
 pub use sample::{Pca, RowSample, sample_row_indices};
-pub use solver::{Event, FitOutcome, FitReport, PassKind, Run, fit, fit_in, fit_many, time_block};
+pub use solver::{
+    Checkpoint, Checkpointing, Event, FitOutcome, FitReport, PassKind, Resume, Run, RunSnapshot,
+    SaveError, Shared, fit, fit_in, fit_many, fit_many_with, time_block,
+};
 pub use source::{
     CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, RowBlock, RowSource, SourceError,
 };

@@ -53,6 +53,11 @@ impl Normalizer {
         }
     }
 
+    /// The normalisation applied.
+    pub(crate) fn kind(&self) -> Normalize {
+        self.kind
+    }
+
     /// Whether every raw value seen is a whole number (only tracked when
     /// normalising; otherwise the column statistics track it).
     pub(crate) fn all_integer(&self) -> bool {

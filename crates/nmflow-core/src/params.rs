@@ -56,8 +56,10 @@ pub struct NmfParams {
     pub k: usize,
     /// Maximum number of iterations (each is one H update and one W update).
     pub max_iter: usize,
-    /// Stop when the relative improvement of the relative error over one
-    /// iteration falls below `tol`; 0 runs all `max_iter` iterations.
+    /// scikit-learn's stopping rule: every [`crate::solver::CHECK_EVERY`]
+    /// iterations, stop when the error fell by less than `tol` times the
+    /// error of the start since the previous check; 0 runs all `max_iter`
+    /// iterations.
     pub tol: f64,
     /// Seed of the random initialisation.
     pub seed: u64,

@@ -40,9 +40,87 @@ pub const ROW_CHUNK: usize = 64;
 pub const COL_CHUNK: usize = 256;
 /// Row ranges (with their own partial XᵀW) of a sparse block.
 pub const SPARSE_PARTS: usize = 8;
+/// The stopping rule looks at the error every this many iterations
+/// (scikit-learn's rule for its multiplicative updates).
+pub const CHECK_EVERY: usize = 10;
 /// Iterations of the error trace reserved up front (it grows beyond; a
 /// `max_iter` of 10¹² must not reserve terabytes).
 const TRACE_PREALLOC: usize = 1024;
+
+/// What the runs of a batch share after the pre-pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shared {
+    /// The divisor of every column.
+    pub col_scale: Vec<f32>,
+    /// ‖X_s‖²_F.
+    pub x_norm_sq: f64,
+    /// Whether every raw value is a whole number.
+    pub integer_valued: bool,
+    /// Stored entries of one pass.
+    pub n_stored: u64,
+    /// Seconds of the pre-pass.
+    pub prepare_seconds: f64,
+}
+
+/// The state of one run after an iteration, W apart (it stays in the run's
+/// store): what the next iteration reads, and the stopping rule's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSnapshot {
+    /// H, `k × n_cols`.
+    pub h: Array2<f32>,
+    /// XᵀW of the last pass (unscaled), `n_cols × k`.
+    pub xtw: Array2<f64>,
+    /// WᵀW of the last pass, `k × k`.
+    pub wtw: Array2<f64>,
+    /// Relative error of the start.
+    pub init_rel_error: f64,
+    /// Relative error at the stopping rule's last check.
+    pub checked_rel_error: f64,
+    /// Relative error after every iteration so far.
+    pub rel_error: Vec<f64>,
+    /// Seconds of every iteration so far.
+    pub iteration_seconds: Vec<f64>,
+    /// Whether the stopping rule ended this run.
+    pub converged: bool,
+    /// Whether this run has stopped.
+    pub done: bool,
+}
+
+/// Where a fit resumes: after iteration `iteration`, with the shared state
+/// and one snapshot per run.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The last iteration completed.
+    pub iteration: usize,
+    /// What the runs share.
+    pub shared: Shared,
+    /// One per run, in the order of the runs.
+    pub runs: Vec<RunSnapshot>,
+}
+
+/// The state handed to [`Checkpointing::save`] after an iteration; the
+/// runs' W are in the stores of the runs passed beside it.
+#[derive(Debug)]
+pub struct Checkpoint<'a> {
+    /// The iteration just completed.
+    pub iteration: usize,
+    /// What the runs share.
+    pub shared: &'a Shared,
+    /// One per run, in the order of the runs.
+    pub runs: &'a [RunSnapshot],
+}
+
+/// The error a checkpoint writer returns (kept as the cause).
+pub type SaveError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A writer of checkpoints, called every `every` iterations while a run
+/// goes on.
+pub struct Checkpointing<'a> {
+    /// Iterations between checkpoints.
+    pub every: usize,
+    /// Writes the checkpoint (W from the runs' stores).
+    pub save: &'a mut dyn FnMut(&Checkpoint<'_>, &mut [Run<'_>]) -> Result<(), SaveError>,
+}
 
 /// Which pass over X is running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +184,9 @@ impl FitReport {
 pub struct FitOutcome {
     /// H, `k × n_cols`, the factor of the scaled matrix X_s.
     pub h: Array2<f32>,
+    /// ‖X_s − W₀H₀‖_F / ‖X_s‖_F of the start (the stopping rule's
+    /// reference).
+    pub init_rel_error: f64,
     /// ‖X_s − WH‖_F / ‖X_s‖_F after every iteration run.
     pub rel_error: Vec<f64>,
     /// Whether the stopping rule ended the fit before `max_iter`.
@@ -244,7 +325,27 @@ pub struct Run<'a> {
 pub fn fit_many(
     source: &mut dyn RowSource,
     runs: &mut [Run<'_>],
+    sample: Option<&mut RowSample>,
+    on_event: &mut dyn FnMut(usize, Event),
+) -> Result<Vec<FitOutcome>, FitError> {
+    fit_many_with(source, runs, sample, None, None, on_event)
+}
+
+/// [`fit_many`], resumed from a [`Resume`] (the state after an iteration;
+/// every W already holds its rows in its store, and no pre-pass is run)
+/// and/or handing a [`Checkpoint`] to `checkpointing` every
+/// `checkpointing.every` iterations. A resumed fit follows exactly the
+/// iterates of the uninterrupted one: the state handed out is everything
+/// the next iteration reads.
+///
+/// # Panics
+/// As [`fit_many`]; also if `resume` holds another number of runs.
+pub fn fit_many_with(
+    source: &mut dyn RowSource,
+    runs: &mut [Run<'_>],
     mut sample: Option<&mut RowSample>,
+    resume: Option<Resume>,
+    mut checkpointing: Option<&mut Checkpointing<'_>>,
     on_event: &mut dyn FnMut(usize, Event),
 ) -> Result<Vec<FitOutcome>, FitError> {
     let n_rows = source.n_rows();
@@ -274,62 +375,48 @@ pub fn fit_many(
     }
     let blocks = block_ranges(n_rows, block_rows);
     let mut normalizer = Normalizer::new(normalize);
-    let mut states: Vec<RunState> = runs
-        .iter()
-        .map(|run| {
-            assert_eq!(
-                run.w.shape(),
-                (n_rows, run.params.params().k),
-                "W has the wrong shape"
-            );
-            RunState::new(run.params, n_cols)
-        })
-        .collect();
-
-    // Pre-pass: validate, column statistics, XᵀW0 and W0ᵀW0 for every run.
-    let started = Instant::now();
-    let mut stats = ColumnStats::new(n_cols);
-    let mut n_stored = 0u64;
-    for rows in &blocks {
-        let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
-        match &x {
-            RowBlock::Dense(x) => stats.add_block(*x, rows.start)?,
-            RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
-        }
-        n_stored += stored_entries(&x);
-        for (run, state) in runs.iter_mut().zip(&mut states) {
-            let p = run.params.params();
-            {
-                let mut w_b = run.w.rows_mut(rows.clone());
-                if let Some(draw) = state.draw_w.as_mut() {
-                    draw.fill_next_rows(w_b.view_mut());
-                } else if let Init::Custom { w0, .. } = &p.init {
-                    w_b.assign(&w0.slice(s![rows.clone(), ..]));
-                }
-                kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
-                accumulate_xtw(w_b.view(), &x, &mut state.ws);
-            }
-            run.w.release(rows.clone());
-        }
-        on_event(
-            0,
-            Event::Block {
-                kind: PassKind::Prepare,
-                rows_done: rows.end,
-                n_rows,
-            },
+    for run in runs.iter() {
+        assert_eq!(
+            run.w.shape(),
+            (n_rows, run.params.params().k),
+            "W has the wrong shape"
         );
     }
-    let prepare_seconds = started.elapsed().as_secs_f64();
-    let integer_valued = match normalize {
-        Normalize::None => stats.all_integer(),
-        _ => normalizer.all_integer(),
+    let (shared, first_iteration, mut states) = match resume {
+        Some(resume) => {
+            assert_eq!(resume.runs.len(), runs.len(), "a resume state per run");
+            let states = runs
+                .iter()
+                .zip(resume.runs)
+                .map(|(run, snapshot)| RunState::resumed(run.params, n_cols, snapshot))
+                .collect();
+            (resume.shared, resume.iteration + 1, states)
+        }
+        None => {
+            let mut states: Vec<RunState> = runs
+                .iter()
+                .map(|run| RunState::new(run.params, n_cols))
+                .collect();
+            let shared = pre_pass(
+                source,
+                runs,
+                &mut states,
+                &blocks,
+                &mut normalizer,
+                scale,
+                on_event,
+            )?;
+            (shared, 1, states)
+        }
     };
-    let col_scale = stats.col_scale(scale)?;
-    let x_norm_sq = stats.scaled_norm_sq(&col_scale);
-    if x_norm_sq <= 0.0 {
-        return Err(FitError::ZeroMatrix);
-    }
+    let Shared {
+        ref col_scale,
+        x_norm_sq,
+        integer_valued,
+        n_stored,
+        prepare_seconds,
+    } = shared;
+    let col_scale = col_scale.clone();
     let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
 
     let max_iter = runs
@@ -338,7 +425,7 @@ pub fn fit_many(
         .max()
         .unwrap_or(0);
     let mut sample_seconds = 0.0;
-    for iteration in 1..=max_iter {
+    for iteration in first_iteration..=max_iter {
         let active: Vec<bool> = runs
             .iter()
             .zip(&states)
@@ -348,8 +435,12 @@ pub fn fit_many(
             break;
         }
         let started = Instant::now();
-        // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H), per run.
+        // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H), per run (the error of the start
+        // first, from the pre-pass's products).
         for (state, _) in states.iter_mut().zip(&active).filter(|(_, a)| **a) {
+            if iteration == 1 {
+                state.set_init_error(x_norm_sq, inv_scale.view(), iteration)?;
+            }
             state.update_h(inv_scale.view());
             state.check_h(iteration)?;
         }
@@ -422,12 +513,30 @@ pub fn fit_many(
                 },
             );
         }
+        // 4. A checkpoint, when one is due and some run goes on.
+        if let Some(checkpointing) = checkpointing.as_deref_mut() {
+            let goes_on = runs
+                .iter()
+                .zip(&states)
+                .any(|(run, state)| !state.done && iteration < run.params.params().max_iter);
+            if goes_on && iteration % checkpointing.every.max(1) == 0 {
+                let snapshots: Vec<RunSnapshot> = states.iter().map(RunState::snapshot).collect();
+                let checkpoint = Checkpoint {
+                    iteration,
+                    shared: &shared,
+                    runs: &snapshots,
+                };
+                (checkpointing.save)(&checkpoint, runs)
+                    .map_err(|source| FitError::Checkpoint { iteration, source })?;
+            }
+        }
     }
 
     Ok(states
         .into_iter()
         .map(|state| FitOutcome {
             h: state.h,
+            init_rel_error: state.init_rel_error,
             rel_error: state.rel_error,
             converged: state.converged,
             col_scale: col_scale.clone(),
@@ -440,6 +549,73 @@ pub fn fit_many(
             iteration_seconds: state.iteration_seconds,
         })
         .collect())
+}
+
+/// The pre-pass: validates every entry, computes the column statistics,
+/// draws (or copies) W₀ block by block and accumulates W₀ᵀX and W₀ᵀW₀ for
+/// every run, so that the first H update needs no extra pass.
+fn pre_pass(
+    source: &mut dyn RowSource,
+    runs: &mut [Run<'_>],
+    states: &mut [RunState],
+    blocks: &[Range<usize>],
+    normalizer: &mut Normalizer,
+    scale: crate::params::Scale,
+    on_event: &mut dyn FnMut(usize, Event),
+) -> Result<Shared, FitError> {
+    let n_rows = source.n_rows();
+    let n_cols = source.n_cols();
+    // Pre-pass: validate, column statistics, XᵀW0 and W0ᵀW0 for every run.
+    let started = Instant::now();
+    let mut stats = ColumnStats::new(n_cols);
+    let mut n_stored = 0u64;
+    for rows in blocks {
+        let x = read_block(source, normalizer, rows.clone(), n_cols)?;
+        match &x {
+            RowBlock::Dense(x) => stats.add_block(*x, rows.start)?,
+            RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
+        }
+        n_stored += stored_entries(&x);
+        for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
+            let p = run.params.params();
+            {
+                let mut w_b = run.w.rows_mut(rows.clone());
+                if let Some(draw) = state.draw_w.as_mut() {
+                    draw.fill_next_rows(w_b.view_mut());
+                } else if let Init::Custom { w0, .. } = &p.init {
+                    w_b.assign(&w0.slice(s![rows.clone(), ..]));
+                }
+                kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
+                accumulate_xtw(w_b.view(), &x, &mut state.ws);
+            }
+            run.w.release(rows.clone());
+        }
+        on_event(
+            0,
+            Event::Block {
+                kind: PassKind::Prepare,
+                rows_done: rows.end,
+                n_rows,
+            },
+        );
+    }
+    let prepare_seconds = started.elapsed().as_secs_f64();
+    let integer_valued = match normalizer.kind() {
+        Normalize::None => stats.all_integer(),
+        _ => normalizer.all_integer(),
+    };
+    let col_scale = stats.col_scale(scale)?;
+    let x_norm_sq = stats.scaled_norm_sq(&col_scale);
+    if x_norm_sq <= 0.0 {
+        return Err(FitError::ZeroMatrix);
+    }
+    Ok(Shared {
+        col_scale,
+        x_norm_sq,
+        integer_valued,
+        n_stored,
+        prepare_seconds,
+    })
 }
 
 /// The state of one run between passes.
@@ -455,6 +631,10 @@ struct RunState {
     draw_w: Option<RandomW>,
     /// Σ⟨W_b, X_s,b Hᵀ⟩ of the current pass.
     cross: f64,
+    /// Relative error of the start.
+    init_rel_error: f64,
+    /// Relative error at the stopping rule's last check.
+    checked_rel_error: f64,
     rel_error: Vec<f64>,
     iteration_seconds: Vec<f64>,
     converged: bool,
@@ -479,6 +659,8 @@ impl RunState {
             hht32: Array2::zeros((k, k)),
             draw_w: matches!(p.init, Init::Random).then(|| RandomW::new(p.seed)),
             cross: 0.0,
+            init_rel_error: f64::NAN,
+            checked_rel_error: f64::NAN,
             rel_error: Vec::with_capacity(p.max_iter.min(TRACE_PREALLOC)),
             iteration_seconds: Vec::with_capacity(p.max_iter.min(TRACE_PREALLOC)),
             converged: false,
@@ -508,6 +690,68 @@ impl RunState {
             .for_each(|out, &hv, &inv| *out = hv * inv);
         self.ws.reset_accumulators();
         self.cross = 0.0;
+    }
+
+    /// The state of a run resumed after an iteration.
+    fn resumed(params: &ValidParams, n_cols: usize, snapshot: RunSnapshot) -> Self {
+        let mut state = Self::new(params, n_cols);
+        state.draw_w = None;
+        state.h = snapshot.h;
+        state.ws.xtw = snapshot.xtw;
+        state.ws.wtw = snapshot.wtw;
+        state.init_rel_error = snapshot.init_rel_error;
+        state.checked_rel_error = snapshot.checked_rel_error;
+        state.rel_error = snapshot.rel_error;
+        state.iteration_seconds = snapshot.iteration_seconds;
+        state.converged = snapshot.converged;
+        state.done = snapshot.done;
+        state
+    }
+
+    /// Everything of this run the next iteration reads (W apart).
+    fn snapshot(&self) -> RunSnapshot {
+        RunSnapshot {
+            h: self.h.clone(),
+            xtw: self.ws.xtw.clone(),
+            wtw: self.ws.wtw.clone(),
+            init_rel_error: self.init_rel_error,
+            checked_rel_error: self.checked_rel_error,
+            rel_error: self.rel_error.clone(),
+            iteration_seconds: self.iteration_seconds.clone(),
+            converged: self.converged,
+            done: self.done,
+        }
+    }
+
+    /// The relative error of the start (W₀, H₀), from the pre-pass's
+    /// W₀ᵀX and W₀ᵀW₀: ‖X_s‖² − 2⟨W₀ᵀX_s, H₀⟩ + ⟨W₀ᵀW₀, H₀H₀ᵀ⟩. It is the
+    /// reference of the stopping rule, and where the rule's last check
+    /// starts.
+    fn set_init_error(
+        &mut self,
+        x_norm_sq: f64,
+        inv_scale: ArrayView1<'_, f32>,
+        iteration: usize,
+    ) -> Result<(), FitError> {
+        let mut cross = 0.0f64;
+        for (j, (xtw_row, &inv)) in self.ws.xtw.rows().into_iter().zip(inv_scale).enumerate() {
+            let inv = f64::from(inv);
+            for (a, &v) in xtw_row.iter().enumerate() {
+                cross += v * inv * f64::from(self.h[(a, j)]);
+            }
+        }
+        let fit_term: f64 = (&self.ws.wtw * &gram_rows(self.h.view())).sum();
+        let err_sq = x_norm_sq - 2.0 * cross + fit_term;
+        if !err_sq.is_finite() {
+            return Err(FitError::NotFinite {
+                iteration,
+                what: NonFinite::Error,
+                cause: OVERFLOW_CAUSE,
+            });
+        }
+        self.init_rel_error = (err_sq.max(0.0) / x_norm_sq).sqrt();
+        self.checked_rel_error = self.init_rel_error;
+        Ok(())
     }
 
     /// The guard after an H update: H is finite exactly when the diagonal
@@ -561,13 +805,15 @@ impl RunState {
         let rel = (err_sq.max(0.0) / x_norm_sq).sqrt();
         self.rel_error.push(rel);
         self.iteration_seconds.push(seconds);
-        if tol > 0.0 {
-            if let [.., previous, _] = self.rel_error[..] {
-                if previous > 0.0 && (previous - rel) / previous < tol {
-                    self.converged = true;
-                    self.done = true;
-                }
+        // scikit-learn's rule: every CHECK_EVERY iterations, stop when the
+        // error fell by less than `tol` times the error of the start since
+        // the last check.
+        if tol > 0.0 && iteration % CHECK_EVERY == 0 {
+            if (self.checked_rel_error - rel) / self.init_rel_error < tol {
+                self.converged = true;
+                self.done = true;
             }
+            self.checked_rel_error = rel;
         }
         Ok(rel)
     }

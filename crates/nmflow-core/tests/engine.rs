@@ -555,3 +555,159 @@ fn the_guard_stops_a_fit_whose_factors_overflow() {
     );
     assert!(err.to_string().starts_with("iteration 1:"), "{err}");
 }
+
+#[test]
+fn the_stopping_rule_is_scikit_learns_checked_every_ten_iterations() {
+    let x = seed_matrix(150, 25, 3);
+    for tol in [1e-2, 1e-3, 1e-4] {
+        let report = run(
+            &x,
+            NmfParams {
+                tol,
+                ..params(3, 500, None)
+            },
+            1,
+        )
+        .expect("fit");
+        let n_iter = report.n_iter();
+        assert!(report.converged, "tol {tol}: ran all {n_iter} iterations");
+        assert_eq!(n_iter % 10, 0, "tol {tol}: stopped at {n_iter}");
+        let init = report.init_rel_error;
+        let mut previous = init;
+        for check in (10..=n_iter).step_by(10) {
+            let error = report.rel_error[check - 1];
+            let stop = (previous - error) / init < tol;
+            assert_eq!(stop, check == n_iter, "tol {tol}, check at {check}");
+            previous = error;
+        }
+        // The start's error, from the pre-pass's products, against a direct
+        // computation from the same start.
+        let w0 = random_w(SEED, x.nrows(), 3).mapv(f64::from);
+        let h0 = random_h(SEED, 3, x.ncols()).mapv(f64::from);
+        let xs = Array2::from_shape_fn(x.dim(), |(i, j)| {
+            f64::from(x[(i, j)]) / f64::from(report.col_scale[j])
+        });
+        let diff = &xs - &w0.dot(&h0);
+        let direct = (diff.mapv(|v| v * v).sum() / xs.mapv(|v| v * v).sum()).sqrt();
+        assert!((init - direct).abs() < 1e-6 * direct, "{init} vs {direct}");
+    }
+}
+
+/// Runs two fits together, handing out a checkpoint every `every`
+/// iterations; returns the outcomes, the W and every checkpoint (with the
+/// W of each run at that moment).
+type Saved = (nmflow_core::Resume, Vec<Array2<f32>>);
+
+fn fit_two(
+    source: &mut dyn RowSource,
+    params: [&nmflow_core::ValidParams; 2],
+    resume: Option<Saved>,
+    every: usize,
+) -> (Vec<nmflow_core::FitOutcome>, Vec<Array2<f32>>, Vec<Saved>) {
+    let n_rows = source.n_rows();
+    let mut ws: Vec<Array2<f32>> = params
+        .iter()
+        .map(|p| Array2::zeros((n_rows, p.params().k)))
+        .collect();
+    let resume = resume.map(|(state, w)| {
+        ws = w;
+        state
+    });
+    let mut saved: Vec<Saved> = Vec::new();
+    let mut save = |c: &nmflow_core::Checkpoint<'_>,
+                    runs: &mut [nmflow_core::Run<'_>]|
+     -> Result<(), nmflow_core::SaveError> {
+        let w = runs
+            .iter_mut()
+            .map(|r| {
+                let (n, k) = r.w.shape();
+                let w = r.w.rows_mut(0..n).to_owned();
+                assert_eq!(w.dim(), (n, k));
+                w
+            })
+            .collect();
+        saved.push((
+            nmflow_core::Resume {
+                iteration: c.iteration,
+                shared: c.shared.clone(),
+                runs: c.runs.to_vec(),
+            },
+            w,
+        ));
+        Ok(())
+    };
+    let mut checkpointing = nmflow_core::Checkpointing {
+        every,
+        save: &mut save,
+    };
+    let outcomes = {
+        let (a, b) = ws.split_at_mut(1);
+        let mut runs = [
+            nmflow_core::Run {
+                params: params[0],
+                w: &mut a[0],
+            },
+            nmflow_core::Run {
+                params: params[1],
+                w: &mut b[0],
+            },
+        ];
+        nmflow_core::fit_many_with(
+            source,
+            &mut runs,
+            None,
+            resume,
+            Some(&mut checkpointing),
+            &mut |_, _| {},
+        )
+        .expect("fit")
+    };
+    (outcomes, ws, saved)
+}
+
+#[test]
+fn a_fit_resumed_from_any_checkpoint_ends_bit_identical_to_the_uninterrupted_one() {
+    let dense = seed_matrix(97, 23, 3);
+    let sparse = sparse_counts(97, 23);
+    for (x, is_sparse) in [(dense, false), (sparse, true)] {
+        let make = || -> Box<dyn RowSource> {
+            if is_sparse {
+                Box::new(InMemoryCsrSource::from_dense(x.view()))
+            } else {
+                Box::new(InMemorySource::new(x.clone()))
+            }
+        };
+        let check = |k: usize, seed: u64, tol: f64| {
+            NmfParams {
+                k,
+                seed,
+                tol,
+                ..params(k, 80, Some(13))
+            }
+            .check(97, 23, None)
+            .expect("valid")
+        };
+        // One run stops early by its rule, the other runs to max_iter.
+        let (a, b) = (check(3, 1, 1e-2), check(4, 2, 0.0));
+        let (whole, whole_w, saved) = fit_two(make().as_mut(), [&a, &b], None, 4);
+        assert!(saved.len() >= 10, "{} checkpoints", saved.len());
+        assert!(
+            whole[0].converged && whole[0].n_iter() < 80,
+            "{}",
+            whole[0].n_iter()
+        );
+        for checkpoint in saved {
+            let at = checkpoint.0.iteration;
+            let (resumed, resumed_w, _) = fit_two(make().as_mut(), [&a, &b], Some(checkpoint), 4);
+            for run in 0..2 {
+                assert_eq!(resumed_w[run], whole_w[run], "W of run {run} from {at}");
+                assert_eq!(resumed[run].h, whole[run].h, "H of run {run} from {at}");
+                assert_eq!(
+                    resumed[run].rel_error, whole[run].rel_error,
+                    "trace from {at}"
+                );
+                assert_eq!(resumed[run].converged, whole[run].converged);
+            }
+        }
+    }
+}
