@@ -113,13 +113,16 @@ pub struct Checkpoint<'a> {
 /// The error a checkpoint writer returns (kept as the cause).
 pub type SaveError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Writes a checkpoint; the runs' W are in the stores of the runs.
+pub type SaveFn<'a> = dyn FnMut(&Checkpoint<'_>, &mut [Run<'_>]) -> Result<(), SaveError> + 'a;
+
 /// A writer of checkpoints, called every `every` iterations while a run
 /// goes on.
 pub struct Checkpointing<'a> {
     /// Iterations between checkpoints.
     pub every: usize,
     /// Writes the checkpoint (W from the runs' stores).
-    pub save: &'a mut dyn FnMut(&Checkpoint<'_>, &mut [Run<'_>]) -> Result<(), SaveError>,
+    pub save: &'a mut SaveFn<'a>,
 }
 
 /// Which pass over X is running.
