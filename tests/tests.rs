@@ -5,6 +5,7 @@ mod bad_input;
 mod fit;
 mod inspect;
 mod real_files;
+mod resume;
 mod singlecell;
 mod sweep;
 mod util;

@@ -186,6 +186,21 @@ pub struct FitArgs {
     #[arg(long, value_name = "FILE")]
     pub h0: Option<String>,
 
+    /// Write the state of the fit to this file every --checkpoint-every iterations (atomically), so
+    /// that a killed run can continue with --resume; removed once the result is written.
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+
+    /// Iterations between checkpoints.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = crate::usage::positive, requires = "checkpoint")]
+    pub checkpoint_every: usize,
+
+    /// Continue from the --checkpoint file when it exists (the same command otherwise starts from
+    /// the beginning). The result is bit-identical to an uninterrupted run's. A checkpoint of
+    /// another input or other parameters is refused, saying what differs.
+    #[arg(long, requires = "checkpoint")]
+    pub resume: bool,
+
     #[command(flatten)]
     pub run: RunArgs,
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use nmflow_core::{FitOutcome, Init};
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
@@ -69,6 +69,46 @@ impl Destination {
     }
 }
 
+/// What a checkpoint records of this command: the input's fingerprint and
+/// every parameter that shapes the iterates.
+fn checkpoint_meta(
+    args: &FitArgs,
+    input: &Input,
+    valid: &nmflow_core::ValidParams,
+) -> Result<nmflow_io::checkpoint::CheckpointMeta> {
+    let fingerprint = nmflow_io::checkpoint::Fingerprint::of(
+        &input.spec.path,
+        (input.n_rows(), input.n_cols()),
+        input.opened.source.nnz_hint().unwrap_or(0),
+    )?;
+    let p = valid.params();
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let params = [
+        ("dataset", input.opened.dataset.clone().unwrap_or_default()),
+        ("layer", text(&args.input.layer)),
+        ("raw", args.input.raw.to_string()),
+        ("transpose", args.input.transpose.to_string()),
+        ("genome", text(&args.input.genome)),
+        ("all_features", args.input.all_features.to_string()),
+        ("k", p.k.to_string()),
+        ("restarts", args.restarts.to_string()),
+        ("seed", args.run.seed.to_string()),
+        ("max_iter", p.max_iter.to_string()),
+        ("tol", p.tol.to_string()),
+        ("normalize", p.normalize.as_str().to_owned()),
+        ("scale", p.scale.as_str().to_owned()),
+        ("init", p.init.as_str().to_owned()),
+        ("w0", text(&args.w0)),
+        ("h0", text(&args.h0)),
+        ("sample", args.run.sample.to_string()),
+        ("block_rows", valid.block_rows().to_string()),
+    ];
+    Ok(nmflow_io::checkpoint::CheckpointMeta {
+        input: fingerprint,
+        params: params.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+    })
+}
+
 /// The kinds of result file nmflow writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResultFormat {
@@ -89,8 +129,30 @@ pub fn result_format(path: &Path) -> Option<ResultFormat> {
     }
 }
 
-pub fn run(args: FitArgs) -> Result<()> {
+pub fn run(mut args: FitArgs) -> Result<()> {
     let started = Instant::now();
+    // A checkpoint to continue from: read first, so that the plan takes its
+    // block height (results depend on it in the last bits).
+    let loaded = match &args.checkpoint {
+        Some(path) if path.exists() && args.resume => {
+            let loaded = nmflow_io::checkpoint::read_checkpoint(path)?;
+            if args.run.block_rows.is_none() {
+                args.run.block_rows = loaded
+                    .meta
+                    .params
+                    .iter()
+                    .find(|(n, _)| n == "block_rows")
+                    .and_then(|(_, v)| v.parse().ok());
+            }
+            Some(loaded)
+        }
+        Some(path) if path.exists() => usage!(
+            "{}: a checkpoint exists; continue from it with --resume, or delete it to start anew",
+            path.display()
+        ),
+        _ => None,
+    };
+    let args = args;
     let run = &args.run;
     let mut input = Input::open(&args.input)?;
     let destination = match (&args.output, &args.write_into) {
@@ -226,6 +288,43 @@ pub fn run(args: FitArgs) -> Result<()> {
         }
     }
 
+    let mut persist = match &args.checkpoint {
+        Some(path) => {
+            nmflow_io::atomic::check_not_input(path, &input.spec.path)?;
+            nmflow_io::output::check_output_path(path, true)?;
+            let meta = checkpoint_meta(&args, &input, &valid[0])?;
+            if let Some(loaded) = &loaded {
+                let differences = loaded.meta.differences(&meta);
+                if !differences.is_empty() {
+                    bail!(
+                        "{}: this checkpoint was written by another command or for another input; \
+                         it differs in:\n  {}\n(delete it to start anew)",
+                        path.display(),
+                        differences.join("\n  ")
+                    );
+                }
+                if !run.quiet && !run.json {
+                    eprintln!(
+                        "resuming from {} after iteration {}",
+                        path.display(),
+                        loaded.resume.iteration
+                    );
+                }
+            } else if args.resume && !run.quiet && !run.json {
+                eprintln!(
+                    "no checkpoint at {} yet: starting from the beginning",
+                    path.display()
+                );
+            }
+            Some(session::Persist {
+                path: path.clone(),
+                every: args.checkpoint_every,
+                meta,
+                resume: loaded,
+            })
+        }
+        None => None,
+    };
     let mut best: Option<(Finished, Vec<u64>, nmflow_core::Pca)> = None;
     let mut restart_errors = vec![f64::NAN; specs.len()];
     pool.install(|| {
@@ -236,6 +335,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             &plan,
             run.sample,
             run.quiet,
+            persist.as_mut(),
             |finished, info| {
                 for f in finished {
                     let err = f.outcome.final_rel_error();
@@ -284,6 +384,15 @@ pub fn run(args: FitArgs) -> Result<()> {
             write_h5ad(path, &mut output, names, args.force)?;
         }
         Destination::Into(path) => write_into_h5ad(path, &mut output, args.input.raw)?,
+    }
+    // The result is in place: the checkpoint has served.
+    if let Some(path) = &args.checkpoint {
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e)
+                    .with_context(|| format!("{}: removing the checkpoint", path.display()));
+            }
+        }
     }
 
     let summary = summarize(&report, &clusters, args.k, started.elapsed().as_secs_f64());

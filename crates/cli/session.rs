@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nmflow_core::{
-    FactorStore, FitOutcome, Init, NmfParams, Normalize, Pca, PlanInput, RowSample, RowSource, Run,
-    Scale, ValidParams, estimate_memory, estimate_memory_sparse, fit_many,
+    Checkpoint, Checkpointing, FactorStore, FitOutcome, Init, NmfParams, Normalize, Pca, PlanInput,
+    RowSample, RowSource, Run, Scale, ValidParams, estimate_memory, estimate_memory_sparse,
+    fit_many_with,
 };
 use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::factor_file::MappedFactor;
@@ -271,6 +272,18 @@ pub fn sample_bytes(input: &Input, n_sample: usize) -> u64 {
     n_sample * (8 * per_row + 8) + 8 * 6 * 3 * (input.n_cols() as u64 + n_sample)
 }
 
+/// Where and how often a fit writes checkpoints, and the one it resumes.
+pub struct Persist {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// Iterations between checkpoints.
+    pub every: usize,
+    /// What the checkpoint records of the command.
+    pub meta: nmflow_io::checkpoint::CheckpointMeta,
+    /// The checkpoint to resume from (taken by the first batch).
+    pub resume: Option<nmflow_io::checkpoint::LoadedCheckpoint>,
+}
+
 /// The row sample, its principal components, for the outputs.
 pub struct SampleInfo {
     pub rows: Vec<u64>,
@@ -287,6 +300,7 @@ pub struct Finished {
 /// Runs every batch of `plan` over the input; `on_batch` receives each
 /// batch's finished runs (with their W) and the sample, whose rows are
 /// collected during the first pass of the first batch.
+#[allow(clippy::too_many_arguments)]
 pub fn run_batches(
     input: &mut Input,
     specs: &[RunSpec],
@@ -294,8 +308,17 @@ pub fn run_batches(
     plan: &BatchPlan,
     n_sample: usize,
     quiet: bool,
+    mut persist: Option<&mut Persist>,
     mut on_batch: impl FnMut(Vec<Finished>, &SampleInfo) -> Result<()>,
 ) -> Result<()> {
+    if persist.is_some() && plan.batches.len() > 1 {
+        bail!(
+            "{}: --checkpoint needs every restart in one batch, and this memory budget runs them \
+             in {} batches: raise --memory or lower --restarts",
+            input.name,
+            plan.batches.len()
+        );
+    }
     let n_rows = input.n_rows();
     let n_cols = input.n_cols();
     let tmp_dir = input.tmp_dir();
@@ -325,6 +348,26 @@ pub fn run_batches(
         } else {
             String::new()
         };
+        // A resumed fit: W from the checkpoint, its sample's components.
+        let resume = match persist.as_deref_mut().and_then(|p| p.resume.take()) {
+            Some(loaded) => {
+                for (idx, store) in stores.iter_mut().enumerate() {
+                    nmflow_io::checkpoint::restore_w(&loaded.path, idx, store.as_mut())?;
+                }
+                if let Some(state) = &loaded.sample {
+                    info = Some(SampleInfo {
+                        rows: state.rows.clone(),
+                        pca: Pca {
+                            scores: state.pca.clone(),
+                            explained_variance_ratio: state.variance_ratio.clone(),
+                        },
+                    });
+                    sample = None;
+                }
+                Some(loaded.resume)
+            }
+            None => None,
+        };
         let progress = Progress::new(n_rows, max_iter, quiet, &label);
         let outcomes = {
             let mut runs: Vec<Run<'_>> = valid[batch.clone()]
@@ -335,10 +378,48 @@ pub fn run_batches(
                     w: w.as_mut(),
                 })
                 .collect();
-            let result = fit_many(
+            let resumed_sample = info.as_ref().map(|i| nmflow_io::checkpoint::SampleState {
+                rows: i.rows.clone(),
+                pca: i.pca.scores.clone(),
+                variance_ratio: i.pca.explained_variance_ratio.clone(),
+            });
+            let mut save = |checkpoint: &Checkpoint<'_>,
+                            runs: &mut [Run<'_>]|
+             -> std::result::Result<(), nmflow_core::SaveError> {
+                let Some(persist) = persist.as_deref() else {
+                    return Ok(());
+                };
+                let sample = checkpoint
+                    .sample
+                    .and_then(|s| {
+                        s.components()
+                            .map(|pca| nmflow_io::checkpoint::SampleState {
+                                rows: s.rows().iter().map(|&r| r as u64).collect(),
+                                pca: pca.scores.clone(),
+                                variance_ratio: pca.explained_variance_ratio.clone(),
+                            })
+                    })
+                    .or_else(|| resumed_sample.clone());
+                nmflow_io::checkpoint::write_checkpoint(
+                    &persist.path,
+                    &persist.meta,
+                    checkpoint,
+                    runs,
+                    sample.as_ref(),
+                )?;
+                Ok(())
+            };
+            let every = persist.as_deref().map_or(0, |p| p.every);
+            let mut checkpointing = Checkpointing {
+                every,
+                save: &mut save,
+            };
+            let result = fit_many_with(
                 input.opened.source.as_mut(),
                 &mut runs,
                 sample.as_mut(),
+                resume,
+                (every > 0).then_some(&mut checkpointing),
                 &mut |_, event| progress.on_event(event),
             )
             .map_err(|e| with_count_hint(e, input))

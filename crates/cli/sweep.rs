@@ -236,6 +236,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             &plan,
             run.sample,
             run.quiet,
+            None,
             |finished, info| {
                 n_sample_rows = info.rows.len();
                 let mut finished = finished;

@@ -108,6 +108,9 @@ pub struct Checkpoint<'a> {
     pub shared: &'a Shared,
     /// One per run, in the order of the runs.
     pub runs: &'a [RunSnapshot],
+    /// The row sample given to the fit (its components are computed after
+    /// the first iteration).
+    pub sample: Option<&'a RowSample>,
 }
 
 /// The error a checkpoint writer returns (kept as the cause).
@@ -528,6 +531,7 @@ pub fn fit_many_with(
                     iteration,
                     shared: &shared,
                     runs: &snapshots,
+                    sample: sample.as_deref(),
                 };
                 (checkpointing.save)(&checkpoint, runs)
                     .map_err(|source| FitError::Checkpoint { iteration, source })?;

@@ -9,6 +9,7 @@
 pub mod atomic;
 pub mod cache;
 pub mod catalog;
+pub mod checkpoint;
 pub mod csr_source;
 pub mod error;
 pub mod factor_file;
