@@ -29,7 +29,9 @@ fn fit_args<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> 
 }
 
 /// W, H and the error trace of a result, as raw bits.
-fn result_bits(path: &Path) -> (Vec<u32>, Vec<u32>, Vec<u64>) {
+type Bits = (Vec<u32>, Vec<u32>, Vec<u64>);
+
+fn result_bits(path: &Path) -> Bits {
     let bits = |a: ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect();
     (
         bits(read2(path, "W")),
@@ -170,4 +172,158 @@ fn a_checkpoint_of_another_command_or_input_is_refused_saying_what_differs() {
     let changed = nmflow().args(base(&["--resume"])).output().expect("run");
     assert_fails(&changed, &["c.h5", "input size: checkpoint"]);
     assert!(!out_path.exists());
+}
+
+/// The files of a sweep directory that must not depend on how it was run.
+fn sweep_files(
+    dir: &Path,
+    ks: &[usize],
+) -> (Vec<u8>, Vec<u8>, Vec<(Vec<u32>, Vec<u32>, Vec<u64>)>) {
+    (
+        std::fs::read(dir.join("sweep.tsv")).expect("sweep.tsv"),
+        std::fs::read(dir.join("sweep.json")).expect("sweep.json"),
+        ks.iter()
+            .map(|k| result_bits(&dir.join(format!("k{k}.h5"))))
+            .collect(),
+    )
+}
+
+fn sweep_args<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "sweep",
+        data,
+        "-k",
+        "2..4",
+        "--restarts",
+        "3",
+        "--max-iter",
+        "60",
+        "-q",
+        "-o",
+        out,
+        "--block-rows",
+        "500",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn identical_sweeps_write_identical_files_and_a_resumed_sweep_equals_them() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    let (x, labels) = nmflow_testkit::SeedGenerator::new(8, 3, 40).matrix(3000);
+    write_h5(&data, "X", &x);
+    write_h5_1d(&data, "labels", &labels);
+    let ks = [2, 3, 4];
+    let sweep = |out: &Path, extra: &[&str]| {
+        let mut extra = extra.to_vec();
+        extra.extend_from_slice(&["--labels", "/labels"]);
+        let out = run(&sweep_args(path_str(&data), path_str(out), &extra));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    };
+    let a = join(&dir, "a");
+    let b = join(&dir, "b");
+    sweep(&a, &[]);
+    sweep(&b, &[]);
+    let expected = sweep_files(&a, &ks);
+    assert!(
+        expected == sweep_files(&b, &ks),
+        "two identical sweeps differ"
+    );
+
+    // A sweep cut short: some runs finished (records kept), the tables not
+    // written, the best result of k = 3 lost, a record damaged.
+    let c = join(&dir, "c");
+    sweep(&c, &[]);
+    for name in ["sweep.tsv", "sweep.json", "k3.h5"] {
+        std::fs::remove_file(c.join(name)).expect("rm");
+    }
+    for (k, r) in [(2, 0), (4, 1), (4, 2)] {
+        std::fs::remove_file(c.join(format!("runs/k{k}-r{r}.h5"))).expect("rm record");
+    }
+    let damaged = c.join("runs/k2-r1.h5");
+    let len = std::fs::metadata(&damaged).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&damaged)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncate");
+    let resumed = run(&sweep_args(
+        path_str(&data),
+        path_str(&c),
+        &["--labels", "/labels", "--resume", "--json"],
+    ));
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&resumed)).expect("json");
+    // 9 runs: 3 records removed and 1 damaged are run again, and so is the
+    // best finished run of a k whose result file does not hold it (k = 3's
+    // is lost; k = 2's and k = 4's hold a run whose record was removed when
+    // that run was their best).
+    let resumed = summary["run"]["resumed_runs"]
+        .as_u64()
+        .expect("resumed_runs");
+    assert!((1..=4).contains(&resumed), "{}", summary["run"]);
+    assert!(
+        expected == sweep_files(&c, &ks),
+        "the resumed sweep differs"
+    );
+
+    // Records of another command are refused, saying what differs.
+    let other = run(&sweep_args(
+        path_str(&data),
+        path_str(&c),
+        &["--labels", "/labels", "--resume", "--tol", "0.01"],
+    ));
+    assert_fails(
+        &other,
+        &["runs/k2-r0.h5", "tol: checkpoint 0.0001, now 0.01"],
+    );
+    assert!(
+        expected == sweep_files(&c, &ks),
+        "a refused resume changed the sweep"
+    );
+}
+
+#[test]
+fn a_sweep_killed_at_many_moments_resumes_to_the_uninterrupted_result() {
+    let dir = tempdir();
+    let data = join(&dir, "data.h5");
+    write_h5(&data, "X", &seed_matrix(6000, 60, 3));
+    let ks = [2, 3, 4];
+    let full = join(&dir, "full");
+    let out = run(&sweep_args(path_str(&data), path_str(&full), &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = sweep_files(&full, &ks);
+    let part = join(&dir, "part");
+    let args = sweep_args(path_str(&data), path_str(&part), &["--resume"]);
+    let mut kills = 0;
+    let mut finished = false;
+    for delay in [10u64, 60, 150, 250, 400, 600].iter().cycle().take(30) {
+        let mut child = nmflow().args(&args).spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(*delay));
+        if child.try_wait().expect("wait").is_some() {
+            assert!(child.wait().expect("wait").success());
+            finished = true;
+            break;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        kills += 1;
+        for k in ks {
+            let result = part.join(format!("k{k}.h5"));
+            if result.exists() {
+                nmflow_io::read_result(&result, 10).expect("a whole result file");
+            }
+        }
+    }
+    if !finished {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    assert!(kills >= 2, "only {kills} kills");
+    assert!(
+        expected == sweep_files(&part, &ks),
+        "resumed after {kills} kills"
+    );
 }

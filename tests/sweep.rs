@@ -331,19 +331,19 @@ fn a_budget_that_splits_the_runs_into_batches_changes_no_result() {
         (summary, out_dir)
     };
     let (one, one_dir) = sweep("1GiB", "one");
-    assert_eq!(one["batches"].as_array().unwrap().len(), 1);
+    assert_eq!(one["run"]["batches"].as_array().unwrap().len(), 1);
     // A budget whose usable part (plans leave a headroom) is one byte less
     // than the single batch needs: the last run moves to a second batch (a
     // second series of passes).
     let usable_share = 100 - nmflow_core::plan::HEADROOM_PERCENT;
-    let tight = (one["predicted_peak_bytes"].as_u64().unwrap() - 1) * 100 / usable_share;
+    let tight = (one["run"]["predicted_peak_bytes"].as_u64().unwrap() - 1) * 100 / usable_share;
     let (split, split_dir) = sweep(&tight.to_string(), "split");
     assert!(
-        split["batches"].as_array().unwrap().len() >= 2,
+        split["run"]["batches"].as_array().unwrap().len() >= 2,
         "{}",
-        split["batches"]
+        split["run"]["batches"]
     );
-    assert!(split["predicted_peak_bytes"].as_u64().unwrap() <= tight);
+    assert!(split["run"]["predicted_peak_bytes"].as_u64().unwrap() <= tight);
     for (a, b) in one["runs"]
         .as_array()
         .unwrap()

@@ -84,7 +84,7 @@ pub struct InputArgs {
 }
 
 /// How every factorization runs.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Maximum number of iterations.
     #[arg(long, default_value_t = 200, value_parser = crate::usage::positive)]
@@ -237,6 +237,11 @@ pub struct SweepArgs {
     /// Replace the sweep's files if the directory holds an earlier sweep.
     #[arg(long)]
     pub force: bool,
+
+    /// Continue a sweep cut short: runs whose records (DIR/runs/kK-rR.h5) read back whole, and
+    /// whose command and input match, are not run again; the result equals an uninterrupted sweep's.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Values of k of a sweep.

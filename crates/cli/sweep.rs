@@ -4,15 +4,17 @@
 //! factorization of each k as a result file.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use nmflow_core::metrics::{adjusted_rand_index, normalized_mutual_info};
 use nmflow_core::stability::{Consensus, spectra_stability};
 use nmflow_core::{Init, ValidParams};
-use nmflow_io::{FitOutput, Labels, SampleOutput, read_labels, write_result};
+use nmflow_io::checkpoint::{CheckpointMeta, Fingerprint};
+use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
+use nmflow_io::{FitOutput, Labels, SampleOutput, read_labels, read_result, write_result};
 use serde::Serialize;
 
 use crate::args::{KList, SweepArgs};
@@ -104,15 +106,31 @@ struct SweepSummary {
     scale: String,
     labels: Option<String>,
     n_sample_rows: usize,
+    per_k: Vec<KSummary>,
+    runs: Vec<RunSummary>,
+}
+
+/// What this invocation did (not in sweep.json, which is the same for the
+/// same sweep whatever the machine, the timing or an interruption).
+#[derive(Debug, Serialize)]
+struct RunFacts {
+    /// Runs finished by an earlier invocation (`--resume`).
+    resumed_runs: usize,
     batches: Vec<(usize, usize)>,
-    budget_bytes: u64,
-    predicted_peak_bytes: u64,
+    budget_bytes: Option<u64>,
+    predicted_peak_bytes: Option<u64>,
     /// The plan's estimate of one iteration of all runs, from block 0.
     estimated_seconds_per_iter: Option<f64>,
     seconds: f64,
     peak_rss_bytes: Option<u64>,
-    per_k: Vec<KSummary>,
-    runs: Vec<RunSummary>,
+}
+
+/// The `--json` summary: sweep.json's content and this run's facts.
+#[derive(Debug, Serialize)]
+struct Printed<'a> {
+    #[serde(flatten)]
+    summary: &'a SweepSummary,
+    run: RunFacts,
 }
 
 /// What is kept per k while its restarts finish.
@@ -125,6 +143,9 @@ struct KState {
 }
 
 pub fn run(args: SweepArgs) -> Result<()> {
+    if args.resume && args.force {
+        usage!("--resume continues a sweep and --force replaces it: give one of them");
+    }
     let started = Instant::now();
     let run = &args.run;
     let ks = args.ks.0.clone();
@@ -136,8 +157,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         );
     }
     let result_name = |k: usize| format!("k{k}.h5");
-    if !args.force {
-        for name in ["sweep.tsv", "sweep.json"]
+    if !args.force && !args.resume {
+        for name in ["sweep.tsv", "sweep.json", "runs"]
             .into_iter()
             .map(str::to_owned)
             .chain(ks.iter().map(|&k| result_name(k)))
@@ -173,6 +194,23 @@ pub fn run(args: SweepArgs) -> Result<()> {
             })
         })
         .collect();
+
+    // Runs a sweep cut short has finished: their records, checked, and the
+    // best of each k against its result file.
+    let mut found: Vec<(usize, RunRecord)> = Vec::new();
+    if args.resume && dir.is_dir() {
+        found = finished_runs(&dir, &specs, n_cols, run.quiet || run.json)?;
+    }
+    let block_rows_of = |meta: &CheckpointMeta| -> Option<usize> {
+        meta.params
+            .iter()
+            .find(|(n, _)| n == "block_rows")
+            .and_then(|(_, v)| v.parse().ok())
+    };
+    let pending: Vec<usize> = (0..specs.len())
+        .filter(|i| !found.iter().any(|(j, _)| j == i))
+        .collect();
+    let pending_specs: Vec<RunSpec> = pending.iter().map(|&i| specs[i]).collect();
     // Beside the runs: the sample, one consensus matrix per k (a u32 per
     // pair of sampled rows), one run's clusters and the labels.
     let n_sample = run.sample.min(n_rows) as u64;
@@ -184,23 +222,54 @@ pub fn run(args: SweepArgs) -> Result<()> {
         } else {
             0
         };
-    let Prepared {
-        valid,
-        plan,
-        pool,
-        threads,
-        estimate,
-        cache_note,
-        reads_cheap,
-        pass_bytes,
-    } = session::prepare(&mut input, &specs, run, extra, |_| Init::Random)?;
-    if !run.quiet && !run.json {
+    let mut run_args = run.clone();
+    if run_args.block_rows.is_none() {
+        if let Some((_, meta)) = records_meta(&dir, &found) {
+            run_args.block_rows = block_rows_of(&meta);
+        }
+    }
+    let prepared = if pending_specs.is_empty() {
+        None
+    } else {
+        Some(session::prepare(
+            &mut input,
+            &pending_specs,
+            &run_args,
+            extra,
+            |_| Init::Random,
+        )?)
+    };
+    let block_rows = match &prepared {
+        Some(p) => p.valid[0].block_rows(),
+        None => records_meta(&dir, &found)
+            .and_then(|(_, m)| block_rows_of(&m))
+            .unwrap_or(0),
+    };
+    let meta = sweep_meta(&args, &input, block_rows)?;
+    if let Some((path, recorded)) = records_meta(&dir, &found) {
+        let differences = recorded.differences(&meta);
+        if !differences.is_empty() {
+            bail!(
+                "{}: this sweep was run by another command or on another input; it differs in:\n  \
+                 {}\n(use --force instead of --resume to start anew)",
+                path.display(),
+                differences.join("\n  ")
+            );
+        }
+    }
+    if let (Some(p), false) = (&prepared, run.quiet || run.json) {
+        let plan = &p.plan;
         eprintln!(
-            "plan: {} runs (k {}, {} restarts) in {} batch(es) sharing each pass; budget {} ({}); \
-             blocks of {} rows; predicted peak {}; W {}; {} read per pass; cache {cache_note}",
-            specs.len(),
+            "plan: {} runs (k {}, {} restarts{}) in {} batch(es) sharing each pass; budget {} ({}); \
+             blocks of {} rows; predicted peak {}; W {}; {} read per pass; cache {}",
+            pending_specs.len(),
             args.ks_text(),
             args.restarts,
+            if found.is_empty() {
+                String::new()
+            } else {
+                format!("; {} finished before", found.len())
+            },
             plan.batches.len(),
             budget::human(plan.budget),
             plan.budget_from,
@@ -211,10 +280,11 @@ pub fn run(args: SweepArgs) -> Result<()> {
             } else {
                 "in memory"
             },
-            budget::human(pass_bytes),
+            budget::human(p.pass_bytes),
+            p.cache_note,
         );
-        if let Some(estimate) = &estimate {
-            eprintln!("{}", estimate.describe(reads_cheap));
+        if let Some(estimate) = &p.estimate {
+            eprintln!("{}", estimate.describe(p.reads_cheap));
         }
     }
 
@@ -224,91 +294,129 @@ pub fn run(args: SweepArgs) -> Result<()> {
     // Everything is validated: the directory is made now, and removed again
     // if the sweep fails and it did not exist before.
     let out_dir = OutputDir::create(&dir)?;
+    if args.force {
+        remove_records(&dir)?;
+    }
     let record = input.record();
     let mut states: Vec<KState> = Vec::new();
     let mut runs: Vec<Option<RunSummary>> = vec![None; specs.len()];
     let mut n_sample_rows = 0;
-    pool.install(|| {
-        session::run_batches(
-            &mut input,
-            &specs,
-            &valid,
-            &plan,
-            run.sample,
-            run.quiet,
-            None,
-            |finished, info| {
-                n_sample_rows = info.rows.len();
-                let mut finished = finished;
-                // Best of this batch per k first, so each k's file is
-                // written at most once per batch.
-                finished.sort_by(|a, b| {
-                    a.outcome
-                        .final_rel_error()
-                        .total_cmp(&b.outcome.final_rel_error())
-                });
-                for mut f in finished {
-                    let spec = specs[f.spec_idx];
-                    let state_idx = match states.iter().position(|s| s.k == spec.k) {
-                        Some(i) => i,
-                        None => {
-                            states.push(KState {
-                                k: spec.k,
-                                consensus: Consensus::new(info.rows.len()),
-                                spectra: Vec::new(),
-                                best: None,
-                                best_trace: Vec::new(),
-                            });
-                            states.len() - 1
-                        }
-                    };
-                    let state = &mut states[state_idx];
-                    let err = f.outcome.final_rel_error();
-                    // One block-wise pass over W gives every row's cluster:
-                    // the consensus, the scores and the result file use it.
-                    let clusters = nmflow_core::factor::clusters(f.w.as_mut(), plan.block_rows);
-                    let sampled: Vec<u32> =
-                        info.rows.iter().map(|&r| clusters[r as usize]).collect();
-                    state.consensus.add(&sampled);
-                    let (ari, nmi) = match &labels {
-                        Some(labels) => (
-                            Some(adjusted_rand_index(&labels.codes, &clusters)),
-                            Some(normalized_mutual_info(&labels.codes, &clusters)),
-                        ),
-                        None => (None, None),
-                    };
-                    runs[f.spec_idx] = Some(RunSummary {
-                        k: spec.k,
-                        restart: spec.restart,
-                        seed: spec.seed,
-                        n_iter: f.outcome.n_iter(),
-                        converged: f.outcome.converged,
-                        rel_error: err,
-                        ari,
-                        nmi,
-                    });
-                    state.spectra.push((spec.restart, f.outcome.h.clone()));
-                    if state.best.is_none_or(|(_, best)| err < best) {
-                        state.best = Some((spec.restart, err));
-                        state.best_trace = f.outcome.rel_error.clone();
-                        write_best(
-                            &dir.join(result_name(spec.k)),
-                            &record,
-                            &valid[f.spec_idx],
-                            &mut f,
-                            &clusters,
-                            info,
-                            col_names.as_deref(),
-                            threads,
-                        )?;
+    let mut found_rows: Option<Vec<u64>> = None;
+    for (spec_idx, rec) in &found {
+        let state = k_state(&mut states, rec.k, rec.sample_rows.len());
+        add_finished(
+            state,
+            &mut runs[*spec_idx],
+            rec.restart,
+            rec.seed,
+            rec.h.clone(),
+            &rec.trace,
+            rec.converged,
+            &rec.sample_clusters,
+            (rec.ari, rec.nmi),
+        );
+        n_sample_rows = rec.sample_rows.len();
+        found_rows.get_or_insert_with(|| rec.sample_rows.clone());
+    }
+    if let Some(Prepared {
+        valid,
+        plan,
+        pool,
+        threads,
+        ..
+    }) = &prepared
+    {
+        let threads = *threads;
+        pool.install(|| {
+            session::run_batches(
+                &mut input,
+                &pending_specs,
+                valid,
+                plan,
+                run.sample,
+                run.quiet,
+                None,
+                |finished, info| {
+                    if found_rows.as_ref().is_some_and(|rows| *rows != info.rows) {
+                        bail!(
+                            "{}: the finished runs sampled other rows than this sweep does",
+                            dir.display()
+                        );
                     }
-                }
-                Ok(())
-            },
-        )
-    })?;
+                    n_sample_rows = info.rows.len();
+                    let mut finished = finished;
+                    // Best of this batch per k first, so each k's file is
+                    // written at most once per batch.
+                    finished.sort_by(|a, b| {
+                        a.outcome
+                            .final_rel_error()
+                            .total_cmp(&b.outcome.final_rel_error())
+                    });
+                    for mut f in finished {
+                        let spec = pending_specs[f.spec_idx];
+                        let spec_idx = pending[f.spec_idx];
+                        let state = k_state(&mut states, spec.k, info.rows.len());
+                        // One block-wise pass over W gives every row's
+                        // cluster: the consensus, the scores and the result
+                        // file use it.
+                        let clusters = nmflow_core::factor::clusters(f.w.as_mut(), plan.block_rows);
+                        let sampled: Vec<u32> =
+                            info.rows.iter().map(|&r| clusters[r as usize]).collect();
+                        let scores = match &labels {
+                            Some(labels) => (
+                                Some(adjusted_rand_index(&labels.codes, &clusters)),
+                                Some(normalized_mutual_info(&labels.codes, &clusters)),
+                            ),
+                            None => (None, None),
+                        };
+                        let best = add_finished(
+                            state,
+                            &mut runs[spec_idx],
+                            spec.restart,
+                            spec.seed,
+                            f.outcome.h.clone(),
+                            &f.outcome.rel_error,
+                            f.outcome.converged,
+                            &sampled,
+                            scores,
+                        );
+                        if best {
+                            write_best(
+                                &dir.join(result_name(spec.k)),
+                                &record,
+                                &valid[f.spec_idx],
+                                &mut f,
+                                &clusters,
+                                info,
+                                col_names.as_deref(),
+                                threads,
+                            )?;
+                        }
+                        // The record last: a run without one is run again.
+                        let rec = RunRecord {
+                            k: spec.k,
+                            restart: spec.restart,
+                            seed: spec.seed,
+                            n_iter: f.outcome.n_iter(),
+                            converged: f.outcome.converged,
+                            rel_error: f.outcome.final_rel_error(),
+                            ari: scores.0,
+                            nmi: scores.1,
+                            h: f.outcome.h.clone(),
+                            trace: f.outcome.rel_error.clone(),
+                            sample_rows: info.rows.clone(),
+                            sample_clusters: sampled,
+                        };
+                        nmflow_io::run_record::write_record(&dir, &meta, &rec)?;
+                    }
+                    Ok(())
+                },
+            )
+        })?;
+    }
 
     let runs: Vec<RunSummary> = runs.into_iter().flatten().collect();
+    let core = session::core_params(run, 1, run.seed, Init::Random);
     states.sort_by_key(|s| s.k);
     let per_k: Vec<KSummary> = states
         .iter()
@@ -323,31 +431,42 @@ pub fn run(args: SweepArgs) -> Result<()> {
         seed: run.seed,
         max_iter: run.max_iter,
         tol: run.tol,
-        normalize: valid[0].params().normalize.as_str().into(),
-        scale: valid[0].params().scale.as_str().into(),
+        normalize: core.normalize.as_str().into(),
+        scale: core.scale.as_str().into(),
         labels: labels.as_ref().map(|l| l.source.clone()),
         n_sample_rows,
-        batches: plan.batches.iter().map(|b| (b.start, b.end)).collect(),
-        budget_bytes: plan.budget,
-        predicted_peak_bytes: plan.predicted_peak,
-        estimated_seconds_per_iter: estimate.map(|e| e.iteration_s(reads_cheap)),
-        seconds: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: crate::peak_rss_bytes(),
         per_k,
         runs,
+    };
+    let facts = RunFacts {
+        resumed_runs: found.len(),
+        batches: prepared.as_ref().map_or(Vec::new(), |p| {
+            p.plan.batches.iter().map(|b| (b.start, b.end)).collect()
+        }),
+        budget_bytes: prepared.as_ref().map(|p| p.plan.budget),
+        predicted_peak_bytes: prepared.as_ref().map(|p| p.plan.predicted_peak),
+        estimated_seconds_per_iter: prepared
+            .as_ref()
+            .and_then(|p| p.estimate.map(|e| e.iteration_s(p.reads_cheap))),
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: crate::peak_rss_bytes(),
     };
     let json = serde_json::to_string_pretty(&summary)?;
     write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
     write_text(&dir.join("sweep.json"), &json)?;
     out_dir.keep();
     if run.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        let printed = Printed {
+            summary: &summary,
+            run: facts,
+        };
+        println!("{}", serde_json::to_string(&printed)?);
     } else if !run.quiet {
         print!("{}", tsv(&summary.per_k));
         println!(
             "written    {} (sweep.tsv, sweep.json, k*.h5) in {:.1} s",
             dir.display(),
-            summary.seconds
+            facts.seconds
         );
     }
     Ok(())
@@ -365,6 +484,198 @@ impl SweepArgs {
                 .join(","),
         }
     }
+}
+
+/// The state of `k`, made on first use with a consensus over `n_sample`
+/// rows.
+fn k_state(states: &mut Vec<KState>, k: usize, n_sample: usize) -> &mut KState {
+    let idx = match states.iter().position(|s| s.k == k) {
+        Some(i) => i,
+        None => {
+            states.push(KState {
+                k,
+                consensus: Consensus::new(n_sample),
+                spectra: Vec::new(),
+                best: None,
+                best_trace: Vec::new(),
+            });
+            states.len() - 1
+        }
+    };
+    &mut states[idx]
+}
+
+/// Adds a finished run to its k's state and the run table; returns whether
+/// it is the best of its k so far (strictly lower error).
+#[allow(clippy::too_many_arguments)]
+fn add_finished(
+    state: &mut KState,
+    slot: &mut Option<RunSummary>,
+    restart: usize,
+    seed: u64,
+    h: Array2<f32>,
+    trace: &[f64],
+    converged: bool,
+    sampled: &[u32],
+    (ari, nmi): (Option<f64>, Option<f64>),
+) -> bool {
+    let err = trace.last().copied().unwrap_or(f64::NAN);
+    state.consensus.add(sampled);
+    *slot = Some(RunSummary {
+        k: state.k,
+        restart,
+        seed,
+        n_iter: trace.len(),
+        converged,
+        rel_error: err,
+        ari,
+        nmi,
+    });
+    state.spectra.push((restart, h));
+    let best = state.best.is_none_or(|(_, best)| err < best);
+    if best {
+        state.best = Some((restart, err));
+        state.best_trace = trace.to_vec();
+    }
+    best
+}
+
+/// The finished runs of the sweep in `dir` (as indices into `specs`, with
+/// their records): records that read back whole and consistent; the best
+/// of each k must match its result file `kK.h5`, else that run counts as
+/// unfinished.
+fn finished_runs(
+    dir: &Path,
+    specs: &[RunSpec],
+    n_cols: usize,
+    quiet: bool,
+) -> Result<Vec<(usize, RunRecord)>> {
+    let mut found: Vec<(usize, RunRecord)> = Vec::new();
+    for (idx, spec) in specs.iter().enumerate() {
+        match read_record(dir, spec.k, spec.restart, n_cols) {
+            Recorded::Absent => {}
+            Recorded::Found(_, record) if record.seed != spec.seed => {
+                bail!(
+                    "{}: run k = {}, restart {} has seed {}, not {}; use --force to start anew",
+                    record_path(dir, spec.k, spec.restart).display(),
+                    spec.k,
+                    spec.restart,
+                    record.seed,
+                    spec.seed
+                );
+            }
+            Recorded::Found(_, record) => found.push((idx, *record)),
+            Recorded::Damaged(e) => {
+                if !quiet {
+                    eprintln!("run again: {e}");
+                }
+            }
+        }
+    }
+    // The best finished run of each k must be the one in kK.h5; when it is
+    // not (cut short between the two writes, or the file was damaged), that
+    // run is run again and rewrites the file.
+    let mut ks: Vec<usize> = found.iter().map(|(_, r)| r.k).collect();
+    ks.dedup();
+    for k in ks {
+        let Some(pos) = found
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, r))| r.k == k)
+            .min_by(|a, b| a.1.1.rel_error.total_cmp(&b.1.1.rel_error))
+            .map(|(pos, _)| pos)
+        else {
+            continue;
+        };
+        let best = &found[pos].1;
+        let path = dir.join(format!("k{k}.h5"));
+        let matches = read_result(&path, 1)
+            .is_ok_and(|result| result.h == best.h && result.rel_error == best.trace);
+        if !matches {
+            if !quiet {
+                eprintln!(
+                    "run again: k = {k}, restart {}: {} does not hold its result",
+                    best.restart,
+                    path.display()
+                );
+            }
+            found.remove(pos);
+        }
+    }
+    Ok(found)
+}
+
+/// The first record's file and the command it records.
+fn records_meta(dir: &Path, found: &[(usize, RunRecord)]) -> Option<(PathBuf, CheckpointMeta)> {
+    let (_, first) = found.first()?;
+    let path = record_path(dir, first.k, first.restart);
+    match read_record(dir, first.k, first.restart, first.h.ncols()) {
+        Recorded::Found(meta, _) => Some((path, meta)),
+        _ => None,
+    }
+}
+
+/// Deletes the run records of an earlier sweep in `dir` (`--force`).
+fn remove_records(dir: &Path) -> Result<()> {
+    let runs = dir.join("runs");
+    let Ok(entries) = std::fs::read_dir(&runs) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let is_record = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('k') && n.ends_with(".h5"));
+        if is_record {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("{}: removing an earlier run record", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a run record says of the sweep's command: the input's fingerprint
+/// and every parameter that shapes the runs (k, restart and seed are the
+/// record's own).
+fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<CheckpointMeta> {
+    let fingerprint = Fingerprint::of(
+        &input.spec.path,
+        (input.n_rows(), input.n_cols()),
+        input.opened.source.nnz_hint().unwrap_or(0),
+    )?;
+    let run = &args.run;
+    let core = session::core_params(run, 1, run.seed, Init::Random);
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let labels_file = args
+        .labels
+        .as_deref()
+        .and_then(|l| l.split_once(":/"))
+        .map(|(f, _)| Path::new(f))
+        .filter(|f| f.exists())
+        .map(|f| Fingerprint::of(f, (0, 0), 0).map(|p| format!("{} {:016x}", p.size, p.checksum)))
+        .transpose()?
+        .unwrap_or_default();
+    let params = [
+        ("dataset", input.opened.dataset.clone().unwrap_or_default()),
+        ("layer", text(&args.input.layer)),
+        ("raw", args.input.raw.to_string()),
+        ("transpose", args.input.transpose.to_string()),
+        ("genome", text(&args.input.genome)),
+        ("all_features", args.input.all_features.to_string()),
+        ("max_iter", run.max_iter.to_string()),
+        ("tol", run.tol.to_string()),
+        ("normalize", core.normalize.as_str().to_owned()),
+        ("scale", core.scale.as_str().to_owned()),
+        ("sample", run.sample.to_string()),
+        ("labels", text(&args.labels)),
+        ("labels_file", labels_file),
+        ("block_rows", block_rows.to_string()),
+    ];
+    Ok(CheckpointMeta {
+        input: fingerprint,
+        params: params.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

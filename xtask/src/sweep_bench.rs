@@ -75,8 +75,8 @@ pub fn run(binary: &Path, data_dir: &Path, quick: bool) -> Result<String> {
         eprintln!(
             "sweep {} rows: {:.1} s, peak {:.0} MiB",
             case.rows,
-            sweep["seconds"].as_f64().unwrap_or(f64::NAN),
-            mib(&sweep["peak_rss_bytes"])
+            sweep["run"]["seconds"].as_f64().unwrap_or(f64::NAN),
+            mib(&sweep["run"]["peak_rss_bytes"])
         );
         writeln!(
             table,
@@ -89,9 +89,9 @@ pub fn run(binary: &Path, data_dir: &Path, quick: bool) -> Result<String> {
             } else {
                 format!("`{}`", case.extra.join(" "))
             },
-            sweep["seconds"].as_f64().unwrap_or(f64::NAN),
-            mib(&sweep["peak_rss_bytes"]),
-            mib(&sweep["predicted_peak_bytes"]),
+            sweep["run"]["seconds"].as_f64().unwrap_or(f64::NAN),
+            mib(&sweep["run"]["peak_rss_bytes"]),
+            mib(&sweep["run"]["predicted_peak_bytes"]),
             rep["figures"],
             rep["seconds"].as_f64().unwrap_or(f64::NAN),
             mib(&rep["peak_rss_bytes"]),

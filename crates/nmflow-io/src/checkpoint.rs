@@ -212,12 +212,7 @@ fn write_file(
     file.new_attr::<u64>()
         .create("iteration")?
         .write_scalar(&(checkpoint.iteration as u64))?;
-    for (name, value) in meta.input.fields() {
-        str_attr(&file, &format!("input:{name}"), &value)?;
-    }
-    for (name, value) in &meta.params {
-        str_attr(&file, &format!("param:{name}"), value)?;
-    }
+    write_meta(&file, meta)?;
     let shared = file.create_group("shared")?;
     let Shared {
         col_scale,
@@ -293,7 +288,18 @@ fn write_file(
     file.close()
 }
 
-fn str_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
+/// Writes `meta` as attributes `input:NAME` and `param:NAME` of `loc`.
+pub(crate) fn write_meta(loc: &hdf5::Location, meta: &CheckpointMeta) -> hdf5::Result<()> {
+    for (name, value) in meta.input.fields() {
+        str_attr(loc, &format!("input:{name}"), &value)?;
+    }
+    for (name, value) in &meta.params {
+        str_attr(loc, &format!("param:{name}"), value)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn str_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
     let text: VarLenUnicode = value
         .parse()
         .map_err(|e| hdf5::Error::from(format!("attribute {name}: {e}")))?;
@@ -330,43 +336,8 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
         .attr("iteration")
         .and_then(|a| a.read_scalar::<u64>())
         .map_err(h5("reading the iteration"))? as usize;
-    let mut params = Vec::new();
-    let mut input = std::collections::BTreeMap::new();
-    for name in file.attr_names().map_err(h5("listing attributes"))? {
-        let value = crate::strings::string_attr(&file, &name);
-        if let (Some(p), Some(v)) = (name.strip_prefix("param:"), value.clone()) {
-            params.push((p.to_owned(), v));
-        } else if let (Some(i), Some(v)) = (name.strip_prefix("input:"), value) {
-            input.insert(i.to_owned(), v);
-        }
-    }
-    let field = |name: &str| -> Result<String, IoError> {
-        input
-            .get(name)
-            .cloned()
-            .ok_or_else(|| IoError::malformed(path, "/", format!("no input:{name} attribute")))
-    };
-    let number = |name: &str| -> Result<u64, IoError> {
-        field(name)?
-            .parse()
-            .map_err(|_| IoError::malformed(path, "/", format!("input:{name} is not a number")))
-    };
-    let shape_text = field("shape")?;
-    let shape = shape_text
-        .split_once(" × ")
-        .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
-        .ok_or_else(|| IoError::malformed(path, "/", "input:shape is not rows × columns"))?;
-    let fingerprint = Fingerprint {
-        path: field("path")?,
-        size: number("size")?,
-        mtime_ns: field("mtime_ns")?
-            .parse()
-            .map_err(|_| IoError::malformed(path, "/", "input:mtime_ns is not a number"))?,
-        shape,
-        nnz: number("nnz")?,
-        checksum: u64::from_str_radix(&field("checksum")?, 16)
-            .map_err(|_| IoError::malformed(path, "/", "input:checksum is not hexadecimal"))?,
-    };
+    let meta = read_meta(path, &file)?;
+    let fingerprint = meta.input.clone();
     let shared_group = file.group("shared").map_err(h5("shared"))?;
     let attr_f64 = |g: &Group, name: &str| -> Result<f64, IoError> {
         g.attr(name)
@@ -463,10 +434,7 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
     }
     Ok(LoadedCheckpoint {
         path: path.to_path_buf(),
-        meta: CheckpointMeta {
-            input: fingerprint,
-            params,
-        },
+        meta,
         resume: Resume {
             iteration,
             shared,
@@ -474,6 +442,50 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
         },
         sample,
     })
+}
+
+/// Reads the attributes [`write_meta`] wrote.
+pub(crate) fn read_meta(path: &Path, loc: &hdf5::Location) -> Result<CheckpointMeta, IoError> {
+    let mut params = Vec::new();
+    let mut input = std::collections::BTreeMap::new();
+    let names = loc
+        .attr_names()
+        .map_err(|e| IoError::hdf5(path, "listing attributes", e))?;
+    for name in names {
+        let value = crate::strings::string_attr(loc, &name);
+        if let (Some(p), Some(v)) = (name.strip_prefix("param:"), value.clone()) {
+            params.push((p.to_owned(), v));
+        } else if let (Some(i), Some(v)) = (name.strip_prefix("input:"), value) {
+            input.insert(i.to_owned(), v);
+        }
+    }
+    let field = |name: &str| -> Result<String, IoError> {
+        input
+            .get(name)
+            .cloned()
+            .ok_or_else(|| IoError::malformed(path, "/", format!("no input:{name} attribute")))
+    };
+    let number = |name: &str| -> Result<u64, IoError> {
+        field(name)?
+            .parse()
+            .map_err(|_| IoError::malformed(path, "/", format!("input:{name} is not a number")))
+    };
+    let shape = field("shape")?
+        .split_once(" × ")
+        .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+        .ok_or_else(|| IoError::malformed(path, "/", "input:shape is not rows × columns"))?;
+    let input = Fingerprint {
+        path: field("path")?,
+        size: number("size")?,
+        mtime_ns: field("mtime_ns")?
+            .parse()
+            .map_err(|_| IoError::malformed(path, "/", "input:mtime_ns is not a number"))?,
+        shape,
+        nnz: number("nnz")?,
+        checksum: u64::from_str_radix(&field("checksum")?, 16)
+            .map_err(|_| IoError::malformed(path, "/", "input:checksum is not hexadecimal"))?,
+    };
+    Ok(CheckpointMeta { input, params })
 }
 
 /// Copies W of run `run_idx` of the checkpoint at `path` into `store`,

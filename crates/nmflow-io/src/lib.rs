@@ -22,6 +22,7 @@ pub mod npy;
 pub mod output;
 pub mod prefetch;
 pub mod result;
+pub mod run_record;
 pub mod singlecell;
 pub mod strings;
 pub mod transpose;
