@@ -175,10 +175,7 @@ fn a_checkpoint_of_another_command_or_input_is_refused_saying_what_differs() {
 }
 
 /// The files of a sweep directory that must not depend on how it was run.
-fn sweep_files(
-    dir: &Path,
-    ks: &[usize],
-) -> (Vec<u8>, Vec<u8>, Vec<Bits>) {
+fn sweep_files(dir: &Path, ks: &[usize]) -> (Vec<u8>, Vec<u8>, Vec<Bits>) {
     (
         std::fs::read(dir.join("sweep.tsv")).expect("sweep.tsv"),
         std::fs::read(dir.join("sweep.json")).expect("sweep.json"),

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod fit;
+mod hostile;
 mod inspect;
 mod real_files;
 mod resume;

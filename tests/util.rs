@@ -142,3 +142,111 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn join(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
 }
+
+/// CSR (or, with `csc`, CSC) arrays of `x`, with explicit zeros and
+/// unsorted indices mixed in to exercise the reader.
+pub fn compressed(x: &Array2<f32>, csc: bool) -> (Vec<f32>, Vec<i64>, Vec<i64>) {
+    let major = if csc { x.t() } else { x.view() };
+    let (mut data, mut indices, mut indptr) = (Vec::new(), Vec::new(), vec![0i64]);
+    for (i, lane) in major.rows().into_iter().enumerate() {
+        let mut entries: Vec<(i64, f32)> = lane
+            .iter()
+            .enumerate()
+            .filter(|&(j, &v)| v != 0.0 || (i + j) % 11 == 0)
+            .map(|(j, &v)| (j as i64, v))
+            .collect();
+        entries.reverse(); // descending, as Cell Ranger 3 stores them
+        for (j, v) in entries {
+            indices.push(j);
+            data.push(v);
+        }
+        indptr.push(data.len() as i64);
+    }
+    (data, indices, indptr)
+}
+
+pub fn attr_str(loc: &hdf5::Location, name: &str, value: &str) {
+    let v: hdf5::types::VarLenUnicode = value.parse().expect("string");
+    loc.new_attr::<hdf5::types::VarLenUnicode>()
+        .create(name)
+        .and_then(|a| a.write_scalar(&v))
+        .expect("attribute");
+}
+
+/// Writes an h5ad with obs/var and the sparse group `name` built from raw
+/// arrays (so tests can break them).
+#[allow(clippy::too_many_arguments)]
+pub fn sparse_h5ad<T: hdf5::H5Type, I: hdf5::H5Type>(
+    path: &Path,
+    name: &str,
+    encoding: &str,
+    shape: Option<&[i64]>,
+    data: &[T],
+    indices: &[I],
+    indptr: &[i64],
+) {
+    let file = hdf5::File::append(path).expect("create");
+    if !file.link_exists("obs") {
+        attr_str(&file, "encoding-type", "anndata");
+        attr_str(&file, "encoding-version", "0.1.0");
+        for frame in ["obs", "var"] {
+            let g = file.create_group(frame).expect("frame");
+            attr_str(&g, "encoding-type", "dataframe");
+            attr_str(&g, "_index", "_index");
+        }
+    }
+    let g = file.create_group(name).expect("group");
+    attr_str(&g, "encoding-type", encoding);
+    attr_str(&g, "encoding-version", "0.1.0");
+    if let Some(shape) = shape {
+        g.new_attr::<i64>()
+            .shape(2)
+            .create("shape")
+            .and_then(|a| a.write(shape))
+            .expect("shape");
+    }
+    g.new_dataset_builder()
+        .with_data(data)
+        .create("data")
+        .expect("data");
+    g.new_dataset_builder()
+        .with_data(indices)
+        .create("indices")
+        .expect("indices");
+    g.new_dataset_builder()
+        .with_data(indptr)
+        .create("indptr")
+        .expect("indptr");
+}
+
+/// Writes a 1-D variable-length UTF-8 string dataset holding the given raw
+/// bytes as they are (invalid UTF-8 included), as a damaged file may.
+pub fn write_raw_vlen_strings(path: &Path, name: &str, values: &[&[u8]]) {
+    let file = hdf5::File::append(path).expect("open");
+    let placeholder: Vec<hdf5::types::VarLenUnicode> =
+        values.iter().map(|_| "x".parse().expect("str")).collect();
+    let ds = file
+        .new_dataset_builder()
+        .with_data(&placeholder)
+        .create(name)
+        .expect("dataset");
+    let owned: Vec<std::ffi::CString> = values
+        .iter()
+        .map(|v| std::ffi::CString::new(v.to_vec()).expect("no NUL"))
+        .collect();
+    let pointers: Vec<*const std::ffi::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+    let dtype = ds.dtype().expect("dtype");
+    // SAFETY: one pointer to a NUL-terminated string per element, in the
+    // dataset's own variable-length string type.
+    let status = unsafe {
+        hdf5_sys::h5d::H5Dwrite(
+            ds.id(),
+            dtype.id(),
+            hdf5_sys::h5s::H5S_ALL,
+            hdf5_sys::h5s::H5S_ALL,
+            hdf5_sys::h5p::H5P_DEFAULT,
+            pointers.as_ptr().cast(),
+        )
+    };
+    assert!(status >= 0, "H5Dwrite");
+}

@@ -162,8 +162,11 @@ pub(crate) fn temp_beside(out: &Path) -> Result<tempfile::NamedTempFile> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // The mode the user's umask gives, as nmflow's own outputs have.
+    use std::os::unix::fs::PermissionsExt;
     tempfile::Builder::new()
         .prefix(".synth-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
         .tempfile_in(&dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))
 }

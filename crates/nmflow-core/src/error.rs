@@ -99,6 +99,17 @@ pub enum FitError {
         /// The entry.
         value: f32,
     },
+    /// A sparse row storing the same column twice.
+    #[error(
+        "row {row} stores column {col} twice: duplicate sparse entries (scipy and anndata read \
+         their sum; fix the file with X.sum_duplicates() in scipy)"
+    )]
+    DuplicateEntry {
+        /// Row (0-based).
+        row: usize,
+        /// Column (0-based).
+        col: usize,
+    },
     /// A NaN or infinite entry of X.
     #[error("non-finite value {value} at row {row}, column {col}")]
     NonFiniteValue {

@@ -47,6 +47,9 @@ pub struct ColumnStats {
     max: Vec<f32>,
     all_integer: bool,
     block: BlockMoments,
+    /// The last row (+1) in which each column was stored (sparse input), to
+    /// find a column stored twice in a row.
+    seen: Vec<u64>,
 }
 
 /// Per-block scratch of [`ColumnStats::add_block`].
@@ -76,6 +79,7 @@ impl ColumnStats {
             sum_sq: zeros.clone(),
             max: vec![0.0; n_cols],
             all_integer: true,
+            seen: Vec::new(),
             block: BlockMoments {
                 mean: zeros.clone(),
                 m2: zeros.clone(),
@@ -137,8 +141,24 @@ impl ColumnStats {
         if n_b == 0 {
             return Ok(());
         }
+        if self.seen.len() != self.mean.len() {
+            self.seen = vec![0; self.mean.len()];
+        }
         for row in 0..n_b {
             let (cols, vals) = x.row(row);
+            // A column stored twice in a row: scipy and anndata read the sum,
+            // nmflow's kernels would not; refused rather than misread.
+            let stamp = (first_row + row) as u64 + 1;
+            for &col in cols {
+                let seen = &mut self.seen[col as usize];
+                if *seen == stamp {
+                    return Err(FitError::DuplicateEntry {
+                        row: first_row + row,
+                        col: col as usize,
+                    });
+                }
+                *seen = stamp;
+            }
             let bad = cols
                 .iter()
                 .zip(vals)

@@ -26,6 +26,12 @@ pub enum IoError {
         /// The file.
         path: PathBuf,
     },
+    /// A directory where a file is expected.
+    #[error("{}: is a directory, not a file (give an h5ad, 10x .h5, loom, HDF5 or .npy file)", path.display())]
+    IsDirectory {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The HDF5 library reported an error.
     #[error("{}: {what}", path.display())]
     Hdf5 {

@@ -65,7 +65,7 @@ pub enum InputKind {
 pub fn sniff(path: &Path) -> Result<InputKind, IoError> {
     let mut file = File::open(path).map_err(|e| IoError::os(path, e))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(IoError::UnknownFormat {
+        return Err(IoError::IsDirectory {
             path: path.to_path_buf(),
         });
     }
