@@ -3,6 +3,8 @@
 
 mod bad_input;
 mod fit;
+mod full_disk;
+mod fuzz;
 mod hostile;
 mod inspect;
 mod real_files;

@@ -195,23 +195,6 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     }
     let n_rows = input.n_rows();
     let n_cols = input.n_cols();
-    let names = match destination {
-        Destination::H5ad(_) if input.opened.kind == InputKind::Npy => {
-            Some(Names::numbered((n_rows, n_cols)))
-        }
-        Destination::H5ad(_) => Some(read_names(
-            &input.spec.path,
-            input.spec.dataset.as_deref(),
-            &input.opts,
-            (n_rows, n_cols),
-        )?),
-        _ => None,
-    };
-    let col_names = match destination {
-        Destination::Hdf5(_) => session::column_names(&input)?,
-        _ => None,
-    };
-
     let init = match args.init {
         InitArg::Random => {
             if args.w0.is_some() || args.h0.is_some() {
@@ -228,6 +211,8 @@ pub fn run(mut args: FitArgs) -> Result<()> {
             }
             let w0_spec = InputSpec::parse(w0);
             let h0_spec = InputSpec::parse(h0);
+            session::probe(&w0_spec.path)?;
+            session::probe(&h0_spec.path)?;
             Init::Custom {
                 w0: read_start(&w0_spec, StartFactor::W)
                     .with_context(|| format!("reading --w0 {w0_spec}"))?,
@@ -261,6 +246,25 @@ pub fn run(mut args: FitArgs) -> Result<()> {
             Init::Random
         }
     })?;
+    // Names after the plan: the plan refuses a shape too large for the
+    // budget before anything of its size is allocated.
+    let names = match destination {
+        Destination::H5ad(_) if input.opened.kind == InputKind::Npy => {
+            Some(Names::numbered((n_rows, n_cols)))
+        }
+        Destination::H5ad(_) => Some(read_names(
+            &input.spec.path,
+            input.spec.dataset.as_deref(),
+            &input.opts,
+            (n_rows, n_cols),
+        )?),
+        _ => None,
+    };
+    let col_names = match destination {
+        Destination::Hdf5(_) => session::column_names(&input)?,
+        _ => None,
+    };
+
     let w_bytes = 4 * n_rows as u64 * args.k as u64;
     let w_note = if plan.w_on_disk {
         format!(

@@ -44,6 +44,7 @@ struct Memory {
 }
 
 pub fn run(args: InspectArgs) -> Result<()> {
+    crate::session::probe(&args.file)?;
     let entries: Vec<Entry> = match sniff(&args.file)? {
         InputKind::Npy => {
             let source = NpySource::open(&args.file)?;

@@ -15,6 +15,7 @@ mod report;
 mod session;
 mod sweep;
 mod usage;
+mod watchdog;
 
 use std::process::ExitCode;
 

@@ -36,6 +36,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let single = if args.result.is_dir() {
         None
     } else {
+        crate::session::probe(&args.result)?;
         Some(read_result(&args.result, MAX_SAMPLE)?)
     };
     let out_dir = OutputDir::create(out)?;
@@ -306,6 +307,7 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
             .get("result")
             .and_then(Value::as_str)
             .map_or_else(|| format!("k{k}.h5"), str::to_owned);
+        crate::session::probe(&dir.join(&name))?;
         let result = read_result(&dir.join(&name), MAX_SAMPLE)?;
         sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);
     }

@@ -40,6 +40,7 @@ impl Input {
             all_features: args.all_features,
             tmp_dir: args.tmp_dir.clone(),
         };
+        probe(&spec.path)?;
         let opened = open_source(&spec, &opts)?;
         let name = match &opened.dataset {
             Some(ds) => format!("{}:{ds}", spec.path.display()),
@@ -531,7 +532,7 @@ pub fn column_names(input: &Input) -> Result<Option<Vec<String>>> {
         &input.opts,
         (input.n_rows(), input.n_cols()),
     )?;
-    Ok(Some(names.var))
+    Ok(names.var_stored.then_some(names.var))
 }
 
 /// A time estimate from block 0: read once and computed on once.
@@ -679,4 +680,13 @@ fn with_count_hint(err: nmflow_core::FitError, input: &Input) -> anyhow::Error {
         element.trim_start_matches('/'),
         alternatives.join(", ")
     ))
+}
+
+/// Reads the whole structure of the file at `path` in a child process
+/// (see [`crate::watchdog`]); every command does this before it reads a
+/// file otherwise.
+pub fn probe(path: &std::path::Path) -> Result<()> {
+    crate::watchdog::isolated(&path.display().to_string(), || {
+        nmflow_io::catalog::probe(path)
+    })
 }

@@ -6,6 +6,9 @@
 //! unwinding; a SIGKILL can leave a `.nmflow-*.tmp` beside the target, never
 //! a partial file at the target's name).
 //!
+//! [`reserve`] allocates the space of a file that will be memory-mapped,
+//! so that a full disk is an error, never a SIGBUS.
+//!
 //! Created files get the mode the user's umask gives (`0666 & !umask`), as
 //! files of every Unix tool do: the temporary file is created with that mode
 //! and the rename keeps it.
@@ -91,6 +94,28 @@ pub fn check_writable(path: &Path) -> Result<(), IoError> {
         });
     }
     Ok(())
+}
+
+/// Gives the file `file` a length of `bytes` with its space allocated, so
+/// that a memory map of it can never fault for lack of disk space (SIGBUS on
+/// a full filesystem); a full disk is an error here instead.
+pub fn reserve(file: &std::fs::File, bytes: u64) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let len = libc::off_t::try_from(bytes)
+            .map_err(|_| std::io::Error::other("the file would be too large"))?;
+        // SAFETY: a plain system call on a file descriptor we own.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        if rc == 0 {
+            return Ok(());
+        }
+        // Filesystems that cannot allocate ahead: a plain length.
+        if rc != libc::EOPNOTSUPP && rc != libc::EINVAL {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+    }
+    file.set_len(bytes)
 }
 
 /// What a writer given to [`write_beside`] may fail with.

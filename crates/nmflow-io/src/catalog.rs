@@ -86,6 +86,60 @@ pub fn list_datasets(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
     Ok(out)
 }
 
+/// Reads the whole structure of an HDF5 file: every group and dataset,
+/// and every string attribute's value (where damaged metadata shows). The
+/// command line runs this under a time limit before anything else reads
+/// the file, since the HDF5 library can loop for ever on some damage.
+/// Other files pass.
+pub fn probe(path: &Path) -> Result<(), IoError> {
+    if crate::input::sniff(path)? != crate::input::InputKind::Hdf5 {
+        return Ok(());
+    }
+    let file =
+        hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
+    probe_group(&file, path, 0)
+}
+
+/// Groups deeper than this are not probed (no single-cell layout nests so).
+const PROBE_DEPTH: usize = 16;
+
+fn probe_group(group: &Group, path: &Path, depth: usize) -> Result<(), IoError> {
+    probe_attrs(group, path)?;
+    if depth >= PROBE_DEPTH {
+        return Ok(());
+    }
+    let what = || format!("listing the group '{}'", group.name());
+    for ds in group
+        .datasets()
+        .map_err(|e| IoError::hdf5(path, what(), e))?
+    {
+        let _ = describe(&ds);
+        probe_attrs(&ds, path)?;
+    }
+    for child in group.groups().map_err(|e| IoError::hdf5(path, what(), e))? {
+        probe_group(&child, path, depth + 1)?;
+    }
+    Ok(())
+}
+
+fn probe_attrs(loc: &hdf5::Location, path: &Path) -> Result<(), IoError> {
+    let names = loc.attr_names().map_err(|e| {
+        IoError::hdf5(
+            path,
+            format!("listing the attributes of '{}'", loc.name()),
+            e,
+        )
+    })?;
+    for name in names {
+        if let Ok(attr) = loc.attr(&name) {
+            if crate::strings::is_string(&attr) {
+                let _ = crate::strings::read_string_attr(&attr);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The datasets of the file at `path` that nmflow can factorize.
 pub fn list_matrices(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
     Ok(list_datasets(path)?

@@ -112,6 +112,18 @@ impl Hdf5CsrSource {
         };
         check_integer(path, &indices, "indices")?;
         check_integer(path, &indptr_ds, "indptr")?;
+        // Column indices are held as u32 by the engine.
+        if n_cols_stored > u32::MAX as usize {
+            return Err(IoError::malformed(
+                path,
+                &name,
+                format!(
+                    "the shape says {n_cols_stored} columns, more than the {} a sparse matrix \
+                     nmflow reads may have",
+                    u32::MAX
+                ),
+            ));
+        }
         let nnz = data.size();
         if indices.size() != nnz {
             return Err(IoError::malformed(

@@ -33,7 +33,7 @@ impl MappedFactor {
     pub fn new(n_rows: usize, k: usize, dir: &Path) -> Result<Self, IoError> {
         let file = tempfile::tempfile_in(dir).map_err(|e| IoError::os(dir, e))?;
         let bytes = (n_rows * k * 4).max(4) as u64;
-        file.set_len(bytes).map_err(|e| IoError::os(dir, e))?;
+        crate::atomic::reserve(&file, bytes).map_err(|e| IoError::os(dir, e))?;
         // SAFETY: an unlinked temporary file only this process can reach.
         let map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| IoError::os(dir, e))?;
         Ok(Self { map, n_rows, k })

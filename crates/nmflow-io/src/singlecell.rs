@@ -558,6 +558,8 @@ pub struct Names {
     pub var: Vec<String>,
     /// Gene ids when the file stores them apart from names (10x).
     pub var_ids: Option<Vec<String>>,
+    /// Whether the file stores the column names (else `var` is numbered).
+    pub var_stored: bool,
 }
 
 fn numbered(n: usize) -> Vec<String> {
@@ -571,6 +573,7 @@ impl Names {
             obs: numbered(n_rows),
             var: numbered(n_cols),
             var_ids: None,
+            var_stored: false,
         }
     }
 }
@@ -610,6 +613,13 @@ pub fn read_names(
             )),
         }
     };
+    let var_stored = std::cell::Cell::new(false);
+    let note = |v: Option<Vec<String>>| {
+        if v.is_some() {
+            var_stored.set(true);
+        }
+        v
+    };
     let mut names = match (layout, dataset) {
         (Layout::H5ad, _) => {
             let var_frame = match () {
@@ -625,12 +635,13 @@ pub fn read_names(
                     "rows (cells)",
                 )?,
                 var: fit(
-                    dataframe_index(path, &file, var_frame)?,
+                    note(dataframe_index(path, &file, var_frame)?),
                     n_cols,
                     var_frame,
                     "columns (genes)",
                 )?,
                 var_ids: None,
+                var_stored: false,
             }
         }
         (Layout::Tenx | Layout::TenxLegacy, None) => {
@@ -679,12 +690,13 @@ pub fn read_names(
                     "rows (cells)",
                 )?,
                 var: fit(
-                    var,
+                    note(var),
                     n_cols,
                     &format!("{group}/{name_ds}"),
                     "columns (genes)",
                 )?,
                 var_ids,
+                var_stored: false,
             }
         }
         (Layout::Loom, None) => {
@@ -697,16 +709,14 @@ pub fn read_names(
             };
             Names {
                 obs: fit(obs.1, n_rows, obs.0, "rows")?,
-                var: fit(var.1, n_cols, var.0, "columns")?,
+                var: fit(note(var.1), n_cols, var.0, "columns")?,
                 var_ids: None,
+                var_stored: false,
             }
         }
-        _ => Names {
-            obs: numbered(n_rows),
-            var: numbered(n_cols),
-            var_ids: None,
-        },
+        _ => Names::numbered((n_rows, n_cols)),
     };
+    names.var_stored = var_stored.get();
     if names.obs.len() != n_rows {
         names.obs = numbered(n_rows);
     }

@@ -55,8 +55,7 @@ fn build(
     let indptr = counts;
     let nnz = indptr[n_cells] as usize;
     let file = tempfile::tempfile_in(tmp_dir).map_err(|e| IoError::os(tmp_dir, e))?;
-    file.set_len((nnz.max(1) * 8) as u64)
-        .map_err(|e| IoError::os(tmp_dir, e))?;
+    crate::atomic::reserve(&file, (nnz.max(1) * 8) as u64).map_err(|e| IoError::os(tmp_dir, e))?;
     // SAFETY: the file is an unlinked temporary file only this process can
     // reach, so nothing else changes it while it is mapped.
     let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(|e| IoError::os(tmp_dir, e))?;
