@@ -72,7 +72,7 @@ pub fn budget(given: Option<u64>) -> Result<(u64, String)> {
 pub fn plan_fit(
     input: nmflow_core::PlanInput,
 ) -> Result<(nmflow_core::Plan, bool), nmflow_core::BudgetTooSmall> {
-    let w_bytes = 4 * input.n_rows as u64 * input.k as u64;
+    let w_bytes = (4 * input.n_rows as u64).saturating_mul(input.k as u64);
     let in_memory = nmflow_core::plan(nmflow_core::PlanInput {
         w_on_disk: false,
         ..input

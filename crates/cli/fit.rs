@@ -265,7 +265,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
         _ => None,
     };
 
-    let w_bytes = 4 * n_rows as u64 * args.k as u64;
+    let w_bytes = (4 * n_rows as u64).saturating_mul(args.k as u64);
     let w_note = if plan.w_on_disk {
         format!(
             "on disk in {} ({})",

@@ -228,7 +228,8 @@ impl BatchPlan {
         let per_run = |k: usize| {
             let e = estimate(k);
             let w = if w_on_disk {
-                e.w_bytes.min(8 * (block_rows * k) as u64)
+                e.w_bytes
+                    .min((8 * block_rows as u64).saturating_mul(k as u64))
             } else {
                 e.w_bytes
             };
@@ -278,7 +279,13 @@ pub fn sample_bytes(input: &Input, n_sample: usize) -> u64 {
         None => input.n_cols() as u64,
     };
     // The PCA's subspace iteration: a few f64 blocks of n_cols × 6 and n × 6.
-    n_sample * (8 * per_row + 8) + 8 * 6 * 3 * (input.n_cols() as u64 + n_sample)
+    n_sample
+        .saturating_mul(per_row.saturating_mul(8).saturating_add(8))
+        .saturating_add(
+            (input.n_cols() as u64)
+                .saturating_add(n_sample)
+                .saturating_mul(8 * 6 * 3),
+        )
 }
 
 /// Where and how often a fit writes checkpoints, and the one it resumes.

@@ -214,14 +214,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
     // Beside the runs: the sample, one consensus matrix per k (a u32 per
     // pair of sampled rows), one run's clusters and the labels.
     let n_sample = run.sample.min(n_rows) as u64;
+    let per_row_vectors = if labels.is_some() { 8 } else { 4 };
     let extra = session::sample_bytes(&input, run.sample)
-        + ks.len() as u64 * 2 * n_sample * n_sample.saturating_sub(1)
-        + 4 * n_rows as u64
-        + if labels.is_some() {
-            4 * n_rows as u64
-        } else {
-            0
-        };
+        .saturating_add(ks.len() as u64 * 2 * n_sample * n_sample.saturating_sub(1))
+        .saturating_add((n_rows as u64).saturating_mul(per_row_vectors));
     let mut run_args = run.clone();
     if run_args.block_rows.is_none() {
         if let Some((_, meta)) = records_meta(&dir, &found) {

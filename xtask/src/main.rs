@@ -1,8 +1,9 @@
-//! `cargo xtask`: synthetic data sets (`synth`) and end-to-end benchmarks
-//! (`bench`).
+//! `cargo xtask`: synthetic data sets (`synth`), end-to-end benchmarks
+//! (`bench`) and long runs of the corruption properties (`fuzz`).
 
 mod bench;
 mod budget_bench;
+mod fuzz;
 mod ooc_bench;
 mod scaling;
 mod sweep_bench;
@@ -27,6 +28,9 @@ enum Command {
     Synth(synth::SynthCommand),
     /// Run the end-to-end benchmarks and rewrite docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Run the corruption properties of tests/fuzz.rs with fresh seeds for some minutes and record
+    /// the figures in docs/fuzzing.md.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Synth(cmd) => synth::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,7 +17,9 @@ pub struct MemoryEstimate {
 impl MemoryEstimate {
     /// Sum of the parts.
     pub fn total_bytes(&self) -> u64 {
-        self.w_bytes + self.factor_bytes + self.block_bytes
+        self.w_bytes
+            .saturating_add(self.factor_bytes)
+            .saturating_add(self.block_bytes)
     }
 }
 
@@ -43,21 +45,40 @@ pub fn estimate_memory(
         (n_rows as u64, n_cols as u64, k as u64, block_rows as u64);
     // H, its denominator, WᵀX_s (f32), one block's WᵀX (f32), (H D⁻¹)ᵀ (f32),
     // the WᵀX accumulator (f64): 7 × 4 bytes per k × n_cols entry.
-    let factor_bytes = 28 * k * n_cols + 48 * n_cols;
+    // Saturating: a damaged file may announce any shape, and an estimate
+    // of u64::MAX is simply refused by every budget.
+    let factor_bytes = sum(&[prod(&[28, k, n_cols]), prod(&[48, n_cols])]);
     let n_chunks = block_rows.div_ceil(ROW_CHUNK as u64);
     // Copies of a dense block of X alive at once, measured (peak RSS against
     // block height on 1,000,000 × 1,000): the block computed on, the one
     // queued and the one being read by the read-ahead thread (with the
     // reader's own buffer), the packed copy of the XᵀW product, and the
     // mapped cache pages of the current and next blocks.
-    let block_bytes = DENSE_BLOCK_COPIES * 4 * block_rows * n_cols
-        + 4 * block_rows * k
-        + n_chunks * (8 * k * k + 4 * k + 8);
+    let block_bytes = sum(&[
+        prod(&[DENSE_BLOCK_COPIES, 4, block_rows, n_cols]),
+        prod(&[4, block_rows, k]),
+        prod(&[n_chunks, chunk_bytes(k)]),
+    ]);
     MemoryEstimate {
-        w_bytes: 4 * n_rows * k,
+        w_bytes: prod(&[4, n_rows, k]),
         factor_bytes,
         block_bytes,
     }
+}
+
+/// Per row chunk scratch: W_cᵀW_c (f64 and f32 partials), the cross term.
+fn chunk_bytes(k: u64) -> u64 {
+    sum(&[prod(&[8, k, k]), prod(&[4, k]), 8])
+}
+
+/// Saturating product.
+fn prod(factors: &[u64]) -> u64 {
+    factors.iter().fold(1u64, |p, &f| p.saturating_mul(f))
+}
+
+/// Saturating sum.
+fn sum(terms: &[u64]) -> u64 {
+    terms.iter().fold(0u64, |s, &t| s.saturating_add(t))
 }
 
 /// [`estimate_memory`] for a sparse (CSR) input with `nnz` stored entries:
@@ -74,11 +95,13 @@ pub fn estimate_memory_sparse(
     let block_nnz = nnz.saturating_mul(block_rows as u64) / (n_rows.max(1) as u64);
     let (n_cols, k, block_rows) = (n_cols as u64, k as u64, block_rows as u64);
     let n_chunks = block_rows.div_ceil(ROW_CHUNK as u64);
-    let block_bytes = SPARSE_BYTES_PER_STORED * block_nnz
-        + 16 * block_rows
-        + 4 * block_rows * k
-        + n_chunks * (8 * k * k + 4 * k + 8)
-        + SPARSE_PARTS as u64 * 4 * n_cols * k;
+    let block_bytes = sum(&[
+        prod(&[SPARSE_BYTES_PER_STORED, block_nnz]),
+        prod(&[16, block_rows]),
+        prod(&[4, block_rows, k]),
+        prod(&[n_chunks, chunk_bytes(k)]),
+        prod(&[SPARSE_PARTS as u64, 4, n_cols, k]),
+    ]);
     MemoryEstimate {
         block_bytes,
         ..dense
@@ -151,7 +174,7 @@ pub struct Plan {
 impl Plan {
     /// Predicted peak of the whole process.
     pub fn peak_bytes(&self) -> u64 {
-        BASELINE_BYTES + self.estimate.total_bytes()
+        BASELINE_BYTES.saturating_add(self.estimate.total_bytes())
     }
 }
 
@@ -199,15 +222,17 @@ pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
         };
         if input.w_on_disk {
             // The block being updated, and the one just released.
-            e.w_bytes = e.w_bytes.min(2 * 4 * (rows * input.k) as u64);
+            e.w_bytes = e.w_bytes.min(prod(&[8, rows as u64, input.k as u64]));
         }
         e
     };
-    let peak = |rows: usize| BASELINE_BYTES + estimate_for(rows).total_bytes();
+    let peak = |rows: usize| BASELINE_BYTES.saturating_add(estimate_for(rows).total_bytes());
     // Plans use all but `HEADROOM_PERCENT` of the budget.
     let usable = usable_budget(input.budget);
     let min_rows = input.n_rows.clamp(1, 64);
-    let min_budget = peak(min_rows).div_ceil(100 - HEADROOM_PERCENT) * 100;
+    let min_budget = peak(min_rows)
+        .div_ceil(100 - HEADROOM_PERCENT)
+        .saturating_mul(100);
     if input.budget < min_budget {
         let e = estimate_for(min_rows);
         return Err(BudgetTooSmall {
