@@ -152,10 +152,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
                         err.min_budget as f64 / (1u64 << 20) as f64
                     ),
                 });
-                e.pass_bytes = Some(match nnz {
-                    Some(nnz) => 8 * nnz + 8 * n_rows as u64,
-                    None => 4 * (n_rows * n_cols) as u64,
-                });
+                e.pass_bytes = Some(nmflow_core::plan::pass_bytes(n_rows, n_cols, nnz));
                 let m = match &e.sparse {
                     Some(sp) => {
                         estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, sp.nnz as u64)
@@ -302,16 +299,16 @@ fn time_read_pass(file: &std::path::Path, block_rows: Option<usize>) -> Result<R
             .map_err(|e| anyhow::anyhow!("{matrix}: rows {}..{}: {e}", rows.start, rows.end))?;
         stored_values += match block {
             nmflow_core::RowBlock::Csr(x) => x.nnz() as u64,
-            other => (other.n_rows() * other.n_cols()) as u64,
+            other => (other.n_rows() as u64).saturating_mul(other.n_cols() as u64),
         };
         blocks += 1;
     }
     let seconds = started.elapsed().as_secs_f64();
     let sparse = opened.source.nnz_hint().is_some();
     let bytes = if sparse {
-        8 * stored_values + 8 * n_rows as u64
+        nmflow_core::plan::pass_bytes(n_rows, 0, Some(stored_values))
     } else {
-        4 * stored_values
+        stored_values.saturating_mul(4)
     };
     Ok(ReadPass {
         matrix,

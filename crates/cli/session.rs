@@ -64,10 +64,7 @@ impl Input {
 
     /// Bytes read in one pass over X.
     pub fn pass_bytes(&self) -> u64 {
-        match self.opened.source.nnz_hint() {
-            Some(nnz) => 8 * nnz + 8 * self.n_rows() as u64,
-            None => 4 * self.n_rows() as u64 * self.n_cols() as u64,
-        }
+        nmflow_core::plan::pass_bytes(self.n_rows(), self.n_cols(), self.opened.source.nnz_hint())
     }
 
     /// Puts the block cache (or, with --no-cache, the read-ahead thread) in

@@ -66,6 +66,16 @@ pub fn estimate_memory(
     }
 }
 
+/// Bytes one pass over X reads: 4 per value of a dense matrix; 8 per stored
+/// value (value and index) and 8 per row (its offset) of a sparse one.
+/// Saturating.
+pub fn pass_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>) -> u64 {
+    match nnz {
+        Some(nnz) => sum(&[prod(&[8, nnz]), prod(&[8, n_rows as u64])]),
+        None => prod(&[4, n_rows as u64, n_cols as u64]),
+    }
+}
+
 /// Per row chunk scratch: W_cᵀW_c (f64 and f32 partials), the cross term.
 fn chunk_bytes(k: u64) -> u64 {
     sum(&[prod(&[8, k, k]), prod(&[4, k]), 8])
