@@ -279,6 +279,25 @@ enum Meaning {
     TooWideToCheck,
 }
 
+/// Fits the damaged file `file` (k = 2, 5 iterations) into `out` and checks
+/// the run ([`check_run`]); whether it succeeded. A failing input is kept.
+fn fit_damaged(file: &Path, out: &Path) -> Result<bool, TestCaseError> {
+    let args = [
+        "fit",
+        path_str(file),
+        "-k",
+        "2",
+        "--max-iter",
+        "5",
+        "-q",
+        "-o",
+        path_str(out),
+    ];
+    run_bounded(&args)
+        .and_then(|done| check_run(&done, file, out))
+        .inspect_err(|_| keep(file))
+}
+
 /// Fits `args` and returns W.
 fn fit_w(input: &str, out: &Path, extra: &[&str]) -> Result<Option<Array2<f32>>, TestCaseError> {
     let mut args = vec![
@@ -444,18 +463,7 @@ fn damaged_npy_files_and_loom_matrices_never_panic_or_hang() {
             }
             std::fs::write(&npy, &bytes).expect("write");
             let out = dir.path().join("out.h5");
-            let done = run_bounded(&[
-                "fit",
-                path_str(&npy),
-                "-k",
-                "2",
-                "--max-iter",
-                "5",
-                "-q",
-                "-o",
-                path_str(&out),
-            ])?;
-            check_run(&done, &npy, &out)?;
+            fit_damaged(&npy, &out)?;
             // loom: one value of the genes × cells matrix set.
             let loom = dir.path().join("damaged.loom");
             let mut x = base_matrix().t().as_standard_layout().into_owned();
@@ -467,18 +475,7 @@ fn damaged_npy_files_and_loom_matrices_never_panic_or_hang() {
             }
             drop(f);
             let out2 = dir.path().join("out2.h5");
-            let done = run_bounded(&[
-                "fit",
-                path_str(&loom),
-                "-k",
-                "2",
-                "--max-iter",
-                "5",
-                "-q",
-                "-o",
-                path_str(&out2),
-            ])?;
-            let accepted = check_run(&done, &loom, &out2)?;
+            let accepted = fit_damaged(&loom, &out2)?;
             prop_assert_eq!(
                 accepted,
                 v >= 0.0 && x.iter().any(|v| *v > 0.0),
@@ -519,19 +516,7 @@ fn hdf5_files_with_damaged_bytes_never_panic_or_hang() {
         }
         std::fs::write(&path, &bytes).expect("write");
         let out = dir.path().join("out.h5");
-        let done = run_bounded(&[
-            "fit",
-            path_str(&path),
-            "-k",
-            "2",
-            "--max-iter",
-            "5",
-            "-q",
-            "-o",
-            path_str(&out),
-        ])
-        .inspect_err(|_| keep(&path))?;
-        check_run(&done, &path, &out).inspect_err(|_| keep(&path))?;
+        fit_damaged(&path, &out)?;
         let done = run_bounded(&["inspect", path_str(&path)])?;
         let err = stderr(&done);
         prop_assert!(!err.contains("panicked"), "inspect panicked: {err}");

@@ -76,37 +76,26 @@ fn checkpoint_meta(
     input: &Input,
     valid: &nmflow_core::ValidParams,
 ) -> Result<nmflow_io::checkpoint::CheckpointMeta> {
-    let fingerprint = nmflow_io::checkpoint::Fingerprint::of(
-        &input.spec.path,
-        (input.n_rows(), input.n_cols()),
-        input.opened.source.nnz_hint().unwrap_or(0),
-    )?;
     let p = valid.params();
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
-    let params = [
-        ("dataset", input.opened.dataset.clone().unwrap_or_default()),
-        ("layer", text(&args.input.layer)),
-        ("raw", args.input.raw.to_string()),
-        ("transpose", args.input.transpose.to_string()),
-        ("genome", text(&args.input.genome)),
-        ("all_features", args.input.all_features.to_string()),
-        ("k", p.k.to_string()),
-        ("restarts", args.restarts.to_string()),
-        ("seed", args.run.seed.to_string()),
-        ("max_iter", p.max_iter.to_string()),
-        ("tol", p.tol.to_string()),
-        ("normalize", p.normalize.as_str().to_owned()),
-        ("scale", p.scale.as_str().to_owned()),
-        ("init", p.init.as_str().to_owned()),
-        ("w0", text(&args.w0)),
-        ("h0", text(&args.h0)),
-        ("sample", args.run.sample.to_string()),
-        ("block_rows", valid.block_rows().to_string()),
-    ];
-    Ok(nmflow_io::checkpoint::CheckpointMeta {
-        input: fingerprint,
-        params: params.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
-    })
+    session::command_meta(
+        input,
+        &args.input,
+        vec![
+            ("k", p.k.to_string()),
+            ("restarts", args.restarts.to_string()),
+            ("seed", args.run.seed.to_string()),
+            ("max_iter", p.max_iter.to_string()),
+            ("tol", p.tol.to_string()),
+            ("normalize", p.normalize.as_str().to_owned()),
+            ("scale", p.scale.as_str().to_owned()),
+            ("init", p.init.as_str().to_owned()),
+            ("w0", text(&args.w0)),
+            ("h0", text(&args.h0)),
+            ("sample", args.run.sample.to_string()),
+            ("block_rows", valid.block_rows().to_string()),
+        ],
+    )
 }
 
 /// The kinds of result file nmflow writes.

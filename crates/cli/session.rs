@@ -694,3 +694,35 @@ pub fn probe(path: &std::path::Path) -> Result<()> {
         nmflow_io::catalog::probe(path)
     })
 }
+
+/// What a checkpoint or a sweep's run record says of the command: the
+/// input's fingerprint, the options that choose the matrix, and `params`
+/// (the command's own parameters that shape the iterates).
+pub fn command_meta(
+    input: &Input,
+    args: &InputArgs,
+    params: Vec<(&'static str, String)>,
+) -> Result<nmflow_io::checkpoint::CheckpointMeta> {
+    let fingerprint = nmflow_io::checkpoint::Fingerprint::of(
+        &input.spec.path,
+        (input.n_rows(), input.n_cols()),
+        input.opened.source.nnz_hint().unwrap_or(0),
+    )?;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let choice = [
+        ("dataset", input.opened.dataset.clone().unwrap_or_default()),
+        ("layer", text(&args.layer)),
+        ("raw", args.raw.to_string()),
+        ("transpose", args.transpose.to_string()),
+        ("genome", text(&args.genome)),
+        ("all_features", args.all_features.to_string()),
+    ];
+    Ok(nmflow_io::checkpoint::CheckpointMeta {
+        input: fingerprint,
+        params: choice
+            .into_iter()
+            .chain(params)
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect(),
+    })
+}

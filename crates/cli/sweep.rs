@@ -635,14 +635,8 @@ fn remove_records(dir: &Path) -> Result<()> {
 /// and every parameter that shapes the runs (k, restart and seed are the
 /// record's own).
 fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<CheckpointMeta> {
-    let fingerprint = Fingerprint::of(
-        &input.spec.path,
-        (input.n_rows(), input.n_cols()),
-        input.opened.source.nnz_hint().unwrap_or(0),
-    )?;
     let run = &args.run;
     let core = session::core_params(run, 1, run.seed, Init::Random);
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let labels_file = args
         .labels
         .as_deref()
@@ -652,26 +646,20 @@ fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<Chec
         .map(|f| Fingerprint::of(f, (0, 0), 0).map(|p| format!("{} {:016x}", p.size, p.checksum)))
         .transpose()?
         .unwrap_or_default();
-    let params = [
-        ("dataset", input.opened.dataset.clone().unwrap_or_default()),
-        ("layer", text(&args.input.layer)),
-        ("raw", args.input.raw.to_string()),
-        ("transpose", args.input.transpose.to_string()),
-        ("genome", text(&args.input.genome)),
-        ("all_features", args.input.all_features.to_string()),
-        ("max_iter", run.max_iter.to_string()),
-        ("tol", run.tol.to_string()),
-        ("normalize", core.normalize.as_str().to_owned()),
-        ("scale", core.scale.as_str().to_owned()),
-        ("sample", run.sample.to_string()),
-        ("labels", text(&args.labels)),
-        ("labels_file", labels_file),
-        ("block_rows", block_rows.to_string()),
-    ];
-    Ok(CheckpointMeta {
-        input: fingerprint,
-        params: params.into_iter().map(|(n, v)| (n.to_owned(), v)).collect(),
-    })
+    session::command_meta(
+        input,
+        &args.input,
+        vec![
+            ("max_iter", run.max_iter.to_string()),
+            ("tol", run.tol.to_string()),
+            ("normalize", core.normalize.as_str().to_owned()),
+            ("scale", core.scale.as_str().to_owned()),
+            ("sample", run.sample.to_string()),
+            ("labels", args.labels.clone().unwrap_or_default()),
+            ("labels_file", labels_file),
+            ("block_rows", block_rows.to_string()),
+        ],
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -236,19 +236,14 @@ fn write_file(
         .create("integer_valued")?
         .write_scalar(&u8::from(*integer_valued))?;
     if let Some(sample) = sample {
-        let group = file.create_group("sample")?;
-        group
-            .new_dataset_builder()
-            .with_data(sample.rows.as_slice())
-            .create("rows")?;
-        group
-            .new_dataset_builder()
-            .with_data(&sample.pca)
-            .create("pca")?;
-        group
-            .new_dataset_builder()
-            .with_data(sample.variance_ratio.as_slice())
-            .create("pca_variance_ratio")?;
+        crate::output::write_sample(
+            &file,
+            &crate::output::SampleOutput {
+                rows: &sample.rows,
+                pca: sample.pca.view(),
+                variance_ratio: &sample.variance_ratio,
+            },
+        )?;
     }
     let all = file.create_group("runs")?;
     for (idx, (snapshot, run)) in checkpoint.runs.iter().zip(runs.iter_mut()).enumerate() {

@@ -71,29 +71,8 @@ pub fn read_field(ds: &Dataset, name: &str) -> hdf5::Result<Column> {
         .iter()
         .find(|f| f.name == name)
         .ok_or_else(|| hdf5::Error::from(format!("no field '{name}'")))?;
-    let n = ds.size();
     let size = compound.size;
-    let mut buf = vec![0u8; n * size];
-    if n > 0 && size > 0 {
-        let (ds_id, type_id) = (ds.id(), dtype.id());
-        let ptr = buf.as_mut_ptr().cast();
-        // SAFETY: `buf` holds n records of exactly the file type's size and
-        // the memory type is the file type, so the library writes n × size
-        // bytes.
-        let status = hdf5::sync::sync(|| unsafe {
-            hdf5_sys::h5d::H5Dread(
-                ds_id,
-                type_id,
-                hdf5_sys::h5s::H5S_ALL,
-                hdf5_sys::h5s::H5S_ALL,
-                hdf5_sys::h5p::H5P_DEFAULT,
-                ptr,
-            )
-        });
-        if status < 0 {
-            return Err(hdf5::Error::from("reading a compound dataset failed"));
-        }
-    }
+    let buf = crate::strings::read_file_type(ds, false)?;
     let records = buf.chunks_exact(size.max(1));
     let at =
         |raw: &[u8], width: usize| -> Vec<u8> { raw[field.offset..field.offset + width].to_vec() };

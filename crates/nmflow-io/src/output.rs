@@ -155,19 +155,7 @@ fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
         crate::h5ad::string_array(&file, "col_names", names)?;
     }
     if let Some(sample) = &output.sample {
-        let group = file.create_group("sample")?;
-        group
-            .new_dataset_builder()
-            .with_data(sample.rows)
-            .create("rows")?;
-        group
-            .new_dataset_builder()
-            .with_data(&sample.pca)
-            .create("pca")?;
-        group
-            .new_dataset_builder()
-            .with_data(sample.variance_ratio)
-            .create("pca_variance_ratio")?;
+        write_sample(&file, sample)?;
     }
     for (name, value) in &output.attrs {
         match value {
@@ -190,6 +178,25 @@ fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
         }
     }
     file.close()
+}
+
+/// The row sample as the group `sample` of `file`: `rows`, `pca`,
+/// `pca_variance_ratio` (the layout of results and checkpoints).
+pub(crate) fn write_sample(file: &hdf5::File, sample: &SampleOutput<'_>) -> hdf5::Result<()> {
+    let group = file.create_group("sample")?;
+    group
+        .new_dataset_builder()
+        .with_data(sample.rows)
+        .create("rows")?;
+    group
+        .new_dataset_builder()
+        .with_data(&sample.pca)
+        .create("pca")?;
+    group
+        .new_dataset_builder()
+        .with_data(sample.variance_ratio)
+        .create("pca_variance_ratio")?;
+    Ok(())
 }
 
 /// Rows of W written at a time.

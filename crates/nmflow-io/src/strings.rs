@@ -57,6 +57,42 @@ fn read_strings(obj: &Container, is_attr: bool) -> hdf5::Result<Vec<String>> {
     }
 }
 
+/// Every element of a dataset (or attribute) read with the file's own type,
+/// without conversion, as bytes: `size × element size` of them.
+pub(crate) fn read_file_type(obj: &Container, is_attr: bool) -> hdf5::Result<Vec<u8>> {
+    let dtype = obj.dtype()?;
+    let mut buf = vec![0u8; obj.size() * dtype.size()];
+    if buf.is_empty() {
+        return Ok(buf);
+    }
+    let (obj_id, type_id) = (obj.id(), dtype.id());
+    let ptr = buf.as_mut_ptr().cast();
+    // SAFETY: `buf` holds every element at exactly the file type's size, and
+    // the memory type is the file type, so the library writes that many
+    // bytes.
+    let status = hdf5::sync::sync(|| unsafe {
+        if is_attr {
+            hdf5_sys::h5a::H5Aread(obj_id, type_id, ptr)
+        } else {
+            hdf5_sys::h5d::H5Dread(
+                obj_id,
+                type_id,
+                hdf5_sys::h5s::H5S_ALL,
+                hdf5_sys::h5s::H5S_ALL,
+                hdf5_sys::h5p::H5P_DEFAULT,
+                ptr,
+            )
+        }
+    });
+    if status < 0 {
+        return Err(hdf5::Error::from(format!(
+            "reading '{}' failed",
+            obj.name()
+        )));
+    }
+    Ok(buf)
+}
+
 fn utf8(idx: usize, bytes: &[u8]) -> hdf5::Result<String> {
     std::str::from_utf8(bytes).map(str::to_owned).map_err(|e| {
         hdf5::Error::from(format!(
@@ -73,29 +109,7 @@ fn read_fixed(obj: &Container, size: usize, is_attr: bool) -> hdf5::Result<Vec<S
     if n == 0 || size == 0 {
         return Ok(vec![String::new(); n]);
     }
-    let mut buf = vec![0u8; n * size];
-    let dtype = obj.dtype()?;
-    let (obj_id, type_id) = (obj.id(), dtype.id());
-    let ptr = buf.as_mut_ptr().cast();
-    // SAFETY: `buf` holds n elements of exactly the file type's size, and the
-    // memory type is the file type, so the library writes n × size bytes.
-    let status = hdf5::sync::sync(|| unsafe {
-        if is_attr {
-            hdf5_sys::h5a::H5Aread(obj_id, type_id, ptr)
-        } else {
-            hdf5_sys::h5d::H5Dread(
-                obj_id,
-                type_id,
-                hdf5_sys::h5s::H5S_ALL,
-                hdf5_sys::h5s::H5S_ALL,
-                hdf5_sys::h5p::H5P_DEFAULT,
-                ptr,
-            )
-        }
-    });
-    if status < 0 {
-        return Err(hdf5::Error::from("reading fixed-length strings failed"));
-    }
+    let buf = read_file_type(obj, is_attr)?;
     Ok(buf
         .chunks_exact(size)
         .map(|raw| {
