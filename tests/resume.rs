@@ -324,3 +324,59 @@ fn a_sweep_killed_at_many_moments_resumes_to_the_uninterrupted_result() {
         "resumed after {kills} kills"
     );
 }
+
+#[test]
+fn a_checkpoint_holds_w_kept_on_disk_and_resumes_to_the_same_result() {
+    // W of 600,000 × 12 (27 MiB) does not fit half of 56 MiB: it lives in a
+    // memory-mapped file, and the checkpoint copies it block by block.
+    let dir = tempdir();
+    let data = join(&dir, "tall.npy");
+    write_npy(&data, &seed_matrix(600_000, 14, 3));
+    let fit = |out: &Path, extra: &[&str]| -> std::process::Output {
+        let mut args = vec![
+            "fit",
+            path_str(&data),
+            "-k",
+            "12",
+            "--max-iter",
+            "4",
+            "--tol",
+            "0",
+            "--block-rows",
+            "20000",
+            "--memory",
+            "56MiB",
+            "--tmp-dir",
+            path_str(dir.path()),
+            "-q",
+            "-o",
+            path_str(out),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let full = join(&dir, "full.h5");
+    assert!(fit(&full, &[]).status.success());
+    // A run that fails when it writes its output (a folder stands at the
+    // name) after checkpoints at iterations 1, 2 and 3.
+    let part = join(&dir, "part.h5");
+    let ckpt = join(&dir, "state.h5");
+    std::fs::create_dir(&part).expect("mkdir");
+    let with_ckpt = [
+        "--checkpoint",
+        path_str(&ckpt),
+        "--checkpoint-every",
+        "1",
+        "--resume",
+        "--force",
+    ];
+    let first = fit(&part, &with_ckpt);
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    let state = nmflow_io::checkpoint::read_checkpoint(&ckpt).expect("checkpoint");
+    assert_eq!(state.resume.iteration, 3);
+    std::fs::remove_dir(&part).expect("rmdir");
+    let second = fit(&part, &with_ckpt);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(result_bits(&part), result_bits(&full));
+    assert!(!ckpt.exists());
+}
