@@ -517,8 +517,11 @@ fn hdf5_files_with_damaged_bytes_never_panic_or_hang() {
         std::fs::write(&path, &bytes).expect("write");
         let out = dir.path().join("out.h5");
         fit_damaged(&path, &out)?;
-        let done = run_bounded(&["inspect", path_str(&path)])?;
+        let done = run_bounded(&["inspect", path_str(&path)]).inspect_err(|_| keep(&path))?;
         let err = stderr(&done);
+        if err.contains("panicked") || !matches!(done.status.code(), Some(0 | 1)) {
+            keep(&path);
+        }
         prop_assert!(!err.contains("panicked"), "inspect panicked: {err}");
         prop_assert!(
             matches!(done.status.code(), Some(0 | 1)),

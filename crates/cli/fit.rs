@@ -203,9 +203,9 @@ pub fn run(mut args: FitArgs) -> Result<()> {
             session::probe(&w0_spec.path)?;
             session::probe(&h0_spec.path)?;
             Init::Custom {
-                w0: read_start(&w0_spec, StartFactor::W)
+                w0: read_start(&w0_spec, StartFactor::W, (n_rows, args.k))
                     .with_context(|| format!("reading --w0 {w0_spec}"))?,
-                h0: read_start(&h0_spec, StartFactor::H)
+                h0: read_start(&h0_spec, StartFactor::H, (args.k, n_cols))
                     .with_context(|| format!("reading --h0 {h0_spec}"))?,
             }
         }

@@ -167,9 +167,9 @@ impl NmfParams {
 /// [`DEFAULT_BLOCK_BYTES`] of f32 rows, rounded to a multiple of the
 /// source's preferred height, never more than `n_rows`.
 pub fn default_block_rows(n_rows: usize, n_cols: usize, preferred_rows: Option<usize>) -> usize {
-    let target = (DEFAULT_BLOCK_BYTES / (4 * n_cols.max(1))).max(1);
+    let target = (DEFAULT_BLOCK_BYTES / n_cols.max(1).saturating_mul(4)).max(1);
     let rows = match preferred_rows {
-        Some(unit) if unit > 0 => target.div_ceil(unit) * unit,
+        Some(unit) if unit > 0 => target.div_ceil(unit).saturating_mul(unit),
         _ => target,
     };
     rows.clamp(1, n_rows.max(1))

@@ -132,6 +132,19 @@ impl Hdf5CsrSource {
                 format!("data has {nnz} entries but indices has {}", indices.size()),
             ));
         }
+        // The size the file declares is checked before anything of that size
+        // is allocated: a damaged dataspace may claim billions of entries.
+        if indptr_ds.size() != n_rows + 1 {
+            return Err(IoError::malformed(
+                path,
+                &name,
+                format!(
+                    "indptr has {} entries; the shape ({n_rows} rows) needs {}",
+                    indptr_ds.size(),
+                    n_rows + 1
+                ),
+            ));
+        }
         let raw: Vec<i64> = indptr_ds
             .read_raw::<i64>()
             .map_err(|e| IoError::hdf5(path, format!("reading '{}'", indptr_ds.name()), e))?;

@@ -211,7 +211,13 @@ impl StartFactor {
 /// HDF5 or h5ad, see [`StartFactor::locations`]). H stored genes × k, as
 /// anndata's `varm` holds it, is transposed to `k × n_cols`. A file holding
 /// none of the default locations is refused, naming them.
-pub fn read_start(spec: &InputSpec, factor: StartFactor) -> Result<Array2<f32>, IoError> {
+/// `expected` is the shape the fit needs (`n_rows × k` for W, `k × n_cols`
+/// for H); an HDF5 dataset of another shape is refused before it is read.
+pub fn read_start(
+    spec: &InputSpec,
+    factor: StartFactor,
+    expected: (usize, usize),
+) -> Result<Array2<f32>, IoError> {
     let dataset = match (sniff(&spec.path)?, &spec.dataset) {
         (InputKind::Npy, _) => return read_npy(&spec.path),
         (InputKind::Hdf5, Some(ds)) => ds.clone(),
@@ -242,9 +248,27 @@ pub fn read_start(spec: &InputSpec, factor: StartFactor) -> Result<Array2<f32>, 
             }
         }
     };
-    let x = Hdf5Source::open(&spec.path, Some(&dataset))?.read_all()?;
+    let source = Hdf5Source::open(&spec.path, Some(&dataset))?;
     let genes_by_k =
         factor == StartFactor::H && dataset.trim_start_matches('/').starts_with("varm/");
+    let stored = (source.n_rows(), source.n_cols());
+    let found = if genes_by_k {
+        (stored.1, stored.0)
+    } else {
+        stored
+    };
+    if found != expected {
+        let which = match factor {
+            StartFactor::W => "W0",
+            StartFactor::H => "H0",
+        };
+        return Err(IoError::malformed(
+            &spec.path,
+            &dataset,
+            format!("{which} has shape {found:?}, expected {expected:?}"),
+        ));
+    }
+    let x = source.read_all()?;
     Ok(if genes_by_k {
         x.t().as_standard_layout().into_owned()
     } else {

@@ -48,6 +48,14 @@ pub fn read_labels(
         && detect(&file) == Layout::H5ad
         && crate::legacy::is_compound_frame(&file, "obs")
     {
+        let declared = file.dataset("obs").map(|d| d.size()).unwrap_or(0);
+        if declared != n_rows {
+            return Err(IoError::malformed(
+                &path,
+                "/obs",
+                format!("has {declared} records; the matrix has {n_rows} rows"),
+            ));
+        }
         let labels = legacy_obs_column(&file, &path, &object)?;
         return check_length(labels, &path, &format!("/obs[{object}]"), n_rows);
     }
@@ -78,7 +86,7 @@ pub fn read_labels(
             });
         }
     };
-    let labels = read_element(&file, &path, &object)?;
+    let labels = read_element(&file, &path, &object, n_rows)?;
     check_length(labels, &path, &object, n_rows)
 }
 
@@ -167,8 +175,20 @@ fn labels_from_text(text: Vec<String>, source: String) -> Labels {
     }
 }
 
-fn read_element(file: &File, path: &Path, object: &str) -> Result<Labels, IoError> {
+fn read_element(file: &File, path: &Path, object: &str, n_rows: usize) -> Result<Labels, IoError> {
     let source = format!("{}:{object}", path.display());
+    // The count the file declares is checked before it is read (a damaged
+    // dataspace may claim billions).
+    let declared = |ds: &Dataset, what: &str| -> Result<(), IoError> {
+        if ds.size() != n_rows {
+            return Err(IoError::malformed(
+                path,
+                what,
+                format!("has {} labels; the matrix has {n_rows} rows", ds.size()),
+            ));
+        }
+        Ok(())
+    };
     if let Ok(group) = file.group(object) {
         // anndata categorical: codes into categories, −1 for missing.
         let (Ok(codes), Ok(categories)) = (group.dataset("codes"), group.dataset("categories"))
@@ -179,6 +199,17 @@ fn read_element(file: &File, path: &Path, object: &str) -> Result<Labels, IoErro
                 reason: "a group without codes and categories is not a label column".into(),
             });
         };
+        declared(&codes, &format!("{object}/codes"))?;
+        if categories.size() > n_rows.max(1) {
+            return Err(IoError::malformed(
+                path,
+                format!("{object}/categories"),
+                format!(
+                    "declares {} categories for {n_rows} rows",
+                    categories.size()
+                ),
+            ));
+        }
         let mut names = values_as_text(&categories, path, &format!("{object}/categories"))?;
         let raw: Vec<i64> = codes
             .read_raw::<i64>()
@@ -221,6 +252,7 @@ fn read_element(file: &File, path: &Path, object: &str) -> Result<Labels, IoErro
             format!("has shape {:?}; labels need one value per row", ds.shape()),
         ));
     }
+    declared(&ds, object)?;
     let text = values_as_text(&ds, path, object)?;
     Ok(labels_from_text(text, source))
 }

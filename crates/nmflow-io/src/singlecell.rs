@@ -458,7 +458,13 @@ fn open_tenx(
     }
     let shape: Vec<i64> = group
         .dataset("shape")
-        .and_then(|d| d.read_raw::<i64>())
+        .and_then(|d| {
+            if d.size() == 2 {
+                d.read_raw::<i64>()
+            } else {
+                Err(hdf5::Error::from(format!("{} entries, not 2", d.size())))
+            }
+        })
         .map_err(|e| IoError::hdf5(path, format!("reading '{}/shape'", group.name()), e))?;
     let (n_genes, n_cells) = match shape.as_slice() {
         &[g, c] if g >= 0 && c >= 0 => (g as usize, c as usize),
@@ -590,8 +596,20 @@ pub fn read_names(
     let layout = detect(&file);
     // Names a file stores must be readable and as many as the matrix's rows
     // or columns: a mismatch is refused, never papered over with numbers.
+    // Names are read only when the file declares no more of them than the
+    // matrix has rows and columns together (a damaged dataspace may claim
+    // billions); a wrong count is then reported by `fit` below.
+    let most = n_rows.saturating_add(n_cols);
     let strings = |name: &str| -> Result<Option<Vec<String>>, IoError> {
         match file.dataset(name) {
+            Ok(d) if d.size() > most => Err(IoError::malformed(
+                path,
+                name,
+                format!(
+                    "holds {} names, but the matrix has {n_rows} rows and {n_cols} columns",
+                    d.size()
+                ),
+            )),
             Ok(d) => read_string_dataset(&d)
                 .map(Some)
                 .map_err(|e| IoError::hdf5(path, format!("reading the names in '{name}'"), e)),
@@ -629,13 +647,13 @@ pub fn read_names(
             };
             Names {
                 obs: fit(
-                    dataframe_index(path, &file, "obs")?,
+                    dataframe_index(path, &file, "obs", most)?,
                     n_rows,
                     "obs",
                     "rows (cells)",
                 )?,
                 var: fit(
-                    note(dataframe_index(path, &file, var_frame)?),
+                    note(dataframe_index(path, &file, var_frame, most)?),
                     n_cols,
                     var_frame,
                     "columns (genes)",
@@ -726,17 +744,33 @@ pub fn read_names(
 /// The row labels of an anndata dataframe group (`_index` attribute), or
 /// the index field of a legacy compound dataset (anndata < 0.7); `None`
 /// when the frame is absent.
-fn dataframe_index(path: &Path, file: &File, frame: &str) -> Result<Option<Vec<String>>, IoError> {
+fn dataframe_index(
+    path: &Path,
+    file: &File,
+    frame: &str,
+    most: usize,
+) -> Result<Option<Vec<String>>, IoError> {
     let err = |e| IoError::hdf5(path, format!("reading the names of '{frame}'"), e);
+    let too_many = |n: usize| {
+        IoError::malformed(
+            path,
+            frame,
+            format!("declares {n} names, more than the matrix's rows and columns together"),
+        )
+    };
     if let Ok(group) = file.group(frame) {
         let index = string_attr(&group, "_index").unwrap_or_else(|| "_index".into());
         return match group.dataset(&index) {
+            Ok(d) if d.size() > most => Err(too_many(d.size())),
             Ok(d) => read_string_dataset(&d).map(Some).map_err(err),
             Err(_) => Ok(None),
         };
     }
     if crate::legacy::is_compound_frame(file, frame) {
         let ds = file.dataset(frame).map_err(err)?;
+        if ds.size() > most {
+            return Err(too_many(ds.size()));
+        }
         return crate::legacy::frame_index(&ds).map(Some).map_err(err);
     }
     Ok(None)
