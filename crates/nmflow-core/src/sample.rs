@@ -155,19 +155,24 @@ impl RowSample {
         out
     }
 
-    /// X_sampleᵀ · u for `u` `n × q`: `n_cols × q`; [`PCA_PARTS`] fixed row
-    /// ranges in parallel, their partial sums added in order (the result
-    /// does not depend on the thread count).
+    /// X_sampleᵀ · u for `u` `n × q`: `n_cols × q`; up to [`PCA_PARTS`]
+    /// fixed row ranges in parallel, their partial sums added in order (the
+    /// result does not depend on the thread count). Each range holds a
+    /// whole `n_cols × q` partial, so there are only as many ranges as the
+    /// stored values pay for (one for a few rows of a very wide matrix).
     fn t_times(&self, u: ArrayView2<'_, f64>) -> Array2<f64> {
         let q = u.ncols().max(1);
         let u = u.as_standard_layout();
         let u = u.as_slice().unwrap_or_default();
         let n = self.n_collected();
-        let parts: Vec<Vec<f64>> = (0..PCA_PARTS)
+        let n_parts = PCA_PARTS
+            .min(self.data.len() / self.n_cols.max(1))
+            .clamp(1, n.max(1));
+        let parts: Vec<Vec<f64>> = (0..n_parts)
             .into_par_iter()
             .map(|p| {
                 let mut part = vec![0.0f64; self.n_cols * q];
-                for i in p * n / PCA_PARTS..(p + 1) * n / PCA_PARTS {
+                for i in p * n / n_parts..(p + 1) * n / n_parts {
                     let (cols, vals) = self.row(i);
                     let src = &u[i * q..(i + 1) * q];
                     for (&c, &v) in cols.iter().zip(vals) {
