@@ -45,7 +45,7 @@ def dense_w(fit, tmp_path):
     path = tmp_path / "dense.h5"
     with h5py.File(path, "w") as f:
         f["X"] = x
-    out, _ = fit(path, *FIT_ARGS, out_name="dense.h5")
+    out, _ = fit(path, *FIT_ARGS, out_name="dense-result.h5")
     with h5py.File(out) as f:
         return f["W"][:]
 
