@@ -177,13 +177,11 @@ impl CachedSource {
                 // takes `&mut self`, which ends the previous block's borrow.
                 unsafe { release_pages(map, range) };
             }
-            if std::env::var_os("NMFLOW_NO_WILLNEED").is_none() {
-                let _ = map.advise_range(
-                    memmap2::Advice::WillNeed,
-                    next.bytes.start / 4096 * 4096,
-                    next.bytes.len(),
-                );
-            }
+            let _ = map.advise_range(
+                memmap2::Advice::WillNeed,
+                next.bytes.start / 4096 * 4096,
+                next.bytes.len(),
+            );
         }
     }
 

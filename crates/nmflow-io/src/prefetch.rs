@@ -25,7 +25,9 @@ enum Owned {
     },
 }
 
-type Message = Result<(Range<usize>, Owned), String>;
+/// A block, or the source's own error (its cause chain kept across the
+/// thread).
+type Message = Result<(Range<usize>, Owned), SourceError>;
 
 /// A row source read ahead by a thread.
 pub struct PrefetchSource {
@@ -55,8 +57,8 @@ fn plan(n_rows: usize, block_rows: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-fn copy_into(block: RowBlock<'_>, reuse: Option<Owned>) -> Owned {
-    match block {
+fn copy_into(block: RowBlock<'_>, reuse: Option<Owned>) -> Result<Owned, SourceError> {
+    Ok(match block {
         RowBlock::Dense(x) => match reuse {
             Some(Owned::Dense(mut buf)) if buf.dim() == x.dim() => {
                 buf.assign(&x);
@@ -87,8 +89,8 @@ fn copy_into(block: RowBlock<'_>, reuse: Option<Owned>) -> Owned {
                 data,
             }
         }
-        _ => Owned::Dense(Array2::zeros((0, 0))),
-    }
+        _ => return Err("the source returned a kind of block the read-ahead cannot copy".into()),
+    })
 }
 
 impl PrefetchSource {
@@ -112,8 +114,8 @@ impl PrefetchSource {
                     let reuse = returned.try_recv().ok();
                     let message = inner
                         .block(rows.clone())
-                        .map(|b| (rows.clone(), copy_into(b, reuse)))
-                        .map_err(|e| e.to_string());
+                        .and_then(|b| copy_into(b, reuse))
+                        .map(|owned| (rows.clone(), owned));
                     let failed = message.is_err();
                     if send.send(message).is_err() || failed {
                         return;
@@ -234,5 +236,38 @@ mod tests {
         }
         let mut ahead = PrefetchSource::new(Box::new(InMemorySource::new(x.clone())), 9, None, 1);
         assert!(ahead.block(9..18).is_err(), "out of plan order");
+    }
+
+    /// A source whose every read fails with an error that has a cause.
+    struct Failing;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading rows failed")]
+    struct ReadFailed(#[source] std::io::Error);
+
+    impl RowSource for Failing {
+        fn n_rows(&self) -> usize {
+            4
+        }
+        fn n_cols(&self) -> usize {
+            2
+        }
+        fn block(&mut self, _rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+            Err(Box::new(ReadFailed(std::io::Error::other("disk said no"))))
+        }
+    }
+
+    #[test]
+    fn a_read_error_crosses_the_thread_with_its_cause() {
+        let mut ahead = PrefetchSource::new(Box::new(Failing), 2, Some(1), 1);
+        let err = ahead.block(0..2).unwrap_err();
+        let failed = err
+            .downcast_ref::<ReadFailed>()
+            .expect("the source's own error type");
+        assert_eq!(failed.0.to_string(), "disk said no");
+        assert!(
+            std::error::Error::source(&*err).is_some(),
+            "the cause is kept"
+        );
     }
 }
