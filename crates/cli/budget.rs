@@ -37,28 +37,12 @@ pub fn human(bytes: u64) -> String {
     nmflow_core::plan::Bytes(bytes).to_string()
 }
 
-/// Memory this process may use: MemAvailable, and the cgroup limit when one
-/// is set.
-fn available_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let available = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<u64>().ok())?
-        * 1024;
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok());
-    Some(cgroup.map_or(available, |limit| limit.min(available)))
-}
-
 /// The budget: `--memory`, or half of the available memory.
 pub fn budget(given: Option<u64>) -> Result<(u64, String)> {
     if let Some(bytes) = given {
         return Ok((bytes, "--memory".into()));
     }
-    match available_memory() {
+    match crate::system::available_memory() {
         Some(available) => Ok((
             available / 2,
             format!("default: half of the {} available", human(available)),

@@ -457,7 +457,7 @@ fn summarize(report: &FitOutcome, clusters: &[u32], k: usize, seconds: f64) -> S
         estimated_prepare_seconds: None,
         estimated_seconds_per_iter: None,
         output: String::new(),
-        peak_rss_bytes: crate::peak_rss_bytes(),
+        peak_rss_bytes: crate::system::peak_rss_bytes(),
     }
 }
 

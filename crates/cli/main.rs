@@ -14,6 +14,7 @@ mod progress;
 mod report;
 mod session;
 mod sweep;
+mod system;
 mod usage;
 mod watchdog;
 
@@ -39,14 +40,6 @@ fn main() -> ExitCode {
             ExitCode::from(if usage::is_usage(&err) { 2 } else { 1 })
         }
     }
-}
-
-/// Peak resident memory of this process in bytes (Linux `VmHWM`).
-pub(crate) fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Dies quietly on a closed pipe (`nmflow inspect f.h5 | head`) as command-line

@@ -58,7 +58,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
                 "index": index.display().to_string(),
                 "figures": n,
                 "seconds": started.elapsed().as_secs_f64(),
-                "peak_rss_bytes": crate::peak_rss_bytes(),
+                "peak_rss_bytes": crate::system::peak_rss_bytes(),
             })
         );
     } else if !args.quiet {

@@ -445,7 +445,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             .as_ref()
             .and_then(|p| p.estimate.map(|e| e.iteration_s(p.reads_cheap))),
         seconds: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: crate::peak_rss_bytes(),
+        peak_rss_bytes: crate::system::peak_rss_bytes(),
     };
     let json = serde_json::to_string_pretty(&summary)?;
     write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;

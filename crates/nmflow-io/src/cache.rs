@@ -75,13 +75,10 @@ impl std::fmt::Debug for CachedSource {
 }
 
 /// The bytes of a slice of plain numbers, in this machine's byte order (the
-/// cache is read back by the same process).
-fn bytes_of<T: Copy>(values: &[T]) -> &[u8] {
-    // SAFETY: `T` is a plain number type (u32, u64, f32) without padding;
-    // any initialised memory may be viewed as bytes.
-    unsafe {
-        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
-    }
+/// cache is read back by the same process). `Pod` guarantees there is no
+/// padding to expose.
+fn bytes_of<T: bytemuck::Pod>(values: &[T]) -> &[u8] {
+    bytemuck::cast_slice(values)
 }
 
 fn align8(n: usize) -> usize {
