@@ -3,7 +3,6 @@
 use anyhow::Result;
 use nmflow_core::{default_block_rows, estimate_memory, estimate_memory_sparse};
 use nmflow_io::catalog::{list_datasets, list_sparse};
-use nmflow_io::csr_source::BLOCK_NNZ;
 use nmflow_io::input::{InputKind, sniff};
 use nmflow_io::npy::NpySource;
 use serde::Serialize;
@@ -115,8 +114,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
         .map(|mut e| {
             if let (true, &[n_rows, n_cols]) = (e.factorizable, e.shape.as_slice()) {
                 let preferred = match &e.sparse {
-                    // Sparse blocks hold about BLOCK_NNZ stored entries.
-                    Some(sp) => Some((BLOCK_NNZ / (sp.nnz / n_rows.max(1)).max(1)).max(64)),
+                    Some(sp) => Some(nmflow_io::csr_source::sparse_block_rows(
+                        sp.nnz as u64,
+                        n_rows,
+                    )),
                     None => e.chunks.as_ref().and_then(|c| c.first().copied()),
                 };
                 let nnz = e.sparse.as_ref().map(|sp| sp.nnz as u64);

@@ -76,7 +76,10 @@ impl Normalizer {
         }
         match block {
             RowBlock::Dense(x) => {
-                check_raw(x.indexed_iter().map(|((r, c), &v)| (r, c, v)), first_row)?;
+                crate::stats::check_values(
+                    x.indexed_iter().map(|((r, c), &v)| (r, c, v)),
+                    first_row,
+                )?;
                 if self.all_integer {
                     self.all_integer = x.iter().all(|v| v.fract() == 0.0);
                 }
@@ -94,7 +97,7 @@ impl Normalizer {
                 Ok(RowBlock::Dense(self.dense.view()))
             }
             RowBlock::Csr(x) => {
-                check_raw(
+                crate::stats::check_values(
                     (0..x.n_rows()).flat_map(|r| {
                         let (cols, vals) = x.row(r);
                         cols.iter()
@@ -131,27 +134,6 @@ fn row_factor(kind: Normalize, row_sum: f64) -> f32 {
     match kind {
         Normalize::Cp10kLog1p if row_sum > 0.0 => (f64::from(TARGET_SUM) / row_sum) as f32,
         _ => 1.0,
-    }
-}
-
-/// Fails on the first negative or non-finite raw value, in row-major order.
-fn check_raw(
-    values: impl Iterator<Item = (usize, usize, f32)>,
-    first_row: usize,
-) -> Result<(), FitError> {
-    let bad = values
-        .filter(|&(_, _, v)| !(v >= 0.0 && v.is_finite()))
-        .min_by_key(|&(r, c, _)| (r, c));
-    match bad {
-        None => Ok(()),
-        Some((r, col, value)) => {
-            let row = r + first_row;
-            Err(if value.is_finite() {
-                FitError::NegativeValue { row, col, value }
-            } else {
-                FitError::NonFiniteValue { row, col, value }
-            })
-        }
     }
 }
 

@@ -279,11 +279,6 @@ impl InMemorySource {
     pub fn new(x: Array2<f32>) -> Self {
         Self { x }
     }
-
-    /// The whole matrix.
-    pub fn matrix(&self) -> ArrayView2<'_, f32> {
-        self.x.view()
-    }
 }
 
 impl RowSource for InMemorySource {

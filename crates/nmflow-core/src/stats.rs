@@ -37,6 +37,36 @@ pub const VALUE_LIMIT: f32 = 1e30;
 /// a power-of-two factor when it lies outside (2³²).
 const RANGE_LIMIT: f64 = 4_294_967_296.0;
 
+/// Whether a raw value of X may be factorized: finite and not negative.
+pub(crate) fn admissible(value: f32) -> bool {
+    value >= 0.0 && value.is_finite()
+}
+
+/// The error for the inadmissible `value` at (`row`, `col`) of X.
+pub(crate) fn inadmissible(row: usize, col: usize, value: f32) -> FitError {
+    if value.is_finite() {
+        FitError::NegativeValue { row, col, value }
+    } else {
+        FitError::NonFiniteValue { row, col, value }
+    }
+}
+
+/// The one validation of raw values: fails on the first inadmissible entry
+/// in row-major order of `values` (block row, column, value), the block's
+/// row 0 being row `first_row` of X.
+pub(crate) fn check_values(
+    values: impl Iterator<Item = (usize, usize, f32)>,
+    first_row: usize,
+) -> Result<(), FitError> {
+    match values
+        .filter(|&(_, _, v)| !admissible(v))
+        .min_by_key(|&(r, c, _)| (r, c))
+    {
+        None => Ok(()),
+        Some((r, col, value)) => Err(inadmissible(r + first_row, col, value)),
+    }
+}
+
 /// Column statistics of the rows seen so far.
 #[derive(Debug, Clone)]
 pub struct ColumnStats {
@@ -115,11 +145,7 @@ impl ColumnStats {
             .flatten()
             .min_by_key(|bad| (bad.row, bad.col));
         if let Some(BadEntry { row, col, value }) = bad {
-            return Err(if value.is_finite() {
-                FitError::NegativeValue { row, col, value }
-            } else {
-                FitError::NonFiniteValue { row, col, value }
-            });
+            return Err(inadmissible(row, col, value));
         }
         if self.all_integer {
             self.all_integer = x.iter().all(|v| v.fract() == 0.0);
@@ -159,19 +185,10 @@ impl ColumnStats {
                 }
                 *seen = stamp;
             }
-            let bad = cols
-                .iter()
-                .zip(vals)
-                .filter(|&(_, &v)| !(v >= 0.0 && v.is_finite()))
-                .min_by_key(|&(&c, _)| c);
-            if let Some((&col, &value)) = bad {
-                let (row, col) = (row + first_row, col as usize);
-                return Err(if value.is_finite() {
-                    FitError::NegativeValue { row, col, value }
-                } else {
-                    FitError::NonFiniteValue { row, col, value }
-                });
-            }
+            check_values(
+                cols.iter().zip(vals).map(|(&c, &v)| (row, c as usize, v)),
+                first_row,
+            )?;
         }
         let BlockMoments { mean, m2, sum_sq } = &mut self.block;
         mean.fill(0.0);
@@ -321,7 +338,7 @@ fn block_moments(
     sum_sq.fill(0.0);
     for (row_idx, row) in x.rows().into_iter().enumerate() {
         for (col_idx, &value) in row.iter().enumerate() {
-            if bad.is_none() && !(value >= 0.0 && value.is_finite()) {
+            if bad.is_none() && !admissible(value) {
                 bad = Some((row_idx, col_idx, value));
             }
             let v = f64::from(value);

@@ -23,8 +23,9 @@ use crate::error::IoError;
 pub const BLOCK_NNZ: usize = 1 << 22;
 
 /// Rows per block of a sparse matrix so that a block holds about
-/// [`BLOCK_NNZ`] stored entries (at least 64 rows, at most all).
-pub(crate) fn sparse_block_rows(nnz: u64, n_rows: usize) -> usize {
+/// [`BLOCK_NNZ`] stored entries (at least 64 rows, at most all): the one
+/// rule for sparse block heights, used by the sources and by `inspect`.
+pub fn sparse_block_rows(nnz: u64, n_rows: usize) -> usize {
     let per_row = (nnz as usize / n_rows.max(1)).max(1);
     (BLOCK_NNZ / per_row).max(64).min(n_rows.max(1))
 }
