@@ -20,6 +20,7 @@ use hdf5::{File, Group, H5Type, Location};
 use ndarray::{Array2, ArrayView2};
 
 use crate::error::IoError;
+use crate::names;
 use crate::output::{AttrValue, FitOutput, check_output_path};
 use crate::singlecell::Names;
 use crate::strings::{read_string_attr, string_attr};
@@ -225,8 +226,8 @@ fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Resu
     for (name, value) in &out.attrs {
         scalar(&params, name, value)?;
     }
-    array_1d(&nmf, "rel_error", out.rel_error)?;
-    array_1d(&nmf, "col_scale", out.col_scale)?;
+    array_1d(&nmf, names::REL_ERROR, out.rel_error)?;
+    array_1d(&nmf, names::COL_SCALE, out.col_scale)?;
     scalar(
         &nmf,
         "nmflow_version",
@@ -240,7 +241,7 @@ fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Resu
     }
     if extra_cluster {
         let codes: Vec<i64> = out.cluster.iter().map(|&c| i64::from(c)).collect();
-        array_1d(&nmf, "cluster", &codes)?;
+        array_1d(&nmf, names::CLUSTER, &codes)?;
     }
     Ok(())
 }
@@ -260,9 +261,9 @@ fn write_new(path: &Path, out: &mut FitOutput<'_>, names: &Names) -> hdf5::Resul
         }
         None => set_str_array_attr(&var, "column-order", &[])?,
     }
-    factor_array(&dict(&file, "obsm")?, "X_nmf", out.w)?;
+    factor_array(&dict(&file, names::OBSM)?, names::X_NMF, out.w)?;
     let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
-    array_2d(&dict(&file, "varm")?, "NMF_H", ht.view())?;
+    array_2d(&dict(&file, names::VARM)?, names::NMF_H, ht.view())?;
     for empty in ["layers", "obsp", "varp"] {
         dict(&file, empty)?;
     }
@@ -324,7 +325,7 @@ pub fn check_editable(path: &Path) -> Result<(), IoError> {
 
 fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
     let file = File::open_rw(path)?;
-    factor_array(&dict(&file, "obsm")?, "X_nmf", out.w)?;
+    factor_array(&dict(&file, names::OBSM)?, names::X_NMF, out.w)?;
     let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
     let raw_genes_differ = raw
         && file
@@ -344,7 +345,7 @@ fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
     } else {
         file.as_group()?
     };
-    array_2d(&dict(&varm_parent, "varm")?, "NMF_H", ht.view())?;
+    array_2d(&dict(&varm_parent, names::VARM)?, names::NMF_H, ht.view())?;
     // The categorical in the encoding of the file's own dataframe: 0.2.0
     // (anndata ≥ 0.8) or 0.1.0 (anndata 0.7).
     let obs = file.group("obs").ok();

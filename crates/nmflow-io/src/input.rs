@@ -9,6 +9,7 @@ use nmflow_core::RowSource;
 
 use crate::error::IoError;
 use crate::hdf5_source::Hdf5Source;
+use crate::names;
 use crate::npy::NpySource;
 use crate::singlecell::{Layout, OpenOptions, open_matrix};
 
@@ -200,8 +201,8 @@ impl StartFactor {
     /// AnnData result (`obsm/X_nmf`, `varm/NMF_H`, stored genes × k).
     fn locations(self) -> [&'static str; 2] {
         match self {
-            StartFactor::W => ["/W", "/obsm/X_nmf"],
-            StartFactor::H => ["/H", "/varm/NMF_H"],
+            StartFactor::W => [names::W, names::OBSM_X_NMF],
+            StartFactor::H => [names::H, names::VARM_NMF_H],
         }
     }
 }
@@ -229,7 +230,7 @@ pub fn read_start(
                 .iter()
                 .find(|l| file.dataset(l.trim_start_matches('/')).is_ok());
             match found {
-                Some(l) => (*l).to_owned(),
+                Some(l) => format!("/{l}"),
                 None => {
                     return Err(IoError::malformed(
                         &spec.path,
@@ -237,7 +238,7 @@ pub fn read_start(
                         format!(
                             "holds no {} (the {} of an nmflow result); name the dataset with \
                              FILE:/path",
-                            locations.join(" nor "),
+                            locations.map(|l| format!("/{l}")).join(" nor "),
                             match factor {
                                 StartFactor::W => "W",
                                 StartFactor::H => "H",
@@ -249,8 +250,10 @@ pub fn read_start(
         }
     };
     let source = Hdf5Source::open(&spec.path, Some(&dataset))?;
-    let genes_by_k =
-        factor == StartFactor::H && dataset.trim_start_matches('/').starts_with("varm/");
+    let genes_by_k = factor == StartFactor::H
+        && dataset
+            .trim_start_matches('/')
+            .starts_with(&format!("{}/", names::VARM));
     let stored = (source.n_rows(), source.n_cols());
     let found = if genes_by_k {
         (stored.1, stored.0)

@@ -18,6 +18,7 @@ pub mod hdf5_source;
 pub mod input;
 pub mod labels;
 pub mod legacy;
+pub mod names;
 pub mod npy;
 pub mod output;
 pub mod prefetch;

@@ -17,6 +17,7 @@ use nmflow_core::FactorStore;
 
 use crate::atomic::{self, Overwrite, WriteError, parent_dir};
 use crate::error::IoError;
+use crate::names;
 
 /// A value of a result attribute.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,21 +139,21 @@ pub(crate) fn check_finite(path: &Path, output: &mut FitOutput<'_>) -> Result<()
 
 fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
     let file = hdf5::File::create(path)?;
-    write_factor_rows(&file, "W", output.w)?;
+    write_factor_rows(&file, names::W, output.w)?;
     file.new_dataset_builder()
         .with_data(&output.h)
-        .create("H")?;
+        .create(names::H)?;
     file.new_dataset_builder()
         .with_data(output.rel_error)
-        .create("rel_error")?;
+        .create(names::REL_ERROR)?;
     file.new_dataset_builder()
         .with_data(output.cluster)
-        .create("cluster")?;
+        .create(names::CLUSTER)?;
     file.new_dataset_builder()
         .with_data(output.col_scale)
-        .create("col_scale")?;
-    if let Some(names) = output.col_names {
-        crate::h5ad::string_array(&file, "col_names", names)?;
+        .create(names::COL_SCALE)?;
+    if let Some(col_names) = output.col_names {
+        crate::h5ad::string_array(&file, names::COL_NAMES, col_names)?;
     }
     if let Some(sample) = &output.sample {
         write_sample(&file, sample)?;
@@ -183,7 +184,7 @@ fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
 /// The row sample as the group `sample` of `file`: `rows`, `pca`,
 /// `pca_variance_ratio` (the layout of results and checkpoints).
 pub(crate) fn write_sample(file: &hdf5::File, sample: &SampleOutput<'_>) -> hdf5::Result<()> {
-    let group = file.create_group("sample")?;
+    let group = file.create_group(names::SAMPLE)?;
     group
         .new_dataset_builder()
         .with_data(sample.rows)

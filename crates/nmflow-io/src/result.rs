@@ -8,6 +8,7 @@ use hdf5::{Container, File, Group};
 use ndarray::{Array2, s};
 
 use crate::error::IoError;
+use crate::names;
 use crate::strings::{is_string, read_string_attr, read_string_dataset};
 
 /// What a report needs of a fit.
@@ -52,8 +53,8 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
         move |e| IoError::hdf5(path, what.clone(), e)
     };
     let file = File::open(path).map_err(h5("opening the result"))?;
-    let is_h5ad = file.link_exists("obsm/X_nmf");
-    if !is_h5ad && !file.link_exists("W") {
+    let is_h5ad = file.link_exists(names::OBSM_X_NMF);
+    if !is_h5ad && !file.link_exists(names::W) {
         return Err(IoError::Unsupported {
             path: path.to_path_buf(),
             object: "/".into(),
@@ -61,9 +62,9 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
         });
     }
     let (w_name, prefix) = if is_h5ad {
-        ("obsm/X_nmf", "uns/nmf/")
+        (names::OBSM_X_NMF, names::UNS_NMF)
     } else {
-        ("W", "")
+        (names::W, "")
     };
     let w = file.dataset(w_name).map_err(h5(w_name))?;
     let shape = w.shape();
@@ -72,14 +73,14 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
     };
     let h: Array2<f32> = if is_h5ad {
         let ht: Array2<f32> = file
-            .dataset("varm/NMF_H")
+            .dataset(names::VARM_NMF_H)
             .and_then(|d| d.read_2d())
-            .map_err(h5("varm/NMF_H"))?;
+            .map_err(h5(names::VARM_NMF_H))?;
         ht.t().as_standard_layout().into_owned()
     } else {
-        file.dataset("H")
+        file.dataset(names::H)
             .and_then(|d| d.read_2d())
-            .map_err(h5("H"))?
+            .map_err(h5(names::H))?
     };
     if h.nrows() != k {
         return Err(IoError::malformed(
@@ -88,7 +89,7 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
             format!("has {} rows; W has {k} columns", h.nrows()),
         ));
     }
-    let rel_name = format!("{prefix}rel_error");
+    let rel_name = format!("{prefix}{}", names::REL_ERROR);
     let rel_error: Vec<f64> = file
         .dataset(&rel_name)
         .and_then(|d| d.read_raw())
@@ -160,7 +161,7 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
             next += 1;
         }
     }
-    let h_name = if is_h5ad { "varm/NMF_H" } else { "H" };
+    let h_name = if is_h5ad { names::VARM_NMF_H } else { names::H };
     for (object, finite) in [
         (h_name, h.iter().all(|v| v.is_finite())),
         (rel_name.as_str(), rel_error.iter().all(|v| v.is_finite())),
