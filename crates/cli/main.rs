@@ -14,6 +14,7 @@ mod progress;
 mod report;
 mod session;
 mod sweep;
+mod sweep_file;
 mod system;
 mod usage;
 mod watchdog;

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
+use crate::sweep_file::{KSummary, SweepSummary};
 use anyhow::{Context, Result, bail};
 use nmflow_io::{FitResult, read_result};
 use nmflow_report::{
     ErrorCurves, Figure, PcaPanels, Section, StabilityCurves, SweepErrors, TopColumns, WHeatmap,
     html_page, render, write_atomically,
 };
-use serde_json::Value;
 
 use crate::args::ReportArgs;
 use crate::outdir::OutputDir;
@@ -143,13 +143,6 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
     })
 }
 
-fn numbers(per_k: &[Value], field: &str) -> Vec<f64> {
-    per_k
-        .iter()
-        .map(|v| v.get(field).and_then(Value::as_f64).unwrap_or(f64::NAN))
-        .collect()
-}
-
 fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Section>)> {
     let json_path = dir.join("sweep.json");
     let text = std::fs::read_to_string(&json_path).with_context(|| {
@@ -158,24 +151,22 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
             json_path.display()
         )
     })?;
-    let sweep: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", json_path.display()))?;
-    let mut per_k: Vec<Value> = sweep
-        .get("per_k")
-        .and_then(Value::as_array)
-        .cloned()
-        .with_context(|| format!("{}: no per_k table", json_path.display()))?;
-    per_k.sort_by_key(|v| v.get("k").and_then(Value::as_u64).unwrap_or(0));
-    let ks: Vec<usize> = per_k
-        .iter()
-        .map(|v| v.get("k").and_then(Value::as_u64).unwrap_or(0) as usize)
-        .collect();
-    let has_labels = sweep.get("labels").is_some_and(|l| !l.is_null());
+    let sweep: SweepSummary = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not the sweep.json of nmflow sweep",
+            json_path.display()
+        )
+    })?;
+    let mut per_k = sweep.per_k.clone();
+    per_k.sort_by_key(|r| r.k);
+    let ks: Vec<usize> = per_k.iter().map(|r| r.k).collect();
+    let has_labels = sweep.labels.is_some();
+    let numbers = |field: fn(&KSummary) -> f64| -> Vec<f64> { per_k.iter().map(field).collect() };
     let mut figures = Vec::new();
     let (best, mean, sd) = (
-        numbers(&per_k, "best_rel_error"),
-        numbers(&per_k, "mean_rel_error"),
-        numbers(&per_k, "sd_rel_error"),
+        numbers(|r| r.best_rel_error),
+        numbers(|r| r.mean_rel_error),
+        numbers(|r| r.sd_rel_error),
     );
     figures.push(render(
         &SweepErrors {
@@ -196,11 +187,11 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
             curves: vec![
                 (
                     "cophenetic correlation (consensus)".into(),
-                    numbers(&per_k, "cophenetic"),
+                    numbers(|r| r.cophenetic),
                 ),
                 (
                     "spectra stability (matched H correlation)".into(),
-                    numbers(&per_k, "spectra_stability"),
+                    numbers(|r| r.spectra_stability),
                 ),
             ],
         },
@@ -214,10 +205,13 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
                 y_desc: "score (best restart)".into(),
                 ks: &ks,
                 curves: vec![
-                    ("adjusted Rand index".into(), numbers(&per_k, "ari")),
+                    (
+                        "adjusted Rand index".into(),
+                        numbers(|r| r.ari.unwrap_or(f64::NAN)),
+                    ),
                     (
                         "normalised mutual information".into(),
-                        numbers(&per_k, "nmi"),
+                        numbers(|r| r.nmi.unwrap_or(f64::NAN)),
                     ),
                 ],
             },
@@ -227,15 +221,7 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
     }
     let traces: Vec<(String, Vec<f64>)> = per_k
         .iter()
-        .zip(&ks)
-        .map(|(v, k)| {
-            let trace = v
-                .get("best_rel_error_trace")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_f64).collect())
-                .unwrap_or_default();
-            (format!("k = {k}"), trace)
-        })
+        .map(|r| (format!("k = {}", r.k), r.best_rel_error_trace.clone()))
         .collect();
     figures.push(render(
         &ErrorCurves {
@@ -245,29 +231,23 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
         out,
         "sweep_error_curves",
     )?);
-    let mut table = Vec::new();
-    for field in [
-        "input",
-        "n_rows",
-        "n_cols",
-        "restarts",
-        "seed",
-        "max_iter",
-        "tol",
-        "normalize",
-        "scale",
-        "labels",
-        "n_sample_rows",
-        "seconds",
-    ] {
-        if let Some(v) = sweep.get(field).filter(|v| !v.is_null()) {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            table.push((field.to_owned(), text));
-        }
-    }
+    let table: Vec<(String, String)> = [
+        ("input", sweep.input.clone()),
+        ("n_rows", sweep.n_rows.to_string()),
+        ("n_cols", sweep.n_cols.to_string()),
+        ("restarts", sweep.restarts.to_string()),
+        ("seed", sweep.seed.to_string()),
+        ("max_iter", sweep.max_iter.to_string()),
+        ("tol", sweep.tol.to_string()),
+        ("normalize", sweep.normalize.clone()),
+        ("scale", sweep.scale.clone()),
+        ("labels", sweep.labels.clone().unwrap_or_default()),
+        ("n_sample_rows", sweep.n_sample_rows.to_string()),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(n, v)| (n.to_owned(), v))
+    .collect();
     let header: Vec<String> = [
         "k",
         "best_rel_error",
@@ -281,19 +261,23 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
     .iter()
     .map(|s| s.to_string())
     .collect();
+    let cell = |v: Option<f64>| {
+        v.filter(|v| v.is_finite())
+            .map_or(String::new(), |v| format!("{v:.4}"))
+    };
     let rows: Vec<Vec<String>> = per_k
         .iter()
-        .map(|v| {
-            header
-                .iter()
-                .map(|h| match v.get(h) {
-                    Some(Value::Number(n)) if h == "k" => n.to_string(),
-                    Some(Value::Number(n)) => {
-                        n.as_f64().map_or(String::new(), |f| format!("{f:.4}"))
-                    }
-                    _ => String::new(),
-                })
-                .collect()
+        .map(|r| {
+            vec![
+                r.k.to_string(),
+                cell(Some(r.best_rel_error)),
+                cell(Some(r.mean_rel_error)),
+                cell(Some(r.sd_rel_error)),
+                cell(Some(r.cophenetic)),
+                cell(Some(r.spectra_stability)),
+                cell(r.ari),
+                cell(r.nmi),
+            ]
         })
         .collect();
     let mut sections = vec![Section {
@@ -302,11 +286,8 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
         grid: Some((header, rows)),
         figures,
     }];
-    for (v, &k) in per_k.iter().zip(&ks) {
-        let name = v
-            .get("result")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("k{k}.h5"), str::to_owned);
+    for r in &per_k {
+        let (k, name) = (r.k, r.result.clone());
         crate::session::probe(&dir.join(&name))?;
         let result = read_result(&dir.join(&name), MAX_SAMPLE)?;
         sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);

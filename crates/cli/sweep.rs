@@ -17,6 +17,8 @@ use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
 use nmflow_io::{FitOutput, Labels, SampleOutput, read_labels, read_result, write_result};
 use serde::Serialize;
 
+use crate::sweep_file::{KSummary, RunSummary, SweepSummary};
+
 use crate::args::{KList, SweepArgs};
 use crate::budget;
 use crate::outdir::OutputDir;
@@ -58,56 +60,6 @@ pub fn parse_ks(text: &str) -> Result<KList, String> {
         return Err("a value of k is repeated".into());
     }
     Ok(KList(sorted))
-}
-
-/// One row of sweep.tsv.
-#[derive(Debug, Clone, Serialize)]
-struct KSummary {
-    k: usize,
-    best_rel_error: f64,
-    mean_rel_error: f64,
-    sd_rel_error: f64,
-    cophenetic: f64,
-    spectra_stability: f64,
-    ari: Option<f64>,
-    nmi: Option<f64>,
-    mean_ari: Option<f64>,
-    mean_nmi: Option<f64>,
-    best_restart: usize,
-    best_seed: u64,
-    result: String,
-    best_rel_error_trace: Vec<f64>,
-}
-
-/// One (k, restart) run.
-#[derive(Debug, Clone, Serialize)]
-struct RunSummary {
-    k: usize,
-    restart: usize,
-    seed: u64,
-    n_iter: usize,
-    converged: bool,
-    rel_error: f64,
-    ari: Option<f64>,
-    nmi: Option<f64>,
-}
-
-#[derive(Debug, Serialize)]
-struct SweepSummary {
-    input: String,
-    n_rows: usize,
-    n_cols: usize,
-    ks: Vec<usize>,
-    restarts: usize,
-    seed: u64,
-    max_iter: usize,
-    tol: f64,
-    normalize: String,
-    scale: String,
-    labels: Option<String>,
-    n_sample_rows: usize,
-    per_k: Vec<KSummary>,
-    runs: Vec<RunSummary>,
 }
 
 /// What this invocation did (not in sweep.json, which is the same for the
