@@ -132,9 +132,10 @@ impl ColumnStats {
             .zip(mean.par_chunks_mut(COL_CHUNK))
             .zip(m2.par_chunks_mut(COL_CHUNK))
             .zip(sum_sq.par_chunks_mut(COL_CHUNK))
+            .zip(self.max.par_chunks_mut(COL_CHUNK))
             .enumerate()
-            .map(|(chunk_idx, (((xc, mean), m2), sum_sq))| {
-                block_moments(xc, mean, m2, sum_sq).map(|(row, col, value)| BadEntry {
+            .map(|(chunk_idx, ((((xc, mean), m2), sum_sq), max))| {
+                block_moments(xc, mean, m2, sum_sq, max).map(|(row, col, value)| BadEntry {
                     row: row + first_row,
                     col: col + chunk_idx * COL_CHUNK,
                     value,
@@ -149,11 +150,6 @@ impl ColumnStats {
         }
         if self.all_integer {
             self.all_integer = x.iter().all(|v| v.fract() == 0.0);
-        }
-        for row in x.rows() {
-            for (max, &v) in self.max.iter_mut().zip(row.iter()) {
-                *max = max.max(v);
-            }
         }
         self.merge_block(n_b);
         Ok(())
@@ -325,12 +321,14 @@ impl ColumnStats {
 }
 
 /// Mean, sum of squared deviations and sum of squares of each column of `x`
-/// into the slices; returns the first bad entry (row-major) if any.
+/// into the slices, and the running largest value into `max`; returns the
+/// first bad entry (row-major) if any.
 fn block_moments(
     x: ArrayView2<'_, f32>,
     mean: &mut [f64],
     m2: &mut [f64],
     sum_sq: &mut [f64],
+    max: &mut [f32],
 ) -> Option<(usize, usize, f32)> {
     let mut bad: Option<(usize, usize, f32)> = None;
     mean.fill(0.0);
@@ -352,9 +350,15 @@ fn block_moments(
     let n = x.nrows() as f64;
     mean.iter_mut().for_each(|m| *m /= n);
     for row in x.rows() {
-        for ((m2, &mean), &value) in m2.iter_mut().zip(mean.iter()).zip(row.iter()) {
+        for (((m2, max), &mean), &value) in m2
+            .iter_mut()
+            .zip(max.iter_mut())
+            .zip(mean.iter())
+            .zip(row.iter())
+        {
             let d = f64::from(value) - mean;
             *m2 += d * d;
+            *max = max.max(value);
         }
     }
     None
