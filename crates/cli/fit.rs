@@ -126,12 +126,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
         Some(path) if path.exists() && args.resume => {
             let loaded = nmflow_io::checkpoint::read_checkpoint(path)?;
             if args.run.block_rows.is_none() {
-                args.run.block_rows = loaded
-                    .meta
-                    .params
-                    .iter()
-                    .find(|(n, _)| n == "block_rows")
-                    .and_then(|(_, v)| v.parse().ok());
+                args.run.block_rows = loaded.meta.param("block_rows").and_then(|v| v.parse().ok());
             }
             Some(loaded)
         }

@@ -4,7 +4,7 @@
 //! factorization of each k as a result file.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -149,18 +149,18 @@ pub fn run(args: SweepArgs) -> Result<()> {
 
     // Runs a sweep cut short has finished: their records, checked, and the
     // best of each k against its result file.
-    let mut found: Vec<(usize, RunRecord)> = Vec::new();
+    let mut found: Vec<Done> = Vec::new();
     if args.resume && dir.is_dir() {
         found = finished_runs(&dir, &specs, n_cols, run.quiet || run.json)?;
     }
-    let block_rows_of = |meta: &CheckpointMeta| -> Option<usize> {
-        meta.params
-            .iter()
-            .find(|(n, _)| n == "block_rows")
-            .and_then(|(_, v)| v.parse().ok())
-    };
+    // The block height of the finished runs (results depend on it in the
+    // last bits); every record is checked against this command below.
+    let recorded_block_rows = found
+        .first()
+        .and_then(|d| d.meta.param("block_rows"))
+        .and_then(|v| v.parse::<usize>().ok());
     let pending: Vec<usize> = (0..specs.len())
-        .filter(|i| !found.iter().any(|(j, _)| j == i))
+        .filter(|i| !found.iter().any(|d| d.spec_idx == *i))
         .collect();
     let pending_specs: Vec<RunSpec> = pending.iter().map(|&i| specs[i]).collect();
     // Beside the runs: the sample, one consensus matrix per k (a u32 per
@@ -172,9 +172,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .saturating_add((n_rows as u64).saturating_mul(per_row_vectors));
     let mut run_args = run.clone();
     if run_args.block_rows.is_none() {
-        if let Some((_, meta)) = records_meta(&dir, &found) {
-            run_args.block_rows = block_rows_of(&meta);
-        }
+        run_args.block_rows = recorded_block_rows;
     }
     let prepared = if pending_specs.is_empty() {
         None
@@ -189,13 +187,12 @@ pub fn run(args: SweepArgs) -> Result<()> {
     };
     let block_rows = match &prepared {
         Some(p) => p.valid[0].block_rows(),
-        None => records_meta(&dir, &found)
-            .and_then(|(_, m)| block_rows_of(&m))
-            .unwrap_or(0),
+        None => recorded_block_rows.unwrap_or(0),
     };
     let meta = sweep_meta(&args, &input, block_rows)?;
-    if let Some((path, recorded)) = records_meta(&dir, &found) {
-        let differences = recorded.differences(&meta);
+    for done in &found {
+        let differences = done.meta.differences(&meta);
+        let path = record_path(&dir, done.record.k, done.record.restart);
         if !differences.is_empty() {
             bail!(
                 "{}: this sweep was run by another command or on another input; it differs in:\n  \
@@ -250,7 +247,12 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let mut runs: Vec<Option<RunSummary>> = vec![None; specs.len()];
     let mut n_sample_rows = 0;
     let mut found_rows: Option<Vec<u64>> = None;
-    for (spec_idx, rec) in &found {
+    for Done {
+        spec_idx,
+        record: rec,
+        ..
+    } in &found
+    {
         let state = k_state(&mut states, rec.k, rec.sample_rows.len());
         add_finished(
             state,
@@ -488,17 +490,20 @@ fn add_finished(
     best
 }
 
+/// A run an earlier invocation finished: its place in the specs, the
+/// command its record names, the record.
+struct Done {
+    spec_idx: usize,
+    meta: CheckpointMeta,
+    record: RunRecord,
+}
+
 /// The finished runs of the sweep in `dir` (as indices into `specs`, with
 /// their records): records that read back whole and consistent; the best
 /// of each k must match its result file `kK.h5`, else that run counts as
 /// unfinished.
-fn finished_runs(
-    dir: &Path,
-    specs: &[RunSpec],
-    n_cols: usize,
-    quiet: bool,
-) -> Result<Vec<(usize, RunRecord)>> {
-    let mut found: Vec<(usize, RunRecord)> = Vec::new();
+fn finished_runs(dir: &Path, specs: &[RunSpec], n_cols: usize, quiet: bool) -> Result<Vec<Done>> {
+    let mut found: Vec<Done> = Vec::new();
     for (idx, spec) in specs.iter().enumerate() {
         match read_record(dir, spec.k, spec.restart, n_cols) {
             Recorded::Absent => {}
@@ -512,7 +517,11 @@ fn finished_runs(
                     spec.seed
                 );
             }
-            Recorded::Found(_, record) => found.push((idx, *record)),
+            Recorded::Found(meta, record) => found.push(Done {
+                spec_idx: idx,
+                meta,
+                record: *record,
+            }),
             Recorded::Damaged(e) => {
                 if !quiet {
                     eprintln!("run again: {e}");
@@ -523,19 +532,19 @@ fn finished_runs(
     // The best finished run of each k must be the one in kK.h5; when it is
     // not (cut short between the two writes, or the file was damaged), that
     // run is run again and rewrites the file.
-    let mut ks: Vec<usize> = found.iter().map(|(_, r)| r.k).collect();
+    let mut ks: Vec<usize> = found.iter().map(|d| d.record.k).collect();
     ks.dedup();
     for k in ks {
         let Some(pos) = found
             .iter()
             .enumerate()
-            .filter(|(_, (_, r))| r.k == k)
-            .min_by(|a, b| a.1.1.rel_error.total_cmp(&b.1.1.rel_error))
+            .filter(|(_, d)| d.record.k == k)
+            .min_by(|a, b| a.1.record.rel_error.total_cmp(&b.1.record.rel_error))
             .map(|(pos, _)| pos)
         else {
             continue;
         };
-        let best = &found[pos].1;
+        let best = &found[pos].record;
         let path = dir.join(format!("k{k}.h5"));
         let matches = read_result(&path, 1)
             .is_ok_and(|result| result.h == best.h && result.rel_error == best.trace);
@@ -551,16 +560,6 @@ fn finished_runs(
         }
     }
     Ok(found)
-}
-
-/// The first record's file and the command it records.
-fn records_meta(dir: &Path, found: &[(usize, RunRecord)]) -> Option<(PathBuf, CheckpointMeta)> {
-    let (_, first) = found.first()?;
-    let path = record_path(dir, first.k, first.restart);
-    match read_record(dir, first.k, first.restart, first.h.ncols()) {
-        Recorded::Found(meta, _) => Some((path, meta)),
-        _ => None,
-    }
 }
 
 /// Deletes the run records of an earlier sweep in `dir` (`--force`).

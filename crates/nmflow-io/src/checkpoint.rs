@@ -121,6 +121,14 @@ pub struct CheckpointMeta {
 }
 
 impl CheckpointMeta {
+    /// The value of the parameter `name`, if recorded.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// What differs between this (the checkpoint's) and `now` (the
     /// command's), one line each; empty when they match.
     pub fn differences(&self, now: &CheckpointMeta) -> Vec<String> {
