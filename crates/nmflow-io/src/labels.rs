@@ -56,8 +56,7 @@ pub fn read_labels(
                 format!("has {declared} records; the matrix has {n_rows} rows"),
             ));
         }
-        let labels = legacy_obs_column(&file, &path, &object)?;
-        return check_length(labels, &path, &format!("/obs[{object}]"), n_rows);
+        return legacy_obs_column(&file, &path, &object);
     }
     let object = if object.starts_with('/') {
         object
@@ -86,27 +85,9 @@ pub fn read_labels(
             });
         }
     };
-    let labels = read_element(&file, &path, &object, n_rows)?;
-    check_length(labels, &path, &object, n_rows)
-}
-
-fn check_length(
-    labels: Labels,
-    path: &Path,
-    object: &str,
-    n_rows: usize,
-) -> Result<Labels, IoError> {
-    if labels.codes.len() != n_rows {
-        return Err(IoError::malformed(
-            path,
-            object,
-            format!(
-                "has {} labels; the matrix has {n_rows} rows",
-                labels.codes.len()
-            ),
-        ));
-    }
-    Ok(labels)
+    // Every reader checks the count the file declares against `n_rows`
+    // before it reads.
+    read_element(&file, &path, &object, n_rows)
 }
 
 /// A column of a legacy compound `obs` (anndata < 0.7): a field of the
