@@ -70,17 +70,7 @@ fn k_zero_and_k_too_large_are_refused() {
     let data = join(&dir, "x.h5");
     write_h5(&data, "X", &seed_matrix(20, 6, 2));
     let out = run(&["fit", path_str(&data), "-k", "0", "-o", "r.h5"]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a usage error: {}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("k must be at least 1"),
-        "{}",
-        stderr(&out)
-    );
+    assert_usage_error(&out, &["k must be at least 1"]);
     fit_fails(
         dir.path(),
         path_str(&data),
@@ -241,17 +231,7 @@ fn custom_init_of_the_wrong_shape_is_refused() {
         "-o",
         "r.h5",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a usage error: {}",
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains("--w0 FILE and --h0 FILE"),
-        "{}",
-        stderr(&out)
-    );
+    assert_usage_error(&out, &["--w0 FILE and --h0 FILE"]);
 }
 
 #[test]

@@ -351,11 +351,5 @@ fn refused_write_into_leaves_the_input_byte_for_byte() {
         "--write-into",
         path_str(&other),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "a usage error: {}",
-        stderr(&out)
-    );
-    assert!(stderr(&out).contains("--write-into must name the input file"));
+    assert_usage_error(&out, &["--write-into must name the input file"]);
 }

@@ -28,12 +28,22 @@ pub fn stdout(out: &Output) -> String {
 }
 
 /// Asserts a clean failure: exit code 1, the message contains every needle,
-/// no panic, and `dir` holds exactly the files `expected_files`.
+/// no panic.
 pub fn assert_fails(out: &Output, needles: &[&str]) {
+    assert_exit(out, 1, needles);
+}
+
+/// Asserts a usage error: exit code 2, the message contains every needle,
+/// no panic.
+pub fn assert_usage_error(out: &Output, needles: &[&str]) {
+    assert_exit(out, 2, needles);
+}
+
+fn assert_exit(out: &Output, code: i32, needles: &[&str]) {
     let err = stderr(out);
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(code),
         "exit status {:?}, stderr: {err}",
         out.status
     );
