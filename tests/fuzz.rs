@@ -300,9 +300,10 @@ fn fit_damaged(file: &Path, out: &Path) -> Result<bool, TestCaseError> {
         .inspect_err(|_| keep(file))
 }
 
-/// Fits `args` and returns W.
-fn fit_w(input: &str, out: &Path, extra: &[&str]) -> Result<Option<Array2<f32>>, TestCaseError> {
-    let mut args = vec![
+/// `fit INPUT -k 2 --max-iter 8 --tol 0 -q -o OUT`: the fit of the CSR
+/// property.
+fn csr_fit_args<'a>(input: &'a str, out: &'a Path) -> Vec<&'a str> {
+    vec![
         "fit",
         input,
         "-k",
@@ -312,11 +313,14 @@ fn fit_w(input: &str, out: &Path, extra: &[&str]) -> Result<Option<Array2<f32>>,
         "--tol",
         "0",
         "-q",
-        "--force",
-    ];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["-o", path_str(out)]);
-    let done = run_bounded(&args)?;
+        "-o",
+        path_str(out),
+    ]
+}
+
+/// The W of [`csr_fit_args`], if the fit succeeds.
+fn fit_w(input: &str, out: &Path) -> Result<Option<Array2<f32>>, TestCaseError> {
+    let done = run_bounded(&csr_fit_args(input, out))?;
     Ok(done.status.success().then(|| read2(out, "W")))
 }
 
@@ -327,7 +331,7 @@ fn damaged_csr_arrays_of_h5ad_and_10x_files_are_refused_or_read_as_scipy_would()
     let result = runner.run(&(csr_damage(), any::<bool>()), |(damage, tenx)| {
         let dir = tempdir();
         let csr = base.clone().damage(&damage);
-        let (file, extra): (std::path::PathBuf, &[&str]) = if tenx {
+        let file = if tenx {
             // 10x stores genes × barcodes CSC: the same arrays, shape swapped.
             let path = dir.path().join("damaged_10x.h5");
             let f = hdf5::File::create(&path).expect("create");
@@ -370,7 +374,7 @@ fn damaged_csr_arrays_of_h5ad_and_10x_files_are_refused_or_read_as_scipy_would()
                 .with_data(&ids)
                 .create("name")
                 .expect("name");
-            (path, &[])
+            path
         } else {
             let path = dir.path().join("damaged.h5ad");
             sparse_h5ad(
@@ -382,23 +386,10 @@ fn damaged_csr_arrays_of_h5ad_and_10x_files_are_refused_or_read_as_scipy_would()
                 &csr.indices,
                 &csr.indptr,
             );
-            (path, &[])
+            path
         };
         let out = dir.path().join("out.h5");
-        let mut args = vec![
-            "fit",
-            path_str(&file),
-            "-k",
-            "2",
-            "--max-iter",
-            "8",
-            "--tol",
-            "0",
-            "-q",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["-o", path_str(&out)]);
-        let done = run_bounded(&args)?;
+        let done = run_bounded(&csr_fit_args(path_str(&file), &out))?;
         if check_run(&done, &file, &out)? {
             let matrix = match csr.meaning() {
                 Meaning::Invalid => {
@@ -411,7 +402,7 @@ fn damaged_csr_arrays_of_h5ad_and_10x_files_are_refused_or_read_as_scipy_would()
             };
             let dense = dir.path().join("meant.npy");
             write_npy(&dense, &matrix);
-            let expected = fit_w(path_str(&dense), &dir.path().join("meant.h5"), &[])?;
+            let expected = fit_w(path_str(&dense), &dir.path().join("meant.h5"))?;
             let w = read2(&out, "W");
             let expected =
                 expected.ok_or_else(|| TestCaseError::fail("the meant matrix was refused"))?;
