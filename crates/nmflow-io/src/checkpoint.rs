@@ -17,7 +17,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use hdf5::types::VarLenUnicode;
 use hdf5::{File, Group};
 use ndarray::{Array2, s};
 use nmflow_core::{Checkpoint, FactorStore, Resume, Run, RunSnapshot, Shared};
@@ -182,8 +181,58 @@ pub struct LoadedCheckpoint {
     pub sample: Option<SampleState>,
 }
 
-const FORMAT: &str = "nmflow-checkpoint";
-const VERSION: i64 = 1;
+/// A kind of state file nmflow writes (checkpoints, a sweep's run
+/// records): the `format` and `version` attributes that identify it, and
+/// the command's metadata beside them.
+pub(crate) struct StateFormat {
+    /// The `format` attribute.
+    pub name: &'static str,
+    /// The `version` attribute.
+    pub version: i64,
+    /// What it is, for messages.
+    pub what: &'static str,
+}
+
+const CHECKPOINT: StateFormat = StateFormat {
+    name: "nmflow-checkpoint",
+    version: 1,
+    what: "nmflow checkpoint",
+};
+
+/// Writes the identifying attributes of `format` and the command's `meta`.
+pub(crate) fn write_header(
+    file: &File,
+    format: &StateFormat,
+    meta: &CheckpointMeta,
+) -> hdf5::Result<()> {
+    crate::h5ad::set_str_attr(file, "format", format.name)?;
+    file.new_attr::<i64>()
+        .create("version")?
+        .write_scalar(&format.version)?;
+    write_meta(file, meta)
+}
+
+/// Checks that `file` is a state file of `format` and reads the command's
+/// metadata it holds.
+pub(crate) fn read_header(
+    path: &Path,
+    file: &File,
+    format: &StateFormat,
+) -> Result<CheckpointMeta, IoError> {
+    let name = crate::strings::string_attr(file, "format");
+    let version = file
+        .attr("version")
+        .and_then(|a| a.read_scalar::<i64>())
+        .ok();
+    if name.as_deref() != Some(format.name) || version != Some(format.version) {
+        return Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            object: "/".into(),
+            reason: format!("not an {} of version {}", format.what, format.version),
+        });
+    }
+    read_meta(path, file)
+}
 /// Rows of W copied at a time.
 const COPY_ROWS: usize = 1 << 16;
 
@@ -213,14 +262,10 @@ fn write_file(
     sample: Option<&SampleState>,
 ) -> hdf5::Result<()> {
     let file = File::create(tmp)?;
-    str_attr(&file, "format", FORMAT)?;
-    file.new_attr::<i64>()
-        .create("version")?
-        .write_scalar(&VERSION)?;
+    write_header(&file, &CHECKPOINT, meta)?;
     file.new_attr::<u64>()
         .create("iteration")?
         .write_scalar(&(checkpoint.iteration as u64))?;
-    write_meta(&file, meta)?;
     let shared = file.create_group("shared")?;
     let Shared {
         col_scale,
@@ -292,23 +337,14 @@ fn write_file(
 }
 
 /// Writes `meta` as attributes `input:NAME` and `param:NAME` of `loc`.
-pub(crate) fn write_meta(loc: &hdf5::Location, meta: &CheckpointMeta) -> hdf5::Result<()> {
+fn write_meta(loc: &hdf5::Location, meta: &CheckpointMeta) -> hdf5::Result<()> {
     for (name, value) in meta.input.fields() {
-        str_attr(loc, &format!("input:{name}"), &value)?;
+        crate::h5ad::set_str_attr(loc, &format!("input:{name}"), &value)?;
     }
     for (name, value) in &meta.params {
-        str_attr(loc, &format!("param:{name}"), value)?;
+        crate::h5ad::set_str_attr(loc, &format!("param:{name}"), value)?;
     }
     Ok(())
-}
-
-pub(crate) fn str_attr(loc: &hdf5::Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let text: VarLenUnicode = value
-        .parse()
-        .map_err(|e| hdf5::Error::from(format!("attribute {name}: {e}")))?;
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)?
-        .write_scalar(&text)
 }
 
 fn f64_attr(loc: &hdf5::Location, name: &str, value: f64) -> hdf5::Result<()> {
@@ -323,23 +359,11 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
         move |e| IoError::hdf5(path, what.clone(), e)
     };
     let file = File::open(path).map_err(h5("opening the checkpoint"))?;
-    let format = crate::strings::string_attr(&file, "format");
-    let version = file
-        .attr("version")
-        .and_then(|a| a.read_scalar::<i64>())
-        .ok();
-    if format.as_deref() != Some(FORMAT) || version != Some(VERSION) {
-        return Err(IoError::Unsupported {
-            path: path.to_path_buf(),
-            object: "/".into(),
-            reason: format!("not an nmflow checkpoint of version {VERSION}"),
-        });
-    }
+    let meta = read_header(path, &file, &CHECKPOINT)?;
     let iteration = file
         .attr("iteration")
         .and_then(|a| a.read_scalar::<u64>())
         .map_err(h5("reading the iteration"))? as usize;
-    let meta = read_meta(path, &file)?;
     let fingerprint = meta.input.clone();
     let shared_group = file.group("shared").map_err(h5("shared"))?;
     let attr_f64 = |g: &Group, name: &str| -> Result<f64, IoError> {
@@ -448,7 +472,7 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
 }
 
 /// Reads the attributes [`write_meta`] wrote.
-pub(crate) fn read_meta(path: &Path, loc: &hdf5::Location) -> Result<CheckpointMeta, IoError> {
+fn read_meta(path: &Path, loc: &hdf5::Location) -> Result<CheckpointMeta, IoError> {
     let mut params = Vec::new();
     let mut input = std::collections::BTreeMap::new();
     let names = loc

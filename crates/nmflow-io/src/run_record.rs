@@ -17,7 +17,7 @@ use hdf5::File;
 use ndarray::Array2;
 
 use crate::atomic::{self, Overwrite, WriteError};
-use crate::checkpoint::{CheckpointMeta, read_meta, str_attr, write_meta};
+use crate::checkpoint::{CheckpointMeta, StateFormat, read_header, write_header};
 use crate::error::IoError;
 
 /// One finished run of a sweep.
@@ -49,8 +49,11 @@ pub struct RunRecord {
     pub sample_clusters: Vec<u32>,
 }
 
-const FORMAT: &str = "nmflow-sweep-run";
-const VERSION: i64 = 1;
+const RECORD: StateFormat = StateFormat {
+    name: "nmflow-sweep-run",
+    version: 1,
+    what: "nmflow sweep run record",
+};
 
 /// Where the record of run (k, restart) of the sweep in `dir` lives.
 pub fn record_path(dir: &Path, k: usize, restart: usize) -> PathBuf {
@@ -73,11 +76,7 @@ pub fn write_record(dir: &Path, meta: &CheckpointMeta, record: &RunRecord) -> Re
 
 fn write_file(tmp: &Path, meta: &CheckpointMeta, r: &RunRecord) -> hdf5::Result<()> {
     let file = File::create(tmp)?;
-    str_attr(&file, "format", FORMAT)?;
-    file.new_attr::<i64>()
-        .create("version")?
-        .write_scalar(&VERSION)?;
-    write_meta(&file, meta)?;
+    write_header(&file, &RECORD, meta)?;
     for (name, value) in [
         ("k", r.k as u64),
         ("restart", r.restart as u64),
@@ -146,20 +145,7 @@ fn read_checked(
         move |e| IoError::hdf5(path, what.clone(), e)
     };
     let file = File::open(path).map_err(h5("opening the run record"))?;
-    if crate::strings::string_attr(&file, "format").as_deref() != Some(FORMAT)
-        || file
-            .attr("version")
-            .and_then(|a| a.read_scalar::<i64>())
-            .ok()
-            != Some(VERSION)
-    {
-        return Err(IoError::Unsupported {
-            path: path.to_path_buf(),
-            object: "/".into(),
-            reason: format!("not an nmflow sweep run record of version {VERSION}"),
-        });
-    }
-    let meta = read_meta(path, &file)?;
+    let meta = read_header(path, &file, &RECORD)?;
     let int = |name: &str| -> Result<u64, IoError> {
         file.attr(name)
             .and_then(|a| a.read_scalar::<u64>())
