@@ -105,8 +105,9 @@ pub(crate) fn persist_atomically(
     })
 }
 
-/// Refuses to write a result holding a non-finite value (the fit's guard
-/// stops such runs first; this is the last line of defence).
+/// Refuses to write a result whose H or error trace holds a non-finite value
+/// (the fit's guard stops such runs first; this is the last line of
+/// defence).
 pub(crate) fn check_finite(path: &Path, output: &mut FitOutput<'_>) -> Result<(), IoError> {
     let bad = |what: &str| {
         Err(IoError::malformed(
@@ -121,19 +122,8 @@ pub(crate) fn check_finite(path: &Path, output: &mut FitOutput<'_>) -> Result<()
     if !output.rel_error.iter().all(|v| v.is_finite()) {
         return bad("the error trace");
     }
-    let (n_rows, _) = output.w.shape();
-    for start in (0..n_rows).step_by(WRITE_ROWS) {
-        let rows = start..(start + WRITE_ROWS).min(n_rows);
-        let finite = output
-            .w
-            .rows_mut(rows.clone())
-            .iter()
-            .all(|v| v.is_finite());
-        output.w.release(rows);
-        if !finite {
-            return bad("W");
-        }
-    }
+    // W is checked block by block as it is written (`write_factor_rows`):
+    // one pass over a W that may live on disk.
     Ok(())
 }
 
@@ -204,7 +194,8 @@ pub(crate) fn write_sample(file: &hdf5::File, sample: &SampleOutput<'_>) -> hdf5
 const WRITE_ROWS: usize = 1 << 16;
 
 /// Writes W as the 2-D f32 dataset `name` of `group`, block by block, so
-/// that a W kept on disk is never whole in memory. Returns the dataset.
+/// that a W kept on disk is never whole in memory; fails on a non-finite
+/// value, so no file nmflow writes holds one. Returns the dataset.
 pub(crate) fn write_factor_rows(
     group: &hdf5::Group,
     name: &str,
@@ -215,6 +206,13 @@ pub(crate) fn write_factor_rows(
     for start in (0..n_rows).step_by(WRITE_ROWS) {
         let rows = start..(start + WRITE_ROWS).min(n_rows);
         let block = w.rows_mut(rows.clone()).as_standard_layout().into_owned();
+        if let Some(pos) = block.iter().position(|v| !v.is_finite()) {
+            // The writer fails, so the protocol leaves nothing behind.
+            return Err(hdf5::Error::from(format!(
+                "{name} holds a non-finite value at row {}; nothing was written",
+                start + pos / k.max(1)
+            )));
+        }
         ds.write_slice(&block, ndarray::s![rows.clone(), ..])?;
         w.release(rows);
     }
