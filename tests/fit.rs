@@ -483,3 +483,79 @@ fn every_result_nmflow_writes_seeds_a_run_in_the_right_orientation() {
         );
     }
 }
+
+#[test]
+fn a_custom_start_larger_than_the_budget_is_streamed_and_the_plan_is_inspects() {
+    // W₀ of 2,000,000 × 20 (160 MB as f32) under a budget of 256 MiB: W₀
+    // is streamed into W's memory-mapped store, never whole in memory.
+    let dir = tempdir();
+    let (n_rows, n_cols, k, seed) = (2_000_000, 24, 20, 5);
+    let data = join(&dir, "tall.npy");
+    write_npy(&data, &random_w(1, n_rows, 4).dot(&random_h(1, 4, n_cols)));
+    write_npy(&join(&dir, "w0.npy"), &random_w(seed, n_rows, k));
+    write_npy(&join(&dir, "h0.npy"), &random_h(seed, k, n_cols));
+    let budget = 256u64 << 20;
+    let fit = |tag: &str, extra: &[&str]| {
+        let out = join(&dir, &format!("{tag}.h5"));
+        let args = [
+            &[
+                "fit",
+                path_str(&data),
+                "-k",
+                "20",
+                "--seed",
+                "5",
+                "--max-iter",
+                "2",
+                "--tol",
+                "0",
+                "--memory",
+                "256MiB",
+                "--tmp-dir",
+                path_str(dir.path()),
+                "-o",
+                path_str(&out),
+            ][..],
+            extra,
+        ]
+        .concat();
+        let run = run(&args);
+        assert!(run.status.success(), "{tag}: {}", stderr(&run));
+        (run, out)
+    };
+    let w0 = path_str(&join(&dir, "w0.npy")).to_owned();
+    let h0 = path_str(&join(&dir, "h0.npy")).to_owned();
+    let (custom, custom_out) = fit(
+        "custom",
+        &["--init", "custom", "--w0", &w0, "--h0", &h0, "--json"],
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&custom)).expect("json");
+    assert!(
+        summary["w_storage"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("on disk"),
+        "{summary}"
+    );
+    let peak = summary["peak_rss_bytes"].as_u64().expect("peak");
+    assert!(
+        peak <= budget + budget / 10,
+        "peak RSS {} MiB, more than 10 % above the budget of 256 MiB",
+        peak >> 20
+    );
+    // The same start drawn from the seed gives the same factorization.
+    let (random, random_out) = fit("random", &[]);
+    assert_eq!(read2(&custom_out, "W"), read2(&random_out, "W"));
+    // The plan fit prints is the one inspect prints for the same matrix.
+    let plan_of = |text: &str| -> String {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("plan: "))
+            .unwrap_or_else(|| panic!("no plan in {text}"))
+            .to_owned()
+    };
+    let inspect = run(&["inspect", path_str(&data), "-k", "20", "--memory", "256MiB"]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let planned = plan_of(&stdout(&inspect));
+    assert_eq!(plan_of(&stderr(&random)), planned);
+    assert!(planned.contains("W on disk"), "{planned}");
+}

@@ -111,14 +111,23 @@ pub fn write_npy(path: &Path, x: &Array2<f32>) {
         text.push(' ');
     }
     text.push('\n');
-    let mut file = std::fs::File::create(path).expect("create npy");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create npy"));
     file.write_all(b"\x93NUMPY\x01\x00").expect("write");
     file.write_all(&(text.len() as u16).to_le_bytes())
         .expect("write");
     file.write_all(text.as_bytes()).expect("write");
-    for v in x.iter() {
-        file.write_all(&v.to_le_bytes()).expect("write");
+    let x = x.as_standard_layout();
+    match x.as_slice() {
+        Some(values) if cfg!(target_endian = "little") => {
+            file.write_all(bytemuck::cast_slice(values)).expect("write")
+        }
+        _ => {
+            for v in x.iter() {
+                file.write_all(&v.to_le_bytes()).expect("write");
+            }
+        }
     }
+    file.flush().expect("write");
 }
 
 /// Reads a 2-D f32 dataset of a result file.

@@ -83,6 +83,9 @@ pub struct InputArgs {
     pub tmp_dir: Option<PathBuf>,
 }
 
+/// Rows sampled by default (`--sample`).
+pub const DEFAULT_SAMPLE: usize = 2000;
+
 /// How every factorization runs.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -132,7 +135,7 @@ pub struct RunArgs {
 
     /// Rows sampled (reproducibly) for the principal components and the heatmap of `nmflow report`
     /// and for consensus clustering.
-    #[arg(long, value_name = "N", default_value_t = 2000)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SAMPLE)]
     pub sample: usize,
 
     /// No progress bar and no summary on the terminal.

@@ -1,6 +1,7 @@
-//! Memory budgets: parsing sizes, the default budget, the printed plan.
+//! Memory budgets: parsing sizes, the default budget.
 
 use anyhow::{Result, bail};
+use nmflow_core::{Budget, BudgetSource};
 
 /// Parses `2GiB`, `512MiB`, `1.5G`, `300M`, `4096` (bytes). K, M, G, T and
 /// their `iB` forms are powers of 1024; `KB`, `MB`, `GB`, `TB` powers of 1000.
@@ -38,36 +39,19 @@ pub fn human(bytes: u64) -> String {
 }
 
 /// The budget: `--memory`, or half of the available memory.
-pub fn budget(given: Option<u64>) -> Result<(u64, String)> {
+pub fn budget(given: Option<u64>) -> Result<Budget> {
     if let Some(bytes) = given {
-        return Ok((bytes, "--memory".into()));
+        return Ok(Budget {
+            bytes,
+            source: BudgetSource::Given,
+        });
     }
     match crate::system::available_memory() {
-        Some(available) => Ok((
-            available / 2,
-            format!("default: half of the {} available", human(available)),
-        )),
+        Some(available) => Ok(Budget {
+            bytes: available / 2,
+            source: BudgetSource::HalfOfAvailable { available },
+        }),
         None => bail!("cannot read the available memory; give a budget with --memory"),
-    }
-}
-
-/// The plan for a fit, and whether W goes to a memory-mapped file: W stays
-/// in memory while it takes at most half the budget and the plan fits.
-pub fn plan_fit(
-    input: nmflow_core::PlanInput,
-) -> Result<(nmflow_core::Plan, bool), nmflow_core::BudgetTooSmall> {
-    let w_bytes = (4 * input.n_rows as u64).saturating_mul(input.k as u64);
-    let in_memory = nmflow_core::plan(nmflow_core::PlanInput {
-        w_on_disk: false,
-        ..input
-    });
-    match in_memory {
-        Ok(plan) if w_bytes <= input.budget / 2 => Ok((plan, false)),
-        _ => nmflow_core::plan(nmflow_core::PlanInput {
-            w_on_disk: true,
-            ..input
-        })
-        .map(|plan| (plan, true)),
     }
 }
 

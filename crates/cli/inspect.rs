@@ -1,13 +1,14 @@
 //! `nmflow inspect`.
 
 use anyhow::Result;
-use nmflow_core::{default_block_rows, estimate_memory, estimate_memory_sparse};
+use nmflow_core::plan::{Bytes, fit_held, names_bytes};
+use nmflow_core::{Budget, Request, default_block_rows, plan_runs};
 use nmflow_io::catalog::{list_datasets, list_sparse};
 use nmflow_io::input::{InputKind, sniff};
 use nmflow_io::npy::NpySource;
 use serde::Serialize;
 
-use crate::args::InspectArgs;
+use crate::args::{DEFAULT_SAMPLE, InspectArgs};
 
 #[derive(Debug, Serialize)]
 struct Entry {
@@ -20,10 +21,12 @@ struct Entry {
     factorizable: bool,
     memory: Option<Memory>,
     sparse: Option<Sparse>,
-    /// With --memory: whether and how a fit fits the budget.
+    /// The plan `fit` makes (the text it prints), or why none fits.
     plan: Option<String>,
     /// Bytes one pass reads (f32 values; CSR also u32 indices).
     pass_bytes: Option<u64>,
+    #[serde(skip)]
+    npy: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,134 +47,11 @@ struct Memory {
 
 pub fn run(args: InspectArgs) -> Result<()> {
     crate::session::probe(&args.file)?;
-    let entries: Vec<Entry> = match sniff(&args.file)? {
-        InputKind::Npy => {
-            let source = NpySource::open(&args.file)?;
-            let header = source.header();
-            vec![Entry {
-                dataset: "(npy array)".into(),
-                shape: header.shape.clone(),
-                dtype: header.dtype.name(),
-                chunks: None,
-                filters: vec![],
-                storage_bytes: std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0),
-                factorizable: header.shape.len() == 2,
-                memory: None,
-                plan: None,
-                pass_bytes: None,
-                sparse: None,
-            }]
-        }
-        InputKind::Hdf5 => {
-            let sparse = list_sparse(&args.file)?;
-            let in_sparse = |path: &str| {
-                sparse
-                    .iter()
-                    .any(|s| path.starts_with(&format!("{}/", s.path)))
-            };
-            let mut entries: Vec<Entry> = sparse
-                .iter()
-                .map(|s| Entry {
-                    dataset: s.path.clone(),
-                    shape: s.shape.to_vec(),
-                    dtype: s.dtype.clone(),
-                    chunks: None,
-                    filters: s.filters.clone(),
-                    storage_bytes: s.storage_bytes,
-                    factorizable: true,
-                    memory: None,
-                    plan: None,
-                    pass_bytes: None,
-                    sparse: Some(Sparse {
-                        encoding: s.encoding.clone(),
-                        nnz: s.nnz,
-                    }),
-                })
-                .collect();
-            entries.extend(
-                list_datasets(&args.file)?
-                    .into_iter()
-                    .filter(|d| !in_sparse(&d.path))
-                    .map(|d| Entry {
-                        factorizable: d.is_matrix(),
-                        dataset: d.path,
-                        shape: d.shape,
-                        dtype: d.dtype,
-                        chunks: d.chunk,
-                        filters: d.filters,
-                        storage_bytes: d.storage_bytes,
-                        memory: None,
-                        plan: None,
-                        pass_bytes: None,
-                        sparse: None,
-                    }),
-            );
-            entries
-        }
-    };
-    let entries: Vec<Entry> = entries
-        .into_iter()
-        .map(|mut e| {
-            if let (true, &[n_rows, n_cols]) = (e.factorizable, e.shape.as_slice()) {
-                let preferred = match &e.sparse {
-                    Some(sp) => Some(nmflow_io::csr_source::sparse_block_rows(
-                        sp.nnz as u64,
-                        n_rows,
-                    )),
-                    None => e.chunks.as_ref().and_then(|c| c.first().copied()),
-                };
-                let nnz = e.sparse.as_ref().map(|sp| sp.nnz as u64);
-                let planned = args.memory.map(|budget| {
-                    crate::budget::plan_fit(nmflow_core::PlanInput {
-                        n_rows,
-                        n_cols,
-                        k: args.k,
-                        nnz,
-                        preferred_rows: preferred,
-                        budget,
-                        w_on_disk: false,
-                    })
-                });
-                let block_rows = match (&planned, args.block_rows) {
-                    (_, Some(rows)) => rows.clamp(1, n_rows.max(1)),
-                    (Some(Ok((plan, _))), None) => plan.block_rows,
-                    _ => default_block_rows(n_rows, n_cols, preferred),
-                };
-                e.plan = planned.map(|p| match p {
-                    Ok((plan, w_on_disk)) => format!(
-                        "fits the budget: blocks of {} rows, W {}, predicted peak {:.1} MiB",
-                        plan.block_rows,
-                        if w_on_disk {
-                            "in a memory-mapped temporary file"
-                        } else {
-                            "in memory"
-                        },
-                        plan.peak_bytes() as f64 / (1u64 << 20) as f64
-                    ),
-                    Err(err) => format!(
-                        "does not fit: needs at least {:.1} MiB",
-                        err.min_budget as f64 / (1u64 << 20) as f64
-                    ),
-                });
-                e.pass_bytes = Some(nmflow_core::plan::pass_bytes(n_rows, n_cols, nnz));
-                let m = match &e.sparse {
-                    Some(sp) => {
-                        estimate_memory_sparse(n_rows, n_cols, args.k, block_rows, sp.nnz as u64)
-                    }
-                    None => estimate_memory(n_rows, n_cols, args.k, block_rows),
-                };
-                e.memory = Some(Memory {
-                    k: args.k,
-                    block_rows,
-                    w_bytes: m.w_bytes,
-                    factor_bytes: m.factor_bytes,
-                    block_bytes: m.block_bytes,
-                    total_bytes: m.total_bytes(),
-                });
-            }
-            e
-        })
-        .collect();
+    let budget = crate::budget::budget(args.memory)?;
+    let mut entries = list(&args.file)?;
+    for e in entries.iter_mut().filter(|e| e.factorizable) {
+        e.plan_for(&args, budget);
+    }
     let read_pass = if args.read_pass {
         Some(time_read_pass(&args.file, args.block_rows)?)
     } else {
@@ -197,6 +77,137 @@ pub fn run(args: InspectArgs) -> Result<()> {
         }
         InputKind::Npy => println!("{} (npy)", args.file.display()),
     }
+    print_entries(&entries);
+    if let Some(pass) = &read_pass {
+        println!(
+            "  read pass of {}: {} blocks of {} rows, {} stored values, {} in {:.2} s ({:.2} GB/s)",
+            pass.matrix,
+            pass.blocks,
+            pass.block_rows,
+            pass.stored_values,
+            Bytes(pass.bytes),
+            pass.seconds,
+            pass.bytes as f64 / pass.seconds.max(1e-9) / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// Every dataset of `file` (sparse groups first), as fit would see it.
+fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
+    Ok(match sniff(file)? {
+        InputKind::Npy => {
+            let source = NpySource::open(file)?;
+            let header = source.header();
+            vec![Entry {
+                dataset: "(npy array)".into(),
+                shape: header.shape.clone(),
+                dtype: header.dtype.name(),
+                chunks: None,
+                filters: vec![],
+                storage_bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
+                factorizable: header.shape.len() == 2,
+                memory: None,
+                plan: None,
+                pass_bytes: None,
+                sparse: None,
+                npy: true,
+            }]
+        }
+        InputKind::Hdf5 => {
+            let sparse = list_sparse(file)?;
+            let in_sparse = |path: &str| {
+                sparse
+                    .iter()
+                    .any(|s| path.starts_with(&format!("{}/", s.path)))
+            };
+            let mut entries: Vec<Entry> = sparse
+                .iter()
+                .map(|s| Entry {
+                    dataset: s.path.clone(),
+                    shape: s.shape.to_vec(),
+                    dtype: s.dtype.clone(),
+                    chunks: None,
+                    filters: s.filters.clone(),
+                    storage_bytes: s.storage_bytes,
+                    factorizable: true,
+                    memory: None,
+                    plan: None,
+                    pass_bytes: None,
+                    sparse: Some(Sparse {
+                        encoding: s.encoding.clone(),
+                        nnz: s.nnz,
+                    }),
+                    npy: false,
+                })
+                .collect();
+            entries.extend(
+                list_datasets(file)?
+                    .into_iter()
+                    .filter(|d| !in_sparse(&d.path))
+                    .map(|d| Entry {
+                        factorizable: d.is_matrix(),
+                        dataset: d.path,
+                        shape: d.shape,
+                        dtype: d.dtype,
+                        chunks: d.chunk,
+                        filters: d.filters,
+                        storage_bytes: d.storage_bytes,
+                        memory: None,
+                        plan: None,
+                        pass_bytes: None,
+                        sparse: None,
+                        npy: false,
+                    }),
+            );
+            entries
+        }
+    })
+}
+
+impl Entry {
+    /// The plan `fit` makes for this matrix at `-k` (with its defaults: a
+    /// plain HDF5 result, the default sample), and its memory estimate.
+    fn plan_for(&mut self, args: &InspectArgs, budget: Budget) {
+        let &[n_rows, n_cols] = self.shape.as_slice() else {
+            return;
+        };
+        let nnz = self.sparse.as_ref().map(|sp| sp.nnz as u64);
+        let names = if self.npy { 0 } else { names_bytes(n_cols) };
+        let request = Request {
+            shape: (n_rows, n_cols),
+            nnz,
+            preferred_rows: match nnz {
+                Some(nnz) => Some(nmflow_io::csr_source::sparse_block_rows(nnz, n_rows)),
+                None => self.chunks.as_ref().and_then(|c| c.first().copied()),
+            },
+            block_rows: args.block_rows,
+            ks: vec![args.k],
+            held: fit_held((n_rows, n_cols), nnz, DEFAULT_SAMPLE, 0, names),
+            budget,
+        };
+        self.pass_bytes = Some(nmflow_core::plan::pass_bytes(n_rows, n_cols, nnz));
+        match plan_runs(&request) {
+            Ok(plan) => {
+                let m = plan.estimate;
+                self.memory = Some(Memory {
+                    k: args.k,
+                    block_rows: plan.block_rows,
+                    w_bytes: m.w_bytes,
+                    factor_bytes: m.factor_bytes,
+                    block_bytes: m.block_bytes,
+                    total_bytes: m.total_bytes(),
+                });
+                self.plan = Some(plan.to_string());
+            }
+            Err(err) => self.plan = Some(format!("does not fit: {err}")),
+        }
+    }
+}
+
+/// The text listing: the matrices with their memory and plan, then the
+/// other datasets.
+fn print_entries(entries: &[Entry]) {
     let mut any = false;
     for e in entries.iter().filter(|e| e.factorizable) {
         any = true;
@@ -218,43 +229,31 @@ pub fn run(args: InspectArgs) -> Result<()> {
             e.dtype,
             chunks,
             filters,
-            mib(e.storage_bytes)
+            Bytes(e.storage_bytes)
         );
         if let Some(m) = &e.memory {
             println!(
                 "      memory at k = {}: {} (W {}, H and products {}, blocks of {} rows {})",
                 m.k,
-                mib(m.total_bytes),
-                mib(m.w_bytes),
-                mib(m.factor_bytes),
+                Bytes(m.total_bytes),
+                Bytes(m.w_bytes),
+                Bytes(m.factor_bytes),
                 m.block_rows,
-                mib(m.block_bytes)
+                Bytes(m.block_bytes)
             );
         }
         if let Some(bytes) = e.pass_bytes {
             println!(
                 "      each iteration reads {} (one pass over X)",
-                mib(bytes)
+                Bytes(bytes)
             );
         }
         if let Some(plan) = &e.plan {
-            println!("      with --memory: {plan}");
+            println!("      plan: {plan}");
         }
     }
     if !any {
         println!("  no 2-D numeric dataset: nothing to factorize");
-    }
-    if let Some(pass) = &read_pass {
-        println!(
-            "  read pass of {}: {} blocks of {} rows, {} stored values, {} in {:.2} s ({:.2} GB/s)",
-            pass.matrix,
-            pass.blocks,
-            pass.block_rows,
-            pass.stored_values,
-            mib(pass.bytes),
-            pass.seconds,
-            pass.bytes as f64 / pass.seconds.max(1e-9) / 1e9
-        );
     }
     let others: Vec<&Entry> = entries.iter().filter(|e| !e.factorizable).collect();
     if !others.is_empty() {
@@ -263,7 +262,6 @@ pub fn run(args: InspectArgs) -> Result<()> {
             println!("    {}  shape {:?}  {}", e.dataset, e.shape, e.dtype);
         }
     }
-    Ok(())
 }
 
 /// One bare pass over the matrix `fit FILE` would factorize.
@@ -319,8 +317,4 @@ fn time_read_pass(file: &std::path::Path, block_rows: Option<usize>) -> Result<R
         bytes,
         seconds,
     })
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }

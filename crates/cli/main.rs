@@ -5,6 +5,8 @@
 //! message naming the file, dataset, row or column at fault; 2 bad usage
 //! (clap's parse errors and [`usage::UsageError`]).
 
+#![warn(clippy::too_many_lines)]
+
 mod args;
 mod budget;
 mod fit;

@@ -144,6 +144,27 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
 }
 
 fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Section>)> {
+    let sweep = read_sweep(dir)?;
+    let mut per_k = sweep.per_k.clone();
+    per_k.sort_by_key(|r| r.k);
+    let mut sections = vec![Section {
+        heading: "Sweep".into(),
+        table: sweep_table(&sweep),
+        grid: Some(sweep_grid(&per_k)),
+        figures: sweep_figures(&per_k, sweep.labels.is_some(), out)?,
+    }];
+    for r in &per_k {
+        let (k, name) = (r.k, r.result.clone());
+        crate::session::probe(&dir.join(&name))?;
+        let result = read_result(&dir.join(&name), MAX_SAMPLE)?;
+        sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);
+    }
+    Ok((format!("nmflow sweep: {}", dir.display()), sections))
+}
+
+/// The sweep.json of the sweep in `dir`, through the types it is written
+/// with.
+fn read_sweep(dir: &Path) -> Result<SweepSummary> {
     let json_path = dir.join("sweep.json");
     let text = std::fs::read_to_string(&json_path).with_context(|| {
         format!(
@@ -151,16 +172,18 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
             json_path.display()
         )
     })?;
-    let sweep: SweepSummary = serde_json::from_str(&text).with_context(|| {
+    serde_json::from_str(&text).with_context(|| {
         format!(
             "{}: not the sweep.json of nmflow sweep",
             json_path.display()
         )
-    })?;
-    let mut per_k = sweep.per_k.clone();
-    per_k.sort_by_key(|r| r.k);
+    })
+}
+
+/// The sweep's figures: errors, stability and agreement with the labels
+/// against k, and the error traces of each k's best restart.
+fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec<Figure>> {
     let ks: Vec<usize> = per_k.iter().map(|r| r.k).collect();
-    let has_labels = sweep.labels.is_some();
     let numbers = |field: fn(&KSummary) -> f64| -> Vec<f64> { per_k.iter().map(field).collect() };
     let mut figures = Vec::new();
     let (best, mean, sd) = (
@@ -231,7 +254,12 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
         out,
         "sweep_error_curves",
     )?);
-    let table: Vec<(String, String)> = [
+    Ok(figures)
+}
+
+/// The sweep's parameters, as a table of names and values.
+fn sweep_table(sweep: &SweepSummary) -> Vec<(String, String)> {
+    [
         ("input", sweep.input.clone()),
         ("n_rows", sweep.n_rows.to_string()),
         ("n_cols", sweep.n_cols.to_string()),
@@ -247,7 +275,11 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
     .into_iter()
     .filter(|(_, v)| !v.is_empty())
     .map(|(n, v)| (n.to_owned(), v))
-    .collect();
+    .collect()
+}
+
+/// The per-k scores, as a header and rows.
+fn sweep_grid(per_k: &[KSummary]) -> (Vec<String>, Vec<Vec<String>>) {
     let header: Vec<String> = [
         "k",
         "best_rel_error",
@@ -280,17 +312,5 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
             ]
         })
         .collect();
-    let mut sections = vec![Section {
-        heading: "Sweep".into(),
-        table,
-        grid: Some((header, rows)),
-        figures,
-    }];
-    for r in &per_k {
-        let (k, name) = (r.k, r.result.clone());
-        crate::session::probe(&dir.join(&name))?;
-        let result = read_result(&dir.join(&name), MAX_SAMPLE)?;
-        sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);
-    }
-    Ok((format!("nmflow sweep: {}", dir.display()), sections))
+    (header, rows)
 }

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nmflow_core::{
-    Checkpoint, Checkpointing, FactorStore, FitOutcome, Init, NmfParams, Normalize, Pca, PlanInput,
-    RowSample, RowSource, Run, Scale, ValidParams, estimate_memory, estimate_memory_sparse,
-    fit_many_with,
+    Checkpoint, Checkpointing, FactorStore, FitOutcome, Held, Init, NmfParams, Normalize, Pca,
+    Plan, Request, RowSample, RowSource, Run, Scale, Solver, ValidParams, fit_many_with, plan_runs,
 };
 use nmflow_io::cache::{CachedSource, free_space};
+use nmflow_io::checkpoint::SampleState;
 use nmflow_io::factor_file::MappedFactor;
 use nmflow_io::prefetch::PrefetchSource;
 use nmflow_io::{AttrValue, InputKind, InputSpec, OpenOptions, OpenedSource, open_source};
@@ -73,7 +73,7 @@ impl Input {
     pub fn attach_cache(&mut self, run: &RunArgs, block_rows: usize) -> Result<(String, bool)> {
         let pass_bytes = self.pass_bytes();
         let opened = &mut self.opened;
-        let mapped = opened.kind == InputKind::Npy || opened.storage.contains("transposed");
+        let mapped = opened.kind == InputKind::Npy || opened.storage.is_mapped_copy();
         let cache_dir = run
             .cache
             .clone()
@@ -147,6 +147,7 @@ pub fn core_params(run: &RunArgs, k: usize, seed: u64, init: Init) -> NmfParams 
         },
         block_rows: run.block_rows,
         init,
+        solver: Solver::Mu,
     }
 }
 
@@ -169,120 +170,63 @@ pub struct RunSpec {
     pub seed: u64,
 }
 
-/// How a list of runs is split into batches that share passes.
-#[derive(Debug, Clone)]
-pub struct BatchPlan {
-    pub batches: Vec<Range<usize>>,
-    pub block_rows: usize,
-    pub w_on_disk: bool,
-    pub budget: u64,
-    pub budget_from: String,
-    /// Predicted peak of the largest batch.
-    pub predicted_peak: u64,
+/// The memory plan of `specs` over `input` with `held` beside the runs
+/// (see [`nmflow_core::plan`]).
+pub fn plan(
+    input: &Input,
+    specs: &[RunSpec],
+    run: &RunArgs,
+    held: Vec<(Held, u64)>,
+) -> Result<Plan> {
+    let source = &input.opened.source;
+    let request = Request {
+        shape: (input.n_rows(), input.n_cols()),
+        nnz: source.nnz_hint(),
+        preferred_rows: source.preferred_block_rows(),
+        block_rows: run.block_rows,
+        ks: specs.iter().map(|s| s.k).collect(),
+        held,
+        budget: budget::budget(run.memory)?,
+    };
+    plan_runs(&request).with_context(|| format!("{}: planning for the memory budget", input.name))
 }
 
-impl BatchPlan {
-    /// Plans `specs` (in order) for `input` within the budget: the block
-    /// height and W's place from the largest k, then as many consecutive
-    /// runs per batch as the budget holds.
-    ///
-    /// `extra_bytes` is held beside the runs for the whole command (the row
-    /// sample, consensus matrices, labels).
-    pub fn new(input: &Input, specs: &[RunSpec], run: &RunArgs, extra_bytes: u64) -> Result<Self> {
-        let (budget, budget_from) = budget::budget(run.memory)?;
-        let n_rows = input.n_rows();
-        let n_cols = input.n_cols();
-        let nnz = input.opened.source.nnz_hint();
-        let k_max = specs.iter().map(|s| s.k).max().unwrap_or(1);
-        let (plan, w_on_disk) = budget::plan_fit(PlanInput {
-            n_rows,
-            n_cols,
-            k: k_max,
-            nnz,
-            preferred_rows: input.opened.source.preferred_block_rows(),
-            // What is held beside the runs is not available to them.
-            budget: budget.saturating_sub(extra_bytes),
-            w_on_disk: false,
-        })
-        .map_err(|mut too_small| {
-            // Report the budget given, and the minimum with what is held
-            // beside the runs.
-            too_small.budget = budget;
-            too_small.min_budget += extra_bytes;
-            too_small
-        })
-        .with_context(|| format!("{}: planning for the memory budget", input.name))?;
-        let block_rows = run.block_rows.unwrap_or(plan.block_rows);
-        let estimate = |k: usize| match nnz {
-            Some(nnz) => estimate_memory_sparse(n_rows, n_cols, k, block_rows, nnz),
-            None => estimate_memory(n_rows, n_cols, k, block_rows),
-        };
-        // Shared by the runs of a batch: the program and the blocks of X
-        // (the k-independent part of the block estimate); each run adds W
-        // (or its window), its H-side products and its per-block scratch.
-        let x_blocks = estimate(0).block_bytes;
-        let shared = nmflow_core::plan::BASELINE_BYTES + x_blocks + extra_bytes;
-        let per_run = |k: usize| {
-            let e = estimate(k);
-            let w = if w_on_disk {
-                e.w_bytes
-                    .min((8 * block_rows as u64).saturating_mul(k as u64))
-            } else {
-                e.w_bytes
-            };
-            w + e.factor_bytes + (e.block_bytes - x_blocks)
-        };
-        let usable = nmflow_core::plan::usable_budget(budget);
-        let mut batches = Vec::new();
-        let mut start = 0;
-        let mut predicted_peak = 0;
-        while start < specs.len() {
-            let mut used = shared + per_run(specs[start].k);
-            let mut end = start + 1;
-            while end < specs.len() && used + per_run(specs[end].k) <= usable {
-                used += per_run(specs[end].k);
-                end += 1;
-            }
-            predicted_peak = predicted_peak.max(used);
-            batches.push(start..end);
-            start = end;
-        }
-        if predicted_peak > budget {
-            bail!(
-                "{}: blocks of {block_rows} rows need about {}, more than the budget of {}",
-                input.name,
-                budget::human(predicted_peak),
-                budget::human(budget)
-            );
-        }
-        Ok(Self {
-            batches,
-            block_rows,
-            w_on_disk,
-            budget,
-            budget_from,
-            predicted_peak,
-        })
+/// Prints the plan (the text `nmflow inspect` prints for the same
+/// request), the cache and the time estimate, unless quiet.
+pub fn print_plan(prepared: &Prepared, input: &Input, run: &RunArgs) {
+    if run.quiet || run.json {
+        return;
+    }
+    eprintln!("plan: {}", prepared.plan);
+    eprintln!(
+        "cache: {}; W {}",
+        prepared.cache_note,
+        w_note(input, &prepared.plan)
+    );
+    if let Some(estimate) = &prepared.estimate {
+        eprintln!("{}", estimate.describe(prepared.reads_cheap));
     }
 }
 
-/// Bytes of the row sample of `n_sample` rows: its stored entries (value and
-/// index), from the input's density.
-pub fn sample_bytes(input: &Input, n_sample: usize) -> u64 {
-    let n_rows = input.n_rows().max(1) as u64;
-    let n_sample = (n_sample as u64).min(n_rows);
-    let per_row = match input.opened.source.nnz_hint() {
-        Some(nnz) => nnz.div_ceil(n_rows),
-        None => input.n_cols() as u64,
-    };
-    // The PCA's subspace iteration: a few f64 blocks of n_cols × 6 and n × 6.
-    n_sample
-        .saturating_mul(per_row.saturating_mul(8).saturating_add(8))
-        .saturating_add(
-            (input.n_cols() as u64)
-                .saturating_add(n_sample)
-                .saturating_mul(8 * 6 * 3),
-        )
+/// Where W lives, for messages and summaries.
+pub fn w_note(input: &Input, plan: &Plan) -> String {
+    let bytes = nmflow_core::plan::Bytes(plan.w_bytes);
+    if plan.w_on_disk {
+        format!("on disk in {} ({bytes})", input.tmp_dir().display())
+    } else {
+        format!("in memory ({bytes})")
+    }
+}
+
+/// The row sample of `run` over `input`, as the plan counts it.
+pub fn held_sample(input: &Input, run: &RunArgs) -> (Held, u64) {
+    let bytes = nmflow_core::plan::sample_bytes(
+        input.n_rows(),
+        input.n_cols(),
+        input.opened.source.nnz_hint(),
+        run.sample,
+    );
+    (Held::Sample, bytes)
 }
 
 /// Where and how often a fit writes checkpoints, and the one it resumes.
@@ -298,6 +242,7 @@ pub struct Persist {
 }
 
 /// The row sample, its principal components, for the outputs.
+#[derive(Clone)]
 pub struct SampleInfo {
     pub rows: Vec<u64>,
     pub pca: Pca,
@@ -310,20 +255,17 @@ pub struct Finished {
     pub w: Box<dyn FactorStore>,
 }
 
-/// Runs every batch of `plan` over the input; `on_batch` receives each
+/// Runs every batch of the plan over the input; `on_batch` receives each
 /// batch's finished runs (with their W) and the sample, whose rows are
 /// collected during the first pass of the first batch.
-#[allow(clippy::too_many_arguments)]
 pub fn run_batches(
     input: &mut Input,
     specs: &[RunSpec],
-    valid: &[ValidParams],
-    plan: &BatchPlan,
-    n_sample: usize,
-    quiet: bool,
+    prepared: &Prepared,
     mut persist: Option<&mut Persist>,
     mut on_batch: impl FnMut(Vec<Finished>, &SampleInfo) -> Result<()>,
 ) -> Result<()> {
+    let plan = &prepared.plan;
     if persist.is_some() && plan.batches.len() > 1 {
         bail!(
             "{}: --checkpoint needs every restart in one batch, and this memory budget runs them \
@@ -332,123 +274,39 @@ pub fn run_batches(
             plan.batches.len()
         );
     }
-    let n_rows = input.n_rows();
-    let n_cols = input.n_cols();
-    let tmp_dir = input.tmp_dir();
     let first_seed = specs.first().map_or(0, |s| s.seed);
-    let mut sample = Some(RowSample::new(
-        nmflow_core::sample_row_indices(n_rows, n_sample, first_seed),
-        n_cols,
-    ));
+    let rows = nmflow_core::sample_row_indices(input.n_rows(), prepared.n_sample, first_seed);
+    let mut sample = Some(RowSample::new(rows, input.n_cols()));
     let mut info: Option<SampleInfo> = None;
-    let n_batches = plan.batches.len();
     for batch in &plan.batches {
-        let mut stores: Vec<Box<dyn FactorStore>> = Vec::with_capacity(batch.len());
-        for spec in &specs[batch.clone()] {
-            stores.push(if plan.w_on_disk {
-                Box::new(MappedFactor::new(n_rows, spec.k, &tmp_dir)?)
-            } else {
-                Box::new(ndarray::Array2::<f32>::zeros((n_rows, spec.k)))
-            });
-        }
-        let max_iter = valid[batch.clone()]
-            .iter()
-            .map(|v| v.params().max_iter)
-            .max()
-            .unwrap_or(0);
-        let label = if n_batches > 1 || batch.len() > 1 {
-            format!("runs {}-{} of {} ", batch.start + 1, batch.end, specs.len())
-        } else {
-            String::new()
-        };
+        let mut stores = new_stores(input, &specs[batch.clone()], prepared)?;
         // A resumed fit: W from the checkpoint, its sample's components.
         let resume = match persist.as_deref_mut().and_then(|p| p.resume.take()) {
             Some(loaded) => {
                 for (idx, store) in stores.iter_mut().enumerate() {
                     nmflow_io::checkpoint::restore_w(&loaded.path, idx, store.as_mut())?;
                 }
-                if let Some(state) = &loaded.sample {
-                    info = Some(SampleInfo {
-                        rows: state.rows.clone(),
-                        pca: Pca {
-                            scores: state.pca.clone(),
-                            explained_variance_ratio: state.variance_ratio.clone(),
-                        },
-                    });
+                if let Some(state) = loaded.sample {
+                    info = Some(SampleInfo::from(state));
                     sample = None;
                 }
                 Some(loaded.resume)
             }
-            None => None,
+            None => {
+                fill_starts(&mut stores, batch.clone(), prepared)?;
+                None
+            }
         };
-        let progress = Progress::new(n_rows, max_iter, quiet, &label);
-        let outcomes = {
-            let mut runs: Vec<Run<'_>> = valid[batch.clone()]
-                .iter()
-                .zip(stores.iter_mut())
-                .map(|(params, w)| Run {
-                    params,
-                    w: w.as_mut(),
-                })
-                .collect();
-            let resumed_sample = info.as_ref().map(|i| nmflow_io::checkpoint::SampleState {
-                rows: i.rows.clone(),
-                pca: i.pca.scores.clone(),
-                variance_ratio: i.pca.explained_variance_ratio.clone(),
-            });
-            let mut save = |checkpoint: &Checkpoint<'_>,
-                            runs: &mut [Run<'_>]|
-             -> std::result::Result<(), nmflow_core::SaveError> {
-                let Some(persist) = persist.as_deref() else {
-                    return Ok(());
-                };
-                let sample = checkpoint
-                    .sample
-                    .and_then(|s| {
-                        s.components()
-                            .map(|pca| nmflow_io::checkpoint::SampleState {
-                                rows: s.rows().iter().map(|&r| r as u64).collect(),
-                                pca: pca.scores.clone(),
-                                variance_ratio: pca.explained_variance_ratio.clone(),
-                            })
-                    })
-                    .or_else(|| resumed_sample.clone());
-                nmflow_io::checkpoint::write_checkpoint(
-                    &persist.path,
-                    &persist.meta,
-                    checkpoint,
-                    runs,
-                    sample.as_ref(),
-                )?;
-                Ok(())
-            };
-            let every = persist.as_deref().map_or(0, |p| p.every);
-            let mut checkpointing = Checkpointing {
-                every,
-                save: &mut save,
-            };
-            let result = fit_many_with(
-                input.opened.source.as_mut(),
-                &mut runs,
-                sample.as_mut(),
-                resume,
-                (every > 0).then_some(&mut checkpointing),
-                &mut |_, event| progress.on_event(event),
-            )
-            .map_err(|e| with_count_hint(e, input))
-            .with_context(|| input.name.clone());
-            progress.finish();
-            result?
+        let context = BatchContext {
+            prepared,
+            batch: batch.clone(),
+            n_runs: specs.len(),
+            persist: persist.as_deref(),
+            resumed_sample: info.as_ref().map(SampleInfo::state),
         };
+        let outcomes = context.run(input, &mut stores, sample.as_mut(), resume)?;
         if let Some(sample) = sample.take() {
-            let pca = sample
-                .components()
-                .cloned()
-                .context("the solver computes the sample's components")?;
-            info = Some(SampleInfo {
-                rows: sample.rows().iter().map(|&r| r as u64).collect(),
-                pca,
-            });
+            info = Some(SampleInfo::of(&sample)?);
         }
         let finished = outcomes
             .into_iter()
@@ -468,6 +326,170 @@ pub fn run_batches(
     Ok(())
 }
 
+/// W's store for each run of a batch: in memory, or a memory-mapped
+/// temporary file when the plan puts W on disk.
+fn new_stores(
+    input: &Input,
+    specs: &[RunSpec],
+    prepared: &Prepared,
+) -> Result<Vec<Box<dyn FactorStore>>> {
+    let n_rows = input.n_rows();
+    let tmp_dir = input.tmp_dir();
+    specs
+        .iter()
+        .map(|spec| -> Result<Box<dyn FactorStore>> {
+            Ok(if prepared.plan.w_on_disk {
+                Box::new(MappedFactor::new(n_rows, spec.k, &tmp_dir)?)
+            } else {
+                Box::new(ndarray::Array2::<f32>::zeros((n_rows, spec.k)))
+            })
+        })
+        .collect()
+}
+
+/// Streams W₀ (`--w0`) into the store of every run that starts from it,
+/// block by block.
+fn fill_starts(
+    stores: &mut [Box<dyn FactorStore>],
+    batch: Range<usize>,
+    prepared: &Prepared,
+) -> Result<()> {
+    let Some(w0) = &prepared.w0 else {
+        return Ok(());
+    };
+    for (store, idx) in stores.iter_mut().zip(batch) {
+        if matches!(prepared.valid[idx].params().init, Init::Custom { .. }) {
+            nmflow_io::read_start_into(w0, store.as_mut(), prepared.plan.block_rows)
+                .with_context(|| format!("reading --w0 {w0}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What one batch's fit needs beside its stores.
+struct BatchContext<'a> {
+    prepared: &'a Prepared,
+    batch: Range<usize>,
+    n_runs: usize,
+    persist: Option<&'a Persist>,
+    /// The sample of the checkpoint resumed from, written again into the
+    /// next checkpoints.
+    resumed_sample: Option<SampleState>,
+}
+
+impl BatchContext<'_> {
+    /// Fits the batch's runs together, with the progress bar and the
+    /// checkpoints.
+    fn run(
+        &self,
+        input: &mut Input,
+        stores: &mut [Box<dyn FactorStore>],
+        sample: Option<&mut RowSample>,
+        resume: Option<nmflow_core::Resume>,
+    ) -> Result<Vec<FitOutcome>> {
+        let valid = &self.prepared.valid[self.batch.clone()];
+        let max_iter = valid.iter().map(|v| v.params().max_iter).max().unwrap_or(0);
+        let label = if self.prepared.plan.batches.len() > 1 || self.batch.len() > 1 {
+            format!(
+                "runs {}-{} of {} ",
+                self.batch.start + 1,
+                self.batch.end,
+                self.n_runs
+            )
+        } else {
+            String::new()
+        };
+        let progress = Progress::new(input.n_rows(), max_iter, self.prepared.quiet, &label);
+        let mut runs: Vec<Run<'_>> = valid
+            .iter()
+            .zip(stores.iter_mut())
+            .map(|(params, w)| Run {
+                params,
+                w: w.as_mut(),
+            })
+            .collect();
+        let mut save =
+            |checkpoint: &Checkpoint<'_>, runs: &mut [Run<'_>]| self.save(checkpoint, runs);
+        let every = self.persist.map_or(0, |p| p.every);
+        let mut checkpointing = Checkpointing {
+            every,
+            save: &mut save,
+        };
+        let result = fit_many_with(
+            input.opened.source.as_mut(),
+            &mut runs,
+            sample,
+            resume,
+            (every > 0).then_some(&mut checkpointing),
+            &mut |_, event| progress.on_event(event),
+        )
+        .map_err(|e| with_count_hint(e, input))
+        .with_context(|| input.name.clone());
+        progress.finish();
+        result
+    }
+
+    /// Writes a checkpoint (with the sample's components, once known).
+    fn save(
+        &self,
+        checkpoint: &Checkpoint<'_>,
+        runs: &mut [Run<'_>],
+    ) -> std::result::Result<(), nmflow_core::SaveError> {
+        let Some(persist) = self.persist else {
+            return Ok(());
+        };
+        let sample = checkpoint
+            .sample
+            .and_then(|s| SampleInfo::of(s).ok())
+            .map(|info| info.state())
+            .or_else(|| self.resumed_sample.clone());
+        nmflow_io::checkpoint::write_checkpoint(
+            &persist.path,
+            &persist.meta,
+            checkpoint,
+            runs,
+            sample.as_ref(),
+        )?;
+        Ok(())
+    }
+}
+
+impl SampleInfo {
+    /// The rows of `sample` and their components (computed during the
+    /// first pass).
+    fn of(sample: &RowSample) -> Result<Self> {
+        let pca = sample
+            .components()
+            .cloned()
+            .context("the solver computes the sample's components")?;
+        Ok(Self {
+            rows: sample.rows().iter().map(|&r| r as u64).collect(),
+            pca,
+        })
+    }
+
+    /// As a checkpoint stores it.
+    fn state(&self) -> SampleState {
+        SampleState {
+            rows: self.rows.clone(),
+            pca: self.pca.scores.clone(),
+            variance_ratio: self.pca.explained_variance_ratio.clone(),
+        }
+    }
+}
+
+impl From<SampleState> for SampleInfo {
+    fn from(state: SampleState) -> Self {
+        Self {
+            rows: state.rows,
+            pca: Pca {
+                scores: state.pca,
+                explained_variance_ratio: state.variance_ratio,
+            },
+        }
+    }
+}
+
 /// What result files record of the input.
 #[derive(Debug, Clone)]
 pub struct InputRecord {
@@ -483,7 +505,7 @@ impl Input {
             path: self.spec.path.display().to_string(),
             dataset: self.opened.dataset.clone().unwrap_or_default(),
             format: self.opened.layout.map_or("npy", |l| l.as_str()).into(),
-            storage: self.opened.storage.clone(),
+            storage: self.opened.storage.as_str().to_owned(),
         }
     }
 }
@@ -553,20 +575,21 @@ impl TimeEstimate {
     /// Reads block 0 of the input (before the cache is attached) and times
     /// every run's kernels on it. `None` when block 0 cannot be read or is
     /// malformed: the fit reports that itself.
-    pub fn measure(input: &mut Input, block_rows: usize, ks: &[usize]) -> Option<Self> {
+    pub fn measure(input: &mut Input, block_rows: usize, runs: &[ValidParams]) -> Option<Self> {
         let n_rows = input.n_rows();
         let rows = 0..block_rows.min(n_rows);
         let started = std::time::Instant::now();
         let block = input.opened.source.block(rows).ok()?;
         let read_s = started.elapsed().as_secs_f64();
         let mut compute_s = 0.0;
-        let mut timed: Vec<(usize, f64)> = Vec::new();
-        for &k in ks {
-            let t = match timed.iter().find(|(tk, _)| *tk == k) {
+        let mut timed: Vec<((usize, Solver), f64)> = Vec::new();
+        for run in runs {
+            let key = (run.params().k, run.params().solver);
+            let t = match timed.iter().find(|(timed_key, _)| *timed_key == key) {
                 Some(&(_, t)) => t,
                 None => {
-                    let t = nmflow_core::time_block(&block, k)?;
-                    timed.push((k, t));
+                    let t = nmflow_core::time_block(&block, key.0, key.1)?;
+                    timed.push((key, t));
                     t
                 }
             };
@@ -614,23 +637,29 @@ impl TimeEstimate {
 /// cache (or read-ahead) in front of the input.
 pub struct Prepared {
     pub valid: Vec<ValidParams>,
-    pub plan: BatchPlan,
+    pub plan: Plan,
+    /// W₀ of the runs that start from `Init::Custom`, streamed into their
+    /// stores before their pre-pass.
+    pub w0: Option<InputSpec>,
+    /// Rows sampled for the components and the consensus.
+    pub n_sample: usize,
+    /// No progress bar.
+    pub quiet: bool,
     pub pool: rayon::ThreadPool,
     pub threads: usize,
     pub estimate: Option<TimeEstimate>,
     pub cache_note: String,
     pub reads_cheap: bool,
-    pub pass_bytes: u64,
 }
 
 /// Validates every run's parameters (`init_of` gives each run's start),
-/// plans the batches with `extra_bytes` held beside them, starts the pool,
-/// times block 0 and attaches the cache.
+/// plans the batches with `held` beside them, starts the pool, times
+/// block 0 and attaches the cache.
 pub fn prepare(
     input: &mut Input,
     specs: &[RunSpec],
     run: &RunArgs,
-    extra_bytes: u64,
+    held: Vec<(Held, u64)>,
     init_of: impl Fn(&RunSpec) -> Init,
 ) -> Result<Prepared> {
     let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
@@ -642,26 +671,26 @@ pub fn prepare(
         })
         .collect::<Result<_, _>>()
         .with_context(|| input.name.clone())?;
-    let plan = BatchPlan::new(input, specs, run, extra_bytes)?;
-    let valid = checked
+    let plan = plan(input, specs, run, held)?;
+    let valid: Vec<ValidParams> = checked
         .into_iter()
         .map(|v| v.with_block_rows(plan.block_rows))
         .collect();
-    let pass_bytes = input.pass_bytes();
     let pool = thread_pool(run.threads)?;
     let threads = pool.current_num_threads();
-    let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
-    let estimate = pool.install(|| TimeEstimate::measure(input, plan.block_rows, &ks));
+    let estimate = pool.install(|| TimeEstimate::measure(input, plan.block_rows, &valid));
     let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
     Ok(Prepared {
         valid,
         plan,
+        w0: None,
+        n_sample: run.sample,
+        quiet: run.quiet,
         pool,
         threads,
         estimate,
         cache_note,
         reads_cheap,
-        pass_bytes,
     })
 }
 

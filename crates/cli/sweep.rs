@@ -10,8 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use ndarray::Array2;
 use nmflow_core::metrics::{adjusted_rand_index, normalized_mutual_info};
+use nmflow_core::plan::{consensus_bytes, names_bytes, spectra_bytes};
 use nmflow_core::stability::{Consensus, spectra_stability};
-use nmflow_core::{Init, ValidParams};
+use nmflow_core::{Held, Init, ValidParams};
 use nmflow_io::checkpoint::{CheckpointMeta, Fingerprint};
 use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
 use nmflow_io::{FitOutput, Labels, SampleOutput, read_labels, read_result, write_result};
@@ -19,8 +20,7 @@ use serde::Serialize;
 
 use crate::sweep_file::{KSummary, RunSummary, SweepSummary};
 
-use crate::args::{KList, SweepArgs};
-use crate::budget;
+use crate::args::{KList, RunArgs, SweepArgs};
 use crate::outdir::OutputDir;
 use crate::session::{self, Finished, Input, InputRecord, Prepared, RunSpec, SampleInfo};
 use crate::usage::usage;
@@ -100,140 +100,42 @@ pub fn run(args: SweepArgs) -> Result<()> {
     }
     let started = Instant::now();
     let run = &args.run;
-    let ks = args.ks.0.clone();
     let dir = args.output.clone();
-    if dir.exists() && !dir.is_dir() {
-        usage!(
-            "{}: the output of a sweep is a directory; this is a file",
-            dir.display()
-        );
-    }
-    let result_name = |k: usize| format!("k{k}.h5");
-    if !args.force && !args.resume {
-        for name in ["sweep.tsv", "sweep.json", "runs"]
-            .into_iter()
-            .map(str::to_owned)
-            .chain(ks.iter().map(|&k| result_name(k)))
-        {
-            if dir.join(&name).exists() {
-                bail!(
-                    "{}: the output exists (use --force to replace it)",
-                    dir.join(name).display()
-                );
-            }
-        }
-    }
+    check_output_dir(&args)?;
     let mut input = Input::open(&args.input)?;
-    let n_rows = input.n_rows();
-    let n_cols = input.n_cols();
     let labels: Option<Labels> = match &args.labels {
         Some(spec) => Some(read_labels(
             &input.spec.path,
             spec,
-            n_rows,
+            input.n_rows(),
             args.input.transpose,
         )?),
         None => None,
     };
     let col_names = session::column_names(&input)?;
-    let specs: Vec<RunSpec> = ks
-        .iter()
-        .flat_map(|&k| {
-            (0..args.restarts).map(move |restart| RunSpec {
-                k,
-                restart,
-                seed: run.seed + restart as u64,
-            })
-        })
-        .collect();
-
+    let specs = sweep_specs(&args);
     // Runs a sweep cut short has finished: their records, checked, and the
     // best of each k against its result file.
-    let mut found: Vec<Done> = Vec::new();
-    if args.resume && dir.is_dir() {
-        found = finished_runs(&dir, &specs, n_cols, run.quiet || run.json)?;
-    }
-    // The block height of the finished runs (results depend on it in the
-    // last bits); every record is checked against this command below.
-    let recorded_block_rows = found
-        .first()
-        .and_then(|d| d.meta.param("block_rows"))
-        .and_then(|v| v.parse::<usize>().ok());
-    let pending: Vec<usize> = (0..specs.len())
-        .filter(|i| !found.iter().any(|d| d.spec_idx == *i))
-        .collect();
-    let pending_specs: Vec<RunSpec> = pending.iter().map(|&i| specs[i]).collect();
-    // Beside the runs: the sample, one consensus matrix per k (a u32 per
-    // pair of sampled rows), one run's clusters and the labels.
-    let n_sample = run.sample.min(n_rows) as u64;
-    let per_row_vectors = if labels.is_some() { 8 } else { 4 };
-    let extra = session::sample_bytes(&input, run.sample)
-        .saturating_add(ks.len() as u64 * 2 * n_sample * n_sample.saturating_sub(1))
-        .saturating_add((n_rows as u64).saturating_mul(per_row_vectors));
-    let mut run_args = run.clone();
-    if run_args.block_rows.is_none() {
-        run_args.block_rows = recorded_block_rows;
-    }
-    let prepared = if pending_specs.is_empty() {
-        None
+    let found = if args.resume && dir.is_dir() {
+        finished_runs(&dir, &specs, input.n_cols(), run.quiet || run.json)?
     } else {
-        Some(session::prepare(
-            &mut input,
-            &pending_specs,
-            &run_args,
-            extra,
-            |_| Init::Random,
-        )?)
+        Vec::new()
     };
+    let pending = Pending::of(&specs, &found);
+    let prepared = pending.prepare(&args, &mut input, &specs, &found, labels.is_some())?;
     let block_rows = match &prepared {
         Some(p) => p.valid[0].block_rows(),
-        None => recorded_block_rows.unwrap_or(0),
+        None => recorded_block_rows(&found).unwrap_or(0),
     };
     let meta = sweep_meta(&args, &input, block_rows)?;
-    for done in &found {
-        let differences = done.meta.differences(&meta);
-        let path = record_path(&dir, done.record.k, done.record.restart);
-        if !differences.is_empty() {
-            bail!(
-                "{}: this sweep was run by another command or on another input; it differs in:\n  \
-                 {}\n(use --force instead of --resume to start anew)",
-                path.display(),
-                differences.join("\n  ")
-            );
+    check_found(&dir, &found, &meta)?;
+    if let Some(p) = &prepared {
+        if !found.is_empty() && !run.quiet && !run.json {
+            eprintln!("{} run(s) finished before", found.len());
         }
+        session::print_plan(p, &input, run);
     }
-    if let (Some(p), false) = (&prepared, run.quiet || run.json) {
-        let plan = &p.plan;
-        eprintln!(
-            "plan: {} runs (k {}, {} restarts{}) in {} batch(es) sharing each pass; budget {} ({}); \
-             blocks of {} rows; predicted peak {}; W {}; {} read per pass; cache {}",
-            pending_specs.len(),
-            args.ks_text(),
-            args.restarts,
-            if found.is_empty() {
-                String::new()
-            } else {
-                format!("; {} finished before", found.len())
-            },
-            plan.batches.len(),
-            budget::human(plan.budget),
-            plan.budget_from,
-            plan.block_rows,
-            budget::human(plan.predicted_peak),
-            if plan.w_on_disk {
-                "on disk"
-            } else {
-                "in memory"
-            },
-            budget::human(p.pass_bytes),
-            p.cache_note,
-        );
-        if let Some(estimate) = &p.estimate {
-            eprintln!("{}", estimate.describe(p.reads_cheap));
-        }
-    }
-
-    for k in &ks {
+    for k in &args.ks.0 {
         nmflow_io::atomic::check_not_input(&dir.join(result_name(*k)), &input.spec.path)?;
     }
     // Everything is validated: the directory is made now, and removed again
@@ -242,172 +144,377 @@ pub fn run(args: SweepArgs) -> Result<()> {
     if args.force {
         remove_records(&dir)?;
     }
-    let record = input.record();
-    let mut states: Vec<KState> = Vec::new();
-    let mut runs: Vec<Option<RunSummary>> = vec![None; specs.len()];
-    let mut n_sample_rows = 0;
-    let mut found_rows: Option<Vec<u64>> = None;
-    for Done {
-        spec_idx,
-        record: rec,
-        ..
-    } in &found
-    {
-        let state = k_state(&mut states, rec.k, rec.sample_rows.len());
-        add_finished(
-            state,
-            &mut runs[*spec_idx],
-            rec.restart,
-            rec.seed,
-            rec.h.clone(),
-            &rec.trace,
-            rec.converged,
-            &rec.sample_clusters,
-            (rec.ari, rec.nmi),
-        );
-        n_sample_rows = rec.sample_rows.len();
-        found_rows.get_or_insert_with(|| rec.sample_rows.clone());
+    let mut tally = Tally::new(specs.len());
+    tally.add_found(&found);
+    if let Some(prepared) = &prepared {
+        let context = SweepContext {
+            dir: &dir,
+            record: input.record(),
+            meta: &meta,
+            labels: labels.as_ref(),
+            col_names: col_names.as_deref(),
+            pending: &pending,
+            prepared,
+        };
+        context.run(&mut input, &mut tally)?;
     }
-    if let Some(Prepared {
-        valid,
-        plan,
-        pool,
-        threads,
-        ..
-    }) = &prepared
+    let summary = tally.summary(&args, &input, labels.as_ref());
+    let facts = RunFacts::new(found.len(), prepared.as_ref(), started);
+    write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
+    write_text(
+        &dir.join("sweep.json"),
+        &serde_json::to_string_pretty(&summary)?,
+    )?;
+    out_dir.keep();
+    print_sweep(run, &dir, &summary, facts)
+}
+
+/// Every run of the sweep: each k, each restart.
+fn sweep_specs(args: &SweepArgs) -> Vec<RunSpec> {
+    let seed = args.run.seed;
+    args.ks
+        .0
+        .iter()
+        .flat_map(|&k| {
+            (0..args.restarts).map(move |restart| RunSpec {
+                k,
+                restart,
+                seed: seed + restart as u64,
+            })
+        })
+        .collect()
+}
+
+impl RunFacts {
+    fn new(resumed_runs: usize, prepared: Option<&Prepared>, started: Instant) -> Self {
+        RunFacts {
+            resumed_runs,
+            batches: prepared.map_or(Vec::new(), |p| {
+                p.plan.batches.iter().map(|b| (b.start, b.end)).collect()
+            }),
+            budget_bytes: prepared.map(|p| p.plan.budget.bytes),
+            predicted_peak_bytes: prepared.map(|p| p.plan.predicted_peak),
+            estimated_seconds_per_iter: prepared
+                .and_then(|p| p.estimate.map(|e| e.iteration_s(p.reads_cheap))),
+            seconds: started.elapsed().as_secs_f64(),
+            peak_rss_bytes: crate::system::peak_rss_bytes(),
+        }
+    }
+}
+
+/// The name of k's result file in the sweep's directory.
+fn result_name(k: usize) -> String {
+    format!("k{k}.h5")
+}
+
+/// Refuses an output that is a file, or (without --force or --resume) a
+/// directory that holds an earlier sweep.
+fn check_output_dir(args: &SweepArgs) -> Result<()> {
+    let dir = &args.output;
+    if dir.exists() && !dir.is_dir() {
+        usage!(
+            "{}: the output of a sweep is a directory; this is a file",
+            dir.display()
+        );
+    }
+    if args.force || args.resume {
+        return Ok(());
+    }
+    for name in ["sweep.tsv", "sweep.json", "runs"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(args.ks.0.iter().map(|&k| result_name(k)))
     {
-        let threads = *threads;
-        pool.install(|| {
-            session::run_batches(
-                &mut input,
-                &pending_specs,
-                valid,
-                plan,
-                run.sample,
-                run.quiet,
-                None,
-                |finished, info| {
-                    if found_rows.as_ref().is_some_and(|rows| *rows != info.rows) {
-                        bail!(
-                            "{}: the finished runs sampled other rows than this sweep does",
-                            dir.display()
-                        );
-                    }
-                    n_sample_rows = info.rows.len();
-                    let mut finished = finished;
-                    // Best of this batch per k first, so each k's file is
-                    // written at most once per batch.
-                    finished.sort_by(|a, b| {
-                        a.outcome
-                            .final_rel_error()
-                            .total_cmp(&b.outcome.final_rel_error())
-                    });
-                    for mut f in finished {
-                        let spec = pending_specs[f.spec_idx];
-                        let spec_idx = pending[f.spec_idx];
-                        let state = k_state(&mut states, spec.k, info.rows.len());
-                        // One block-wise pass over W gives every row's
-                        // cluster: the consensus, the scores and the result
-                        // file use it.
-                        let clusters = nmflow_core::factor::clusters(f.w.as_mut(), plan.block_rows);
-                        let sampled: Vec<u32> =
-                            info.rows.iter().map(|&r| clusters[r as usize]).collect();
-                        let scores = match &labels {
-                            Some(labels) => (
-                                Some(adjusted_rand_index(&labels.codes, &clusters)),
-                                Some(normalized_mutual_info(&labels.codes, &clusters)),
-                            ),
-                            None => (None, None),
-                        };
-                        let best = add_finished(
-                            state,
-                            &mut runs[spec_idx],
-                            spec.restart,
-                            spec.seed,
-                            f.outcome.h.clone(),
-                            &f.outcome.rel_error,
-                            f.outcome.converged,
-                            &sampled,
-                            scores,
-                        );
-                        if best {
-                            write_best(
-                                &dir.join(result_name(spec.k)),
-                                &record,
-                                &valid[f.spec_idx],
-                                &mut f,
-                                &clusters,
-                                info,
-                                col_names.as_deref(),
-                                threads,
-                            )?;
-                        }
-                        // The record last: a run without one is run again.
-                        let rec = RunRecord {
-                            k: spec.k,
-                            restart: spec.restart,
-                            seed: spec.seed,
-                            n_iter: f.outcome.n_iter(),
-                            converged: f.outcome.converged,
-                            rel_error: f.outcome.final_rel_error(),
-                            ari: scores.0,
-                            nmi: scores.1,
-                            h: f.outcome.h.clone(),
-                            trace: f.outcome.rel_error.clone(),
-                            sample_rows: info.rows.clone(),
-                            sample_clusters: sampled,
-                        };
-                        nmflow_io::run_record::write_record(&dir, &meta, &rec)?;
-                    }
-                    Ok(())
-                },
-            )
-        })?;
+        if dir.join(&name).exists() {
+            bail!(
+                "{}: the output exists (use --force to replace it)",
+                dir.join(name).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The block height of the finished runs (results depend on it in the
+/// last bits); every record is checked against this command.
+fn recorded_block_rows(found: &[Done]) -> Option<usize> {
+    found
+        .first()
+        .and_then(|d| d.meta.param("block_rows"))
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Refuses finished runs of another command or input.
+fn check_found(dir: &Path, found: &[Done], meta: &CheckpointMeta) -> Result<()> {
+    for done in found {
+        let differences = done.meta.differences(meta);
+        if !differences.is_empty() {
+            bail!(
+                "{}: this sweep was run by another command or on another input; it differs in:\n  \
+                 {}\n(use --force instead of --resume to start anew)",
+                record_path(dir, done.record.k, done.record.restart).display(),
+                differences.join("\n  ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The runs still to run: their indices into the sweep's runs, and their
+/// specs.
+struct Pending {
+    idx: Vec<usize>,
+    specs: Vec<RunSpec>,
+}
+
+impl Pending {
+    fn of(specs: &[RunSpec], found: &[Done]) -> Self {
+        let idx: Vec<usize> = (0..specs.len())
+            .filter(|i| !found.iter().any(|d| d.spec_idx == *i))
+            .collect();
+        let specs = idx.iter().map(|&i| specs[i]).collect();
+        Self { idx, specs }
     }
 
-    let runs: Vec<RunSummary> = runs.into_iter().flatten().collect();
-    let core = session::core_params(run, 1, run.seed, Init::Random);
-    states.sort_by_key(|s| s.k);
-    let per_k: Vec<KSummary> = states
-        .iter()
-        .map(|state| summarize_k(state, &runs, &result_name(state.k)))
-        .collect();
-    let summary = SweepSummary {
-        input: input.name.clone(),
-        n_rows,
-        n_cols,
-        ks: ks.clone(),
-        restarts: args.restarts,
-        seed: run.seed,
-        max_iter: run.max_iter,
-        tol: run.tol,
-        normalize: core.normalize.as_str().into(),
-        scale: core.scale.as_str().into(),
-        labels: labels.as_ref().map(|l| l.source.clone()),
-        n_sample_rows,
-        per_k,
-        runs,
-    };
-    let facts = RunFacts {
-        resumed_runs: found.len(),
-        batches: prepared.as_ref().map_or(Vec::new(), |p| {
-            p.plan.batches.iter().map(|b| (b.start, b.end)).collect()
-        }),
-        budget_bytes: prepared.as_ref().map(|p| p.plan.budget),
-        predicted_peak_bytes: prepared.as_ref().map(|p| p.plan.predicted_peak),
-        estimated_seconds_per_iter: prepared
+    /// Plans and prepares the pending runs (`None` when every run is
+    /// finished), at the block height of the finished ones.
+    fn prepare(
+        &self,
+        args: &SweepArgs,
+        input: &mut Input,
+        specs: &[RunSpec],
+        found: &[Done],
+        labels: bool,
+    ) -> Result<Option<Prepared>> {
+        if self.specs.is_empty() {
+            return Ok(None);
+        }
+        let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
+        let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
+        let n_sample = args.run.sample.min(n_rows);
+        let names = if input.opened.kind == nmflow_io::InputKind::Npy {
+            0
+        } else {
+            names_bytes(n_cols)
+        };
+        let held = vec![
+            session::held_sample(input, &args.run),
+            (Held::Consensus, consensus_bytes(args.ks.0.len(), n_sample)),
+            (Held::Clusters, 4 * n_rows as u64),
+            (
+                Held::Labels,
+                if labels {
+                    names_bytes(n_rows) + 4 * n_rows as u64
+                } else {
+                    0
+                },
+            ),
+            (Held::Names, names),
+            (Held::Spectra, spectra_bytes(&ks, n_cols)),
+        ];
+        let mut run_args = args.run.clone();
+        if run_args.block_rows.is_none() {
+            run_args.block_rows = recorded_block_rows(found);
+        }
+        session::prepare(input, &self.specs, &run_args, held, |_| Init::Random).map(Some)
+    }
+}
+
+/// What the runs of a sweep add up to, as they finish.
+struct Tally {
+    states: Vec<KState>,
+    runs: Vec<Option<RunSummary>>,
+    n_sample_rows: usize,
+    sample_rows: Option<Vec<u64>>,
+}
+
+impl Tally {
+    fn new(n_runs: usize) -> Self {
+        Self {
+            states: Vec::new(),
+            runs: vec![None; n_runs],
+            n_sample_rows: 0,
+            sample_rows: None,
+        }
+    }
+
+    /// Adds the runs an earlier invocation finished.
+    fn add_found(&mut self, found: &[Done]) {
+        for Done {
+            spec_idx,
+            record: rec,
+            ..
+        } in found
+        {
+            let state = k_state(&mut self.states, rec.k, rec.sample_rows.len());
+            add_finished(
+                state,
+                &mut self.runs[*spec_idx],
+                rec.restart,
+                rec.seed,
+                rec.h.clone(),
+                &rec.trace,
+                rec.converged,
+                &rec.sample_clusters,
+                (rec.ari, rec.nmi),
+            );
+            self.n_sample_rows = rec.sample_rows.len();
+            self.sample_rows
+                .get_or_insert_with(|| rec.sample_rows.clone());
+        }
+    }
+
+    /// sweep.json's content.
+    fn summary(self, args: &SweepArgs, input: &Input, labels: Option<&Labels>) -> SweepSummary {
+        let run = &args.run;
+        let runs: Vec<RunSummary> = self.runs.into_iter().flatten().collect();
+        let core = session::core_params(run, 1, run.seed, Init::Random);
+        let mut states = self.states;
+        states.sort_by_key(|s| s.k);
+        let per_k: Vec<KSummary> = states
+            .iter()
+            .map(|state| summarize_k(state, &runs, &result_name(state.k)))
+            .collect();
+        SweepSummary {
+            input: input.name.clone(),
+            n_rows: input.n_rows(),
+            n_cols: input.n_cols(),
+            ks: args.ks.0.clone(),
+            restarts: args.restarts,
+            seed: run.seed,
+            max_iter: run.max_iter,
+            tol: run.tol,
+            normalize: core.normalize.as_str().into(),
+            scale: core.scale.as_str().into(),
+            labels: labels.map(|l| l.source.clone()),
+            n_sample_rows: self.n_sample_rows,
+            per_k,
+            runs,
+        }
+    }
+}
+
+/// What every finished run of a sweep is written with.
+struct SweepContext<'a> {
+    dir: &'a Path,
+    record: InputRecord,
+    meta: &'a CheckpointMeta,
+    labels: Option<&'a Labels>,
+    col_names: Option<&'a [String]>,
+    pending: &'a Pending,
+    prepared: &'a Prepared,
+}
+
+impl SweepContext<'_> {
+    /// Runs the pending runs in the plan's batches, adding each to `tally`.
+    fn run(&self, input: &mut Input, tally: &mut Tally) -> Result<()> {
+        self.prepared.pool.install(|| {
+            session::run_batches(
+                input,
+                &self.pending.specs,
+                self.prepared,
+                None,
+                |finished, info| self.add_batch(tally, finished, info),
+            )
+        })
+    }
+
+    /// Adds a batch's finished runs: scores, consensus, the best of each k
+    /// written as its result file, then each run's record.
+    fn add_batch(
+        &self,
+        tally: &mut Tally,
+        finished: Vec<Finished>,
+        info: &SampleInfo,
+    ) -> Result<()> {
+        if tally
+            .sample_rows
             .as_ref()
-            .and_then(|p| p.estimate.map(|e| e.iteration_s(p.reads_cheap))),
-        seconds: started.elapsed().as_secs_f64(),
-        peak_rss_bytes: crate::system::peak_rss_bytes(),
-    };
-    let json = serde_json::to_string_pretty(&summary)?;
-    write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
-    write_text(&dir.join("sweep.json"), &json)?;
-    out_dir.keep();
+            .is_some_and(|rows| *rows != info.rows)
+        {
+            bail!(
+                "{}: the finished runs sampled other rows than this sweep does",
+                self.dir.display()
+            );
+        }
+        tally.n_sample_rows = info.rows.len();
+        let mut finished = finished;
+        // Best of this batch per k first, so each k's file is written at
+        // most once per batch.
+        finished.sort_by(|a, b| {
+            a.outcome
+                .final_rel_error()
+                .total_cmp(&b.outcome.final_rel_error())
+        });
+        for f in finished {
+            self.add_run(tally, f, info)?;
+        }
+        Ok(())
+    }
+
+    fn add_run(&self, tally: &mut Tally, mut f: Finished, info: &SampleInfo) -> Result<()> {
+        let spec = self.pending.specs[f.spec_idx];
+        let spec_idx = self.pending.idx[f.spec_idx];
+        let state = k_state(&mut tally.states, spec.k, info.rows.len());
+        // One block-wise pass over W gives every row's cluster: the
+        // consensus, the scores and the result file use it.
+        let clusters = nmflow_core::factor::clusters(f.w.as_mut(), self.prepared.plan.block_rows);
+        let sampled: Vec<u32> = info.rows.iter().map(|&r| clusters[r as usize]).collect();
+        let scores = match self.labels {
+            Some(labels) => (
+                Some(adjusted_rand_index(&labels.codes, &clusters)),
+                Some(normalized_mutual_info(&labels.codes, &clusters)),
+            ),
+            None => (None, None),
+        };
+        let best = add_finished(
+            state,
+            &mut tally.runs[spec_idx],
+            spec.restart,
+            spec.seed,
+            f.outcome.h.clone(),
+            &f.outcome.rel_error,
+            f.outcome.converged,
+            &sampled,
+            scores,
+        );
+        if best {
+            write_best(
+                &self.dir.join(result_name(spec.k)),
+                &self.record,
+                &self.prepared.valid[f.spec_idx],
+                &mut f,
+                &clusters,
+                info,
+                self.col_names,
+                self.prepared.threads,
+            )?;
+        }
+        // The record last: a run without one is run again.
+        let rec = RunRecord {
+            k: spec.k,
+            restart: spec.restart,
+            seed: spec.seed,
+            n_iter: f.outcome.n_iter(),
+            converged: f.outcome.converged,
+            rel_error: f.outcome.final_rel_error(),
+            ari: scores.0,
+            nmi: scores.1,
+            h: f.outcome.h,
+            trace: f.outcome.rel_error,
+            sample_rows: info.rows.clone(),
+            sample_clusters: sampled,
+        };
+        nmflow_io::run_record::write_record(self.dir, self.meta, &rec)?;
+        Ok(())
+    }
+}
+
+/// Prints the sweep's table or its JSON summary.
+fn print_sweep(run: &RunArgs, dir: &Path, summary: &SweepSummary, facts: RunFacts) -> Result<()> {
     if run.json {
         let printed = Printed {
-            summary: &summary,
+            summary,
             run: facts,
         };
         println!("{}", serde_json::to_string(&printed)?);
@@ -420,20 +527,6 @@ pub fn run(args: SweepArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-impl SweepArgs {
-    fn ks_text(&self) -> String {
-        let ks = &self.ks.0;
-        match (ks.first(), ks.last()) {
-            (Some(a), Some(b)) if ks.len() == b - a + 1 && ks.len() > 1 => format!("{a}..{b}"),
-            _ => ks
-                .iter()
-                .map(|k| k.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-        }
-    }
 }
 
 /// The state of `k`, made on first use with a consensus over `n_sample`

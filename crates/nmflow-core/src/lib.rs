@@ -15,8 +15,11 @@
 //! - [`params`]: user parameters and their validation.
 //! - [`kernels`]: the hot loops, pure functions on views.
 //! - [`stats`]: the streaming column statistics of the pre-pass.
-//! - [`solver`]: the orchestration of passes, blocks and stopping; several
-//!   runs can share each pass ([`fit_many`]).
+//! - [`solver`]: the engine: the orchestration of passes, blocks and
+//!   stopping; several runs can share each pass ([`fit_many`]).
+//! - `rules`: the update rules ([`Solver`]) the engine applies to the
+//!   products of a pass.
+//! - [`plan`]: the memory plan of a command ([`plan_runs`]).
 //! - [`sample`]: a bounded sample of rows and its principal components.
 //! - [`metrics`], [`stability`]: ARI and NMI; consensus clustering and
 //!   spectra stability across restarts.
@@ -32,6 +35,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod params;
 pub mod plan;
+mod rules;
 pub mod sample;
 pub mod solver;
 pub mod source;
@@ -43,8 +47,10 @@ pub use factor::FactorStore;
 pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
-    BudgetTooSmall, MemoryEstimate, Plan, PlanInput, estimate_memory, estimate_memory_sparse, plan,
+    Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request,
+    estimate_memory, estimate_memory_sparse, plan_runs,
 };
+pub use rules::Solver;
 pub use sample::{Pca, RowSample, sample_row_indices};
 pub use solver::{
     Checkpoint, Checkpointing, Event, FitOutcome, FitReport, PassKind, Resume, Run, RunSnapshot,

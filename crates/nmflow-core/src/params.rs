@@ -1,6 +1,6 @@
 //! User parameters of a fit and their validation against the matrix shape.
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
 use crate::error::FitError;
 use crate::normalize::Normalize;
@@ -30,10 +30,11 @@ impl Scale {
 pub enum Init {
     /// W and H uniform on [0, 1) from the seed (see [`crate::init`]).
     Random,
-    /// Given factors: `w0` is `n_rows × k`, `h0` is `k × n_cols`.
+    /// Given factors. H₀ (`k × n_cols`) is held here; W₀ is what each
+    /// run's W store holds when the fit starts: the caller writes it there
+    /// block by block (it may be larger than memory), and the pre-pass
+    /// checks it block by block.
     Custom {
-        /// Initial W.
-        w0: Array2<f32>,
         /// Initial H.
         h0: Array2<f32>,
     },
@@ -71,6 +72,8 @@ pub struct NmfParams {
     pub block_rows: Option<usize>,
     /// Initial factors.
     pub init: Init,
+    /// The update rule.
+    pub solver: crate::rules::Solver,
 }
 
 impl Default for NmfParams {
@@ -84,6 +87,7 @@ impl Default for NmfParams {
             scale: Scale::ColStd,
             block_rows: None,
             init: Init::Random,
+            solver: crate::rules::Solver::Mu,
         }
     }
 }
@@ -148,9 +152,15 @@ impl NmfParams {
         if self.block_rows == Some(0) {
             return Err(FitError::ZeroBlockRows);
         }
-        if let Init::Custom { w0, h0 } = &self.init {
-            check_factor("W0", w0, (n_rows, self.k))?;
-            check_factor("H0", h0, (self.k, n_cols))?;
+        if let Init::Custom { h0 } = &self.init {
+            if h0.dim() != (self.k, n_cols) {
+                return Err(FitError::InitShape {
+                    which: "H0",
+                    expected: (self.k, n_cols),
+                    found: h0.dim(),
+                });
+            }
+            check_start("H0", h0.view(), 0)?;
         }
         let block_rows = match self.block_rows {
             Some(rows) => rows.min(n_rows),
@@ -175,23 +185,18 @@ pub fn default_block_rows(n_rows: usize, n_cols: usize, preferred_rows: Option<u
     rows.clamp(1, n_rows.max(1))
 }
 
-fn check_factor(
+/// Refuses a negative or non-finite entry of a start factor, naming it
+/// (`first_row` is the row of `factor`'s first row in the whole factor).
+pub(crate) fn check_start(
     which: &'static str,
-    factor: &Array2<f32>,
-    expected: (usize, usize),
+    factor: ArrayView2<'_, f32>,
+    first_row: usize,
 ) -> Result<(), FitError> {
-    if factor.dim() != expected {
-        return Err(FitError::InitShape {
-            which,
-            expected,
-            found: factor.dim(),
-        });
-    }
     for ((row, col), &value) in factor.indexed_iter() {
         if !(value.is_finite() && value >= 0.0) {
             return Err(FitError::InitValue {
                 which,
-                row,
+                row: first_row + row,
                 col,
                 value,
             });
@@ -250,19 +255,15 @@ mod tests {
     fn custom_init_shape_and_values_are_checked() {
         let p = NmfParams {
             init: Init::Custom {
-                w0: Array2::ones((4, 2)),
-                h0: Array2::ones((2, 5)),
+                h0: Array2::ones((2, 4)),
             },
             ..params(2)
         };
         assert!(p.check(3, 5, None).is_err());
-        let mut w0 = Array2::ones((3, 2));
-        w0[(1, 1)] = -1.0;
+        let mut h0 = Array2::ones((2, 5));
+        h0[(1, 3)] = -1.0;
         let p = NmfParams {
-            init: Init::Custom {
-                w0,
-                h0: Array2::ones((2, 5)),
-            },
+            init: Init::Custom { h0 },
             ..params(2)
         };
         let err = p.check(3, 5, None).unwrap_err();
@@ -270,9 +271,9 @@ mod tests {
             matches!(
                 err,
                 FitError::InitValue {
-                    which: "W0",
+                    which: "H0",
                     row: 1,
-                    col: 1,
+                    col: 3,
                     ..
                 }
             ),

@@ -1,4 +1,11 @@
-//! What a fit will hold in memory, for planning and for `nmflow inspect`.
+//! The memory plan: what every command holds, and how its runs are split
+//! into batches within the budget. One pure function, [`plan_runs`], decides
+//! the block height, where W lives, the batches and the predicted peak from
+//! a [`Request`] that lists everything held beside the runs; `fit`, `sweep`
+//! and `inspect` all print the [`Plan`] it returns.
+
+use std::fmt;
+use std::ops::Range;
 
 use crate::solver::{ROW_CHUNK, SPARSE_PARTS};
 
@@ -151,9 +158,9 @@ pub fn usable_budget(budget: u64) -> u64 {
     budget / 100 * (100 - HEADROOM_PERCENT)
 }
 
-/// What a memory plan is made for.
+/// What the block height of one run is chosen for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanInput {
+struct BlockRequest {
     /// Rows of X.
     pub n_rows: usize,
     /// Columns of X.
@@ -170,22 +177,13 @@ pub struct PlanInput {
     pub w_on_disk: bool,
 }
 
-/// A plan that keeps a fit within its budget.
+/// The block height that keeps one run within its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Plan {
+struct BlockPlan {
     /// Rows per block.
-    pub block_rows: usize,
-    /// What the fit holds with these blocks.
-    pub estimate: MemoryEstimate,
+    block_rows: usize,
     /// The smallest budget that would work.
-    pub min_budget: u64,
-}
-
-impl Plan {
-    /// Predicted peak of the whole process.
-    pub fn peak_bytes(&self) -> u64 {
-        BASELINE_BYTES.saturating_add(self.estimate.total_bytes())
-    }
+    min_budget: u64,
 }
 
 /// A number of bytes, displayed in MiB or GiB (`512.0 MiB`, `2.00 GiB`).
@@ -224,7 +222,7 @@ pub struct BudgetTooSmall {
 
 /// The largest block height (at most the default one) whose fit stays
 /// within `input.budget`.
-pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
+fn block_plan(input: BlockRequest) -> Result<BlockPlan, BudgetTooSmall> {
     let estimate_for = |rows: usize| {
         let mut e = match input.nnz {
             Some(nnz) => estimate_memory_sparse(input.n_rows, input.n_cols, input.k, rows, nnz),
@@ -271,10 +269,333 @@ pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
             rows = rows / unit * unit;
         }
     }
-    Ok(Plan {
+    Ok(BlockPlan {
         block_rows: rows,
-        estimate: estimate_for(rows),
         min_budget,
+    })
+}
+
+/// Something a command holds beside its runs, for its whole length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The row sample and its principal components.
+    Sample,
+    /// Given starting factors (H₀ and its copy in the run; W₀ is streamed
+    /// into W's store and costs nothing beside it).
+    Starts,
+    /// Row and column names written into results.
+    Names,
+    /// Known labels of the rows (text read, then codes).
+    Labels,
+    /// The cluster of every row of one run.
+    Clusters,
+    /// Consensus matrices over the sampled rows, one per k.
+    Consensus,
+    /// H of every finished run, kept for spectra stability.
+    Spectra,
+}
+
+impl Held {
+    /// The name printed in plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Held::Sample => "sample",
+            Held::Starts => "starts",
+            Held::Names => "names",
+            Held::Labels => "labels",
+            Held::Clusters => "clusters",
+            Held::Consensus => "consensus",
+            Held::Spectra => "spectra",
+        }
+    }
+}
+
+/// Bytes counted per row or column name: the `String` (24 bytes) and its
+/// text, rounded up by the allocator (cell barcodes and gene names are
+/// under 40 characters).
+pub const NAME_BYTES: u64 = 64;
+
+/// Bytes of `n` names.
+pub fn names_bytes(n: usize) -> u64 {
+    prod(&[NAME_BYTES, n as u64])
+}
+
+/// Bytes of a row sample of `n_sample` rows of an `n_rows × n_cols` matrix
+/// (`nnz` stored entries when sparse): its stored entries (value and
+/// index), and the subspace iteration of its PCA (a few f64 blocks of
+/// `n_cols × 6` and `n_sample × 6`).
+pub fn sample_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>, n_sample: usize) -> u64 {
+    let n_rows = n_rows.max(1) as u64;
+    let n_sample = (n_sample as u64).min(n_rows);
+    let per_row = match nnz {
+        Some(nnz) => nnz.div_ceil(n_rows),
+        None => n_cols as u64,
+    };
+    sum(&[
+        prod(&[n_sample, sum(&[prod(&[per_row, 8]), 8])]),
+        prod(&[sum(&[n_cols as u64, n_sample]), 8 * 6 * 3]),
+    ])
+}
+
+/// Bytes of `n_ks` consensus matrices over `n_sample` rows (a u32 per
+/// pair of rows).
+pub fn consensus_bytes(n_ks: usize, n_sample: usize) -> u64 {
+    let n = n_sample as u64;
+    prod(&[n_ks as u64, 2, n, n.saturating_sub(1)])
+}
+
+/// Bytes of H (`k × n_cols` f32) for every k of `ks`.
+pub fn spectra_bytes(ks: &[usize], n_cols: usize) -> u64 {
+    sum(&ks
+        .iter()
+        .map(|&k| prod(&[4, k as u64, n_cols as u64]))
+        .collect::<Vec<_>>())
+}
+
+/// What a single factorization (`fit`) holds beside its runs: the row
+/// sample of `n_sample` rows, `starts` bytes of given start factors, `names`
+/// bytes of names written into the result, and the cluster of every row.
+pub fn fit_held(
+    shape: (usize, usize),
+    nnz: Option<u64>,
+    n_sample: usize,
+    starts: u64,
+    names: u64,
+) -> Vec<(Held, u64)> {
+    vec![
+        (Held::Sample, sample_bytes(shape.0, shape.1, nnz, n_sample)),
+        (Held::Starts, starts),
+        (Held::Names, names),
+        (Held::Clusters, prod(&[4, shape.0 as u64])),
+    ]
+}
+
+/// Where a budget comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetSource {
+    /// `--memory`.
+    Given,
+    /// Half of the memory the system reported available.
+    HalfOfAvailable {
+        /// The available memory.
+        available: u64,
+    },
+}
+
+/// The memory budget of the whole process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes.
+    pub bytes: u64,
+    /// Where it comes from.
+    pub source: BudgetSource,
+}
+
+impl fmt::Display for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.source {
+            BudgetSource::Given => write!(f, "{} (--memory)", Bytes(self.bytes)),
+            BudgetSource::HalfOfAvailable { available } => write!(
+                f,
+                "{} (default: half of the {} available)",
+                Bytes(self.bytes),
+                Bytes(available)
+            ),
+        }
+    }
+}
+
+/// What a plan is made for: the matrix, the runs and what is held beside
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Rows and columns of X.
+    pub shape: (usize, usize),
+    /// Stored entries when X is sparse.
+    pub nnz: Option<u64>,
+    /// The source's preferred block height.
+    pub preferred_rows: Option<usize>,
+    /// A block height fixed by the user or by a checkpoint.
+    pub block_rows: Option<usize>,
+    /// k of every run, in the order they run.
+    pub ks: Vec<usize>,
+    /// Everything held beside the runs for the whole command.
+    pub held: Vec<(Held, u64)>,
+    /// The budget.
+    pub budget: Budget,
+}
+
+/// The memory plan of a command: block height, W's place, batches of runs
+/// that share passes, and the predicted peak.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Rows per block.
+    pub block_rows: usize,
+    /// W of every run lives in a memory-mapped file.
+    pub w_on_disk: bool,
+    /// Consecutive runs (indices into [`Request::ks`]) that share passes.
+    pub batches: Vec<Range<usize>>,
+    /// The budget.
+    pub budget: Budget,
+    /// Predicted peak of the whole process, over the batches.
+    pub predicted_peak: u64,
+    /// What is held beside the runs.
+    pub held: Vec<(Held, u64)>,
+    /// Bytes one pass over X reads.
+    pub pass_bytes: u64,
+    /// Bytes of W of the largest run (in memory or in its file).
+    pub w_bytes: u64,
+    /// What one run of the largest k holds with these blocks.
+    pub estimate: MemoryEstimate,
+    /// Runs planned.
+    pub n_runs: usize,
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "budget {}; blocks of {} rows; W {} ({}); predicted peak {}",
+            self.budget,
+            self.block_rows,
+            if self.w_on_disk {
+                "on disk, memory-mapped"
+            } else {
+                "in memory"
+            },
+            Bytes(self.w_bytes),
+            Bytes(self.predicted_peak)
+        )?;
+        let held: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, bytes)| *bytes > 0)
+            .map(|(what, bytes)| format!("{} {}", what.as_str(), Bytes(*bytes)))
+            .collect();
+        if !held.is_empty() {
+            write!(f, " with {}", held.join(", "))?;
+        }
+        write!(
+            f,
+            "; {} run(s) in {} batch(es); {} read per pass",
+            self.n_runs,
+            self.batches.len(),
+            Bytes(self.pass_bytes)
+        )
+    }
+}
+
+/// A budget no plan fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Smaller than the fixed part of a run.
+    #[error(transparent)]
+    TooSmall(#[from] BudgetTooSmall),
+    /// The block height given (`--block-rows` or a checkpoint's) needs more
+    /// than the budget.
+    #[error(
+        "blocks of {block_rows} rows need about {}, more than the budget of {}; give a smaller \
+         --block-rows or a larger --memory",
+        Bytes(*need), Bytes(*budget)
+    )]
+    BlocksTooTall {
+        /// The block height.
+        block_rows: usize,
+        /// The peak it needs.
+        need: u64,
+        /// The budget.
+        budget: u64,
+    },
+}
+
+/// Plans the runs of `request`: the block height and W's place for the
+/// largest k (W stays in memory while it takes at most half the budget and
+/// the plan fits), then as many consecutive runs per batch as the budget
+/// holds. Pure: the same request gives the same plan.
+pub fn plan_runs(request: &Request) -> Result<Plan, PlanError> {
+    let (n_rows, n_cols) = request.shape;
+    let budget = request.budget.bytes;
+    let held: u64 = sum(&request.held.iter().map(|(_, b)| *b).collect::<Vec<_>>());
+    let k_max = request.ks.iter().copied().max().unwrap_or(1);
+    let block = BlockRequest {
+        n_rows,
+        n_cols,
+        k: k_max,
+        nnz: request.nnz,
+        preferred_rows: request.preferred_rows,
+        // What is held beside the runs is not available to them.
+        budget: budget.saturating_sub(held),
+        w_on_disk: false,
+    };
+    let w_max = prod(&[4, n_rows as u64, k_max as u64]);
+    let (chosen, w_on_disk) = match block_plan(block) {
+        Ok(p) if w_max <= block.budget / 2 => (p, false),
+        _ => block_plan(BlockRequest {
+            w_on_disk: true,
+            ..block
+        })
+        .map(|p| (p, true))
+        .map_err(|mut too_small| {
+            // The budget given, and the minimum with what is held beside.
+            too_small.budget = budget;
+            too_small.min_budget = too_small.min_budget.saturating_add(held);
+            too_small
+        })?,
+    };
+    let block_rows = request.block_rows.unwrap_or(chosen.block_rows).max(1);
+    let estimate = |k: usize| match request.nnz {
+        Some(nnz) => estimate_memory_sparse(n_rows, n_cols, k, block_rows, nnz),
+        None => estimate_memory(n_rows, n_cols, k, block_rows),
+    };
+    // Shared by the runs of a batch: the program, the blocks of X (the
+    // k-independent part of the block estimate) and what is held beside;
+    // each run adds W (or its window), its H-side products and its
+    // per-block scratch.
+    let x_blocks = estimate(0).block_bytes;
+    let shared = sum(&[BASELINE_BYTES, x_blocks, held]);
+    let per_run = |k: usize| {
+        let e = estimate(k);
+        let w = if w_on_disk {
+            e.w_bytes.min(prod(&[8, block_rows as u64, k as u64]))
+        } else {
+            e.w_bytes
+        };
+        sum(&[w, e.factor_bytes, e.block_bytes.saturating_sub(x_blocks)])
+    };
+    let usable = usable_budget(budget);
+    let ks = &request.ks;
+    let mut batches = Vec::new();
+    let mut start = 0;
+    let mut predicted_peak = 0;
+    while start < ks.len() {
+        let mut used = shared.saturating_add(per_run(ks[start]));
+        let mut end = start + 1;
+        while end < ks.len() && used.saturating_add(per_run(ks[end])) <= usable {
+            used = used.saturating_add(per_run(ks[end]));
+            end += 1;
+        }
+        predicted_peak = predicted_peak.max(used);
+        batches.push(start..end);
+        start = end;
+    }
+    if predicted_peak > budget {
+        return Err(PlanError::BlocksTooTall {
+            block_rows,
+            need: predicted_peak,
+            budget,
+        });
+    }
+    Ok(Plan {
+        block_rows,
+        w_on_disk,
+        batches,
+        budget: request.budget,
+        predicted_peak,
+        held: request.held.clone(),
+        pass_bytes: pass_bytes(n_rows, n_cols, request.nnz),
+        w_bytes: w_max,
+        estimate: estimate(k_max),
+        n_runs: ks.len(),
     })
 }
 
@@ -282,45 +603,83 @@ pub fn plan(input: PlanInput) -> Result<Plan, BudgetTooSmall> {
 mod plan_tests {
     use super::*;
 
-    fn input(budget: u64) -> PlanInput {
-        PlanInput {
-            n_rows: 2_000_000,
-            n_cols: 20_000,
-            k: 30,
+    fn request(budget: u64) -> Request {
+        Request {
+            shape: (2_000_000, 20_000),
             nnz: Some(2_400_000_000),
             preferred_rows: Some(3_000),
-            budget,
-            w_on_disk: false,
+            block_rows: None,
+            ks: vec![30],
+            held: vec![],
+            budget: Budget {
+                bytes: budget,
+                source: BudgetSource::Given,
+            },
         }
     }
 
     #[test]
     fn plans_fit_their_budget_and_refuse_below_the_minimum() {
         for budget in [600u64 << 20, 1 << 30, 2 << 30, 8 << 30] {
-            let plan = plan(input(budget)).expect("fits");
-            assert!(plan.peak_bytes() <= budget, "{budget}: {plan:?}");
+            let plan = plan_runs(&request(budget)).expect("fits");
+            assert!(plan.predicted_peak <= budget, "{budget}: {plan:?}");
             assert!(plan.block_rows >= 64);
         }
-        let small = plan(input(300 << 20)).unwrap_err();
-        assert!(small.min_budget > 300 << 20);
-        assert_eq!(
-            plan(input(small.min_budget))
-                .expect("the minimum works")
-                .block_rows,
-            64
-        );
+        let Err(PlanError::TooSmall(small)) = plan_runs(&request(50 << 20)) else {
+            panic!("50 MiB is too small");
+        };
+        assert!(small.min_budget > 50 << 20);
+        let at_minimum = plan_runs(&request(small.min_budget)).expect("the minimum works");
+        assert_eq!(at_minimum.block_rows, 64);
+        assert!(at_minimum.w_on_disk);
     }
 
     #[test]
-    fn a_large_budget_keeps_the_default_block() {
-        let p = plan(PlanInput {
-            nnz: None,
-            ..input(64 << 30)
-        })
-        .expect("fits");
+    fn a_large_budget_keeps_the_default_block_and_w_in_memory() {
+        let mut r = request(64 << 30);
+        r.nnz = None;
+        let p = plan_runs(&r).expect("fits");
         assert_eq!(
             p.block_rows,
             crate::params::default_block_rows(2_000_000, 20_000, Some(3_000))
         );
+        assert!(!p.w_on_disk);
+        assert_eq!(p.batches, vec![0..1]);
+    }
+
+    #[test]
+    fn what_is_held_beside_is_counted_and_printed() {
+        let bare = plan_runs(&request(2 << 30)).expect("fits");
+        let mut r = request(2 << 30);
+        r.held = vec![(Held::Sample, 100 << 20), (Held::Names, 0)];
+        let with = plan_runs(&r).expect("fits");
+        assert!(with.predicted_peak <= 2 << 30);
+        assert!(with.block_rows <= bare.block_rows);
+        let text = with.to_string();
+        assert!(text.contains("with sample 100.0 MiB;"), "{text}");
+        assert!(!text.contains("names"), "{text}");
+        r.held = vec![(Held::Spectra, 3 << 30)];
+        assert!(matches!(plan_runs(&r), Err(PlanError::TooSmall(_))));
+    }
+
+    #[test]
+    fn runs_split_into_batches_that_each_fit() {
+        let mut r = request(1 << 30);
+        r.shape = (100_000, 2_000);
+        r.nnz = None;
+        r.preferred_rows = None;
+        r.ks = vec![100; 40];
+        let p = plan_runs(&r).expect("fits");
+        assert!(p.batches.len() > 1, "{p:?}");
+        assert_eq!(p.batches.first().map(|b| b.start), Some(0));
+        assert_eq!(p.batches.last().map(|b| b.end), Some(40));
+        assert!(p.batches.windows(2).all(|w| w[0].end == w[1].start));
+        assert!(p.predicted_peak <= usable_budget(1 << 30));
+        // A block height given that cannot fit is refused, naming it.
+        r.block_rows = Some(100_000);
+        r.ks = vec![10];
+        r.budget.bytes = 200 << 20;
+        let err = plan_runs(&r).expect_err("too tall");
+        assert!(err.to_string().contains("blocks of 100000 rows"), "{err}");
     }
 }

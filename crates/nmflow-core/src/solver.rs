@@ -30,6 +30,7 @@ use crate::init::{RandomW, random_h};
 use crate::kernels;
 use crate::normalize::{Normalize, Normalizer};
 use crate::params::{Init, ValidParams};
+use crate::rules::UpdateRule;
 use crate::sample::RowSample;
 use crate::source::{CsrBlock, RowBlock, RowSource};
 use crate::stats::ColumnStats;
@@ -278,6 +279,8 @@ impl Workspace {
 /// `on_event` as blocks and iterations finish.
 ///
 /// Must be called with the parameters checked against this source's shape.
+/// W starts at zero: with [`Init::Custom`] call [`fit_in`] with W₀ in the
+/// store.
 pub fn fit(
     source: &mut dyn RowSource,
     params: &ValidParams,
@@ -468,6 +471,7 @@ pub fn fit_many_with(
                 {
                     let mut w_b = run.w.rows_mut(rows.clone());
                     state.cross += update_w_block(
+                        state.rule,
                         &x,
                         w_b.view_mut(),
                         state.hst.view(),
@@ -589,8 +593,9 @@ fn pre_pass(
                 let mut w_b = run.w.rows_mut(rows.clone());
                 if let Some(draw) = state.draw_w.as_mut() {
                     draw.fill_next_rows(w_b.view_mut());
-                } else if let Init::Custom { w0, .. } = &p.init {
-                    w_b.assign(&w0.slice(s![rows.clone(), ..]));
+                } else if matches!(p.init, Init::Custom { .. }) {
+                    // W₀ was written into the store by the caller.
+                    crate::params::check_start("W0", w_b.view(), rows.start)?;
                 }
                 kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
                 accumulate_xtw(w_b.view(), &x, &mut state.ws);
@@ -627,6 +632,8 @@ fn pre_pass(
 
 /// The state of one run between passes.
 struct RunState {
+    /// The solver's update rule.
+    rule: &'static dyn UpdateRule,
     ws: Workspace,
     h: Array2<f32>,
     /// (H D⁻¹)ᵀ, `n_cols × k`.
@@ -654,9 +661,10 @@ impl RunState {
         let k = p.k;
         let h = match &p.init {
             Init::Random => random_h(p.seed, k, n_cols),
-            Init::Custom { h0, .. } => h0.clone(),
+            Init::Custom { h0 } => h0.clone(),
         };
         Self {
+            rule: crate::rules::rule(p.solver),
             ws: Workspace::new(k, n_cols, params.block_rows()),
             h,
             hst: Array2::zeros((n_cols, k)),
@@ -678,6 +686,7 @@ impl RunState {
     /// H ← H ∘ (WᵀX_s) ⊘ (WᵀW H); then HHᵀ and (H D⁻¹)ᵀ for the pass, and
     /// the accumulators reset.
     fn update_h(&mut self, inv_scale: ArrayView1<'_, f32>) {
+        let rule = self.rule;
         let wtw32 = self.ws.wtw.mapv(|v| v as f32);
         ndarray::Zip::from(&mut self.wtx_scaled)
             .and(&self.ws.xtw.t())
@@ -688,7 +697,7 @@ impl RunState {
             .into_par_iter()
             .zip(self.wtx_scaled.axis_chunks_iter(Axis(1), COL_CHUNK))
             .zip(self.h_den.axis_chunks_iter_mut(Axis(1), COL_CHUNK))
-            .for_each(|((h, wtx), den)| kernels::update_h_cols(h, wtx, wtw32.view(), den));
+            .for_each(|((h, wtx), den)| rule.update_h_cols(h, wtx, wtw32.view(), den));
         self.hht64 = gram_rows(self.h.view());
         self.hht32 = self.hht64.mapv(|v| v as f32);
         ndarray::Zip::from(&mut self.hst)
@@ -836,7 +845,7 @@ const OVERFLOW_CAUSE: &str = "an overflow in single precision: the input holds v
 /// the block itself with arbitrary positive factors: the basis of the time
 /// estimate printed with a plan. The block is checked first; `None` when
 /// it is malformed (the fit will report it).
-pub fn time_block(x: &RowBlock<'_>, k: usize) -> Option<f64> {
+pub fn time_block(x: &RowBlock<'_>, k: usize, solver: crate::rules::Solver) -> Option<f64> {
     let n_b = x.n_rows();
     let n_cols = x.n_cols();
     if let RowBlock::Csr(csr) = x {
@@ -852,7 +861,14 @@ pub fn time_block(x: &RowBlock<'_>, k: usize) -> Option<f64> {
     let hht = hst.t().dot(&hst);
     let mut w_b = Array2::from_shape_fn((n_b, k), |(i, j)| 0.5 + ((i + j) % 5) as f32 / 10.0);
     let started = Instant::now();
-    update_w_block(x, w_b.view_mut(), hst.view(), hht.view(), &mut ws);
+    update_w_block(
+        crate::rules::rule(solver),
+        x,
+        w_b.view_mut(),
+        hst.view(),
+        hht.view(),
+        &mut ws,
+    );
     accumulate_xtw(w_b.view(), x, &mut ws);
     Some(started.elapsed().as_secs_f64())
 }
@@ -918,6 +934,7 @@ fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a> {
 /// W update of one block, parallel over fixed row chunks; returns the
 /// block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b into the workspace.
 fn update_w_block(
+    rule: &dyn UpdateRule,
     x: &RowBlock<'_>,
     mut w_b: ArrayViewMut2<'_, f32>,
     hst: ArrayView2<'_, f32>,
@@ -950,7 +967,7 @@ fn update_w_block(
                     }
                     RowBlock::Csr(x) => kernels::xht_csr(&csr_rows(x, rows), hst, xht_c.view_mut()),
                 }
-                cross_c[0] = kernels::update_w_rows(
+                cross_c[0] = rule.update_w_rows(
                     w_c,
                     xht_c.view(),
                     hht,

@@ -11,9 +11,9 @@ use ndarray::{Array2, ArrayView2};
 /// Error raised by a source; the engine wraps it with the rows it asked for.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// The rows `a..b` of X.
+/// The rows `a..b` of X. Exhaustive on purpose: a new kind of block must
+/// be handled by every reader, cache and kernel.
 #[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
 pub enum RowBlock<'a> {
     /// A dense `(b - a) × n_cols` view, any strides.
     Dense(ArrayView2<'a, f32>),

@@ -64,6 +64,7 @@ fn params(k: usize, max_iter: usize, block_rows: Option<usize>) -> NmfParams {
         scale: Scale::ColStd,
         block_rows,
         init: Init::Random,
+        solver: nmflow_core::Solver::Mu,
     }
 }
 
@@ -134,12 +135,44 @@ fn custom_init_matches_reference() {
     let h0 = Array2::from_shape_fn((k, n_cols), |(i, j)| 0.2 + ((i + 5 * j) % 5) as f32 / 5.0);
     let reference = reference_fit(&x, &w0, &h0, true, n_iter);
     let p = NmfParams {
-        init: Init::Custom { w0, h0 },
+        init: Init::Custom { h0 },
         ..params(k, n_iter, Some(9))
     };
-    let report = run(&x, p, 1).expect("fit");
+    let report = run_from(&x, p, w0.clone()).expect("fit");
     assert!(max_rel_diff(&report.w, &reference.w) < 1e-3);
     assert!(max_rel_diff(&report.h, &reference.h) < 1e-3);
+    // W₀ is checked as the pre-pass reads it, naming the entry.
+    let mut bad = w0;
+    bad[(37, 1)] = f32::NAN;
+    let p = NmfParams {
+        init: Init::Custom {
+            h0: Array2::ones((k, n_cols)),
+        },
+        ..params(k, n_iter, Some(9))
+    };
+    let err = run_from(&x, p, bad).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            FitError::InitValue {
+                which: "W0",
+                row: 37,
+                col: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A fit from W₀ (written into W's store, as the caller of a custom start
+/// does).
+fn run_from(x: &Array2<f32>, params: NmfParams, w0: Array2<f32>) -> Result<FitReport, FitError> {
+    let mut source = InMemorySource::new(x.clone());
+    let valid = params.check(x.nrows(), x.ncols(), None)?;
+    let mut w = w0;
+    let outcome = nmflow_core::fit_in(&mut source, &valid, &mut w, &mut |_| {})?;
+    Ok(FitReport { w, outcome })
 }
 
 #[test]
@@ -540,12 +573,11 @@ fn the_guard_stops_a_fit_whose_factors_overflow() {
     let x = seed_matrix(40, 10, 2);
     let p = NmfParams {
         init: Init::Custom {
-            w0: Array2::from_elem((40, 2), 1e30),
             h0: Array2::from_elem((2, 10), 1e30),
         },
         ..params(2, 5, None)
     };
-    let err = run(&x, p, 1).unwrap_err();
+    let err = run_from(&x, p, Array2::from_elem((40, 2), 1e30)).unwrap_err();
     assert!(
         matches!(
             err,

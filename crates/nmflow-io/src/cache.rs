@@ -150,7 +150,6 @@ impl CachedSource {
                     nnz: x.data.len(),
                 })
             }
-            _ => Err(std::io::Error::other("unsupported block kind")),
         }
     }
 

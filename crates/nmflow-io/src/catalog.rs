@@ -31,13 +31,6 @@ impl DatasetInfo {
     pub fn is_matrix(&self) -> bool {
         self.numeric && self.shape.len() == 2
     }
-
-    /// Bytes per element of the stored type, when numeric.
-    pub fn element_bytes(&self) -> Option<usize> {
-        let digits: String = self.dtype.chars().filter(char::is_ascii_digit).collect();
-        let bits: usize = digits.parse().ok()?;
-        self.numeric.then_some(bits / 8)
-    }
 }
 
 /// Whether `descriptor` is a type nmflow reads as numbers.

@@ -89,6 +89,17 @@ pub enum IoError {
         /// What is wrong.
         reason: String,
     },
+    /// Reading rows of a matrix failed.
+    #[error("{}: {what}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What was being read, naming the dataset and rows.
+        what: String,
+        /// Why.
+        #[source]
+        source: nmflow_core::SourceError,
+    },
     /// A sparse matrix or a single-cell file whose content is inconsistent.
     #[error("{}: {object}: {reason}", path.display())]
     Malformed {

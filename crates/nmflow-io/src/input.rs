@@ -98,8 +98,8 @@ pub struct OpenedSource {
     pub layout: Option<Layout>,
     /// The element read (for HDF5), as a path in the file.
     pub dataset: Option<String>,
-    /// How it is stored (`dense`, `csr`, ...).
-    pub storage: String,
+    /// How it is stored.
+    pub storage: crate::singlecell::Storage,
     /// The stored element type, e.g. `float32`.
     pub dtype: String,
 }
@@ -139,7 +139,7 @@ pub fn open_source(spec: &InputSpec, opts: &OpenOptions) -> Result<OpenedSource,
                 kind: InputKind::Npy,
                 layout: None,
                 dataset: None,
-                storage: "dense".into(),
+                storage: crate::singlecell::Storage::Dense,
                 dtype,
             })
         }
@@ -160,30 +160,6 @@ pub fn open_source(spec: &InputSpec, opts: &OpenOptions) -> Result<OpenedSource,
             })
         }
     }
-}
-
-/// Reads a whole `.npy` file into memory (for small matrices: starts).
-fn read_npy(path: &Path) -> Result<Array2<f32>, IoError> {
-    let mut source = NpySource::open(path)?;
-    let n_rows = source.n_rows();
-    let n_cols = source.n_cols();
-    let mut out = Array2::zeros((n_rows, n_cols));
-    if n_rows > 0 {
-        let block = source.block(0..n_rows).map_err(|e| IoError::Npy {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        match block {
-            nmflow_core::RowBlock::Dense(view) => out.assign(&view),
-            _ => {
-                return Err(IoError::Npy {
-                    path: path.to_path_buf(),
-                    reason: "not a dense array".into(),
-                });
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// Which factor a start file gives.
@@ -207,76 +183,167 @@ impl StartFactor {
     }
 }
 
-/// Reads an initial factor: a `.npy` file as it is, or an HDF5 dataset,
+/// An opened start file: its rows, what to call it, and whether it is
+/// stored transposed (H as genes × k, as anndata's `varm` holds it).
+struct StartFile {
+    source: Box<dyn RowSource>,
+    name: String,
+    transposed: bool,
+}
+
+/// Opens an initial factor: a `.npy` file as it is, or an HDF5 dataset,
 /// `FILE:/path` or by default the factor of a result nmflow wrote (plain
-/// HDF5 or h5ad, see [`StartFactor::locations`]). H stored genes × k, as
-/// anndata's `varm` holds it, is transposed to `k × n_cols`. A file holding
-/// none of the default locations is refused, naming them.
-/// `expected` is the shape the fit needs (`n_rows × k` for W, `k × n_cols`
-/// for H); an HDF5 dataset of another shape is refused before it is read.
-pub fn read_start(
+/// HDF5 or h5ad, see [`StartFactor::locations`]). A file holding none of
+/// the default locations is refused, naming them. `expected` is the shape
+/// the fit needs (`n_rows × k` for W, `k × n_cols` for H); a start of
+/// another shape is refused before it is read.
+fn open_start(
     spec: &InputSpec,
     factor: StartFactor,
     expected: (usize, usize),
-) -> Result<Array2<f32>, IoError> {
-    let dataset = match (sniff(&spec.path)?, &spec.dataset) {
-        (InputKind::Npy, _) => return read_npy(&spec.path),
-        (InputKind::Hdf5, Some(ds)) => ds.clone(),
-        (InputKind::Hdf5, None) => {
-            let file = hdf5::File::open(&spec.path)
-                .map_err(|e| IoError::hdf5(&spec.path, "opening the HDF5 file", e))?;
-            let locations = factor.locations();
-            let found = locations
-                .iter()
-                .find(|l| file.dataset(l.trim_start_matches('/')).is_ok());
-            match found {
-                Some(l) => format!("/{l}"),
-                None => {
-                    return Err(IoError::malformed(
-                        &spec.path,
-                        "/",
-                        format!(
-                            "holds no {} (the {} of an nmflow result); name the dataset with \
-                             FILE:/path",
-                            locations.map(|l| format!("/{l}")).join(" nor "),
-                            match factor {
-                                StartFactor::W => "W",
-                                StartFactor::H => "H",
-                            }
-                        ),
-                    ));
-                }
+) -> Result<StartFile, IoError> {
+    let which = match factor {
+        StartFactor::W => "W0",
+        StartFactor::H => "H0",
+    };
+    let start = match (sniff(&spec.path)?, &spec.dataset) {
+        (InputKind::Npy, _) => StartFile {
+            source: Box::new(NpySource::open(&spec.path)?),
+            name: "(npy array)".into(),
+            transposed: false,
+        },
+        (InputKind::Hdf5, dataset) => {
+            let dataset = match dataset {
+                Some(ds) => ds.clone(),
+                None => default_location(&spec.path, factor)?,
+            };
+            StartFile {
+                source: Box::new(Hdf5Source::open(&spec.path, Some(&dataset))?),
+                transposed: factor == StartFactor::H
+                    && dataset
+                        .trim_start_matches('/')
+                        .starts_with(&format!("{}/", names::VARM)),
+                name: dataset,
             }
         }
     };
-    let source = Hdf5Source::open(&spec.path, Some(&dataset))?;
-    let genes_by_k = factor == StartFactor::H
-        && dataset
-            .trim_start_matches('/')
-            .starts_with(&format!("{}/", names::VARM));
-    let stored = (source.n_rows(), source.n_cols());
-    let found = if genes_by_k {
+    let stored = (start.source.n_rows(), start.source.n_cols());
+    let found = if start.transposed {
         (stored.1, stored.0)
     } else {
         stored
     };
     if found != expected {
-        let which = match factor {
-            StartFactor::W => "W0",
-            StartFactor::H => "H0",
-        };
         return Err(IoError::malformed(
             &spec.path,
-            &dataset,
+            &start.name,
             format!("{which} has shape {found:?}, expected {expected:?}"),
         ));
     }
-    let x = source.read_all()?;
-    Ok(if genes_by_k {
-        x.t().as_standard_layout().into_owned()
+    Ok(start)
+}
+
+/// The first of `factor`'s default locations the file holds.
+fn default_location(path: &Path, factor: StartFactor) -> Result<String, IoError> {
+    let file =
+        hdf5::File::open(path).map_err(|e| IoError::hdf5(path, "opening the HDF5 file", e))?;
+    let locations = factor.locations();
+    match locations
+        .iter()
+        .find(|l| file.dataset(l.trim_start_matches('/')).is_ok())
+    {
+        Some(l) => Ok(format!("/{l}")),
+        None => Err(IoError::malformed(
+            path,
+            "/",
+            format!(
+                "holds no {} (the {} of an nmflow result); name the dataset with FILE:/path",
+                locations.map(|l| format!("/{l}")).join(" nor "),
+                match factor {
+                    StartFactor::W => "W",
+                    StartFactor::H => "H",
+                }
+            ),
+        )),
+    }
+}
+
+/// Copies rows `rows` of `start` into `out` (rows of the same height).
+fn copy_rows(
+    start: &mut StartFile,
+    path: &Path,
+    rows: std::ops::Range<usize>,
+    mut out: ndarray::ArrayViewMut2<'_, f32>,
+) -> Result<(), IoError> {
+    let read_error = |source| IoError::Read {
+        path: path.to_path_buf(),
+        what: format!("{}: reading rows {}..{}", start.name, rows.start, rows.end),
+        source,
+    };
+    match start.source.block(rows.clone()).map_err(read_error)? {
+        nmflow_core::RowBlock::Dense(view) => out.assign(&view),
+        nmflow_core::RowBlock::Csr(_) => {
+            return Err(IoError::malformed(
+                path,
+                &start.name,
+                "a start factor must be a dense array",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole initial factor (H₀, `k × n_cols`: small) from the file
+/// `spec` names (see [`open_start`] for where it is found).
+pub fn read_start(
+    spec: &InputSpec,
+    factor: StartFactor,
+    expected: (usize, usize),
+) -> Result<Array2<f32>, IoError> {
+    let mut start = open_start(spec, factor, expected)?;
+    let stored = (start.source.n_rows(), start.source.n_cols());
+    let mut out = Array2::zeros(stored);
+    if stored.0 > 0 {
+        copy_rows(&mut start, &spec.path, 0..stored.0, out.view_mut())?;
+    }
+    Ok(if start.transposed {
+        out.t().as_standard_layout().into_owned()
     } else {
-        x
+        out
     })
+}
+
+/// Checks that the file `spec` names holds a start factor of the shape
+/// `expected` (see [`open_start`]), reading none of it.
+pub fn check_start(
+    spec: &InputSpec,
+    factor: StartFactor,
+    expected: (usize, usize),
+) -> Result<(), IoError> {
+    open_start(spec, factor, expected).map(|_| ())
+}
+
+/// Streams an initial W (`n_rows × k`) from the file `spec` names into
+/// `store`, `block_rows` rows at a time: W₀ is never whole in memory (the
+/// fit checks its values as its pre-pass reads the store).
+pub fn read_start_into(
+    spec: &InputSpec,
+    store: &mut dyn nmflow_core::FactorStore,
+    block_rows: usize,
+) -> Result<(), IoError> {
+    let (n_rows, k) = store.shape();
+    let mut start = open_start(spec, StartFactor::W, (n_rows, k))?;
+    for first in (0..n_rows).step_by(block_rows.max(1)) {
+        let rows = first..(first + block_rows.max(1)).min(n_rows);
+        copy_rows(
+            &mut start,
+            &spec.path,
+            rows.clone(),
+            store.rows_mut(rows.clone()),
+        )?;
+        store.release(rows);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

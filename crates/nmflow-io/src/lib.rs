@@ -31,8 +31,11 @@ pub mod transpose;
 pub use catalog::{DatasetInfo, list_matrices};
 pub use error::IoError;
 pub use h5ad::{write_h5ad, write_into_h5ad};
-pub use input::{InputKind, InputSpec, OpenedSource, StartFactor, open_source, read_start};
+pub use input::{
+    InputKind, InputSpec, OpenedSource, StartFactor, check_start, open_source, read_start,
+    read_start_into,
+};
 pub use labels::{Labels, read_labels};
 pub use output::{AttrValue, FitOutput, SampleOutput, write_result};
 pub use result::{FitResult, read_result};
-pub use singlecell::{Layout, Names, OpenOptions, read_names};
+pub use singlecell::{Layout, Names, OpenOptions, Storage, read_names};

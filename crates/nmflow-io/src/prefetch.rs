@@ -89,7 +89,6 @@ fn copy_into(block: RowBlock<'_>, reuse: Option<Owned>) -> Result<Owned, SourceE
                 data,
             }
         }
-        _ => return Err("the source returned a kind of block the read-ahead cannot copy".into()),
     })
 }
 

@@ -99,6 +99,41 @@ fn legacy_genomes(file: &File) -> Vec<String> {
         .collect()
 }
 
+/// How an input matrix is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// A dense cells × genes array, read in row blocks.
+    Dense,
+    /// Compressed sparse rows, read in row blocks.
+    Csr,
+    /// Compressed sparse columns, transposed to a temporary CSR file.
+    Csc,
+    /// A dense genes × cells array (loom), transposed to a temporary CSR
+    /// file.
+    DenseTransposed,
+    /// 10x Genomics' CSC genes × barcodes, read as CSR cells × genes.
+    TenX,
+}
+
+impl Storage {
+    /// The description printed and recorded in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::Dense => "dense",
+            Storage::Csr => "csr",
+            Storage::Csc => "csc (transposed to a temporary CSR file)",
+            Storage::DenseTransposed => "dense genes × cells (transposed to a temporary CSR file)",
+            Storage::TenX => "csr (10x CSC genes × barcodes)",
+        }
+    }
+
+    /// Read from a temporary copy, memory-mapped: passes after the first
+    /// read cheaply without a block cache.
+    pub fn is_mapped_copy(self) -> bool {
+        matches!(self, Storage::Csc | Storage::DenseTransposed)
+    }
+}
+
 /// An opened single-cell matrix.
 pub struct OpenedMatrix {
     /// Its rows, as cells × genes.
@@ -107,9 +142,8 @@ pub struct OpenedMatrix {
     pub layout: Layout,
     /// The element read, e.g. `X`, `layers/counts`, `/matrix`.
     pub element: String,
-    /// Storage: `dense`, `csr`, or `csc` / `dense genes × cells` (transposed
-    /// through a temporary file).
-    pub storage: String,
+    /// How the matrix is stored, and whether it is read from a copy.
+    pub storage: Storage,
     /// The stored element type.
     pub dtype: String,
 }
@@ -144,23 +178,24 @@ pub fn open_matrix(
     if let Some(name) = dataset {
         return open_element(path, &file, name, layout, opts);
     }
-    let refuse = |flag: &str| IoError::Unsupported {
+    let refuse = |flag: Flag| IoError::Unsupported {
         path: path.to_path_buf(),
         object: "/".into(),
         reason: format!(
-            "{flag} applies to {}, and this is a {} file",
-            flag_scope(flag),
+            "{} applies to {}, and this is a {} file",
+            flag.name(),
+            flag.scope(),
             layout.as_str()
         ),
     };
     if opts.raw && layout != Layout::H5ad {
-        return Err(refuse("--raw"));
+        return Err(refuse(Flag::Raw));
     }
     if opts.layer.is_some() && !matches!(layout, Layout::H5ad | Layout::Loom) {
-        return Err(refuse("--layer"));
+        return Err(refuse(Flag::Layer));
     }
     if opts.transpose && layout != Layout::Loom {
-        return Err(refuse("--transpose"));
+        return Err(refuse(Flag::Transpose));
     }
     match layout {
         Layout::H5ad => {
@@ -215,7 +250,7 @@ pub fn open_matrix(
         }
         Layout::Plain => {
             if opts.genome.is_some() {
-                return Err(refuse("--genome"));
+                return Err(refuse(Flag::Genome));
             }
             let source = Hdf5Source::open(path, None)?;
             let info = source.info().clone();
@@ -223,19 +258,40 @@ pub fn open_matrix(
                 source: Box::new(source),
                 layout,
                 element: info.path,
-                storage: "dense".into(),
+                storage: Storage::Dense,
                 dtype: info.dtype,
             })
         }
     }
 }
 
-fn flag_scope(flag: &str) -> &'static str {
-    match flag {
-        "--raw" => "h5ad files",
-        "--layer" => "h5ad and loom files",
-        "--transpose" => "loom files",
-        _ => "legacy 10x files",
+/// An option that chooses the matrix within one layout only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    Raw,
+    Layer,
+    Transpose,
+    Genome,
+}
+
+impl Flag {
+    fn name(self) -> &'static str {
+        match self {
+            Flag::Raw => "--raw",
+            Flag::Layer => "--layer",
+            Flag::Transpose => "--transpose",
+            Flag::Genome => "--genome",
+        }
+    }
+
+    /// The files it applies to.
+    fn scope(self) -> &'static str {
+        match self {
+            Flag::Raw => "h5ad files",
+            Flag::Layer => "h5ad and loom files",
+            Flag::Transpose => "loom files",
+            Flag::Genome => "legacy 10x files",
+        }
     }
 }
 
@@ -354,7 +410,7 @@ fn open_element(
                     source: Box::new(source),
                     layout,
                     element,
-                    storage: "csr".into(),
+                    storage: Storage::Csr,
                     dtype,
                 })
             }
@@ -370,7 +426,7 @@ fn open_element(
                     source: Box::new(source),
                     layout,
                     element,
-                    storage: "csc (transposed to a temporary CSR file)".into(),
+                    storage: Storage::Csc,
                     dtype,
                 })
             }
@@ -392,7 +448,7 @@ fn open_element(
             source: Box::new(source),
             layout,
             element,
-            storage: "dense genes × cells (transposed to a temporary CSR file)".into(),
+            storage: Storage::DenseTransposed,
             dtype,
         });
     }
@@ -402,7 +458,7 @@ fn open_element(
         source: Box::new(source),
         layout,
         element,
-        storage: "dense".into(),
+        storage: Storage::Dense,
         dtype,
     })
 }
@@ -512,7 +568,7 @@ fn open_tenx(
         source: Box::new(source),
         layout,
         element: group.name(),
-        storage: "csr (10x CSC genes × barcodes)".into(),
+        storage: Storage::TenX,
         dtype,
     })
 }
