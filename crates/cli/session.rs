@@ -70,7 +70,7 @@ impl Input {
     /// Puts the block cache (or, with --no-cache, the read-ahead thread) in
     /// front of the source; returns what was done, for the plan line.
     /// The flag is whether later passes read cheaply (cache or memory map).
-    pub fn attach_cache(&mut self, run: &RunArgs, block_rows: usize) -> Result<(String, bool)> {
+    pub fn attach_cache(&mut self, run: &RunArgs) -> Result<(String, bool)> {
         let pass_bytes = self.pass_bytes();
         let opened = &mut self.opened;
         let mapped = opened.kind == InputKind::Npy || opened.storage.is_mapped_copy();
@@ -90,7 +90,7 @@ impl Input {
         Ok(if run.no_cache {
             if !mapped {
                 let inner = take_source(&mut opened.source);
-                opened.source = Box::new(PrefetchSource::new(inner, block_rows, None, 1));
+                opened.source = Box::new(PrefetchSource::new(inner, 1));
             }
             ("off (--no-cache)".to_owned(), mapped)
         } else if mapped {
@@ -98,7 +98,7 @@ impl Input {
         } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
             // Read ahead during the first pass; later passes map the cache.
             let inner = take_source(&mut opened.source);
-            let ahead = PrefetchSource::new(inner, block_rows, Some(1), 1);
+            let ahead = PrefetchSource::new(inner, 1);
             opened.source = Box::new(CachedSource::new(Box::new(ahead), &cache_dir)?);
             (
                 format!("{} in {}", budget::human(pass_bytes), cache_dir.display()),
@@ -679,7 +679,7 @@ pub fn prepare(
     let pool = thread_pool(run.threads)?;
     let threads = pool.current_num_threads();
     let estimate = pool.install(|| TimeEstimate::measure(input, plan.block_rows, &valid));
-    let (cache_note, reads_cheap) = input.attach_cache(run, plan.block_rows)?;
+    let (cache_note, reads_cheap) = input.attach_cache(run)?;
     Ok(Prepared {
         valid,
         plan,

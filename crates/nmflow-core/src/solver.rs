@@ -455,6 +455,7 @@ pub fn fit_many_with(
         }
 
         // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
+        begin_pass(source, &blocks)?;
         for rows in &blocks {
             let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
             if iteration == 1 {
@@ -580,6 +581,7 @@ fn pre_pass(
     let started = Instant::now();
     let mut stats = ColumnStats::new(n_cols);
     let mut n_stored = 0u64;
+    begin_pass(source, blocks)?;
     for rows in blocks {
         let x = read_block(source, normalizer, rows.clone(), n_cols)?;
         match &x {
@@ -886,6 +888,16 @@ fn stored_entries(x: &RowBlock<'_>) -> u64 {
         RowBlock::Dense(x) => x.len() as u64,
         RowBlock::Csr(x) => x.nnz() as u64,
     }
+}
+
+/// Tells `source` the blocks of the pass that begins (the pass contract).
+fn begin_pass(source: &mut dyn RowSource, blocks: &[Range<usize>]) -> Result<(), FitError> {
+    source
+        .begin_pass(blocks)
+        .map_err(|source| FitError::Source {
+            rows: blocks.first().map_or(0, |b| b.start)..blocks.last().map_or(0, |b| b.end),
+            source,
+        })
 }
 
 /// Reads, checks and normalises the block of `rows`.

@@ -178,11 +178,22 @@ pub trait RowSource {
         None
     }
 
+    /// A pass begins: `blocks` are the row ranges it will ask for, in this
+    /// order (the engine asks for every block of a pass it begins). This
+    /// is the pass contract: sources that read ahead or keep a cache follow
+    /// it instead of guessing; plain sources ignore it, and serve
+    /// [`RowSource::block`] without a pass too.
+    fn begin_pass(&mut self, blocks: &[Range<usize>]) -> Result<(), SourceError> {
+        let _ = blocks;
+        Ok(())
+    }
+
     /// The rows `rows` of X. `rows` is non-empty and within `0..n_rows()`.
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError>;
 
-    /// The caller will ask for no more blocks from this source (a wrapper
-    /// serves them from elsewhere from now on): buffers may be freed.
+    /// The caller will ask for no more blocks from this source until it
+    /// begins another pass (a wrapper serves them from elsewhere): buffers
+    /// may be freed.
     fn done_reading(&mut self) {}
 }
 

@@ -10,8 +10,10 @@
 //! so resident memory stays about one block while reading overlaps
 //! computing.
 //!
-//! Blocks asked for in another order or of other sizes than in the first
-//! pass are read from the input again.
+//! The passes follow the pass contract ([`RowSource::begin_pass`]): the
+//! first pass begun is the one cached; a later pass whose blocks are the
+//! cached ones is served from the map, any other is read from the input
+//! again (and passed on to it, so a read-ahead below follows it).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -49,8 +51,21 @@ enum State {
     Ready {
         map: Mmap,
     },
-    /// The first pass did not go in order: no cache.
+    /// The first pass could not be cached: every pass reads the input.
     Off,
+}
+
+/// Where the blocks of the current pass come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serving {
+    /// No pass begun yet.
+    Nothing,
+    /// The input, written to the cache as read (the first pass).
+    Filling,
+    /// The map.
+    Map,
+    /// The input (another block plan, or no cache).
+    Input,
 }
 
 /// A row source that caches its input in a memory-mapped temporary file.
@@ -62,6 +77,7 @@ pub struct CachedSource {
     entries: Vec<Entry>,
     next_row: usize,
     released: Option<Range<usize>>,
+    serving: Serving,
 }
 
 impl std::fmt::Debug for CachedSource {
@@ -99,6 +115,7 @@ impl CachedSource {
             entries: Vec::new(),
             next_row: 0,
             released: None,
+            serving: Serving::Nothing,
         })
     }
 
@@ -239,49 +256,80 @@ impl RowSource for CachedSource {
         self.inner.nnz_hint()
     }
 
-    fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+    fn begin_pass(&mut self, blocks: &[Range<usize>]) -> Result<(), SourceError> {
         let n_rows = self.inner.n_rows();
-        let n_cols = self.inner.n_cols();
-        if matches!(self.state, State::Filling { .. }) && rows.start != self.next_row {
-            if self.next_row == n_rows && rows.start == 0 {
-                // The first pass is complete: map the file.
+        if let State::Filling { .. } = self.state {
+            if self.serving == Serving::Nothing {
+                self.serving = Serving::Filling;
+                return self.inner.begin_pass(blocks);
+            }
+            // The first pass is over: map it if it was read whole.
+            if self.next_row == n_rows {
                 self.finish().map_err(|e| IoError::os(&self.dir, e))?;
             } else {
                 self.state = State::Off;
             }
         }
-        if let State::Ready { .. } = self.state {
-            if let Ok(idx) = self
-                .entries
-                .binary_search_by_key(&rows.start, |e| e.rows.start)
-            {
+        let cached = matches!(self.state, State::Ready { .. })
+            && blocks.len() == self.entries.len()
+            && blocks.iter().zip(&self.entries).all(|(b, e)| *b == e.rows);
+        if cached {
+            self.serving = Serving::Map;
+            Ok(())
+        } else {
+            self.serving = Serving::Input;
+            self.inner.begin_pass(blocks)
+        }
+    }
+
+    fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+        let n_cols = self.inner.n_cols();
+        match self.serving {
+            Serving::Map => {
+                let idx = self
+                    .entries
+                    .binary_search_by_key(&rows.start, |e| e.rows.start)
+                    .ok()
+                    .filter(|&i| self.entries[i].rows == rows)
+                    .ok_or_else(|| {
+                        format!(
+                            "rows {}..{} are not a block of the pass begun",
+                            rows.start, rows.end
+                        )
+                    })?;
                 let entry = self.entries[idx].clone();
-                if entry.rows == rows {
-                    self.release_previous(&entry);
-                    self.released = Some(entry.bytes.clone());
-                    if let State::Ready { map } = &self.state {
-                        if let Some(block) = Self::serve(map, &entry, n_cols) {
-                            return Ok(block);
-                        }
-                    }
+                self.release_previous(&entry);
+                self.released = Some(entry.bytes.clone());
+                match &self.state {
+                    State::Ready { map } => Self::serve(map, &entry, n_cols)
+                        .ok_or_else(|| "a cached block is misaligned".into()),
+                    _ => Err("the cache is not mapped".into()),
                 }
             }
-            return self.inner.block(rows);
+            Serving::Filling if rows.start == self.next_row => {
+                let State::Filling { writer, written } = &mut self.state else {
+                    return self.inner.block(rows);
+                };
+                let block = self.inner.block(rows.clone())?;
+                let start = *written;
+                let layout =
+                    Self::append(writer, written, &block).map_err(|e| IoError::os(&self.dir, e))?;
+                self.entries.push(Entry {
+                    rows: rows.clone(),
+                    layout,
+                    bytes: start..*written,
+                });
+                self.next_row = rows.end;
+                Ok(block)
+            }
+            Serving::Filling => {
+                // Out of order: this pass is not cached.
+                self.state = State::Off;
+                self.serving = Serving::Input;
+                self.inner.block(rows)
+            }
+            Serving::Nothing | Serving::Input => self.inner.block(rows),
         }
-        if let State::Filling { writer, written } = &mut self.state {
-            let block = self.inner.block(rows.clone())?;
-            let start = *written;
-            let layout =
-                Self::append(writer, written, &block).map_err(|e| IoError::os(&self.dir, e))?;
-            self.entries.push(Entry {
-                rows: rows.clone(),
-                layout,
-                bytes: start..*written,
-            });
-            self.next_row = rows.end;
-            return Ok(block);
-        }
-        self.inner.block(rows)
     }
 }
 
@@ -333,17 +381,12 @@ mod tests {
     use ndarray::Array2;
     use nmflow_core::{InMemoryCsrSource, InMemorySource};
 
+    /// One pass of blocks of `step` rows, begun as the engine begins it.
     fn blocks(source: &mut dyn RowSource, n_rows: usize, step: usize) -> Vec<String> {
-        (0..n_rows)
-            .step_by(step)
-            .map(|start| {
-                format!(
-                    "{:?}",
-                    source
-                        .block(start..(start + step).min(n_rows))
-                        .expect("block")
-                )
-            })
+        let pass = nmflow_core::solver::block_ranges(n_rows, step);
+        source.begin_pass(&pass).expect("begin");
+        pass.into_iter()
+            .map(|rows| format!("{:?}", source.block(rows).expect("block")))
             .collect()
     }
 
@@ -376,8 +419,16 @@ mod tests {
             }
             assert!(matches!(cached.state, State::Ready { .. }));
             assert!(cached.cached_bytes() > 0);
-            // Other block sizes fall back to the input.
-            assert_eq!(blocks(&mut cached, 23, 4), blocks(make().as_mut(), 23, 4));
+            // Other block sizes fall back to the input, through a
+            // read-ahead that follows the pass; the cache serves again
+            // after.
+            let ahead = crate::prefetch::PrefetchSource::new(make(), 1);
+            let mut cached = CachedSource::new(Box::new(ahead), dir.path()).expect("cache");
+            for step in [5, 5, 4, 5, 7] {
+                let want = blocks(make().as_mut(), 23, step);
+                assert_eq!(blocks(&mut cached, 23, step), want, "blocks of {step}");
+            }
+            assert!(matches!(cached.state, State::Ready { .. }));
         }
         assert!(free_space(dir.path()).is_some_and(|b| b > 0));
     }

@@ -1,14 +1,16 @@
 //! Reading ahead on a thread of its own: the blocks of the next pass(es)
 //! are read and decoded while the current block is computed on.
 //!
-//! The reader thread owns the input and walks the engine's block plan (the
-//! same row ranges every pass), sending owned copies of the blocks through a
-//! bounded channel (`depth` blocks in flight, counted in the memory plan);
-//! the consumer returns each buffer when it asks for the next block, so
-//! buffers are reused. Asking for rows out of plan order is an error.
+//! The reader thread owns the input. Each pass the engine begins
+//! ([`RowSource::begin_pass`]) sends it the pass's row ranges; it reads
+//! them in order and sends owned copies of the blocks through a bounded
+//! channel (`depth` blocks in flight, counted in the memory plan); the
+//! consumer returns each buffer when it asks for the next block, so
+//! buffers are reused. Asking for rows out of the pass's order, or without
+//! a pass begun, is an error.
 
 use std::ops::Range;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use ndarray::Array2;
@@ -35,6 +37,10 @@ pub struct PrefetchSource {
     n_cols: usize,
     preferred: Option<usize>,
     nnz: Option<u64>,
+    /// The passes begun, to the reader (closed on drop).
+    passes: Option<Sender<Vec<Range<usize>>>>,
+    /// Blocks of begun passes not asked for yet.
+    pending: usize,
     blocks: Receiver<Message>,
     recycle: SyncSender<Owned>,
     current: Option<Owned>,
@@ -47,14 +53,6 @@ impl std::fmt::Debug for PrefetchSource {
             .field("n_rows", &self.n_rows)
             .finish_non_exhaustive()
     }
-}
-
-/// The row ranges of blocks of `block_rows` rows.
-fn plan(n_rows: usize, block_rows: usize) -> Vec<Range<usize>> {
-    (0..n_rows)
-        .step_by(block_rows.max(1))
-        .map(|s| s..(s + block_rows.max(1)).min(n_rows))
-        .collect()
 }
 
 fn copy_into(block: RowBlock<'_>, reuse: Option<Owned>) -> Result<Owned, SourceError> {
@@ -93,34 +91,31 @@ fn copy_into(block: RowBlock<'_>, reuse: Option<Owned>) -> Result<Owned, SourceE
 }
 
 impl PrefetchSource {
-    /// Starts reading `inner` ahead in blocks of `block_rows` rows, for
-    /// `passes` passes (`None`: until dropped), `depth` blocks ahead.
-    pub fn new(
-        mut inner: Box<dyn RowSource + Send>,
-        block_rows: usize,
-        passes: Option<usize>,
-        depth: usize,
-    ) -> Self {
+    /// Starts a reader thread for `inner` that reads each pass begun
+    /// `depth` blocks ahead.
+    pub fn new(mut inner: Box<dyn RowSource + Send>, depth: usize) -> Self {
         let (n_rows, n_cols) = (inner.n_rows(), inner.n_cols());
         let (preferred, nnz) = (inner.preferred_block_rows(), inner.nnz_hint());
         let (send, blocks) = sync_channel::<Message>(depth.max(1));
         let (recycle, returned) = sync_channel::<Owned>(depth.max(1) + 2);
-        let ranges = plan(n_rows, block_rows);
+        let (passes, begun) = channel::<Vec<Range<usize>>>();
         let reader = std::thread::spawn(move || {
-            let mut pass = 0;
-            while passes.is_none_or(|p| pass < p) {
-                for rows in &ranges {
+            for ranges in begun {
+                if let Err(e) = inner.begin_pass(&ranges) {
+                    let _ = send.send(Err(e));
+                    return;
+                }
+                for rows in ranges {
                     let reuse = returned.try_recv().ok();
                     let message = inner
                         .block(rows.clone())
                         .and_then(|b| copy_into(b, reuse))
-                        .map(|owned| (rows.clone(), owned));
+                        .map(|owned| (rows, owned));
                     let failed = message.is_err();
                     if send.send(message).is_err() || failed {
                         return;
                     }
                 }
-                pass += 1;
             }
         });
         Self {
@@ -128,6 +123,8 @@ impl PrefetchSource {
             n_cols,
             preferred,
             nnz,
+            passes: Some(passes),
+            pending: 0,
             blocks,
             recycle,
             current: None,
@@ -138,7 +135,9 @@ impl PrefetchSource {
 
 impl Drop for PrefetchSource {
     fn drop(&mut self) {
-        // Closing the channel ends the reader at its next send.
+        // Closing both channels ends the reader: at its next send, or while
+        // it waits for a pass.
+        drop(self.passes.take());
         let (_, closed) = sync_channel::<Message>(1);
         drop(std::mem::replace(&mut self.blocks, closed));
         if let Some(reader) = self.reader.take() {
@@ -168,17 +167,41 @@ impl RowSource for PrefetchSource {
         self.current = None;
     }
 
+    fn begin_pass(&mut self, blocks: &[Range<usize>]) -> Result<(), SourceError> {
+        if self.pending > 0 {
+            return Err(format!(
+                "a pass was begun with {} blocks of the previous one not read",
+                self.pending
+            )
+            .into());
+        }
+        let passes = self.passes.as_ref().ok_or("the read-ahead is closed")?;
+        passes
+            .send(blocks.to_vec())
+            .map_err(|_| "the reader thread stopped")?;
+        self.pending = blocks.len();
+        Ok(())
+    }
+
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
         if let Some(previous) = self.current.take() {
             let _ = self.recycle.try_send(previous);
         }
+        if self.pending == 0 {
+            return Err(format!(
+                "rows {}..{} asked for outside a pass (begin_pass first)",
+                rows.start, rows.end
+            )
+            .into());
+        }
+        self.pending -= 1;
         let (got, owned) = self
             .blocks
             .recv()
-            .map_err(|_| "the reader thread stopped (no more passes were planned)")??;
+            .map_err(|_| "the reader thread stopped")??;
         if got != rows {
             return Err(format!(
-                "rows {}..{} asked for, but the read-ahead plan holds {}..{}",
+                "rows {}..{} asked for, but the pass begun holds {}..{} next",
                 rows.start, rows.end, got.start, got.end
             )
             .into());
@@ -203,6 +226,7 @@ impl RowSource for PrefetchSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nmflow_core::solver::block_ranges;
     use nmflow_core::{InMemoryCsrSource, InMemorySource};
 
     #[test]
@@ -223,18 +247,28 @@ mod tests {
                 }
             };
             let mut direct = make();
-            let mut ahead = PrefetchSource::new(make(), 9, Some(3), 2);
-            for _pass in 0..3 {
-                for rows in plan(41, 9) {
+            let mut ahead = PrefetchSource::new(make(), 2);
+            // Passes of any block plan, one after the other.
+            for step in [9, 9, 4, 41] {
+                let pass = block_ranges(41, step);
+                ahead.begin_pass(&pass).expect("begin");
+                for rows in pass {
                     let a = format!("{:?}", direct.block(rows.clone()).expect("direct"));
                     let b = format!("{:?}", ahead.block(rows).expect("prefetched"));
                     assert_eq!(a, b);
                 }
             }
-            assert!(ahead.block(0..9).is_err(), "only three passes were planned");
+            assert!(ahead.block(0..9).is_err(), "no pass was begun");
         }
-        let mut ahead = PrefetchSource::new(Box::new(InMemorySource::new(x.clone())), 9, None, 1);
-        assert!(ahead.block(9..18).is_err(), "out of plan order");
+        let mut ahead = PrefetchSource::new(Box::new(InMemorySource::new(x.clone())), 1);
+        ahead.begin_pass(&block_ranges(41, 9)).expect("begin");
+        assert!(ahead.block(9..18).is_err(), "out of the pass's order");
+        let mut ahead = PrefetchSource::new(Box::new(InMemorySource::new(x)), 1);
+        ahead.begin_pass(&block_ranges(41, 9)).expect("begin");
+        assert!(
+            ahead.begin_pass(&block_ranges(41, 9)).is_err(),
+            "a pass not read"
+        );
     }
 
     /// A source whose every read fails with an error that has a cause.
@@ -258,7 +292,8 @@ mod tests {
 
     #[test]
     fn a_read_error_crosses_the_thread_with_its_cause() {
-        let mut ahead = PrefetchSource::new(Box::new(Failing), 2, Some(1), 1);
+        let mut ahead = PrefetchSource::new(Box::new(Failing), 1);
+        ahead.begin_pass(&block_ranges(4, 2)).expect("begin");
         let err = ahead.block(0..2).unwrap_err();
         let failed = err
             .downcast_ref::<ReadFailed>()
