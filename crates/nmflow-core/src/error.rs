@@ -26,7 +26,7 @@ impl std::fmt::Display for NonFinite {
 }
 
 /// Why a fit could not run or finish. Not converging is not an error: see
-/// [`crate::FitReport::converged`].
+/// [`crate::FitOutcome::converged`].
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
     /// The matrix has no rows or no columns.

@@ -19,20 +19,20 @@ pub fn random_h(seed: u64, k: usize, n_cols: usize) -> Array2<f32> {
 
 /// The random initial W for `seed`, drawn in row order.
 #[derive(Debug, Clone)]
-pub struct RandomW {
+pub(crate) struct RandomW {
     rng: ChaCha8Rng,
 }
 
 impl RandomW {
     /// Starts at row 0.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self {
             rng: stream(seed, W_STREAM),
         }
     }
 
     /// Fills the next `w.nrows()` rows of W into `w`.
-    pub fn fill_next_rows(&mut self, mut w: ArrayViewMut2<'_, f32>) {
+    pub(crate) fn fill_next_rows(&mut self, mut w: ArrayViewMut2<'_, f32>) {
         for row in w.rows_mut() {
             for value in row {
                 *value = self.rng.random::<f32>();

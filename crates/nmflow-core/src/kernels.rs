@@ -66,7 +66,7 @@ pub fn update_w_rows(
 ///
 /// # Shapes
 /// `w` is `b × k`, `wtw` is `k × k`.
-pub fn accumulate_wtw(w: ArrayView2<'_, f32>, mut wtw: ArrayViewMut2<'_, f64>) {
+pub(crate) fn accumulate_wtw(w: ArrayView2<'_, f32>, mut wtw: ArrayViewMut2<'_, f64>) {
     for w_row in w.rows() {
         for (a, &w_a) in w_row.iter().enumerate() {
             let w_a = f64::from(w_a);
@@ -301,7 +301,7 @@ fn xtw_csr_body<const FMA: bool, const K: usize>(
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub fn update_h_cols(
+pub(crate) fn update_h_cols(
     mut h: ArrayViewMut2<'_, f32>,
     wtx: ArrayView2<'_, f32>,
     wtw: ArrayView2<'_, f32>,

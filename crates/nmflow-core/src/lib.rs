@@ -10,45 +10,46 @@
 //! side of every product (X_s Hᵀ = X (H D⁻¹)ᵀ, W ᵀX_s = (WᵀX) D⁻¹).
 //!
 //! # Layout of the crate
-//! - [`source`]: the [`RowSource`] trait every input implements, and an
-//!   in-memory source.
-//! - [`params`]: user parameters and their validation.
+//! - `source`: the [`RowSource`] trait every input implements (with its
+//!   pass contract, [`RowSource::begin_pass`]), and in-memory sources.
+//! - `params`: user parameters ([`NmfParams`]) and their validation.
 //! - [`kernels`]: the hot loops, pure functions on views.
-//! - [`stats`]: the streaming column statistics of the pre-pass.
+//! - `stats`: the streaming column statistics of the pre-pass.
 //! - [`solver`]: the engine: the orchestration of passes, blocks and
 //!   stopping; several runs can share each pass ([`fit_many`]).
 //! - `rules`: the update rules ([`Solver`]) the engine applies to the
 //!   products of a pass.
 //! - [`plan`]: the memory plan of a command ([`plan_runs`]).
-//! - [`sample`]: a bounded sample of rows and its principal components.
+//! - `sample`: a bounded sample of rows ([`RowSample`]) and its principal
+//!   components.
 //! - [`metrics`], [`stability`]: ARI and NMI; consensus clustering and
 //!   spectra stability across restarts.
 //!
 //! This crate does no file I/O and depends on no file format.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
-pub mod error;
+mod error;
 pub mod factor;
 pub mod init;
 pub mod kernels;
 pub mod metrics;
-pub mod normalize;
-pub mod params;
+mod normalize;
+mod params;
 pub mod plan;
 mod rules;
-pub mod sample;
+mod sample;
 pub mod solver;
-pub mod source;
+mod source;
 pub mod stability;
-pub mod stats;
+mod stats;
 
 pub use error::FitError;
 pub use factor::FactorStore;
 pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
-    Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request,
-    estimate_memory, estimate_memory_sparse, plan_runs,
+    Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,
 };
 pub use rules::Solver;
 pub use sample::{Pca, RowSample, sample_row_indices};

@@ -31,7 +31,7 @@ impl Normalize {
 }
 
 /// Target row sum of [`Normalize::Cp10kLog1p`].
-pub const TARGET_SUM: f32 = 1e4;
+pub(crate) const TARGET_SUM: f32 = 1e4;
 
 /// Applies a [`Normalize`] to blocks, into buffers it owns; checks the raw
 /// values (non-negative, finite) and whether they are all whole numbers.

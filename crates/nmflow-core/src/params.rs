@@ -119,7 +119,7 @@ impl ValidParams {
 }
 
 /// Bytes of f32 X a block aims for when the user does not choose its height.
-pub const DEFAULT_BLOCK_BYTES: usize = 16 << 20;
+pub(crate) const DEFAULT_BLOCK_BYTES: usize = 16 << 20;
 
 impl NmfParams {
     /// Validates the parameters for an `n_rows × n_cols` matrix whose source
@@ -174,7 +174,7 @@ impl NmfParams {
 }
 
 /// The block height used when the user does not choose one: about
-/// [`DEFAULT_BLOCK_BYTES`] of f32 rows, rounded to a multiple of the
+/// `DEFAULT_BLOCK_BYTES` of f32 rows, rounded to a multiple of the
 /// source's preferred height, never more than `n_rows`.
 pub fn default_block_rows(n_rows: usize, n_cols: usize, preferred_rows: Option<usize>) -> usize {
     let target = (DEFAULT_BLOCK_BYTES / n_cols.max(1).saturating_mul(4)).max(1);

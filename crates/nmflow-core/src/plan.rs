@@ -31,18 +31,18 @@ impl MemoryEstimate {
 }
 
 /// Copies of a dense block held at once (see [`estimate_memory`]).
-pub const DENSE_BLOCK_COPIES: u64 = 8;
+pub(crate) const DENSE_BLOCK_COPIES: u64 = 8;
 
 /// Bytes per stored entry of a sparse block in flight, over all its copies
 /// (the reader's raw and converted buffers, the read-ahead queue, the block
 /// computed on, the cache's mapped pages): measured as peak RSS against
 /// block size on 50,000 cells × 20,000 genes, 40 to 50 bytes.
-pub const SPARSE_BYTES_PER_STORED: u64 = 52;
+pub(crate) const SPARSE_BYTES_PER_STORED: u64 = 52;
 
 /// The memory a fit of an `n_rows × n_cols` matrix at `k` components with
 /// blocks of `block_rows` rows holds (heap; the program itself, the HDF5
 /// chunk cache and the mapped pages of inputs come on top).
-pub fn estimate_memory(
+pub(crate) fn estimate_memory(
     n_rows: usize,
     n_cols: usize,
     k: usize,
@@ -101,7 +101,7 @@ fn sum(terms: &[u64]) -> u64 {
 /// [`estimate_memory`] for a sparse (CSR) input with `nnz` stored entries:
 /// blocks hold their stored entries (value and index, read and converted)
 /// instead of dense rows, and the sparse XᵀW partials are added.
-pub fn estimate_memory_sparse(
+pub(crate) fn estimate_memory_sparse(
     n_rows: usize,
     n_cols: usize,
     k: usize,
@@ -145,7 +145,7 @@ mod tests {
 
 /// Memory of the program itself (code, libraries, the HDF5 library's
 /// caches, thread stacks), measured as the peak RSS of small runs.
-pub const BASELINE_BYTES: u64 = 40 << 20;
+pub(crate) const BASELINE_BYTES: u64 = 40 << 20;
 
 /// Share of a budget plans leave unused: the resident memory of a run
 /// varies by about ±10 MiB around the model from run to run (allocator
@@ -154,7 +154,7 @@ pub const BASELINE_BYTES: u64 = 40 << 20;
 pub const HEADROOM_PERCENT: u64 = 8;
 
 /// The part of `budget` plans may use (all but [`HEADROOM_PERCENT`]).
-pub fn usable_budget(budget: u64) -> u64 {
+pub(crate) fn usable_budget(budget: u64) -> u64 {
     budget / 100 * (100 - HEADROOM_PERCENT)
 }
 
@@ -313,7 +313,7 @@ impl Held {
 /// Bytes counted per row or column name: the `String` (24 bytes) and its
 /// text, rounded up by the allocator (cell barcodes and gene names are
 /// under 40 characters).
-pub const NAME_BYTES: u64 = 64;
+pub(crate) const NAME_BYTES: u64 = 64;
 
 /// Bytes of `n` names.
 pub fn names_bytes(n: usize) -> u64 {

@@ -325,7 +325,7 @@ fn orthonormalize(m: &mut Array2<f64>) {
 
 /// Eigenvalues and eigenvectors (columns) of a small symmetric matrix, by
 /// cyclic Jacobi rotations.
-pub fn symmetric_eigen(mut a: Array2<f64>) -> (Vec<f64>, Array2<f64>) {
+pub(crate) fn symmetric_eigen(mut a: Array2<f64>) -> (Vec<f64>, Array2<f64>) {
     let n = a.nrows();
     let mut v = Array2::<f64>::eye(n);
     for _sweep in 0..100 {

@@ -13,9 +13,9 @@
 //! chunks whose boundaries do not depend on the number of threads, and
 //! partial sums are combined in chunk order, so results do not depend on
 //! the thread count:
-//! - the W update: chunks of [`ROW_CHUNK`] rows;
-//! - dense XᵀW: chunks of [`COL_CHUNK`] columns, each owned by one task;
-//! - sparse XᵀW: [`SPARSE_PARTS`] row ranges with their own `n_cols × k`
+//! - the W update: chunks of `ROW_CHUNK` rows;
+//! - dense XᵀW: chunks of `COL_CHUNK` columns, each owned by one task;
+//! - sparse XᵀW: `SPARSE_PARTS` row ranges with their own `n_cols × k`
 //!   partials, summed in order by column chunk.
 
 use std::ops::Range;
@@ -36,11 +36,11 @@ use crate::source::{CsrBlock, RowBlock, RowSource};
 use crate::stats::ColumnStats;
 
 /// Rows per parallel task of the W update.
-pub const ROW_CHUNK: usize = 64;
+pub(crate) const ROW_CHUNK: usize = 64;
 /// Columns per parallel task of the XᵀW accumulation and the H update.
-pub const COL_CHUNK: usize = 256;
+pub(crate) const COL_CHUNK: usize = 256;
 /// Row ranges (with their own partial XᵀW) of a sparse block.
-pub const SPARSE_PARTS: usize = 8;
+pub(crate) const SPARSE_PARTS: usize = 8;
 /// The stopping rule looks at the error every this many iterations
 /// (scikit-learn's rule for its multiplicative updates).
 pub const CHECK_EVERY: usize = 10;

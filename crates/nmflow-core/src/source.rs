@@ -88,7 +88,7 @@ impl CsrBlock<'_> {
     }
 
     /// Checks the structure for `n_rows` rows.
-    pub fn validate(&self, n_rows: usize) -> Result<(), CsrShapeError> {
+    pub(crate) fn validate(&self, n_rows: usize) -> Result<(), CsrShapeError> {
         if self.indptr.len() != n_rows + 1 {
             return Err(CsrShapeError::IndptrLength {
                 expected: n_rows + 1,

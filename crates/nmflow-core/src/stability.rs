@@ -123,7 +123,7 @@ fn pearson(x: &[f64], y: &[f64]) -> f64 {
 
 /// Pearson correlation of every row of `a` with every row of `b`
 /// (`a.nrows() × b.nrows()`).
-pub fn row_correlations(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f64> {
+pub(crate) fn row_correlations(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array2<f64> {
     let centre = |m: ArrayView2<'_, f32>| -> Array2<f64> {
         let mut m = m.mapv(f64::from);
         for mut row in m.outer_iter_mut() {
@@ -144,7 +144,7 @@ pub fn row_correlations(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Array
 ///
 /// # Panics
 /// If `cost` is not square.
-pub fn min_cost_assignment(cost: ArrayView2<'_, f64>) -> Vec<usize> {
+pub(crate) fn min_cost_assignment(cost: ArrayView2<'_, f64>) -> Vec<usize> {
     let n = cost.nrows();
     assert_eq!(n, cost.ncols(), "the cost matrix must be square");
     // Potentials u (rows), v (columns); p[j] = row matched to column j
@@ -209,7 +209,10 @@ pub fn min_cost_assignment(cost: ArrayView2<'_, f64>) -> Vec<usize> {
 
 /// Mean correlation of the components of `other` with those of
 /// `reference`, matched one to one to maximise the total correlation.
-pub fn matched_correlation(reference: ArrayView2<'_, f32>, other: ArrayView2<'_, f32>) -> f64 {
+pub(crate) fn matched_correlation(
+    reference: ArrayView2<'_, f32>,
+    other: ArrayView2<'_, f32>,
+) -> f64 {
     let corr = row_correlations(reference, other);
     let assignment = min_cost_assignment(corr.mapv(|c| -c).view());
     let k = assignment.len();
@@ -222,7 +225,7 @@ pub fn matched_correlation(reference: ArrayView2<'_, f32>, other: ArrayView2<'_,
 }
 
 /// Spectra stability of one k: the mean over restarts other than
-/// `reference_idx` of their [`matched_correlation`] with the reference
+/// `reference_idx` of their `matched_correlation` with the reference
 /// restart's H. NaN with a single restart.
 pub fn spectra_stability(spectra: &[Array2<f32>], reference_idx: usize) -> f64 {
     let reference = spectra[reference_idx].view();

@@ -27,11 +27,11 @@ const COL_CHUNK: usize = 256;
 /// constant under [`Scale::ColStd`] and is left unscaled: dividing by a
 /// smaller value would overflow single precision (1/σ and H/σ are formed in
 /// f32, whose largest value is 3.4e38).
-pub const STD_FLOOR: f64 = 1e-30;
+pub(crate) const STD_FLOOR: f64 = 1e-30;
 
 /// The largest raw value nmflow factorizes: a block's sums of products of
 /// X with factors of order 1 stay far below f32's largest value (3.4e38).
-pub const VALUE_LIMIT: f32 = 1e30;
+pub(crate) const VALUE_LIMIT: f32 = 1e30;
 
 /// Largest scaled value is brought into [1/`RANGE_LIMIT`, `RANGE_LIMIT`] by
 /// a power-of-two factor when it lies outside (2³²).
@@ -69,7 +69,7 @@ pub(crate) fn check_values(
 
 /// Column statistics of the rows seen so far.
 #[derive(Debug, Clone)]
-pub struct ColumnStats {
+pub(crate) struct ColumnStats {
     n_rows: u64,
     mean: Vec<f64>,
     m2: Vec<f64>,
@@ -100,7 +100,7 @@ struct BadEntry {
 
 impl ColumnStats {
     /// Empty statistics for `n_cols` columns.
-    pub fn new(n_cols: usize) -> Self {
+    pub(crate) fn new(n_cols: usize) -> Self {
         let zeros = vec![0.0; n_cols];
         Self {
             n_rows: 0,
@@ -120,7 +120,11 @@ impl ColumnStats {
 
     /// Adds the rows of `x`, the rows starting at `first_row` of the matrix.
     /// Fails on the first negative or non-finite entry (row-major order).
-    pub fn add_block(&mut self, x: ArrayView2<'_, f32>, first_row: usize) -> Result<(), FitError> {
+    pub(crate) fn add_block(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        first_row: usize,
+    ) -> Result<(), FitError> {
         let n_b = x.nrows();
         if n_b == 0 {
             return Ok(());
@@ -158,7 +162,11 @@ impl ColumnStats {
     /// Adds the rows of a CSR block, the rows starting at `first_row`.
     /// Fails on the first negative or non-finite stored value (row-major
     /// order). The block's structure must be valid.
-    pub fn add_csr_block(&mut self, x: &CsrBlock<'_>, first_row: usize) -> Result<(), FitError> {
+    pub(crate) fn add_csr_block(
+        &mut self,
+        x: &CsrBlock<'_>,
+        first_row: usize,
+    ) -> Result<(), FitError> {
         let n_b = x.n_rows();
         if n_b == 0 {
             return Ok(());
@@ -226,29 +234,20 @@ impl ColumnStats {
     }
 
     /// Whether every value seen so far is a whole number (raw counts).
-    pub fn all_integer(&self) -> bool {
+    pub(crate) fn all_integer(&self) -> bool {
         self.all_integer
     }
 
-    /// Rows added so far.
-    pub fn n_rows(&self) -> u64 {
-        self.n_rows
-    }
-
     /// Column means.
-    pub fn mean(&self) -> &[f64] {
+    #[cfg(test)]
+    fn mean(&self) -> &[f64] {
         &self.mean
     }
 
     /// Population standard deviation (ddof 0) of every column.
-    pub fn std(&self) -> Vec<f64> {
+    pub(crate) fn std(&self) -> Vec<f64> {
         let n = self.n_rows.max(1) as f64;
         self.m2.iter().map(|m2| (m2 / n).sqrt()).collect()
-    }
-
-    /// Largest value of every column.
-    pub fn max(&self) -> &[f32] {
-        &self.max
     }
 
     /// The divisor of every column under `scale`: its standard deviation
@@ -258,7 +257,7 @@ impl ColumnStats {
     /// divisors bit for bit). Fails when no such divisors fit single
     /// precision: a value above [`VALUE_LIMIT`], or values too small to
     /// rescale.
-    pub fn col_scale(&self, scale: Scale) -> Result<Vec<f32>, FitError> {
+    pub(crate) fn col_scale(&self, scale: Scale) -> Result<Vec<f32>, FitError> {
         if let Some((col, &value)) = self.max.iter().enumerate().find(|(_, v)| **v > VALUE_LIMIT) {
             return Err(FitError::ValueTooLarge {
                 col,
@@ -311,7 +310,7 @@ impl ColumnStats {
     }
 
     /// ‖X D⁻¹‖²_F for the column divisors `col_scale`.
-    pub fn scaled_norm_sq(&self, col_scale: &[f32]) -> f64 {
+    pub(crate) fn scaled_norm_sq(&self, col_scale: &[f32]) -> f64 {
         self.sum_sq
             .iter()
             .zip(col_scale)

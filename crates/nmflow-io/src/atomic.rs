@@ -29,7 +29,7 @@ pub enum Overwrite {
 
 impl Overwrite {
     /// [`Overwrite::Replace`] when `force` is set.
-    pub fn from_force(force: bool) -> Self {
+    pub(crate) fn from_force(force: bool) -> Self {
         if force {
             Overwrite::Replace
         } else {
@@ -39,7 +39,7 @@ impl Overwrite {
 }
 
 /// The directory a file at `path` lives in (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -120,7 +120,8 @@ impl CachedSource {
     }
 
     /// Bytes the cache holds on disk.
-    pub fn cached_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn cached_bytes(&self) -> usize {
         self.entries.last().map_or(0, |e| e.bytes.end)
     }
 

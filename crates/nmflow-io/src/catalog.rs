@@ -134,7 +134,7 @@ fn probe_attrs(loc: &hdf5::Location, path: &Path) -> Result<(), IoError> {
 }
 
 /// The datasets of the file at `path` that nmflow can factorize.
-pub fn list_matrices(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
+pub(crate) fn list_matrices(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
     Ok(list_datasets(path)?
         .into_iter()
         .filter(DatasetInfo::is_matrix)

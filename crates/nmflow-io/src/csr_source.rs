@@ -20,10 +20,10 @@ use crate::error::IoError;
 /// Stored entries a block aims for. Measured on 50,000 cells × 20,000
 /// genes: 2 M lowers peak RSS by about 90 MiB but costs about 25 % of
 /// speed (the XᵀW scatter revisits its partials less per block); 4 M kept.
-pub const BLOCK_NNZ: usize = 1 << 22;
+pub(crate) const BLOCK_NNZ: usize = 1 << 22;
 
 /// Rows per block of a sparse matrix so that a block holds about
-/// [`BLOCK_NNZ`] stored entries (at least 64 rows, at most all): the one
+/// `BLOCK_NNZ` stored entries (at least 64 rows, at most all): the one
 /// rule for sparse block heights, used by the sources and by `inspect`.
 pub fn sparse_block_rows(nnz: u64, n_rows: usize) -> usize {
     let per_row = (nnz as usize / n_rows.max(1)).max(1);
@@ -32,7 +32,7 @@ pub fn sparse_block_rows(nnz: u64, n_rows: usize) -> usize {
 
 /// A CSR matrix in an HDF5 group.
 #[derive(Debug)]
-pub struct Hdf5CsrSource {
+pub(crate) struct Hdf5CsrSource {
     path: PathBuf,
     group: String,
     data: Dataset,
@@ -80,7 +80,7 @@ impl Hdf5CsrSource {
     /// Opens the CSR matrix of `group` (`n_rows × n_cols_stored`, rows compressed).
     /// `col_map`, when given, renumbers columns (`u32::MAX` drops one) into
     /// `n_cols` columns.
-    pub fn open(
+    pub(crate) fn open(
         path: &Path,
         group: &hdf5::Group,
         (n_rows, n_cols_stored): (usize, usize),
@@ -210,12 +210,12 @@ impl Hdf5CsrSource {
     }
 
     /// Stored entries.
-    pub fn nnz(&self) -> u64 {
+    pub(crate) fn nnz(&self) -> u64 {
         self.indptr.last().copied().unwrap_or(0)
     }
 
     /// The stored data type.
-    pub fn dtype(&self) -> &str {
+    pub(crate) fn dtype(&self) -> &str {
         &self.dtype
     }
 

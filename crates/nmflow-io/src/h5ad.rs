@@ -31,7 +31,7 @@ fn unicode(text: &str) -> hdf5::Result<VarLenUnicode> {
 }
 
 /// anndata element writer (see the module docs).
-pub fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+pub(crate) fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
     if loc.attr(name).is_ok() {
         loc.delete_attr(name)?;
     }

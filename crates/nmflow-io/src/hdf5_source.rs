@@ -17,11 +17,11 @@ use crate::catalog::{DatasetInfo, describe, list_matrices};
 use crate::error::IoError;
 
 /// The dataset nmflow factorizes when a file holds several and none is named.
-pub const DEFAULT_DATASET: &str = "/X";
+pub(crate) const DEFAULT_DATASET: &str = "/X";
 
 /// A 2-D numeric HDF5 dataset read in row blocks.
 #[derive(Debug)]
-pub struct Hdf5Source {
+pub(crate) struct Hdf5Source {
     path: PathBuf,
     dataset: Dataset,
     info: DatasetInfo,
@@ -31,7 +31,7 @@ pub struct Hdf5Source {
 impl Hdf5Source {
     /// Opens `dataset` of the file at `path`, or, when `dataset` is `None`,
     /// `/X` if it exists, else the only 2-D numeric dataset of the file.
-    pub fn open(path: &Path, dataset: Option<&str>) -> Result<Self, IoError> {
+    pub(crate) fn open(path: &Path, dataset: Option<&str>) -> Result<Self, IoError> {
         let ds = open_matrix_dataset(path, dataset)?;
         let info = describe(&ds);
         Ok(Self {
@@ -43,19 +43,8 @@ impl Hdf5Source {
     }
 
     /// What the dataset is.
-    pub fn info(&self) -> &DatasetInfo {
+    pub(crate) fn info(&self) -> &DatasetInfo {
         &self.info
-    }
-
-    /// Reads the whole dataset (for small matrices such as initial factors).
-    pub fn read_all(&self) -> Result<Array2<f32>, IoError> {
-        self.dataset.read_2d::<f32>().map_err(|e| {
-            IoError::hdf5(
-                &self.path,
-                format!("reading dataset '{}'", self.info.path),
-                e,
-            )
-        })
     }
 }
 

@@ -294,7 +294,11 @@ fn copy_rows(
 }
 
 /// Reads a whole initial factor (H₀, `k × n_cols`: small) from the file
-/// `spec` names (see [`open_start`] for where it is found).
+/// `spec` names: a `.npy` file as it is, or an HDF5 dataset, `FILE:/path`
+/// or by default the factor of a result nmflow wrote (`/W`, `/H` of a
+/// plain result, then `obsm/X_nmf`, `varm/NMF_H` of an h5ad one, H stored
+/// genes × k). A start of another shape than `expected` is refused before
+/// it is read.
 pub fn read_start(
     spec: &InputSpec,
     factor: StartFactor,
@@ -314,7 +318,7 @@ pub fn read_start(
 }
 
 /// Checks that the file `spec` names holds a start factor of the shape
-/// `expected` (see [`open_start`]), reading none of it.
+/// `expected` (found as [`read_start`] finds it), reading none of it.
 pub fn check_start(
     spec: &InputSpec,
     factor: StartFactor,

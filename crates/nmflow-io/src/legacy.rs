@@ -12,7 +12,7 @@ use hdf5::{Dataset, File};
 
 /// One field of every record of a compound dataset.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Column {
+pub(crate) enum Column {
     /// Fixed-length strings (padding stripped).
     Strings(Vec<String>),
     /// Integers (categorical codes among them).
@@ -22,7 +22,7 @@ pub enum Column {
 }
 
 /// Whether `name` of `file` is a legacy compound dataframe.
-pub fn is_compound_frame(file: &File, name: &str) -> bool {
+pub(crate) fn is_compound_frame(file: &File, name: &str) -> bool {
     file.dataset(name)
         .ok()
         .and_then(|d| d.dtype().ok())
@@ -31,7 +31,7 @@ pub fn is_compound_frame(file: &File, name: &str) -> bool {
 }
 
 /// The names of the fields of a compound dataset, in order.
-pub fn field_names(ds: &Dataset) -> hdf5::Result<Vec<String>> {
+pub(crate) fn field_names(ds: &Dataset) -> hdf5::Result<Vec<String>> {
     match ds.dtype()?.to_descriptor()? {
         TypeDescriptor::Compound(c) => Ok(c.fields.into_iter().map(|f| f.name).collect()),
         other => Err(hdf5::Error::from(format!(
@@ -41,7 +41,7 @@ pub fn field_names(ds: &Dataset) -> hdf5::Result<Vec<String>> {
 }
 
 /// The row names of a legacy frame: the field `index`, else the first.
-pub fn frame_index(ds: &Dataset) -> hdf5::Result<Vec<String>> {
+pub(crate) fn frame_index(ds: &Dataset) -> hdf5::Result<Vec<String>> {
     let fields = field_names(ds)?;
     let name = if fields.iter().any(|f| f == "index") {
         "index".to_owned()
@@ -61,7 +61,7 @@ pub fn frame_index(ds: &Dataset) -> hdf5::Result<Vec<String>> {
 /// Reads the field `name` of every record of the compound dataset `ds`.
 /// The records are read with the file's own type (no conversion) and the
 /// field decoded from its bytes (little-endian, as every anndata file is).
-pub fn read_field(ds: &Dataset, name: &str) -> hdf5::Result<Column> {
+pub(crate) fn read_field(ds: &Dataset, name: &str) -> hdf5::Result<Column> {
     let dtype = ds.dtype()?;
     let TypeDescriptor::Compound(compound) = dtype.to_descriptor()? else {
         return Err(hdf5::Error::from("not a compound dataset"));

@@ -5,30 +5,31 @@
 //!
 //! Every error names the file (and the dataset) at fault.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod atomic;
 pub mod cache;
 pub mod catalog;
 pub mod checkpoint;
 pub mod csr_source;
-pub mod error;
+mod error;
 pub mod factor_file;
 pub mod h5ad;
-pub mod hdf5_source;
+mod hdf5_source;
 pub mod input;
-pub mod labels;
-pub mod legacy;
-pub mod names;
+mod labels;
+mod legacy;
+mod names;
 pub mod npy;
 pub mod output;
 pub mod prefetch;
-pub mod result;
+mod result;
 pub mod run_record;
 pub mod singlecell;
-pub mod strings;
-pub mod transpose;
+mod strings;
+mod transpose;
 
-pub use catalog::{DatasetInfo, list_matrices};
+pub use catalog::DatasetInfo;
 pub use error::IoError;
 pub use h5ad::{write_h5ad, write_into_h5ad};
 pub use input::{

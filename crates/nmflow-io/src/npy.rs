@@ -65,7 +65,7 @@ pub struct NpyHeader {
 }
 
 /// Parses the header at the start of `bytes`.
-pub fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<NpyHeader, String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (bad magic)".into());
     }

@@ -65,7 +65,7 @@ impl Layout {
 }
 
 /// Tells the layout of an open file.
-pub fn detect(file: &File) -> Layout {
+pub(crate) fn detect(file: &File) -> Layout {
     if file.dataset("matrix").is_ok() && file.group("row_attrs").is_ok() {
         return Layout::Loom;
     }
@@ -135,7 +135,7 @@ impl Storage {
 }
 
 /// An opened single-cell matrix.
-pub struct OpenedMatrix {
+pub(crate) struct OpenedMatrix {
     /// Its rows, as cells × genes.
     pub source: Box<dyn RowSource + Send>,
     /// The layout of the file.
@@ -168,7 +168,7 @@ fn tmp_dir(opts: &OpenOptions) -> PathBuf {
 
 /// Opens the matrix of the HDF5 file at `path`: the element `dataset` when
 /// given (a dense dataset or a sparse group), else the layout's matrix.
-pub fn open_matrix(
+pub(crate) fn open_matrix(
     path: &Path,
     dataset: Option<&str>,
     opts: &OpenOptions,

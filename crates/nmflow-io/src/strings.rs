@@ -6,23 +6,23 @@ use hdf5::types::{TypeDescriptor, VarLenAscii, VarLenUnicode};
 use hdf5::{Attribute, Container, Dataset, Location};
 
 /// The strings of a 1-D (or scalar) string dataset.
-pub fn read_string_dataset(ds: &Dataset) -> hdf5::Result<Vec<String>> {
+pub(crate) fn read_string_dataset(ds: &Dataset) -> hdf5::Result<Vec<String>> {
     read_strings(ds, false)
 }
 
 /// The string value(s) of an attribute.
-pub fn read_string_attr(attr: &Attribute) -> hdf5::Result<Vec<String>> {
+pub(crate) fn read_string_attr(attr: &Attribute) -> hdf5::Result<Vec<String>> {
     read_strings(attr, true)
 }
 
 /// The first string of attribute `name` of `loc`, if it exists and is a string.
-pub fn string_attr(loc: &Location, name: &str) -> Option<String> {
+pub(crate) fn string_attr(loc: &Location, name: &str) -> Option<String> {
     let attr = loc.attr(name).ok()?;
     read_string_attr(&attr).ok()?.into_iter().next()
 }
 
 /// Whether a container holds strings.
-pub fn is_string(obj: &Container) -> bool {
+pub(crate) fn is_string(obj: &Container) -> bool {
     matches!(
         obj.dtype().and_then(|t| t.to_descriptor()),
         Ok(TypeDescriptor::VarLenUnicode

@@ -22,7 +22,7 @@ use crate::error::IoError;
 
 /// A CSR matrix in a memory-mapped temporary file.
 #[derive(Debug)]
-pub struct MmapCsrSource {
+pub(crate) struct MmapCsrSource {
     map: Mmap,
     indptr: Vec<u64>,
     n_rows: usize,
@@ -92,7 +92,7 @@ fn build(
 
 /// Transposes anndata's `csc_matrix` group (`n_obs × n_var`, compressed by
 /// gene) into a CSR matrix of cells.
-pub fn transpose_csc(
+pub(crate) fn transpose_csc(
     path: &Path,
     group: &hdf5::Group,
     (n_obs, n_var): (usize, usize),
@@ -166,7 +166,7 @@ pub fn transpose_csc(
 
 /// Transposes a dense `n_genes × n_cells` dataset (loom's `/matrix`) into
 /// a CSR matrix of cells, reading blocks of whole chunk rows.
-pub fn transpose_dense(
+pub(crate) fn transpose_dense(
     path: &Path,
     ds: &hdf5::Dataset,
     tmp_dir: &Path,
@@ -201,7 +201,7 @@ pub fn transpose_dense(
 
 impl MmapCsrSource {
     /// Stored entries.
-    pub fn nnz(&self) -> u64 {
+    pub(crate) fn nnz(&self) -> u64 {
         self.indptr.last().copied().unwrap_or(0)
     }
 
