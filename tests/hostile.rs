@@ -397,15 +397,7 @@ fn cases() -> Vec<Case> {
             name: "npy of complex numbers",
             setup: |d| {
                 let p = d.join("x.npy");
-                let mut h =
-                    "{'descr': '<c8', 'fortran_order': False, 'shape': (2, 2), }".to_string();
-                while (10 + h.len() + 1) % 64 != 0 {
-                    h.push(' ');
-                }
-                h.push('\n');
-                let mut b = b"\x93NUMPY\x01\x00".to_vec();
-                b.extend((h.len() as u16).to_le_bytes());
-                b.extend(h.as_bytes());
+                let mut b = nmflow_io::npy::header_bytes("<c8", &[2, 2]);
                 b.extend([0u8; 32]);
                 std::fs::write(&p, b).expect("w");
                 fit(d, &p, "1", &[])

@@ -1,6 +1,5 @@
 //! Running the binary and making fixture files.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -100,34 +99,12 @@ pub fn write_h5_gzip(path: &Path, name: &str, x: &Array2<f32>, chunk_rows: usize
         .expect("create gzip dataset");
 }
 
-/// Writes `x` as a little-endian f32 C-order `.npy` file.
+/// Writes `x` as a little-endian f32 C-order `.npy` file (nmflow's own
+/// writer, [`nmflow_io::npy::write_npy`]).
 pub fn write_npy(path: &Path, x: &Array2<f32>) {
-    let mut text = format!(
-        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
-        x.nrows(),
-        x.ncols()
-    );
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create npy"));
-    file.write_all(b"\x93NUMPY\x01\x00").expect("write");
-    file.write_all(&(text.len() as u16).to_le_bytes())
-        .expect("write");
-    file.write_all(text.as_bytes()).expect("write");
     let x = x.as_standard_layout();
-    match x.as_slice() {
-        Some(values) if cfg!(target_endian = "little") => {
-            file.write_all(bytemuck::cast_slice(values)).expect("write")
-        }
-        _ => {
-            for v in x.iter() {
-                file.write_all(&v.to_le_bytes()).expect("write");
-            }
-        }
-    }
-    file.flush().expect("write");
+    let values = x.as_slice().expect("standard layout");
+    nmflow_io::npy::write_npy(path, &[x.nrows(), x.ncols()], values).expect("write npy");
 }
 
 /// Reads a 2-D f32 dataset of a result file.

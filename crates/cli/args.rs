@@ -218,8 +218,8 @@ pub struct SweepArgs {
     pub input: InputArgs,
 
     /// The values of k: a range 2..12 (inclusive), a list 3,5,8, or one value.
-    #[arg(short = 'k', long = "n-components", value_name = "KS", value_parser = crate::sweep::parse_ks)]
-    pub ks: KList,
+    #[arg(short = 'k', long = "n-components", value_name = "KS", value_parser = crate::usage::parse_ks)]
+    pub ks: crate::usage::KList,
 
     /// Random starts per k (seeds --seed, --seed + 1, ...; the same seeds for every k).
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = crate::usage::positive)]
@@ -246,10 +246,6 @@ pub struct SweepArgs {
     #[arg(long)]
     pub resume: bool,
 }
-
-/// Values of k of a sweep.
-#[derive(Debug, Clone)]
-pub struct KList(pub Vec<usize>);
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {

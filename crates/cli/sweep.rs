@@ -20,47 +20,10 @@ use serde::Serialize;
 
 use crate::sweep_file::{KSummary, RunSummary, SweepSummary};
 
-use crate::args::{KList, RunArgs, SweepArgs};
+use crate::args::{RunArgs, SweepArgs};
 use crate::outdir::OutputDir;
 use crate::session::{self, Finished, Input, InputRecord, Prepared, RunSpec, SampleInfo};
 use crate::usage::usage;
-
-/// Values of k one sweep takes at most.
-const MAX_KS: usize = 1000;
-
-/// Parses `2..12` (inclusive), `3,5,8` or `5`.
-pub fn parse_ks(text: &str) -> Result<KList, String> {
-    let parse = |t: &str| {
-        t.trim()
-            .parse::<usize>()
-            .map_err(|_| format!("'{t}' is not a whole number"))
-    };
-    let ks: Vec<usize> = if let Some((a, b)) = text.split_once("..") {
-        let (a, b) = (parse(a)?, parse(b.trim_start_matches('='))?);
-        if a > b {
-            return Err(format!("the range {a}..{b} is empty"));
-        }
-        if b - a >= MAX_KS {
-            return Err(format!(
-                "the range {a}..{b} holds {} values of k; a sweep takes at most {MAX_KS}",
-                (b - a).saturating_add(1)
-            ));
-        }
-        (a..=b).collect()
-    } else {
-        text.split(',').map(parse).collect::<Result<_, _>>()?
-    };
-    if ks.contains(&0) {
-        return Err("k must be at least 1".into());
-    }
-    let mut sorted = ks.clone();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.len() != ks.len() {
-        return Err("a value of k is repeated".into());
-    }
-    Ok(KList(sorted))
-}
 
 /// What this invocation did (not in sweep.json, which is the same for the
 /// same sweep whatever the machine, the timing or an interruption).
@@ -812,25 +775,4 @@ fn tsv(per_k: &[KSummary]) -> String {
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     nmflow_io::atomic::write_bytes(path, nmflow_io::atomic::Overwrite::Replace, text.as_bytes())?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn k_lists_parse() {
-        assert_eq!(parse_ks("2..5").unwrap().0, vec![2, 3, 4, 5]);
-        assert_eq!(parse_ks("8,3,5").unwrap().0, vec![3, 5, 8]);
-        assert_eq!(parse_ks("4").unwrap().0, vec![4]);
-        assert!(parse_ks("5..2").is_err());
-        assert!(parse_ks("0..3").is_err());
-        assert!(parse_ks("3,3").is_err());
-        assert!(parse_ks("a").is_err());
-        assert!(
-            parse_ks("1..18446744073709551615")
-                .unwrap_err()
-                .contains("at most")
-        );
-    }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ndarray::{Array2, Axis, s};
+use nmflow_io::npy;
 use nmflow_testkit::SeedGenerator;
 use rayon::prelude::*;
 
@@ -243,18 +244,6 @@ fn write_hdf5(
     Ok(())
 }
 
-pub(crate) fn npy_header(descr: &str, shape: &str) -> Vec<u8> {
-    let mut text = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + text.len() + 1) % 64 != 0 {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((text.len() as u16).to_le_bytes());
-    out.extend(text.as_bytes());
-    out
-}
-
 fn write_npy_f32(
     path: &Path,
     rows: usize,
@@ -263,25 +252,19 @@ fn write_npy_f32(
     slab_rows: usize,
 ) -> Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
-    out.write_all(&npy_header("<f4", &format!("({rows}, {cols})")))?;
+    out.write_all(&npy::header_bytes("<f4", &[rows, cols]))?;
     let mut block = Array2::<f32>::zeros((slab_rows.min(rows), cols));
     for start in (0..rows).step_by(slab_rows) {
         let n = (start + slab_rows).min(rows) - start;
         make(start, block.slice_mut(s![..n, ..]));
-        for v in block.slice(s![..n, ..]) {
-            out.write_all(&v.to_le_bytes())?;
-        }
+        let values = block.as_slice().context("the slab is in standard layout")?;
+        npy::write_values(&mut out, &values[..n * cols])?;
     }
     out.flush()?;
     Ok(())
 }
 
 pub(crate) fn write_npy_u32(path: &Path, values: &[u32]) -> Result<()> {
-    let mut out = BufWriter::new(File::create(path)?);
-    out.write_all(&npy_header("<u4", &format!("({},)", values.len())))?;
-    for v in values {
-        out.write_all(&v.to_le_bytes())?;
-    }
-    out.flush()
+    npy::write_npy(path, &[values.len()], values)
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -14,13 +14,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use hdf5::types::{FixedAscii, VarLenUnicode};
 use ndarray::{Array2, s};
-use nmflow_io::h5ad::{
+use nmflow_io::elements::{
     array_1d, array_2d, dataframe, dict, set_encoding, set_str_array_attr, string_array,
 };
 use nmflow_testkit::{Cell, ScGenerator};
 use rayon::prelude::*;
 
-use crate::synth::npy_header;
+use nmflow_io::npy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -371,10 +371,7 @@ fn write_loom(path: &Path, args: &ScArgs, generator: &ScGenerator) -> Result<u64
 
 fn write_npy(path: &Path, out: &Path, args: &ScArgs, generator: &ScGenerator) -> Result<u64> {
     let mut file = BufWriter::new(std::fs::File::create(path)?);
-    file.write_all(&npy_header(
-        "<f4",
-        &format!("({}, {})", args.cells, args.genes),
-    ))?;
+    file.write_all(&npy::header_bytes("<f4", &[args.cells, args.genes]))?;
     let mut program = Vec::with_capacity(args.cells);
     let mut nnz = 0u64;
     let mut row = vec![0f32; args.genes];
@@ -387,23 +384,17 @@ fn write_npy(path: &Path, out: &Path, args: &ScArgs, generator: &ScGenerator) ->
             }
             nnz += cell.counts.len() as u64;
             program.push(cell.program);
-            for v in &row {
-                file.write_all(&v.to_le_bytes())?;
-            }
+            npy::write_values(&mut file, &row)?;
         }
     }
     file.flush()?;
     crate::synth::write_npy_u32(&out.with_extension("program.npy"), &program)?;
-    let spectra = generator.spectra();
-    let mut spectra_file =
-        BufWriter::new(std::fs::File::create(out.with_extension("spectra.npy"))?);
-    spectra_file.write_all(&npy_header(
-        "<f4",
-        &format!("({}, {})", spectra.nrows(), spectra.ncols()),
-    ))?;
-    for v in spectra.iter() {
-        spectra_file.write_all(&v.to_le_bytes())?;
-    }
-    spectra_file.flush()?;
+    let spectra = generator.spectra().as_standard_layout().into_owned();
+    let values = spectra.as_slice().context("standard layout")?;
+    npy::write_npy(
+        &out.with_extension("spectra.npy"),
+        &[spectra.nrows(), spectra.ncols()],
+        values,
+    )?;
     Ok(nnz)
 }

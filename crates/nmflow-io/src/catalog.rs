@@ -85,7 +85,7 @@ pub fn list_datasets(path: &Path) -> Result<Vec<DatasetInfo>, IoError> {
 /// the file, since the HDF5 library can loop for ever on some damage.
 /// Other files pass.
 pub fn probe(path: &Path) -> Result<(), IoError> {
-    if crate::input::sniff(path)? != crate::input::InputKind::Hdf5 {
+    if crate::kind::sniff(path)? != crate::kind::InputKind::Hdf5 {
         return Ok(());
     }
     let file =

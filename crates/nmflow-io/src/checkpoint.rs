@@ -205,7 +205,7 @@ pub(crate) fn write_header(
     format: &StateFormat,
     meta: &CheckpointMeta,
 ) -> hdf5::Result<()> {
-    crate::h5ad::set_str_attr(file, "format", format.name)?;
+    crate::elements::set_str_attr(file, "format", format.name)?;
     file.new_attr::<i64>()
         .create("version")?
         .write_scalar(&format.version)?;
@@ -339,10 +339,10 @@ fn write_file(
 /// Writes `meta` as attributes `input:NAME` and `param:NAME` of `loc`.
 fn write_meta(loc: &hdf5::Location, meta: &CheckpointMeta) -> hdf5::Result<()> {
     for (name, value) in meta.input.fields() {
-        crate::h5ad::set_str_attr(loc, &format!("input:{name}"), &value)?;
+        crate::elements::set_str_attr(loc, &format!("input:{name}"), &value)?;
     }
     for (name, value) in &meta.params {
-        crate::h5ad::set_str_attr(loc, &format!("param:{name}"), value)?;
+        crate::elements::set_str_attr(loc, &format!("param:{name}"), value)?;
     }
     Ok(())
 }

@@ -16,102 +16,18 @@
 use std::path::Path;
 
 use hdf5::types::VarLenUnicode;
-use hdf5::{File, Group, H5Type, Location};
-use ndarray::{Array2, ArrayView2};
+use hdf5::{File, Group};
+use ndarray::Array2;
 
+use crate::elements::{
+    array_1d, array_2d, dataframe, dict, replace, set_encoding, set_str_array_attr, string_array,
+    unicode,
+};
 use crate::error::IoError;
 use crate::names;
 use crate::output::{AttrValue, FitOutput, check_output_path};
 use crate::singlecell::Names;
 use crate::strings::{read_string_attr, string_attr};
-
-fn unicode(text: &str) -> hdf5::Result<VarLenUnicode> {
-    text.parse::<VarLenUnicode>()
-        .map_err(|e| hdf5::Error::from(format!("string {text:?}: {e}")))
-}
-
-/// anndata element writer (see the module docs).
-pub(crate) fn set_str_attr(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    if loc.attr(name).is_ok() {
-        loc.delete_attr(name)?;
-    }
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)?
-        .write_scalar(&unicode(value)?)
-}
-
-/// anndata element writer (see the module docs).
-pub fn set_encoding(loc: &Location, kind: &str, version: &str) -> hdf5::Result<()> {
-    set_str_attr(loc, "encoding-type", kind)?;
-    set_str_attr(loc, "encoding-version", version)
-}
-
-/// anndata element writer (see the module docs).
-pub fn set_str_array_attr(loc: &Location, name: &str, values: &[String]) -> hdf5::Result<()> {
-    if loc.attr(name).is_ok() {
-        loc.delete_attr(name)?;
-    }
-    if values.is_empty() {
-        // h5py cannot type an empty list: anndata writes an empty float64 array.
-        return loc.new_attr::<f64>().shape(0).create(name).map(|_| ());
-    }
-    let values: Vec<VarLenUnicode> = values
-        .iter()
-        .map(|v| unicode(v))
-        .collect::<hdf5::Result<_>>()?;
-    loc.new_attr::<VarLenUnicode>()
-        .shape(values.len())
-        .create(name)?
-        .write(&values)
-}
-
-fn replace(group: &Group, name: &str) -> hdf5::Result<()> {
-    if group.link_exists(name) {
-        group.unlink(name)?;
-    }
-    Ok(())
-}
-
-/// anndata element writer (see the module docs).
-pub fn dict(parent: &Group, name: &str) -> hdf5::Result<Group> {
-    let group = match parent.group(name) {
-        Ok(g) => g,
-        Err(_) => parent.create_group(name)?,
-    };
-    set_encoding(&group, "dict", "0.1.0")?;
-    Ok(group)
-}
-
-/// anndata element writer (see the module docs).
-pub fn string_array(group: &Group, name: &str, values: &[String]) -> hdf5::Result<()> {
-    replace(group, name)?;
-    let values: Vec<VarLenUnicode> = values
-        .iter()
-        .map(|v| unicode(v))
-        .collect::<hdf5::Result<_>>()?;
-    let ds = group
-        .new_dataset_builder()
-        .with_data(&values)
-        .create(name)?;
-    set_encoding(&ds, "string-array", "0.2.0")
-}
-
-/// anndata element writer (see the module docs).
-pub fn array_1d<T: H5Type>(group: &Group, name: &str, values: &[T]) -> hdf5::Result<()> {
-    replace(group, name)?;
-    let ds = group.new_dataset_builder().with_data(values).create(name)?;
-    set_encoding(&ds, "array", "0.2.0")
-}
-
-/// anndata element writer (see the module docs).
-pub fn array_2d(group: &Group, name: &str, values: ArrayView2<'_, f32>) -> hdf5::Result<()> {
-    replace(group, name)?;
-    let ds = group
-        .new_dataset_builder()
-        .with_data(&values)
-        .create(name)?;
-    set_encoding(&ds, "array", "0.2.0")
-}
 
 fn scalar(group: &Group, name: &str, value: &AttrValue) -> hdf5::Result<()> {
     replace(group, name)?;
@@ -197,15 +113,6 @@ fn cluster_column_v010(frame: &Group, clusters: &[u32], k: usize) -> hdf5::Resul
         .write_scalar(&reference)
 }
 
-/// anndata element writer (see the module docs).
-pub fn dataframe(parent: &Group, name: &str, index: &[String]) -> hdf5::Result<Group> {
-    let frame = parent.create_group(name)?;
-    set_encoding(&frame, "dataframe", "0.2.0")?;
-    set_str_attr(&frame, "_index", "_index")?;
-    string_array(&frame, "_index", index)?;
-    Ok(frame)
-}
-
 /// W as the `array` element `name` of `group`, written block by block.
 fn factor_array(
     group: &Group,
@@ -287,7 +194,6 @@ pub fn write_h5ad(
             "names and factors disagree in shape",
         ));
     }
-    crate::output::check_finite(path, out)?;
     crate::output::check_finite(path, out)?;
     crate::output::persist_atomically(path, overwrite, |tmp| write_new(tmp, out, names))
 }

@@ -1,7 +1,5 @@
 //! Naming and opening inputs: `FILE`, `FILE:/dataset/path`, `.npy` files.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
@@ -9,12 +7,10 @@ use nmflow_core::RowSource;
 
 use crate::error::IoError;
 use crate::hdf5_source::Hdf5Source;
+pub use crate::kind::{InputKind, sniff};
 use crate::names;
 use crate::npy::NpySource;
 use crate::singlecell::{Layout, OpenOptions, open_matrix};
-
-const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
-const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 
 /// An input as the user names it: a file and, for HDF5, a dataset path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,41 +47,6 @@ impl std::fmt::Display for InputSpec {
             None => write!(f, "{}", self.path.display()),
         }
     }
-}
-
-/// The kind of file an input is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputKind {
-    /// HDF5 (any userblock size up to 2 KiB).
-    Hdf5,
-    /// NumPy `.npy`.
-    Npy,
-}
-
-/// Tells the kind of the file at `path` from its first bytes.
-pub fn sniff(path: &Path) -> Result<InputKind, IoError> {
-    let mut file = File::open(path).map_err(|e| IoError::os(path, e))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-        return Err(IoError::IsDirectory {
-            path: path.to_path_buf(),
-        });
-    }
-    let mut head = Vec::with_capacity(2056);
-    file.by_ref()
-        .take(2056)
-        .read_to_end(&mut head)
-        .map_err(|e| IoError::os(path, e))?;
-    if head.starts_with(NPY_MAGIC) {
-        return Ok(InputKind::Npy);
-    }
-    for offset in [0usize, 512, 1024, 2048] {
-        if head.get(offset..offset + HDF5_MAGIC.len()) == Some(HDF5_MAGIC) {
-            return Ok(InputKind::Hdf5);
-        }
-    }
-    Err(IoError::UnknownFormat {
-        path: path.to_path_buf(),
-    })
 }
 
 /// An opened input and what it is.

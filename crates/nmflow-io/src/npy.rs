@@ -49,6 +49,80 @@ impl NpyDtype {
     }
 }
 
+/// A value type nmflow writes into `.npy` files (little-endian).
+pub trait NpyValue: bytemuck::Pod {
+    /// NumPy's description of the type.
+    const DESCR: &'static str;
+}
+
+impl NpyValue for f32 {
+    const DESCR: &'static str = "<f4";
+}
+
+impl NpyValue for u32 {
+    const DESCR: &'static str = "<u4";
+}
+
+/// The header of a C-order `.npy` file (version 1.0) of `shape` and
+/// `descr` (e.g. `<f4`), padded so the data start on a 64-byte boundary:
+/// the one writer of the format that [`NpySource`] reads.
+pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [n] => format!("({n},)"),
+        dims => format!(
+            "({})",
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    dict_bytes(&format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}"
+    ))
+}
+
+/// The magic, version 1.0, length and `dict` padded with spaces and a
+/// newline to a 64-byte boundary.
+fn dict_bytes(dict: &str) -> Vec<u8> {
+    let mut text = dict.to_owned();
+    while (MAGIC.len() + 4 + text.len() + 1) % 64 != 0 {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend([1, 0]);
+    bytes.extend((text.len() as u16).to_le_bytes());
+    bytes.extend(text.as_bytes());
+    bytes
+}
+
+/// Writes `values` as `.npy` data: little-endian, in the order given.
+pub fn write_values<T: NpyValue>(
+    out: &mut impl std::io::Write,
+    values: &[T],
+) -> std::io::Result<()> {
+    if cfg!(target_endian = "little") {
+        out.write_all(bytemuck::cast_slice(values))
+    } else {
+        for v in values {
+            let mut bytes = bytemuck::bytes_of(v).to_vec();
+            bytes.reverse();
+            out.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a whole C-order `.npy` file of `values` with `shape` (their
+/// product is `values.len()`).
+pub fn write_npy<T: NpyValue>(path: &Path, shape: &[usize], values: &[T]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    std::io::Write::write_all(&mut out, &header_bytes(T::DESCR, shape))?;
+    write_values(&mut out, values)?;
+    std::io::Write::flush(&mut out)
+}
+
 /// The parsed header of a `.npy` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NpyHeader {
@@ -330,16 +404,26 @@ mod tests {
     use super::*;
 
     fn header(dict: &str) -> Vec<u8> {
-        let mut text = dict.to_owned();
-        while (10 + text.len() + 1) % 64 != 0 {
-            text.push(' ');
-        }
-        text.push('\n');
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend([1, 0]);
-        bytes.extend((text.len() as u16).to_le_bytes());
-        bytes.extend(text.as_bytes());
-        bytes
+        dict_bytes(dict)
+    }
+
+    #[test]
+    fn written_files_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x.npy");
+        let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        write_npy(&path, &[4, 3], &x).expect("write");
+        let mut source = NpySource::open(&path).expect("open");
+        assert_eq!(source.header().shape, vec![4, 3]);
+        assert_eq!(source.header().data_offset % 64, 0);
+        let RowBlock::Dense(view) = source.block(1..3).expect("block") else {
+            panic!("dense");
+        };
+        assert_eq!(view.iter().copied().collect::<Vec<_>>(), x[3..9].to_vec());
+        let labels = dir.path().join("l.npy");
+        write_npy(&labels, &[3], &[1u32, 2, 3]).expect("write");
+        let header = parse_header(&std::fs::read(&labels).expect("read")).expect("parse");
+        assert_eq!((header.shape, header.dtype), (vec![3], NpyDtype::Uint(4)));
     }
 
     #[test]

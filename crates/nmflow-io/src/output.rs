@@ -143,7 +143,7 @@ fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
         .with_data(output.col_scale)
         .create(names::COL_SCALE)?;
     if let Some(col_names) = output.col_names {
-        crate::h5ad::string_array(&file, names::COL_NAMES, col_names)?;
+        crate::elements::string_array(&file, names::COL_NAMES, col_names)?;
     }
     if let Some(sample) = &output.sample {
         write_sample(&file, sample)?;
