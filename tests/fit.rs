@@ -284,27 +284,27 @@ fn the_block_cache_and_a_memory_budget_keep_results_and_stay_within_it() {
         ("budget", vec!["--memory", "200MiB"]),
     ] {
         let out = join(&dir, &format!("{tag}.h5"));
-        let args = [
+        let run = run_ok(
+            tag,
             &[
-                "fit",
-                path_str(&data),
-                "-k",
-                "4",
-                "--max-iter",
-                "6",
-                "--tol",
-                "0",
-                "--block-rows",
-                "500",
-                "--json",
-                "-o",
-                path_str(&out),
-            ][..],
-            &extra[..],
-        ]
-        .concat();
-        let run = run(&args);
-        assert!(run.status.success(), "{tag}: {}", stderr(&run));
+                &[
+                    "fit",
+                    path_str(&data),
+                    "-k",
+                    "4",
+                    "--max-iter",
+                    "6",
+                    "--tol",
+                    "0",
+                    "--block-rows",
+                    "500",
+                    "--json",
+                    "-o",
+                    path_str(&out),
+                ],
+                &extra[..],
+            ],
+        );
         let summary: serde_json::Value = serde_json::from_str(&stdout(&run)).expect("json");
         if tag == "budget" {
             assert_eq!(summary["budget_bytes"], 200u64 << 20);
@@ -497,30 +497,30 @@ fn a_custom_start_larger_than_the_budget_is_streamed_and_the_plan_is_inspects() 
     let budget = 256u64 << 20;
     let fit = |tag: &str, extra: &[&str]| {
         let out = join(&dir, &format!("{tag}.h5"));
-        let args = [
+        let run = run_ok(
+            tag,
             &[
-                "fit",
-                path_str(&data),
-                "-k",
-                "20",
-                "--seed",
-                "5",
-                "--max-iter",
-                "2",
-                "--tol",
-                "0",
-                "--memory",
-                "256MiB",
-                "--tmp-dir",
-                path_str(dir.path()),
-                "-o",
-                path_str(&out),
-            ][..],
-            extra,
-        ]
-        .concat();
-        let run = run(&args);
-        assert!(run.status.success(), "{tag}: {}", stderr(&run));
+                &[
+                    "fit",
+                    path_str(&data),
+                    "-k",
+                    "20",
+                    "--seed",
+                    "5",
+                    "--max-iter",
+                    "2",
+                    "--tol",
+                    "0",
+                    "--memory",
+                    "256MiB",
+                    "--tmp-dir",
+                    path_str(dir.path()),
+                    "-o",
+                    path_str(&out),
+                ],
+                extra,
+            ],
+        );
         (run, out)
     };
     let w0 = path_str(&join(&dir, "w0.npy")).to_owned();

@@ -20,25 +20,25 @@ fn counts() -> Array2<f32> {
 
 fn fit_w(input: &str, extra: &[&str], dir: &tempfile::TempDir, tag: &str) -> Array2<f32> {
     let out = join(dir, &format!("{tag}.h5"));
-    let args = [
+    run_ok(
+        tag,
         &[
-            "fit",
-            input,
-            "-k",
-            "3",
-            "--max-iter",
-            "12",
-            "--tol",
-            "0",
-            "-q",
-            "-o",
-            path_str(&out),
-        ][..],
-        extra,
-    ]
-    .concat();
-    let run = run(&args);
-    assert!(run.status.success(), "{tag}: {}", stderr(&run));
+            &[
+                "fit",
+                input,
+                "-k",
+                "3",
+                "--max-iter",
+                "12",
+                "--tol",
+                "0",
+                "-q",
+                "-o",
+                path_str(&out),
+            ],
+            extra,
+        ],
+    );
     read2(&out, "W")
 }
 

@@ -18,6 +18,14 @@ pub fn run(args: &[&str]) -> Output {
     nmflow().args(args).output().expect("running nmflow")
 }
 
+/// Runs nmflow with `args` (the concatenation of `parts`) and asserts that
+/// it succeeds, naming the case `what` and printing its standard error.
+pub fn run_ok(what: &str, parts: &[&[&str]]) -> Output {
+    let out = run(&parts.concat());
+    assert!(out.status.success(), "{what}: {}", stderr(&out));
+    out
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
