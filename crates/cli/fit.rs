@@ -522,7 +522,7 @@ impl Summary {
         Summary {
             input: input.name.clone(),
             dataset: input.opened.dataset.clone(),
-            dtype: input.opened.dtype.clone(),
+            dtype: input.opened.dtype.to_string(),
             storage: input.opened.storage.as_str().to_owned(),
             n_rows: input.n_rows(),
             n_cols: input.n_cols(),

@@ -102,7 +102,7 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
             vec![Entry {
                 dataset: "(npy array)".into(),
                 shape: header.shape.clone(),
-                dtype: header.dtype.name(),
+                dtype: header.dtype.to_string(),
                 chunks: None,
                 filters: vec![],
                 storage_bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
@@ -126,7 +126,7 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                 .map(|s| Entry {
                     dataset: s.path.clone(),
                     shape: s.shape.to_vec(),
-                    dtype: s.dtype.clone(),
+                    dtype: s.dtype.to_string(),
                     chunks: None,
                     filters: s.filters.clone(),
                     storage_bytes: s.storage_bytes,
@@ -149,7 +149,7 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                         factorizable: d.is_matrix(),
                         dataset: d.path,
                         shape: d.shape,
-                        dtype: d.dtype,
+                        dtype: d.dtype.to_string(),
                         chunks: d.chunk,
                         filters: d.filters,
                         storage_bytes: d.storage_bytes,

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use hdf5::types::TypeDescriptor;
 use hdf5::{Dataset, Group};
 
+use crate::dtype::Dtype;
 use crate::error::IoError;
 
 /// One dataset of an HDF5 file.
@@ -14,10 +14,8 @@ pub struct DatasetInfo {
     pub path: String,
     /// Shape.
     pub shape: Vec<usize>,
-    /// Element type, e.g. `float32`, or the HDF5 description.
-    pub dtype: String,
-    /// Whether the element type is an integer or float.
-    pub numeric: bool,
+    /// Element type.
+    pub dtype: Dtype,
     /// Chunk shape, when chunked.
     pub chunk: Option<Vec<usize>>,
     /// Filters, e.g. `deflate(4)`, `shuffle`, `lzf`.
@@ -29,25 +27,14 @@ pub struct DatasetInfo {
 impl DatasetInfo {
     /// A 2-D numeric dataset, which nmflow can factorize.
     pub fn is_matrix(&self) -> bool {
-        self.numeric && self.shape.len() == 2
+        self.dtype.is_numeric() && self.shape.len() == 2
     }
-}
-
-/// Whether `descriptor` is a type nmflow reads as numbers.
-pub(crate) fn is_numeric(descriptor: &TypeDescriptor) -> bool {
-    matches!(
-        descriptor,
-        TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_)
-    )
 }
 
 /// Describes one dataset.
 pub(crate) fn describe(ds: &Dataset) -> DatasetInfo {
     let descriptor = ds.dtype().and_then(|t| t.to_descriptor());
-    let (dtype, numeric) = match &descriptor {
-        Ok(d) => (d.to_string(), is_numeric(d)),
-        Err(_) => ("unsupported type".to_owned(), false),
-    };
+    let dtype = Dtype::of_hdf5(&descriptor);
     let filters = ds
         .filters()
         .iter()
@@ -63,7 +50,6 @@ pub(crate) fn describe(ds: &Dataset) -> DatasetInfo {
         path: ds.name(),
         shape: ds.shape(),
         dtype,
-        numeric,
         chunk: ds.chunk(),
         filters,
         storage_bytes: ds.storage_size(),
@@ -170,7 +156,7 @@ pub struct SparseInfo {
     /// Stored entries.
     pub nnz: usize,
     /// Type of the stored values.
-    pub dtype: String,
+    pub dtype: Dtype,
     /// Filters of the `data` dataset.
     pub filters: Vec<String>,
     /// Bytes of `data`, `indices` and `indptr` in the file.

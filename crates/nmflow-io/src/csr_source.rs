@@ -15,6 +15,7 @@ use hdf5::Dataset;
 use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use nmflow_core::{CsrBlock, RowBlock, RowSource, SourceError};
 
+use crate::dtype::Dtype;
 use crate::error::IoError;
 
 /// Stored entries a block aims for. Measured on 50,000 cells × 20,000
@@ -42,7 +43,7 @@ pub(crate) struct Hdf5CsrSource {
     n_cols_stored: usize,
     col_map: Option<Vec<u32>>,
     n_cols: usize,
-    dtype: String,
+    dtype: Dtype,
     scratch: Scratch,
     block_indptr: Vec<usize>,
     block_indices: Vec<u32>,
@@ -90,12 +91,13 @@ impl Hdf5CsrSource {
         let data = child(path, group, "data")?;
         let indices = child(path, group, "indices")?;
         let indptr_ds = child(path, group, "indptr")?;
-        let dtype = match data.dtype().and_then(|t| t.to_descriptor()) {
+        let descriptor = data.dtype().and_then(|t| t.to_descriptor());
+        let dtype = match descriptor {
             Ok(
                 d @ (TypeDescriptor::Integer(_)
                 | TypeDescriptor::Unsigned(_)
                 | TypeDescriptor::Float(_)),
-            ) => d.to_string(),
+            ) => Dtype::of_hdf5(&Ok(d)),
             Ok(other) => {
                 return Err(IoError::Unsupported {
                     path: path.to_path_buf(),
@@ -215,7 +217,7 @@ impl Hdf5CsrSource {
     }
 
     /// The stored data type.
-    pub(crate) fn dtype(&self) -> &str {
+    pub(crate) fn dtype(&self) -> &Dtype {
         &self.dtype
     }
 

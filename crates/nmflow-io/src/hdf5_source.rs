@@ -81,11 +81,11 @@ pub(crate) fn open_matrix_dataset(path: &Path, dataset: Option<&str>) -> Result<
         }
     };
     let info = describe(&ds);
-    if !info.numeric {
+    if !info.dtype.is_numeric() {
         return Err(IoError::NotNumeric {
             path: path.to_path_buf(),
             dataset: info.path,
-            dtype: info.dtype,
+            dtype: info.dtype.to_string(),
         });
     }
     if info.shape.len() != 2 {

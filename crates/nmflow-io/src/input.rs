@@ -61,8 +61,8 @@ pub struct OpenedSource {
     pub dataset: Option<String>,
     /// How it is stored.
     pub storage: crate::singlecell::Storage,
-    /// The stored element type, e.g. `float32`.
-    pub dtype: String,
+    /// The stored element type.
+    pub dtype: crate::dtype::Dtype,
 }
 
 impl std::fmt::Debug for OpenedSource {
@@ -94,7 +94,7 @@ pub fn open_source(spec: &InputSpec, opts: &OpenOptions) -> Result<OpenedSource,
                 });
             }
             let source = NpySource::open(&spec.path)?;
-            let dtype = source.header().dtype.name();
+            let dtype = crate::dtype::Dtype::Numeric(source.header().dtype);
             Ok(OpenedSource {
                 source: Box::new(source),
                 kind: InputKind::Npy,

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod catalog;
 pub mod checkpoint;
 pub mod csr_source;
+mod dtype;
 pub mod elements;
 mod error;
 pub mod factor_file;
@@ -32,6 +33,7 @@ mod strings;
 mod transpose;
 
 pub use catalog::DatasetInfo;
+pub use dtype::{Dtype, Numeric};
 pub use error::IoError;
 pub use h5ad::{write_h5ad, write_into_h5ad};
 pub use input::{

@@ -17,37 +17,10 @@ use memmap2::Mmap;
 use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use nmflow_core::{RowBlock, RowSource, SourceError};
 
+pub use crate::dtype::Numeric;
 use crate::error::IoError;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
-
-/// Element type of a `.npy` file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NpyDtype {
-    /// IEEE float of 4 or 8 bytes.
-    Float(usize),
-    /// Signed integer of 1, 2, 4 or 8 bytes.
-    Int(usize),
-    /// Unsigned integer of 1, 2, 4 or 8 bytes.
-    Uint(usize),
-}
-
-impl NpyDtype {
-    fn size(self) -> usize {
-        match self {
-            NpyDtype::Float(n) | NpyDtype::Int(n) | NpyDtype::Uint(n) => n,
-        }
-    }
-
-    /// The NumPy name of the type (`float32`, `int64`, ...).
-    pub fn name(self) -> String {
-        match self {
-            NpyDtype::Float(n) => format!("float{}", n * 8),
-            NpyDtype::Int(n) => format!("int{}", n * 8),
-            NpyDtype::Uint(n) => format!("uint{}", n * 8),
-        }
-    }
-}
 
 /// A value type nmflow writes into `.npy` files (little-endian).
 pub trait NpyValue: bytemuck::Pod {
@@ -127,7 +100,7 @@ pub fn write_npy<T: NpyValue>(path: &Path, shape: &[usize], values: &[T]) -> std
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NpyHeader {
     /// Element type.
-    pub dtype: NpyDtype,
+    pub dtype: Numeric,
     /// Whether elements are big-endian.
     pub big_endian: bool,
     /// Column-major storage.
@@ -209,7 +182,7 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     Some(&rest[..end])
 }
 
-fn parse_descr(descr: &str) -> Result<(bool, NpyDtype), String> {
+fn parse_descr(descr: &str) -> Result<(bool, Numeric), String> {
     let bad = || format!("unsupported .npy dtype '{descr}' (numeric types only)");
     let mut chars = descr.chars();
     let order = chars.next().ok_or_else(bad)?;
@@ -221,9 +194,9 @@ fn parse_descr(descr: &str) -> Result<(bool, NpyDtype), String> {
         _ => return Err(bad()),
     };
     let dtype = match (kind, size) {
-        ('f', 4 | 8) => NpyDtype::Float(size),
-        ('i', 1 | 2 | 4 | 8) => NpyDtype::Int(size),
-        ('u', 1 | 2 | 4 | 8) => NpyDtype::Uint(size),
+        ('f', 4 | 8) => Numeric::Float(size),
+        ('i', 1 | 2 | 4 | 8) => Numeric::Int(size),
+        ('u', 1 | 2 | 4 | 8) => Numeric::Uint(size),
         _ => return Err(bad()),
     };
     Ok((big_endian, dtype))
@@ -277,7 +250,7 @@ impl NpySource {
         if available < n_bytes {
             return Err(npy_err(format!(
                 "the file is truncated: the header promises {n_bytes} bytes of {} data for a {n_rows} × {n_cols} array, the file holds {available}",
-                header.dtype.name()
+                header.dtype
             )));
         }
         Ok(Self {
@@ -307,7 +280,7 @@ impl NpySource {
 
     /// The whole matrix as an f32 view when the file is little-endian f32.
     fn f32_view(&self) -> Option<ArrayView2<'_, f32>> {
-        if self.header.dtype != NpyDtype::Float(4) || self.header.big_endian {
+        if self.header.dtype != Numeric::Float(4) || self.header.big_endian {
             return None;
         }
         let n = self.n_rows * self.n_cols;
@@ -351,7 +324,7 @@ impl NpySource {
     }
 }
 
-fn decode(bytes: &[u8], dtype: NpyDtype, big_endian: bool) -> f32 {
+fn decode(bytes: &[u8], dtype: Numeric, big_endian: bool) -> f32 {
     let mut raw = [0u8; 8];
     let n = bytes.len();
     raw[..n].copy_from_slice(bytes);
@@ -359,13 +332,13 @@ fn decode(bytes: &[u8], dtype: NpyDtype, big_endian: bool) -> f32 {
         raw[..n].reverse();
     }
     match dtype {
-        NpyDtype::Float(4) => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
-        NpyDtype::Float(_) => f64::from_le_bytes(raw) as f32,
-        NpyDtype::Int(n) => {
+        Numeric::Float(4) => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
+        Numeric::Float(_) => f64::from_le_bytes(raw) as f32,
+        Numeric::Int(n) => {
             let shift = 64 - 8 * n as u32;
             ((i64::from_le_bytes(raw) << shift) >> shift) as f32
         }
-        NpyDtype::Uint(_) => u64::from_le_bytes(raw) as f32,
+        Numeric::Uint(_) => u64::from_le_bytes(raw) as f32,
     }
 }
 
@@ -423,7 +396,7 @@ mod tests {
         let labels = dir.path().join("l.npy");
         write_npy(&labels, &[3], &[1u32, 2, 3]).expect("write");
         let header = parse_header(&std::fs::read(&labels).expect("read")).expect("parse");
-        assert_eq!((header.shape, header.dtype), (vec![3], NpyDtype::Uint(4)));
+        assert_eq!((header.shape, header.dtype), (vec![3], Numeric::Uint(4)));
     }
 
     #[test]
@@ -432,7 +405,7 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
         ))
         .expect("header");
-        assert_eq!(h.dtype, NpyDtype::Float(4));
+        assert_eq!(h.dtype, Numeric::Float(4));
         assert!(!h.fortran_order && !h.big_endian);
         assert_eq!(h.shape, vec![3, 4]);
         assert_eq!(h.data_offset % 64, 0);
@@ -442,7 +415,7 @@ mod tests {
         .expect("header");
         assert_eq!(
             (h.dtype, h.big_endian, h.fortran_order),
-            (NpyDtype::Int(2), true, true)
+            (Numeric::Int(2), true, true)
         );
         assert_eq!(h.shape, vec![5]);
     }
@@ -459,19 +432,10 @@ mod tests {
 
     #[test]
     fn decodes_every_width_and_order() {
-        assert_eq!(
-            decode(&(-3i16).to_le_bytes(), NpyDtype::Int(2), false),
-            -3.0
-        );
-        assert_eq!(decode(&(-3i16).to_be_bytes(), NpyDtype::Int(2), true), -3.0);
-        assert_eq!(
-            decode(&200u8.to_le_bytes(), NpyDtype::Uint(1), false),
-            200.0
-        );
-        assert_eq!(decode(&2.5f64.to_be_bytes(), NpyDtype::Float(8), true), 2.5);
-        assert_eq!(
-            decode(&(-7i64).to_le_bytes(), NpyDtype::Int(8), false),
-            -7.0
-        );
+        assert_eq!(decode(&(-3i16).to_le_bytes(), Numeric::Int(2), false), -3.0);
+        assert_eq!(decode(&(-3i16).to_be_bytes(), Numeric::Int(2), true), -3.0);
+        assert_eq!(decode(&200u8.to_le_bytes(), Numeric::Uint(1), false), 200.0);
+        assert_eq!(decode(&2.5f64.to_be_bytes(), Numeric::Float(8), true), 2.5);
+        assert_eq!(decode(&(-7i64).to_le_bytes(), Numeric::Int(8), false), -7.0);
     }
 }

@@ -145,7 +145,7 @@ pub(crate) struct OpenedMatrix {
     /// How the matrix is stored, and whether it is read from a copy.
     pub storage: Storage,
     /// The stored element type.
-    pub dtype: String,
+    pub dtype: crate::dtype::Dtype,
 }
 
 impl std::fmt::Debug for OpenedMatrix {
@@ -415,12 +415,12 @@ fn open_element(
                 })
             }
             Some("csc_matrix") => {
-                let dtype = group
-                    .dataset("data")
-                    .ok()
-                    .and_then(|d| d.dtype().and_then(|t| t.to_descriptor()).ok())
-                    .map(|d| d.to_string())
-                    .unwrap_or_default();
+                let dtype = crate::dtype::Dtype::of_hdf5(
+                    &group
+                        .dataset("data")
+                        .and_then(|d| d.dtype())
+                        .and_then(|t| t.to_descriptor()),
+                );
                 let source = transpose_csc(path, &group, shape, &tmp_dir(opts))?;
                 Ok(OpenedMatrix {
                     source: Box::new(source),
