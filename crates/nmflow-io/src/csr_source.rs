@@ -36,8 +36,10 @@ pub fn sparse_block_rows(nnz: u64, n_rows: usize) -> usize {
 pub(crate) struct Hdf5CsrSource {
     path: PathBuf,
     group: String,
-    data: Dataset,
-    indices: Dataset,
+    /// `data` and `indices`: open while passes read them; closed (with the
+    /// file and the library's caches) between them, and opened again by
+    /// the next read.
+    datasets: Option<(Dataset, Dataset)>,
     indptr: Vec<u64>,
     n_rows: usize,
     n_cols_stored: usize,
@@ -196,8 +198,7 @@ impl Hdf5CsrSource {
         Ok(Self {
             path: path.to_path_buf(),
             group: name,
-            data,
-            indices,
+            datasets: Some((data, indices)),
             indptr: raw.into_iter().map(|v| v as u64).collect(),
             n_rows,
             n_cols_stored,
@@ -226,18 +227,33 @@ impl Hdf5CsrSource {
             self.indptr[rows.start] as usize,
             self.indptr[rows.end] as usize,
         );
+        let (data, indices) = match self.datasets.take() {
+            Some(open) => open,
+            None => {
+                let file = hdf5::File::open(&self.path)
+                    .map_err(|e| IoError::hdf5(&self.path, "opening the HDF5 file", e))?;
+                let group = file.group(&self.group).map_err(|e| {
+                    IoError::hdf5(&self.path, format!("opening '{}'", self.group), e)
+                })?;
+                (
+                    child(&self.path, &group, "data")?,
+                    child(&self.path, &group, "indices")?,
+                )
+            }
+        };
+        let (data, indices) = &*self.datasets.insert((data, indices));
         let path = &self.path;
         let read_err = |ds: &Dataset, e| IoError::hdf5(path, format!("reading '{}'", ds.name()), e);
-        read_values(&self.data, a..b, &mut self.block_data, &mut self.scratch)
-            .map_err(|e| read_err(&self.data, e))?;
+        read_values(data, a..b, &mut self.block_data, &mut self.scratch)
+            .map_err(|e| read_err(data, e))?;
         let bad = read_indices(
-            &self.indices,
+            indices,
             a..b,
             self.n_cols_stored,
             &mut self.block_indices,
             &mut self.scratch,
         )
-        .map_err(|e| read_err(&self.indices, e))?;
+        .map_err(|e| read_err(indices, e))?;
         if let Some((pos, col)) = bad {
             let row = self.indptr.partition_point(|&p| p as usize <= a + pos) - 1;
             return Err(IoError::malformed(
@@ -438,6 +454,16 @@ impl RowSource for Hdf5CsrSource {
 
     fn preferred_block_rows(&self) -> Option<usize> {
         Some(sparse_block_rows(self.nnz(), self.n_rows))
+    }
+
+    fn done_reading(&mut self) {
+        // The block and conversion buffers go; another pass allocates them
+        // again.
+        self.block_indptr = Vec::new();
+        self.block_indices = Vec::new();
+        self.block_data = Vec::new();
+        self.scratch = Scratch::default();
+        self.datasets = None;
     }
 
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {

@@ -23,7 +23,9 @@ pub(crate) const DEFAULT_DATASET: &str = "/X";
 #[derive(Debug)]
 pub(crate) struct Hdf5Source {
     path: PathBuf,
-    dataset: Dataset,
+    /// Open while passes read it; closed (with the file and the library's
+    /// caches) between them, and opened again by the next read.
+    dataset: Option<Dataset>,
     info: DatasetInfo,
     buf: Array2<f32>,
 }
@@ -36,7 +38,7 @@ impl Hdf5Source {
         let info = describe(&ds);
         Ok(Self {
             path: path.to_path_buf(),
-            dataset: ds,
+            dataset: Some(ds),
             info,
             buf: Array2::zeros((0, 0)),
         })
@@ -111,10 +113,19 @@ impl RowSource for Hdf5Source {
         self.info.chunk.as_ref().and_then(|c| c.first().copied())
     }
 
+    fn done_reading(&mut self) {
+        self.buf = Array2::zeros((0, 0));
+        self.dataset = None;
+    }
+
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
         let (start, end) = (rows.start, rows.end);
-        self.buf = self
-            .dataset
+        let dataset = match self.dataset.take() {
+            Some(ds) => ds,
+            None => open_matrix_dataset(&self.path, Some(&self.info.path))?,
+        };
+        let dataset = self.dataset.insert(dataset);
+        self.buf = dataset
             .read_slice_2d::<f32, _>(s![start..end, ..])
             .map_err(|e| {
                 IoError::hdf5(

@@ -31,6 +31,14 @@ enum Owned {
 /// thread).
 type Message = Result<(Range<usize>, Owned), SourceError>;
 
+/// What the consumer asks of the reader thread.
+enum Command {
+    /// Read these blocks, in order (a pass begun).
+    Pass(Vec<Range<usize>>),
+    /// No block is wanted until the next pass: free the buffers.
+    Release,
+}
+
 /// A row source read ahead by a thread.
 pub struct PrefetchSource {
     n_rows: usize,
@@ -38,7 +46,7 @@ pub struct PrefetchSource {
     preferred: Option<usize>,
     nnz: Option<u64>,
     /// The passes begun, to the reader (closed on drop).
-    passes: Option<Sender<Vec<Range<usize>>>>,
+    passes: Option<Sender<Command>>,
     /// Blocks of begun passes not asked for yet.
     pending: usize,
     blocks: Receiver<Message>,
@@ -98,9 +106,17 @@ impl PrefetchSource {
         let (preferred, nnz) = (inner.preferred_block_rows(), inner.nnz_hint());
         let (send, blocks) = sync_channel::<Message>(depth.max(1));
         let (recycle, returned) = sync_channel::<Owned>(depth.max(1) + 2);
-        let (passes, begun) = channel::<Vec<Range<usize>>>();
+        let (passes, begun) = channel::<Command>();
         let reader = std::thread::spawn(move || {
-            for ranges in begun {
+            for command in begun {
+                let ranges = match command {
+                    Command::Pass(ranges) => ranges,
+                    Command::Release => {
+                        while returned.try_recv().is_ok() {}
+                        inner.done_reading();
+                        continue;
+                    }
+                };
                 if let Err(e) = inner.begin_pass(&ranges) {
                     let _ = send.send(Err(e));
                     return;
@@ -116,6 +132,10 @@ impl PrefetchSource {
                         return;
                     }
                 }
+                // The pass is read: the source's buffers go now, not when
+                // the next pass begins (the consumer still computes on the
+                // blocks in flight).
+                inner.done_reading();
             }
         });
         Self {
@@ -165,6 +185,9 @@ impl RowSource for PrefetchSource {
 
     fn done_reading(&mut self) {
         self.current = None;
+        if let Some(passes) = &self.passes {
+            let _ = passes.send(Command::Release);
+        }
     }
 
     fn begin_pass(&mut self, blocks: &[Range<usize>]) -> Result<(), SourceError> {
@@ -177,7 +200,7 @@ impl RowSource for PrefetchSource {
         }
         let passes = self.passes.as_ref().ok_or("the read-ahead is closed")?;
         passes
-            .send(blocks.to_vec())
+            .send(Command::Pass(blocks.to_vec()))
             .map_err(|_| "the reader thread stopped")?;
         self.pending = blocks.len();
         Ok(())
