@@ -363,69 +363,23 @@ pub fn fit_many_with(
         .first()
         .expect("fit_many needs at least one run")
         .params;
+    check_runs(runs, n_rows)?;
     let block_rows = first.block_rows();
     let normalize = first.params().normalize;
     let scale = first.params().scale;
-    if let Some(other) = runs.iter().find(|r| {
-        r.params.block_rows() != block_rows
-            || r.params.params().normalize != normalize
-            || r.params.params().scale != scale
-    }) {
-        return Err(FitError::MixedRuns {
-            detail: format!(
-                "block rows {} vs {block_rows}, normalize {} vs {}, scale {} vs {}",
-                other.params.block_rows(),
-                other.params.params().normalize.as_str(),
-                normalize.as_str(),
-                other.params.params().scale.as_str(),
-                scale.as_str()
-            ),
-        });
-    }
     let blocks = block_ranges(n_rows, block_rows);
     let mut normalizer = Normalizer::new(normalize);
-    for run in runs.iter() {
-        assert_eq!(
-            run.w.shape(),
-            (n_rows, run.params.params().k),
-            "W has the wrong shape"
-        );
-    }
-    let (shared, first_iteration, mut states) = match resume {
-        Some(resume) => {
-            assert_eq!(resume.runs.len(), runs.len(), "a resume state per run");
-            let states = runs
-                .iter()
-                .zip(resume.runs)
-                .map(|(run, snapshot)| RunState::resumed(run.params, n_cols, snapshot))
-                .collect();
-            (resume.shared, resume.iteration + 1, states)
-        }
-        None => {
-            let mut states: Vec<RunState> = runs
-                .iter()
-                .map(|run| RunState::new(run.params, n_cols))
-                .collect();
-            let shared = pre_pass(
-                source,
-                runs,
-                &mut states,
-                &blocks,
-                &mut normalizer,
-                scale,
-                on_event,
-            )?;
-            (shared, 1, states)
-        }
-    };
-    let Shared {
-        ref col_scale,
-        x_norm_sq,
-        integer_valued,
-        n_stored,
-        prepare_seconds,
-    } = shared;
-    let col_scale = col_scale.clone();
+    let (shared, first_iteration, mut states) = start(
+        source,
+        runs,
+        resume,
+        &blocks,
+        &mut normalizer,
+        scale,
+        on_event,
+    )?;
+    let x_norm_sq = shared.x_norm_sq;
+    let col_scale = shared.col_scale.clone();
     let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
 
     let max_iter = runs
@@ -455,43 +409,24 @@ pub fn fit_many_with(
         }
 
         // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
-        begin_pass(source, &blocks)?;
-        for rows in &blocks {
-            let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
-            if iteration == 1 {
-                if let Some(sample) = sample.as_deref_mut() {
-                    sample.collect(rows.clone(), &x);
-                }
-            }
-            for ((run, state), _) in runs
-                .iter_mut()
-                .zip(&mut states)
-                .zip(&active)
-                .filter(|(_, a)| **a)
-            {
-                {
-                    let mut w_b = run.w.rows_mut(rows.clone());
-                    state.cross += update_w_block(
-                        state.rule,
-                        &x,
-                        w_b.view_mut(),
-                        state.hst.view(),
-                        state.hht32.view(),
-                        &mut state.ws,
-                    );
-                    accumulate_xtw(w_b.view(), &x, &mut state.ws);
-                }
-                run.w.release(rows.clone());
-            }
-            on_event(
-                0,
-                Event::Block {
-                    kind: PassKind::Iterate,
-                    rows_done: rows.end,
-                    n_rows,
-                },
-            );
-        }
+        let collect = if iteration == 1 {
+            sample.as_deref_mut()
+        } else {
+            None
+        };
+        let pass = Pass {
+            blocks: &blocks,
+            active: &active,
+            n_cols,
+        };
+        pass.run(
+            source,
+            &mut normalizer,
+            runs,
+            &mut states,
+            collect,
+            on_event,
+        )?;
 
         // 3. The error from accumulated products, and the stopping rule.
         let seconds = started.elapsed().as_secs_f64();
@@ -526,41 +461,202 @@ pub fn fit_many_with(
         }
         // 4. A checkpoint, when one is due and some run goes on.
         if let Some(checkpointing) = checkpointing.as_deref_mut() {
-            let goes_on = runs
-                .iter()
-                .zip(&states)
-                .any(|(run, state)| !state.done && iteration < run.params.params().max_iter);
-            if goes_on && iteration % checkpointing.every.max(1) == 0 {
-                let snapshots: Vec<RunSnapshot> = states.iter().map(RunState::snapshot).collect();
-                let checkpoint = Checkpoint {
-                    iteration,
-                    shared: &shared,
-                    runs: &snapshots,
-                    sample: sample.as_deref(),
-                };
-                (checkpointing.save)(&checkpoint, runs)
-                    .map_err(|source| FitError::Checkpoint { iteration, source })?;
-            }
+            let sample = sample.as_deref();
+            save_if_due(checkpointing, iteration, &shared, sample, runs, &states)?;
         }
     }
 
-    Ok(states
+    Ok(outcomes(states, &shared, block_rows, sample_seconds))
+}
+
+/// The state the first iteration starts from: a resumed one (every W
+/// already in its store, no pre-pass), or the pre-pass's; with the number
+/// of that iteration.
+fn start(
+    source: &mut dyn RowSource,
+    runs: &mut [Run<'_>],
+    resume: Option<Resume>,
+    blocks: &[Range<usize>],
+    normalizer: &mut Normalizer,
+    scale: crate::params::Scale,
+    on_event: &mut dyn FnMut(usize, Event),
+) -> Result<(Shared, usize, Vec<RunState>), FitError> {
+    let n_cols = source.n_cols();
+    if let Some(resume) = resume {
+        assert_eq!(resume.runs.len(), runs.len(), "a resume state per run");
+        let states = runs
+            .iter()
+            .zip(resume.runs)
+            .map(|(run, snapshot)| RunState::resumed(run.params, n_cols, snapshot))
+            .collect();
+        return Ok((resume.shared, resume.iteration + 1, states));
+    }
+    let mut states: Vec<RunState> = runs
+        .iter()
+        .map(|run| RunState::new(run.params, n_cols))
+        .collect();
+    let shared = pre_pass(
+        source,
+        runs,
+        &mut states,
+        blocks,
+        normalizer,
+        scale,
+        on_event,
+    )?;
+    Ok((shared, 1, states))
+}
+
+/// What each run hands back.
+fn outcomes(
+    states: Vec<RunState>,
+    shared: &Shared,
+    block_rows: usize,
+    sample_seconds: f64,
+) -> Vec<FitOutcome> {
+    states
         .into_iter()
         .map(|state| FitOutcome {
             h: state.h,
             init_rel_error: state.init_rel_error,
             rel_error: state.rel_error,
             converged: state.converged,
-            col_scale: col_scale.clone(),
-            x_norm_sq,
-            integer_valued,
-            n_stored,
+            col_scale: shared.col_scale.clone(),
+            x_norm_sq: shared.x_norm_sq,
+            integer_valued: shared.integer_valued,
+            n_stored: shared.n_stored,
             block_rows,
-            prepare_seconds,
+            prepare_seconds: shared.prepare_seconds,
             sample_seconds,
             iteration_seconds: state.iteration_seconds,
         })
-        .collect())
+        .collect()
+}
+
+/// Refuses runs that cannot share passes (another block height,
+/// normalisation or scaling than the first run's).
+///
+/// # Panics
+/// If a run's W does not have the shape `n_rows × k`.
+fn check_runs(runs: &[Run<'_>], n_rows: usize) -> Result<(), FitError> {
+    let Some(first) = runs.first().map(|r| r.params) else {
+        return Ok(());
+    };
+    let block_rows = first.block_rows();
+    let normalize = first.params().normalize;
+    let scale = first.params().scale;
+    if let Some(other) = runs.iter().find(|r| {
+        r.params.block_rows() != block_rows
+            || r.params.params().normalize != normalize
+            || r.params.params().scale != scale
+    }) {
+        return Err(FitError::MixedRuns {
+            detail: format!(
+                "block rows {} vs {block_rows}, normalize {} vs {}, scale {} vs {}",
+                other.params.block_rows(),
+                other.params.params().normalize.as_str(),
+                normalize.as_str(),
+                other.params.params().scale.as_str(),
+                scale.as_str()
+            ),
+        });
+    }
+    for run in runs {
+        assert_eq!(
+            run.w.shape(),
+            (n_rows, run.params.params().k),
+            "W has the wrong shape"
+        );
+    }
+    Ok(())
+}
+
+/// The blocks of one iteration's pass and the runs it updates.
+struct Pass<'a> {
+    blocks: &'a [Range<usize>],
+    active: &'a [bool],
+    n_cols: usize,
+}
+
+impl Pass<'_> {
+    /// Reads every block once and, for every active run, updates its W rows
+    /// by its rule and accumulates XᵀW and WᵀW for the next H update;
+    /// `sample` collects its rows on the way.
+    fn run(
+        &self,
+        source: &mut dyn RowSource,
+        normalizer: &mut Normalizer,
+        runs: &mut [Run<'_>],
+        states: &mut [RunState],
+        mut sample: Option<&mut RowSample>,
+        on_event: &mut dyn FnMut(usize, Event),
+    ) -> Result<(), FitError> {
+        let n_rows = source.n_rows();
+        begin_pass(source, self.blocks)?;
+        for rows in self.blocks {
+            let x = read_block(source, normalizer, rows.clone(), self.n_cols)?;
+            if let Some(sample) = sample.as_deref_mut() {
+                sample.collect(rows.clone(), &x);
+            }
+            for ((run, state), _) in runs
+                .iter_mut()
+                .zip(states.iter_mut())
+                .zip(self.active)
+                .filter(|(_, a)| **a)
+            {
+                {
+                    let mut w_b = run.w.rows_mut(rows.clone());
+                    state.cross += update_w_block(
+                        state.rule,
+                        &x,
+                        w_b.view_mut(),
+                        state.hst.view(),
+                        state.hht32.view(),
+                        &mut state.ws,
+                    );
+                    accumulate_xtw(w_b.view(), &x, &mut state.ws);
+                }
+                run.w.release(rows.clone());
+            }
+            on_event(
+                0,
+                Event::Block {
+                    kind: PassKind::Iterate,
+                    rows_done: rows.end,
+                    n_rows,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Hands a checkpoint after `iteration` to `checkpointing` when one is due
+/// and some run goes on.
+fn save_if_due(
+    checkpointing: &mut Checkpointing<'_>,
+    iteration: usize,
+    shared: &Shared,
+    sample: Option<&RowSample>,
+    runs: &mut [Run<'_>],
+    states: &[RunState],
+) -> Result<(), FitError> {
+    let goes_on = runs
+        .iter()
+        .zip(states)
+        .any(|(run, state)| !state.done && iteration < run.params.params().max_iter);
+    if !goes_on || iteration % checkpointing.every.max(1) != 0 {
+        return Ok(());
+    }
+    let snapshots: Vec<RunSnapshot> = states.iter().map(RunState::snapshot).collect();
+    let checkpoint = Checkpoint {
+        iteration,
+        shared,
+        runs: &snapshots,
+        sample,
+    };
+    (checkpointing.save)(&checkpoint, runs)
+        .map_err(|source| FitError::Checkpoint { iteration, source })
 }
 
 /// The pre-pass: validates every entry, computes the column statistics,
