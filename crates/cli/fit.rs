@@ -9,8 +9,8 @@ use nmflow_core::{Held, Init};
 use nmflow_io::checkpoint::LoadedCheckpoint;
 use nmflow_io::output::check_output_path;
 use nmflow_io::{
-    AttrValue, FitOutput, InputKind, InputSpec, Layout, Names, SampleOutput, StartFactor,
-    check_start, read_names, read_start, write_h5ad, write_into_h5ad, write_result,
+    AttrValue, InputKind, InputSpec, Layout, Names, StartFactor, check_start, read_names,
+    read_start, write_h5ad, write_into_h5ad, write_result,
 };
 use serde::Serialize;
 
@@ -461,9 +461,8 @@ fn write(
     clusters: &[u32],
 ) -> Result<()> {
     let f = &mut best.finished;
-    let report = &f.outcome;
     let params = &prepared.valid[f.spec_idx];
-    let mut attrs = session::result_attrs(&input.record(), params, report, prepared.threads);
+    let mut attrs = session::result_attrs(&input.record(), params, &f.outcome, prepared.threads);
     attrs.push(("restarts".into(), AttrValue::Int(args.restarts as i64)));
     if let (Some(w0), Some(h0)) = (&args.w0, &args.h0) {
         attrs.push(("w0".into(), AttrValue::Str(w0.clone())));
@@ -473,20 +472,7 @@ fn write(
         ResultNames::Columns(names) => names.as_deref(),
         ResultNames::Both(_) => None,
     };
-    let mut output = FitOutput {
-        w: f.w.as_mut(),
-        h: report.h.view(),
-        rel_error: &report.rel_error,
-        cluster: clusters,
-        col_scale: &report.col_scale,
-        attrs,
-        sample: Some(SampleOutput {
-            rows: &best.sample.rows,
-            pca: best.sample.pca.scores.view(),
-            variance_ratio: &best.sample.pca.explained_variance_ratio,
-        }),
-        col_names,
-    };
+    let mut output = f.output(&best.sample, clusters, attrs, col_names);
     match (destination, names) {
         (Destination::Hdf5(path), _) => write_result(path, &mut output, args.force)?,
         (Destination::H5ad(path), ResultNames::Both(names)) => {

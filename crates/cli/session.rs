@@ -14,7 +14,10 @@ use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::checkpoint::SampleState;
 use nmflow_io::factor_file::MappedFactor;
 use nmflow_io::prefetch::PrefetchSource;
-use nmflow_io::{AttrValue, InputKind, InputSpec, OpenOptions, OpenedSource, open_source};
+use nmflow_io::{
+    AttrValue, FitOutput, InputKind, InputSpec, OpenOptions, OpenedSource, SampleOutput,
+    open_source,
+};
 
 use crate::args::{InputArgs, NormalizeArg, RunArgs, ScaleArg};
 use crate::budget;
@@ -253,6 +256,34 @@ pub struct Finished {
     pub spec_idx: usize,
     pub outcome: FitOutcome,
     pub w: Box<dyn FactorStore>,
+}
+
+impl Finished {
+    /// The result of this run as the writers take it: W, H, the trace,
+    /// `clusters`, the divisors, `attrs`, the row sample with its
+    /// components, and `col_names`.
+    pub fn output<'a>(
+        &'a mut self,
+        sample: &'a SampleInfo,
+        clusters: &'a [u32],
+        attrs: Vec<(String, AttrValue)>,
+        col_names: Option<&'a [String]>,
+    ) -> FitOutput<'a> {
+        FitOutput {
+            w: self.w.as_mut(),
+            h: self.outcome.h.view(),
+            rel_error: &self.outcome.rel_error,
+            cluster: clusters,
+            col_scale: &self.outcome.col_scale,
+            attrs,
+            sample: Some(SampleOutput {
+                rows: &sample.rows,
+                pca: sample.pca.scores.view(),
+                variance_ratio: &sample.pca.explained_variance_ratio,
+            }),
+            col_names,
+        }
+    }
 }
 
 /// Runs every batch of the plan over the input; `on_batch` receives each

@@ -15,7 +15,7 @@ use nmflow_core::stability::{Consensus, spectra_stability};
 use nmflow_core::{Held, Init, ValidParams};
 use nmflow_io::checkpoint::{CheckpointMeta, Fingerprint};
 use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
-use nmflow_io::{FitOutput, Labels, SampleOutput, read_labels, read_result, write_result};
+use nmflow_io::{Labels, read_labels, read_result, write_result};
 use serde::Serialize;
 
 use crate::sweep_file::{KSummary, RunSummary, SweepSummary};
@@ -681,20 +681,7 @@ fn write_best(
     threads: usize,
 ) -> Result<()> {
     let attrs = session::result_attrs(input, params, &f.outcome, threads);
-    let mut output = FitOutput {
-        w: f.w.as_mut(),
-        h: f.outcome.h.view(),
-        rel_error: &f.outcome.rel_error,
-        cluster: clusters,
-        col_scale: &f.outcome.col_scale,
-        attrs,
-        sample: Some(SampleOutput {
-            rows: &info.rows,
-            pca: info.pca.scores.view(),
-            variance_ratio: &info.pca.explained_variance_ratio,
-        }),
-        col_names,
-    };
+    let mut output = f.output(info, clusters, attrs, col_names);
     write_result(path, &mut output, true)?;
     Ok(())
 }
