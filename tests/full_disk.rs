@@ -30,6 +30,15 @@ impl Tmpfs {
     fn files(&self) -> Vec<String> {
         files_in(&self.dir)
     }
+
+    /// Nothing was left on the full filesystem.
+    fn assert_empty(&self) {
+        assert!(
+            self.files().is_empty(),
+            "left on the full disk: {:?}",
+            self.files()
+        );
+    }
 }
 
 impl Drop for Tmpfs {
@@ -64,11 +73,7 @@ fn a_full_filesystem_gives_a_clear_error_and_leaves_nothing() {
     let out = fs.dir.join("result.h5");
     let done = fit(&["-k", "8", "-o", path_str(&out)]);
     assert_fails(&done, &["result.h5", "No space left on device"]);
-    assert!(
-        fs.files().is_empty(),
-        "left on the full disk: {:?}",
-        fs.files()
-    );
+    fs.assert_empty();
     drop(fs);
 
     // The checkpoint (W again) on 256 KiB.
@@ -92,11 +97,7 @@ fn a_full_filesystem_gives_a_clear_error_and_leaves_nothing() {
             "No space left on device",
         ],
     );
-    assert!(
-        fs.files().is_empty(),
-        "left on the full disk: {:?}",
-        fs.files()
-    );
+    fs.assert_empty();
     assert!(!result.exists());
     drop(fs);
 
@@ -113,11 +114,7 @@ fn a_full_filesystem_gives_a_clear_error_and_leaves_nothing() {
         path_str(&fs.dir),
     ]);
     assert_fails(&done, &["result.h5", "No space left on device"]);
-    assert!(
-        fs.files().is_empty(),
-        "left on the full disk: {:?}",
-        fs.files()
-    );
+    fs.assert_empty();
     drop(fs);
 
     // The transposition of a CSC matrix (8 bytes per stored value) on 64 KiB.
@@ -149,11 +146,7 @@ fn a_full_filesystem_gives_a_clear_error_and_leaves_nothing() {
         path_str(&fs.dir),
     ]);
     assert_fails(&done, &["No space left on device"]);
-    assert!(
-        fs.files().is_empty(),
-        "left on the full disk: {:?}",
-        fs.files()
-    );
+    fs.assert_empty();
     drop(fs);
 
     assert_eq!(checksum(&data), before, "the input changed");

@@ -194,6 +194,19 @@ impl Csr {
         }
     }
 
+    /// Writes these arrays as the `X` of an h5ad file.
+    fn write_h5ad(&self, path: &Path) {
+        sparse_h5ad(
+            path,
+            "X",
+            "csr_matrix",
+            Some(&self.shape),
+            &self.data,
+            &self.indices,
+            &self.indptr,
+        );
+    }
+
     fn damage(mut self, d: &CsrDamage) -> Self {
         let at = |len: usize, i: usize| if len == 0 { None } else { Some(i % len) };
         match *d {
@@ -377,15 +390,7 @@ fn damaged_csr_arrays_of_h5ad_and_10x_files_are_refused_or_read_as_scipy_would()
             path
         } else {
             let path = dir.path().join("damaged.h5ad");
-            sparse_h5ad(
-                &path,
-                "X",
-                "csr_matrix",
-                Some(&csr.shape),
-                &csr.data,
-                &csr.indices,
-                &csr.indptr,
-            );
+            csr.write_h5ad(&path);
             path
         };
         let out = dir.path().join("out.h5");
@@ -488,15 +493,7 @@ fn hdf5_files_with_damaged_bytes_never_panic_or_hang() {
     let dir = tempdir();
     let clean = dir.path().join("clean.h5ad");
     let csr = Csr::of(&base_matrix());
-    sparse_h5ad(
-        &clean,
-        "X",
-        "csr_matrix",
-        Some(&csr.shape),
-        &csr.data,
-        &csr.indices,
-        &csr.indptr,
-    );
+    csr.write_h5ad(&clean);
     let original = std::fs::read(&clean).expect("read");
     let mut runner = runner();
     let flips = proptest::collection::vec((0usize..original.len(), any::<u8>()), 1..6);
