@@ -34,6 +34,15 @@ pub enum InitArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SolverArg {
+    /// Lee & Seung multiplicative updates (the seed's algorithm).
+    Mu,
+    /// Hierarchical alternating least squares (scikit-learn's `cd`): exact coordinate descent,
+    /// usually far fewer iterations to a given error.
+    Hals,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScaleArg {
     /// Divide each column by its population standard deviation.
     ColStd,
@@ -93,6 +102,28 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 200, value_parser = crate::usage::positive)]
     pub max_iter: usize,
 
+    /// The update rule.
+    #[arg(long, value_enum, default_value_t = SolverArg::Mu)]
+    pub solver: SolverArg,
+
+    /// Updates of each factor per pass over X: a number (1 = plain alternating updates), or auto
+    /// (Gillis & Glineur's rule: repeat a row's update while it still changes, up to a cap set by
+    /// the cost of a pass). Default: 1 for mu, auto for hals.
+    #[arg(long, value_name = "auto|N", value_parser = crate::usage::inner)]
+    pub inner: Option<nmflow_core::Inner>,
+
+    /// Penalty on W (scikit-learn's alpha_W: L1 n_cols·α·ρ, L2 n_cols·α·(1 − ρ), ρ = --l1-ratio).
+    #[arg(long, value_name = "ALPHA", default_value_t = 0.0, value_parser = crate::usage::penalty)]
+    pub alpha_w: f64,
+
+    /// Penalty on H (scikit-learn's alpha_H, scaled by the number of rows; default: --alpha-w).
+    #[arg(long, value_name = "ALPHA", value_parser = crate::usage::penalty)]
+    pub alpha_h: Option<f64>,
+
+    /// The share of L1 in the penalties, in [0, 1].
+    #[arg(long, value_name = "RHO", default_value_t = 0.0, value_parser = crate::usage::ratio)]
+    pub l1_ratio: f64,
+
     /// Stopping tolerance, scikit-learn's rule: every 10 iterations, stop when the error fell by less
     /// than TOL times the error of the start since the previous check (0: run all iterations).
     #[arg(long, default_value_t = 1e-4, value_parser = crate::usage::tolerance)]
@@ -145,6 +176,16 @@ pub struct RunArgs {
     /// Print the summary as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,
+}
+
+impl RunArgs {
+    /// The core's solver of `--solver`.
+    pub fn solver(&self) -> nmflow_core::Solver {
+        match self.solver {
+            SolverArg::Mu => nmflow_core::Solver::Mu,
+            SolverArg::Hals => nmflow_core::Solver::Hals,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

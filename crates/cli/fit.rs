@@ -28,6 +28,9 @@ struct Summary {
     n_rows: usize,
     n_cols: usize,
     k: usize,
+    /// The update rule and its inner repeats.
+    solver: String,
+    inner: String,
     nnz: u64,
     integer_valued: bool,
     budget_bytes: u64,
@@ -364,7 +367,10 @@ fn checkpoint_meta(
             ("h0", text(&args.h0)),
             ("sample", args.run.sample.to_string()),
             ("block_rows", valid.block_rows().to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(session::solver_settings(p))
+        .collect(),
     )
 }
 
@@ -513,6 +519,8 @@ impl Summary {
             n_rows: input.n_rows(),
             n_cols: input.n_cols(),
             k,
+            solver: prepared.valid[0].params().solver.as_str().to_owned(),
+            inner: prepared.valid[0].params().inner.to_string(),
             nnz: report.n_stored,
             integer_valued: report.integer_valued,
             budget_bytes: plan.budget.bytes,
@@ -559,7 +567,10 @@ fn print_summary(s: &Summary, tol: f64) {
     } else {
         "reached --max-iter".to_owned()
     };
-    println!("k          {}", s.k);
+    println!(
+        "k          {} (solver {}, inner {})",
+        s.k, s.solver, s.inner
+    );
     if s.restart_rel_errors.len() > 1 {
         println!(
             "restarts   {} (kept seed {}; final errors {:.6?})",

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nmflow_core::{
-    Checkpoint, Checkpointing, FactorStore, FitOutcome, Held, Init, NmfParams, Normalize, Pca,
-    Plan, Request, RowSample, RowSource, Run, Scale, Solver, ValidParams, fit_many_with, plan_runs,
+    Checkpoint, Checkpointing, FactorStore, FitOutcome, Held, Init, Inner, NmfParams, Normalize,
+    Pca, Plan, Regularization, Request, RowSample, RowSource, Run, Scale, Solver, ValidParams,
+    fit_many_with, plan_runs,
 };
 use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::checkpoint::SampleState;
@@ -150,7 +151,13 @@ pub fn core_params(run: &RunArgs, k: usize, seed: u64, init: Init) -> NmfParams 
         },
         block_rows: run.block_rows,
         init,
-        solver: Solver::Mu,
+        solver: run.solver(),
+        inner: run.inner.unwrap_or(run.solver().default_inner()),
+        regularization: Regularization {
+            alpha_w: run.alpha_w,
+            alpha_h: run.alpha_h.unwrap_or(run.alpha_w),
+            l1_ratio: run.l1_ratio,
+        },
     }
 }
 
@@ -541,6 +548,19 @@ impl Input {
     }
 }
 
+/// The settings of the update rule, as checkpoints record them (every one
+/// shapes the iterates) and results show them.
+pub fn solver_settings(p: &NmfParams) -> [(&'static str, String); 5] {
+    let r = p.regularization;
+    [
+        ("solver", p.solver.as_str().to_owned()),
+        ("inner", p.inner.to_string()),
+        ("alpha_W", r.alpha_w.to_string()),
+        ("alpha_H", r.alpha_h.to_string()),
+        ("l1_ratio", r.l1_ratio.to_string()),
+    ]
+}
+
 /// The attributes every result file carries.
 pub fn result_attrs(
     input: &InputRecord,
@@ -575,7 +595,19 @@ pub fn result_attrs(
         ("converged", AttrValue::Int(i64::from(outcome.converged))),
         ("rel_error", AttrValue::Float(outcome.final_rel_error())),
     ];
-    attrs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()
+    let r = p.regularization;
+    let solver = [
+        ("solver", AttrValue::Str(p.solver.as_str().into())),
+        ("inner", AttrValue::Str(p.inner.to_string())),
+        ("alpha_W", AttrValue::Float(r.alpha_w)),
+        ("alpha_H", AttrValue::Float(r.alpha_h)),
+        ("l1_ratio", AttrValue::Float(r.l1_ratio)),
+    ];
+    attrs
+        .into_iter()
+        .chain(solver)
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect()
 }
 
 /// Column names for a plain result: the input's, when it names them.
@@ -613,13 +645,14 @@ impl TimeEstimate {
         let block = input.opened.source.block(rows).ok()?;
         let read_s = started.elapsed().as_secs_f64();
         let mut compute_s = 0.0;
-        let mut timed: Vec<((usize, Solver), f64)> = Vec::new();
+        let mut timed: Vec<((usize, Solver, Inner), f64)> = Vec::new();
         for run in runs {
-            let key = (run.params().k, run.params().solver);
+            let p = run.params();
+            let key = (p.k, p.solver, p.inner);
             let t = match timed.iter().find(|(timed_key, _)| *timed_key == key) {
                 Some(&(_, t)) => t,
                 None => {
-                    let t = nmflow_core::time_block(&block, key.0, key.1)?;
+                    let t = nmflow_core::time_block(&block, p)?;
                     timed.push((key, t));
                     t
                 }

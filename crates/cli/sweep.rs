@@ -347,6 +347,8 @@ impl Tally {
             seed: run.seed,
             max_iter: run.max_iter,
             tol: run.tol,
+            solver: core.solver.as_str().into(),
+            inner: core.inner.to_string(),
             normalize: core.normalize.as_str().into(),
             scale: core.scale.as_str().into(),
             labels: labels.map(|l| l.source.clone()),
@@ -665,7 +667,10 @@ fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<Chec
             ("labels", args.labels.clone().unwrap_or_default()),
             ("labels_file", labels_file),
             ("block_rows", block_rows.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(session::solver_settings(&core))
+        .collect(),
     )
 }
 

@@ -53,12 +53,26 @@ pub struct SweepSummary {
     pub max_iter: usize,
     #[serde(deserialize_with = "nan_if_null")]
     pub tol: f64,
+    /// The update rule (`mu` in files written before there was a choice).
+    #[serde(default = "mu")]
+    pub solver: String,
+    /// Inner repeats per pass (`1` in files written before there was a choice).
+    #[serde(default = "one")]
+    pub inner: String,
     pub normalize: String,
     pub scale: String,
     pub labels: Option<String>,
     pub n_sample_rows: usize,
     pub per_k: Vec<KSummary>,
     pub runs: Vec<RunSummary>,
+}
+
+fn mu() -> String {
+    "mu".into()
+}
+
+fn one() -> String {
+    "1".into()
 }
 
 /// JSON has no NaN: serde_json writes it as `null`, read back as NaN.

@@ -60,6 +60,34 @@ pub fn tolerance(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Inner repeats: `auto` or a whole number of at least 1.
+pub fn inner(text: &str) -> Result<nmflow_core::Inner, String> {
+    match text.trim() {
+        "auto" => Ok(nmflow_core::Inner::Auto),
+        n => positive(n)
+            .map(nmflow_core::Inner::Fixed)
+            .map_err(|e| format!("{e} (or auto)")),
+    }
+}
+
+/// A penalty α: finite and non-negative.
+pub fn penalty(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(a) if a.is_finite() && a >= 0.0 => Ok(a),
+        Ok(_) => Err("must be finite and non-negative".into()),
+        Err(_) => Err(format!("'{text}' is not a number")),
+    }
+}
+
+/// A ratio in [0, 1].
+pub fn ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        Ok(_) => Err("must be in [0, 1]".into()),
+        Err(_) => Err(format!("'{text}' is not a number")),
+    }
+}
+
 /// Values of k of a sweep, sorted, without repeats.
 #[derive(Debug, Clone)]
 pub struct KList(pub Vec<usize>);

@@ -65,6 +65,17 @@ pub enum FitError {
     /// A block height of zero rows.
     #[error("block_rows must be at least 1")]
     ZeroBlockRows,
+    /// Zero inner repeats.
+    #[error("the number of inner repeats must be at least 1 (or auto)")]
+    ZeroInner,
+    /// A negative or non-finite penalty, or an L1 ratio outside [0, 1].
+    #[error("{name} must be finite and non-negative (l1_ratio in [0, 1]), got {value}")]
+    BadPenalty {
+        /// "alpha_W", "alpha_H" or "l1_ratio".
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
     /// A custom initial factor of the wrong shape.
     #[error("{which} has shape {found:?}, expected {expected:?}")]
     InitShape {

@@ -317,6 +317,189 @@ pub(crate) fn update_h_cols(
         });
 }
 
+/// How many sweeps a row (of W, or a column of H held as a row) gets from
+/// one formation of its products.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Sweeps {
+    /// Exactly this many (at least 1).
+    Fixed(usize),
+    /// Gillis & Glineur's rule: stop after the sweep whose squared change
+    /// is at most `rel_change_sq` times the first sweep's, or after `cap`.
+    UntilSettled {
+        /// At most this many sweeps.
+        cap: usize,
+        /// (δ)² of the rule: the change of a later sweep relative to the first's.
+        rel_change_sq: f32,
+    },
+}
+
+impl Sweeps {
+    /// Whether another sweep follows sweep `done` (counted from 1), whose
+    /// squared change was `change_sq` and the first's `first_sq`.
+    #[inline]
+    fn again(self, done: usize, change_sq: f32, first_sq: f32) -> bool {
+        match self {
+            Sweeps::Fixed(n) => done < n,
+            Sweeps::UntilSettled { cap, rel_change_sq } => {
+                done < cap && change_sq > rel_change_sq * first_sq && change_sq > 0.0
+            }
+        }
+    }
+}
+
+/// The penalty terms a row update adds (scikit-learn's scaled `l1_reg`
+/// and `l2_reg` of the factor being updated).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Penalty {
+    /// Added to every gradient entry (L1).
+    pub(crate) l1: f32,
+    /// Added to the diagonal of the Gram matrix (L2).
+    pub(crate) l2: f32,
+}
+
+/// HALS (coordinate descent) on independent rows: for every row `v` of
+/// `rows` with its row `b` of `num` (the products with the data, X Hᵀ or
+/// Wᵀ X transposed) and the Gram matrix `gram` (HHᵀ or WᵀW), component by
+/// component in order, `v_t ← max(0, v_t − g_t / (gram_tt + l2))` with the
+/// gradient `g = (gram + l2 I)·v − b + l1`, kept up to date after every
+/// change (scikit-learn's `_update_cdnmf_fast`, with its rule of skipping
+/// a component whose Hessian `gram_tt + l2` is 0). `grad` is `k` scratch.
+///
+/// Every row is solved on its own, so the result does not depend on how
+/// rows are grouped into blocks or chunks.
+///
+/// # Shapes
+/// `rows` and `num` are `r × k`, `gram` is `k × k`, all in standard layout.
+///
+/// # Panics
+/// If the shapes or layouts do not agree.
+pub(crate) fn hals_rows(
+    mut rows: ArrayViewMut2<'_, f32>,
+    num: ArrayView2<'_, f32>,
+    gram: ArrayView2<'_, f32>,
+    penalty: Penalty,
+    sweeps: Sweeps,
+    grad: &mut [f32],
+) {
+    let k = gram.nrows();
+    assert_eq!(rows.dim(), num.dim());
+    let gram = gram
+        .as_slice()
+        .expect("the Gram matrix is in standard layout");
+    for (mut v, b) in rows.rows_mut().into_iter().zip(num.rows()) {
+        let v = v.as_slice_mut().expect("rows are contiguous");
+        let b = b.as_slice().expect("rows are contiguous");
+        // g = (G + l2 I) v − b + l1.
+        for ((g, &b), &v) in grad.iter_mut().zip(b).zip(v.iter()) {
+            *g = penalty.l1 - b + penalty.l2 * v;
+        }
+        for (r, &v_r) in v.iter().enumerate() {
+            if v_r != 0.0 {
+                axpy::<false>(grad, v_r, &gram[r * k..(r + 1) * k]);
+            }
+        }
+        let mut first_sq = 0.0f32;
+        let mut done = 0;
+        loop {
+            let mut change_sq = 0.0f32;
+            for t in 0..k {
+                let hess = gram[t * k + t] + penalty.l2;
+                if hess == 0.0 {
+                    continue;
+                }
+                let new = (v[t] - grad[t] / hess).max(0.0);
+                let delta = new - v[t];
+                if delta != 0.0 {
+                    v[t] = new;
+                    axpy::<false>(grad, delta, &gram[t * k..(t + 1) * k]);
+                    grad[t] += penalty.l2 * delta;
+                    change_sq += delta * delta;
+                }
+            }
+            done += 1;
+            if done == 1 {
+                first_sq = change_sq;
+            }
+            if !sweeps.again(done, change_sq, first_sq) {
+                break;
+            }
+        }
+    }
+}
+
+/// Multiplicative updates on independent rows, repeated per `sweeps`:
+/// `v ← v ∘ b ⊘ (gram·v + l1 + l2·v)`, a zero denominator replaced by
+/// [`DENOMINATOR_EPSILON`] (scikit-learn's regularized update). `den` is
+/// `k` scratch. Each row on its own, as [`hals_rows`].
+///
+/// # Shapes
+/// As [`hals_rows`].
+pub(crate) fn mu_rows(
+    mut rows: ArrayViewMut2<'_, f32>,
+    num: ArrayView2<'_, f32>,
+    gram: ArrayView2<'_, f32>,
+    penalty: Penalty,
+    sweeps: Sweeps,
+    den: &mut [f32],
+) {
+    let k = gram.nrows();
+    assert_eq!(rows.dim(), num.dim());
+    let gram = gram
+        .as_slice()
+        .expect("the Gram matrix is in standard layout");
+    for (mut v, b) in rows.rows_mut().into_iter().zip(num.rows()) {
+        let v = v.as_slice_mut().expect("rows are contiguous");
+        let b = b.as_slice().expect("rows are contiguous");
+        let mut first_sq = 0.0f32;
+        let mut done = 0;
+        loop {
+            for (d, &v) in den.iter_mut().zip(v.iter()) {
+                *d = penalty.l1 + penalty.l2 * v;
+            }
+            for (r, &v_r) in v.iter().enumerate() {
+                if v_r != 0.0 {
+                    axpy::<false>(den, v_r, &gram[r * k..(r + 1) * k]);
+                }
+            }
+            let mut change_sq = 0.0f32;
+            for ((v, &b), &d) in v.iter_mut().zip(b).zip(den.iter()) {
+                let d = if d == 0.0 { DENOMINATOR_EPSILON } else { d };
+                let new = *v * (b / d);
+                change_sq += (new - *v) * (new - *v);
+                *v = new;
+            }
+            done += 1;
+            if done == 1 {
+                first_sq = change_sq;
+            }
+            if !sweeps.again(done, change_sq, first_sq) {
+                break;
+            }
+        }
+    }
+}
+
+/// The products the error needs after rows of W were updated: adds
+/// `W_bᵀ W_b` into `wtw` (through the f32 scratch `gram`) and returns
+/// `Σ ⟨W_b, xht⟩`.
+///
+/// # Shapes
+/// `w` and `xht` are `b × k`, `wtw` and `gram` `k × k`.
+pub(crate) fn w_rows_products(
+    w: ArrayView2<'_, f32>,
+    xht: ArrayView2<'_, f32>,
+    mut wtw: ArrayViewMut2<'_, f64>,
+    mut gram: ArrayViewMut2<'_, f32>,
+) -> f64 {
+    let mut cross = 0.0f64;
+    ndarray::Zip::from(&w)
+        .and(&xht)
+        .for_each(|&w, &num| cross += f64::from(w) * f64::from(num));
+    general_mat_mul(1.0, &w.t(), &w, 0.0, &mut gram);
+    wtw.zip_mut_with(&gram, |acc, &g| *acc += f64::from(g));
+    cross
+}
+
 /// Index of the largest entry of every row (the first one on ties).
 pub fn argmax_rows(w: ArrayView2<'_, f32>) -> Vec<u32> {
     w.rows()

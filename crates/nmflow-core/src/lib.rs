@@ -51,7 +51,7 @@ pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,
 };
-pub use rules::Solver;
+pub use rules::{INNER_ALPHA, INNER_DELTA, Inner, Regularization, Solver};
 pub use sample::{Pca, RowSample, sample_row_indices};
 pub use solver::{
     Checkpoint, Checkpointing, Event, FitOutcome, FitReport, PassKind, Resume, Run, RunSnapshot,

@@ -74,6 +74,10 @@ pub struct NmfParams {
     pub init: Init,
     /// The update rule.
     pub solver: crate::rules::Solver,
+    /// Updates of each factor per pass ([`crate::rules::Inner`]).
+    pub inner: crate::rules::Inner,
+    /// Penalties on W and H (none by default).
+    pub regularization: crate::rules::Regularization,
 }
 
 impl Default for NmfParams {
@@ -88,6 +92,8 @@ impl Default for NmfParams {
             block_rows: None,
             init: Init::Random,
             solver: crate::rules::Solver::Mu,
+            inner: crate::rules::Inner::Fixed(1),
+            regularization: crate::rules::Regularization::default(),
         }
     }
 }
@@ -151,6 +157,19 @@ impl NmfParams {
         }
         if self.block_rows == Some(0) {
             return Err(FitError::ZeroBlockRows);
+        }
+        if self.inner == crate::rules::Inner::Fixed(0) {
+            return Err(FitError::ZeroInner);
+        }
+        let reg = self.regularization;
+        for (name, value, max) in [
+            ("alpha_W", reg.alpha_w, f64::INFINITY),
+            ("alpha_H", reg.alpha_h, f64::INFINITY),
+            ("l1_ratio", reg.l1_ratio, 1.0),
+        ] {
+            if !(value.is_finite() && (0.0..=max).contains(&value)) {
+                return Err(FitError::BadPenalty { name, value });
+            }
         }
         if let Init::Custom { h0 } = &self.init {
             if h0.dim() != (self.k, n_cols) {
@@ -249,6 +268,36 @@ mod tests {
             ..params(1)
         };
         assert!(matches!(p.check(2, 2, None), Err(FitError::ZeroBlockRows)));
+    }
+
+    #[test]
+    fn bad_penalties_and_zero_inner_repeats_are_refused() {
+        use crate::rules::{Inner, Regularization};
+        for (alpha_w, alpha_h, l1_ratio, name) in [
+            (-0.1, 0.0, 0.0, "alpha_W"),
+            (0.0, f64::NAN, 0.0, "alpha_H"),
+            (0.1, 0.1, 1.5, "l1_ratio"),
+            (0.1, 0.1, -0.5, "l1_ratio"),
+        ] {
+            let p = NmfParams {
+                regularization: Regularization {
+                    alpha_w,
+                    alpha_h,
+                    l1_ratio,
+                },
+                ..params(1)
+            };
+            let err = p.check(2, 2, None).unwrap_err();
+            assert!(
+                matches!(err, FitError::BadPenalty { name: n, .. } if n == name),
+                "{err}"
+            );
+        }
+        let p = NmfParams {
+            inner: Inner::Fixed(0),
+            ..params(1)
+        };
+        assert!(matches!(p.check(2, 2, None), Err(FitError::ZeroInner)));
     }
 
     #[test]

@@ -4,18 +4,28 @@
 //! accumulates WᵀX and WᵀW for the next H update, and computes the error
 //! from the accumulated products. A solver adds an [`UpdateRule`] and its
 //! tests, not a pass.
+//!
+//! Both rules can repeat their update on the products of one pass (the
+//! inner repeats of Gillis & Glineur 2012), row by row of W and column by
+//! column of H, so that no row's result depends on the block or chunk it
+//! is computed in.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use crate::kernels;
+use crate::kernels::{self, Penalty, Sweeps};
+use crate::params::NmfParams;
 
 /// The algorithm that updates the factors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Solver {
     /// Lee & Seung multiplicative updates (H first, then W), the seed's
-    /// algorithm, bit for bit.
+    /// algorithm, bit for bit (with one update per pass and no penalty).
     #[default]
     Mu,
+    /// Hierarchical alternating least squares (Cichocki & Phan 2009;
+    /// scikit-learn's `cd`): exact coordinate descent, component by
+    /// component, H first, then W.
+    Hals,
 }
 
 impl Solver {
@@ -23,13 +33,86 @@ impl Solver {
     pub fn as_str(self) -> &'static str {
         match self {
             Solver::Mu => "mu",
+            Solver::Hals => "hals",
+        }
+    }
+
+    /// The solver named `name` ([`Solver::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Solver::Mu, Solver::Hals]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
+    /// The inner repeats a user gets without asking: plain updates for
+    /// `mu` (the seed's iterates), Gillis & Glineur's rule for `hals`
+    /// (the fastest to every error threshold measured in
+    /// docs/benchmarks.md).
+    pub fn default_inner(self) -> Inner {
+        match self {
+            Solver::Mu => Inner::Fixed(1),
+            Solver::Hals => Inner::Auto,
+        }
+    }
+}
+
+/// How often a factor is updated from the products of one pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inner {
+    /// Gillis & Glineur's rule, per row of W and per column of H: repeat
+    /// while a sweep still changes the row by more than [`INNER_DELTA`]
+    /// times the first sweep's change, at most `1 + ⌊α ρ⌋` times, with
+    /// α = [`INNER_ALPHA`] and ρ the cost of the products over the cost of
+    /// one update (their ρ_W, ρ_H).
+    Auto,
+    /// Exactly this many updates (1 = plain alternating updates).
+    Fixed(usize),
+}
+
+impl std::fmt::Display for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inner::Auto => f.write_str("auto"),
+            Inner::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// α of Gillis & Glineur's cap on inner repeats (their choice for A-HALS).
+pub const INNER_ALPHA: f64 = 0.5;
+/// δ of Gillis & Glineur's inner stopping rule (their choice).
+pub const INNER_DELTA: f64 = 0.01;
+
+/// scikit-learn's (≥ 1.0) regularization: α_W, α_H and the L1 ratio ρ.
+/// The penalties are `n_cols·α_W·ρ` (L1) and `n_cols·α_W·(1 − ρ)` (L2) for
+/// W, `n_rows·α_H·ρ` and `n_rows·α_H·(1 − ρ)` for H.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Regularization {
+    /// α_W, ≥ 0.
+    pub alpha_w: f64,
+    /// α_H, ≥ 0.
+    pub alpha_h: f64,
+    /// The share of L1 in both penalties, in [0, 1].
+    pub l1_ratio: f64,
+}
+
+impl Regularization {
+    /// Whether no penalty applies.
+    pub fn is_none(&self) -> bool {
+        self.alpha_w == 0.0 && self.alpha_h == 0.0
+    }
+
+    fn penalty(alpha: f64, l1_ratio: f64, size: usize) -> Penalty {
+        Penalty {
+            l1: (size as f64 * alpha * l1_ratio) as f32,
+            l2: (size as f64 * alpha * (1.0 - l1_ratio)) as f32,
         }
     }
 }
 
 /// What a solver does with the products of a pass. Called on column
 /// chunks of H and row chunks of W, in parallel: implementations hold no
-/// state.
+/// state that changes.
 pub(crate) trait UpdateRule: Sync {
     /// Updates columns `h` (`k × c`) of H from the same columns of WᵀX_s
     /// (`wtx`) and WᵀW (`k × k`); `scratch` is `k × c`.
@@ -56,9 +139,65 @@ pub(crate) trait UpdateRule: Sync {
     ) -> f64;
 }
 
+/// The settings a rule applies on both sides.
+#[derive(Debug, Clone, Copy)]
+struct Sides {
+    w_penalty: Penalty,
+    h_penalty: Penalty,
+    w_sweeps: Sweeps,
+    h_sweeps: Sweeps,
+}
+
+impl Sides {
+    fn new(params: &NmfParams, n_rows: usize, n_cols: usize, n_stored: u64) -> Self {
+        let reg = params.regularization;
+        let k = params.k as f64;
+        // Gillis & Glineur's ρ: flops of the products over flops of one update.
+        let stored = n_stored as f64;
+        let (m, n) = (n_rows as f64, n_cols as f64);
+        let rho_w = 1.0 + ((stored + n * k) / (m * (k + 1.0))).floor();
+        let rho_h = 1.0 + ((stored + m * k) / (n * (k + 1.0))).floor();
+        let sweeps = |rho: f64| match params.inner {
+            Inner::Fixed(n) => Sweeps::Fixed(n.max(1)),
+            Inner::Auto => Sweeps::UntilSettled {
+                cap: 1 + (INNER_ALPHA * rho).floor() as usize,
+                rel_change_sq: (INNER_DELTA * INNER_DELTA) as f32,
+            },
+        };
+        Self {
+            w_penalty: Regularization::penalty(reg.alpha_w, reg.l1_ratio, n_cols),
+            h_penalty: Regularization::penalty(reg.alpha_h, reg.l1_ratio, n_rows),
+            w_sweeps: sweeps(rho_w),
+            h_sweeps: sweeps(rho_h),
+        }
+    }
+
+    /// Whether these are the seed's plain updates (one, no penalty).
+    fn plain(&self) -> bool {
+        self.w_sweeps == Sweeps::Fixed(1)
+            && self.h_sweeps == Sweeps::Fixed(1)
+            && self.w_penalty == Penalty::default()
+            && self.h_penalty == Penalty::default()
+    }
+}
+
+/// Applies a row kernel to columns of H: holds them (and the same columns
+/// of WᵀX_s) as rows, runs `kernel`, and writes them back.
+fn on_h_columns(
+    mut h: ArrayViewMut2<'_, f32>,
+    wtx: ArrayView2<'_, f32>,
+    kernel: impl FnOnce(ArrayViewMut2<'_, f32>, ArrayView2<'_, f32>),
+) {
+    let mut rows: Array2<f32> = h.t().as_standard_layout().into_owned();
+    let num: Array2<f32> = wtx.t().as_standard_layout().into_owned();
+    kernel(rows.view_mut(), num.view());
+    h.assign(&rows.t());
+}
+
 /// Lee & Seung's multiplicative updates ([`kernels::update_h_cols`],
-/// [`kernels::update_w_rows`]).
-struct Multiplicative;
+/// [`kernels::update_w_rows`] for the plain ones; [`kernels::mu_rows`]
+/// with a penalty or repeats).
+struct Multiplicative(Sides);
 
 impl UpdateRule for Multiplicative {
     fn update_h_cols(
@@ -68,25 +207,90 @@ impl UpdateRule for Multiplicative {
         wtw: ArrayView2<'_, f32>,
         scratch: ArrayViewMut2<'_, f32>,
     ) {
-        kernels::update_h_cols(h, wtx, wtw, scratch);
+        if self.0.plain() {
+            return kernels::update_h_cols(h, wtx, wtw, scratch);
+        }
+        let mut den = vec![0.0; wtw.nrows()];
+        on_h_columns(h, wtx, |rows, num| {
+            kernels::mu_rows(rows, num, wtw, self.0.h_penalty, self.0.h_sweeps, &mut den)
+        });
     }
 
     fn update_w_rows(
         &self,
-        w: ArrayViewMut2<'_, f32>,
+        mut w: ArrayViewMut2<'_, f32>,
         xht: ArrayView2<'_, f32>,
         hht: ArrayView2<'_, f32>,
         wtw: ArrayViewMut2<'_, f64>,
         den: ArrayViewMut2<'_, f32>,
         gram: ArrayViewMut2<'_, f32>,
     ) -> f64 {
-        kernels::update_w_rows(w, xht, hht, wtw, den, gram)
+        if self.0.plain() {
+            return kernels::update_w_rows(w, xht, hht, wtw, den, gram);
+        }
+        let mut den = vec![0.0; hht.nrows()];
+        kernels::mu_rows(
+            w.view_mut(),
+            xht,
+            hht,
+            self.0.w_penalty,
+            self.0.w_sweeps,
+            &mut den,
+        );
+        kernels::w_rows_products(w.view(), xht, wtw, gram)
     }
 }
 
-/// The rule of `solver`.
-pub(crate) fn rule(solver: Solver) -> &'static dyn UpdateRule {
-    match solver {
-        Solver::Mu => &Multiplicative,
+/// HALS ([`kernels::hals_rows`]) on both factors.
+struct Hals(Sides);
+
+impl UpdateRule for Hals {
+    fn update_h_cols(
+        &self,
+        h: ArrayViewMut2<'_, f32>,
+        wtx: ArrayView2<'_, f32>,
+        wtw: ArrayView2<'_, f32>,
+        _scratch: ArrayViewMut2<'_, f32>,
+    ) {
+        let mut grad = vec![0.0; wtw.nrows()];
+        on_h_columns(h, wtx, |rows, num| {
+            kernels::hals_rows(rows, num, wtw, self.0.h_penalty, self.0.h_sweeps, &mut grad)
+        });
+    }
+
+    fn update_w_rows(
+        &self,
+        mut w: ArrayViewMut2<'_, f32>,
+        xht: ArrayView2<'_, f32>,
+        hht: ArrayView2<'_, f32>,
+        wtw: ArrayViewMut2<'_, f64>,
+        _den: ArrayViewMut2<'_, f32>,
+        gram: ArrayViewMut2<'_, f32>,
+    ) -> f64 {
+        let mut grad = vec![0.0; hht.nrows()];
+        kernels::hals_rows(
+            w.view_mut(),
+            xht,
+            hht,
+            self.0.w_penalty,
+            self.0.w_sweeps,
+            &mut grad,
+        );
+        kernels::w_rows_products(w.view(), xht, wtw, gram)
+    }
+}
+
+/// The rule of a run with `params` on an `n_rows × n_cols` matrix with
+/// `n_stored` stored entries (the inner repeats' cap depends on them).
+pub(crate) fn rule(
+    params: &NmfParams,
+    n_rows: usize,
+    n_cols: usize,
+    n_stored: u64,
+) -> Box<dyn UpdateRule> {
+    let sides = Sides::new(params, n_rows, n_cols, n_stored);
+    match params.solver {
+        Solver::Mu => Box::new(Multiplicative(sides)),
+        Solver::Hals => Box::new(Hals(sides)),
     }
 }

@@ -378,6 +378,10 @@ pub fn fit_many_with(
         scale,
         on_event,
     )?;
+    let rules: Vec<Box<dyn UpdateRule>> = runs
+        .iter()
+        .map(|run| crate::rules::rule(run.params.params(), n_rows, n_cols, shared.n_stored))
+        .collect();
     let x_norm_sq = shared.x_norm_sq;
     let col_scale = shared.col_scale.clone();
     let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
@@ -400,11 +404,16 @@ pub fn fit_many_with(
         let started = Instant::now();
         // 1. H ← H ∘ (WᵀX_s) ⊘ (WᵀW H), per run (the error of the start
         // first, from the pre-pass's products).
-        for (state, _) in states.iter_mut().zip(&active).filter(|(_, a)| **a) {
+        for ((state, rule), _) in states
+            .iter_mut()
+            .zip(&rules)
+            .zip(&active)
+            .filter(|(_, a)| **a)
+        {
             if iteration == 1 {
                 state.set_init_error(x_norm_sq, inv_scale.view(), iteration)?;
             }
-            state.update_h(inv_scale.view());
+            state.update_h(rule.as_ref(), inv_scale.view());
             state.check_h(iteration)?;
         }
 
@@ -417,6 +426,7 @@ pub fn fit_many_with(
         let pass = Pass {
             blocks: &blocks,
             active: &active,
+            rules: &rules,
             n_cols,
         };
         pass.run(
@@ -575,6 +585,8 @@ fn check_runs(runs: &[Run<'_>], n_rows: usize) -> Result<(), FitError> {
 struct Pass<'a> {
     blocks: &'a [Range<usize>],
     active: &'a [bool],
+    /// Every run's rule.
+    rules: &'a [Box<dyn UpdateRule>],
     n_cols: usize,
 }
 
@@ -598,16 +610,17 @@ impl Pass<'_> {
             if let Some(sample) = sample.as_deref_mut() {
                 sample.collect(rows.clone(), &x);
             }
-            for ((run, state), _) in runs
+            for (((run, state), rule), _) in runs
                 .iter_mut()
                 .zip(states.iter_mut())
+                .zip(self.rules)
                 .zip(self.active)
                 .filter(|(_, a)| **a)
             {
                 {
                     let mut w_b = run.w.rows_mut(rows.clone());
                     state.cross += update_w_block(
-                        state.rule,
+                        rule.as_ref(),
                         &x,
                         w_b.view_mut(),
                         state.hst.view(),
@@ -730,8 +743,6 @@ fn pre_pass(
 
 /// The state of one run between passes.
 struct RunState {
-    /// The solver's update rule.
-    rule: &'static dyn UpdateRule,
     ws: Workspace,
     h: Array2<f32>,
     /// (H D⁻¹)ᵀ, `n_cols × k`.
@@ -762,7 +773,6 @@ impl RunState {
             Init::Custom { h0 } => h0.clone(),
         };
         Self {
-            rule: crate::rules::rule(p.solver),
             ws: Workspace::new(k, n_cols, params.block_rows()),
             h,
             hst: Array2::zeros((n_cols, k)),
@@ -781,10 +791,9 @@ impl RunState {
         }
     }
 
-    /// H ← H ∘ (WᵀX_s) ⊘ (WᵀW H); then HHᵀ and (H D⁻¹)ᵀ for the pass, and
-    /// the accumulators reset.
-    fn update_h(&mut self, inv_scale: ArrayView1<'_, f32>) {
-        let rule = self.rule;
+    /// H updated by `rule` from WᵀX_s and WᵀW; then HHᵀ and (H D⁻¹)ᵀ for
+    /// the pass, and the accumulators reset.
+    fn update_h(&mut self, rule: &dyn UpdateRule, inv_scale: ArrayView1<'_, f32>) {
         let wtw32 = self.ws.wtw.mapv(|v| v as f32);
         ndarray::Zip::from(&mut self.wtx_scaled)
             .and(&self.ws.xtw.t())
@@ -939,11 +948,13 @@ const OVERFLOW_CAUSE: &str = "an overflow in single precision: the input holds v
      or try --scale none or --normalize";
 
 /// Seconds one pass spends computing on the block `x` (the W update and
-/// the XᵀW, WᵀW accumulation of one run at `k` components), measured on
+/// the XᵀW, WᵀW accumulation of one run with `params`: its k, solver and
+/// inner repeats), measured on
 /// the block itself with arbitrary positive factors: the basis of the time
 /// estimate printed with a plan. The block is checked first; `None` when
 /// it is malformed (the fit will report it).
-pub fn time_block(x: &RowBlock<'_>, k: usize, solver: crate::rules::Solver) -> Option<f64> {
+pub fn time_block(x: &RowBlock<'_>, params: &crate::params::NmfParams) -> Option<f64> {
+    let k = params.k;
     let n_b = x.n_rows();
     let n_cols = x.n_cols();
     if let RowBlock::Csr(csr) = x {
@@ -960,7 +971,7 @@ pub fn time_block(x: &RowBlock<'_>, k: usize, solver: crate::rules::Solver) -> O
     let mut w_b = Array2::from_shape_fn((n_b, k), |(i, j)| 0.5 + ((i + j) % 5) as f32 / 10.0);
     let started = Instant::now();
     update_w_block(
-        crate::rules::rule(solver),
+        crate::rules::rule(params, n_b, n_cols, stored_entries(x)).as_ref(),
         x,
         w_b.view_mut(),
         hst.view(),

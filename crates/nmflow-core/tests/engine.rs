@@ -64,7 +64,7 @@ fn params(k: usize, max_iter: usize, block_rows: Option<usize>) -> NmfParams {
         scale: Scale::ColStd,
         block_rows,
         init: Init::Random,
-        solver: nmflow_core::Solver::Mu,
+        ..NmfParams::default()
     }
 }
 

@@ -8,6 +8,8 @@ pub mod sc;
 pub mod seed;
 
 pub use extreme::{extreme_matrix, scaled_matrix};
-pub use reference::{ReferenceFit, reference_fit};
+pub use reference::{
+    ReferenceFit, ReferenceRule, ReferenceSettings, reference_fit, reference_rules,
+};
 pub use sc::{Cell, ScGenerator};
 pub use seed::SeedGenerator;

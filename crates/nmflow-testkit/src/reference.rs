@@ -39,13 +39,7 @@ pub fn reference_fit(
     n_iter: usize,
 ) -> ReferenceFit {
     let eps = f64::from(f32::EPSILON);
-    let mut xs = x.mapv(f64::from);
-    if scale_columns {
-        let d = column_divisors(&xs);
-        for (mut col, d) in xs.axis_iter_mut(Axis(1)).zip(d) {
-            col.mapv_inplace(|v| v / d);
-        }
-    }
+    let xs = scaled(x, scale_columns);
     let x_norm = xs.iter().map(|v| v * v).sum::<f64>().sqrt();
     let mut w = w0.mapv(f64::from);
     let mut h = h0.mapv(f64::from);
@@ -72,4 +66,123 @@ pub fn reference_fit(
         rel_error,
         x_scaled: xs,
     }
+}
+
+/// The update of [`reference_rules`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceRule {
+    /// Multiplicative updates.
+    Mu,
+    /// HALS (coordinate descent), components in order.
+    Hals,
+}
+
+/// Settings of [`reference_rules`], with scikit-learn's (≥ 1.0) meanings
+/// of the penalties.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferenceSettings {
+    /// The update.
+    pub rule: ReferenceRule,
+    /// Updates of each factor per iteration (a fixed number).
+    pub repeats: usize,
+    /// α_W.
+    pub alpha_w: f64,
+    /// α_H.
+    pub alpha_h: f64,
+    /// L1 ratio.
+    pub l1_ratio: f64,
+    /// Scale the columns by their standard deviations.
+    pub scale_columns: bool,
+}
+
+/// Runs `n_iter` iterations (H first, then W, each updated `repeats`
+/// times from the same products) by `settings.rule`, with the penalties
+/// `l1 = size·α·ρ`, `l2 = size·α·(1 − ρ)` (size: columns for W, rows for
+/// H). MU: `V ← V ∘ B ⊘ (V·G + l1 + l2·V)`, a zero denominator replaced by
+/// f32's epsilon. HALS: for each component t in order,
+/// `v_t ← max(0, v_t − ((G + l2 I)v − B + l1)_t / (G_tt + l2))`, skipped
+/// when `G_tt + l2 = 0`. Every row of V on its own, in f64, recomputing the
+/// gradient from scratch at every step.
+pub fn reference_rules(
+    x: &Array2<f32>,
+    w0: &Array2<f32>,
+    h0: &Array2<f32>,
+    settings: ReferenceSettings,
+    n_iter: usize,
+) -> ReferenceFit {
+    let xs = scaled(x, settings.scale_columns);
+    let (m, n) = xs.dim();
+    let x_norm = xs.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let mut w = w0.mapv(f64::from);
+    let mut ht = h0.t().mapv(f64::from);
+    let penalty = |alpha: f64, size: usize| {
+        (
+            size as f64 * alpha * settings.l1_ratio,
+            size as f64 * alpha * (1.0 - settings.l1_ratio),
+        )
+    };
+    let (pen_w, pen_h) = (penalty(settings.alpha_w, n), penalty(settings.alpha_h, m));
+    let mut rel_error = Vec::with_capacity(n_iter);
+    for _ in 0..n_iter {
+        let (num, gram) = (xs.t().dot(&w), w.t().dot(&w));
+        update_rows(&mut ht, &num, &gram, pen_h, settings);
+        let (num, gram) = (xs.dot(&ht), ht.t().dot(&ht));
+        update_rows(&mut w, &num, &gram, pen_w, settings);
+        let residual = &xs - &w.dot(&ht.t());
+        rel_error.push(residual.iter().map(|v| v * v).sum::<f64>().sqrt() / x_norm);
+    }
+    ReferenceFit {
+        w,
+        h: ht.t().to_owned(),
+        rel_error,
+        x_scaled: xs,
+    }
+}
+
+/// Updates every row v of `v` from its row b of `num` and `gram`.
+fn update_rows(
+    v: &mut Array2<f64>,
+    num: &Array2<f64>,
+    gram: &Array2<f64>,
+    (l1, l2): (f64, f64),
+    settings: ReferenceSettings,
+) {
+    let eps = f64::from(f32::EPSILON);
+    let k = gram.nrows();
+    for (mut v, b) in v.rows_mut().into_iter().zip(num.rows()) {
+        for _ in 0..settings.repeats {
+            match settings.rule {
+                ReferenceRule::Mu => {
+                    let den = gram.dot(&v);
+                    for t in 0..k {
+                        let d = den[t] + l1 + l2 * v[t];
+                        v[t] *= b[t] / if d == 0.0 { eps } else { d };
+                    }
+                }
+                ReferenceRule::Hals => {
+                    for t in 0..k {
+                        let hess = gram[(t, t)] + l2;
+                        if hess == 0.0 {
+                            continue;
+                        }
+                        let grad = gram.row(t).dot(&v) + l2 * v[t] - b[t] + l1;
+                        v[t] = (v[t] - grad / hess).max(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// X in f64, its columns divided by their standard deviations when
+/// `scale_columns`.
+fn scaled(x: &Array2<f32>, scale_columns: bool) -> Array2<f64> {
+    let mut xs = x.mapv(f64::from);
+    if scale_columns {
+        let d = column_divisors(&xs);
+        for (mut col, d) in xs.axis_iter_mut(Axis(1)).zip(d) {
+            col.mapv_inplace(|v| v / d);
+        }
+    }
+    xs
 }
