@@ -45,6 +45,9 @@ fn fit_writes_factors_error_trace_clusters_and_parameters() {
     let cluster = read1::<u32>(&result, "cluster");
     assert_eq!(cluster, nmflow_core::kernels::argmax_rows(w.view()));
     assert_eq!(read1::<f32>(&result, "col_scale").len(), 40);
+    let seconds = read1::<f64>(&result, "iteration_seconds");
+    assert_eq!(seconds.len(), 25);
+    assert!(seconds.iter().all(|s| s.is_finite() && *s >= 0.0));
 
     let file = hdf5::File::open(&result).expect("open");
     let k: i64 = file.attr("k").and_then(|a| a.read_scalar()).expect("k");
@@ -67,6 +70,12 @@ fn fit_writes_factors_error_trace_clusters_and_parameters() {
         "nmflow_version",
         "input",
         "dataset",
+        "prepare_seconds",
+        "solver",
+        "inner",
+        "alpha_W",
+        "alpha_H",
+        "l1_ratio",
     ] {
         assert!(file.attr(name).is_ok(), "attribute {name} missing");
     }

@@ -280,6 +280,7 @@ impl Finished {
             w: self.w.as_mut(),
             h: self.outcome.h.view(),
             rel_error: &self.outcome.rel_error,
+            iteration_seconds: &self.outcome.iteration_seconds,
             cluster: clusters,
             col_scale: &self.outcome.col_scale,
             attrs,
@@ -594,6 +595,7 @@ pub fn result_attrs(
         ("n_iter", AttrValue::Int(outcome.n_iter() as i64)),
         ("converged", AttrValue::Int(i64::from(outcome.converged))),
         ("rel_error", AttrValue::Float(outcome.final_rel_error())),
+        ("prepare_seconds", AttrValue::Float(outcome.prepare_seconds)),
     ];
     let r = p.regularization;
     let solver = [

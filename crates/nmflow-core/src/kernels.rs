@@ -366,7 +366,7 @@ pub(crate) struct Penalty {
 /// a component whose Hessian `gram_tt + l2` is 0). `grad` is `k` scratch.
 ///
 /// Every row is solved on its own, so the result does not depend on how
-/// rows are grouped into blocks or chunks.
+/// rows are grouped into blocks or chunks. Dispatches like [`xht_csr`].
 ///
 /// # Shapes
 /// `rows` and `num` are `r × k`, `gram` is `k × k`, all in standard layout.
@@ -383,19 +383,60 @@ pub(crate) fn hals_rows(
 ) {
     let k = gram.nrows();
     assert_eq!(rows.dim(), num.dim());
-    let gram = gram
-        .as_slice()
-        .expect("the Gram matrix is in standard layout");
-    for (mut v, b) in rows.rows_mut().into_iter().zip(num.rows()) {
-        let v = v.as_slice_mut().expect("rows are contiguous");
-        let b = b.as_slice().expect("rows are contiguous");
+    assert_eq!((gram.ncols(), grad.len()), (k, k));
+    let rows = RowKernelArgs {
+        v: rows.as_slice_mut().expect("rows in standard layout"),
+        b: num.as_slice().expect("products in standard layout"),
+        gram: gram.as_slice().expect("the Gram matrix in standard layout"),
+        penalty,
+        sweeps,
+        scratch: grad,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the copy is compiled for.
+        unsafe { hals_rows_avx2(rows, k) };
+        return;
+    }
+    by_k!(k, hals_rows_body, false, rows);
+}
+
+/// The operands of a row kernel, as slices.
+struct RowKernelArgs<'a> {
+    v: &'a mut [f32],
+    b: &'a [f32],
+    gram: &'a [f32],
+    penalty: Penalty,
+    sweeps: Sweeps,
+    scratch: &'a mut [f32],
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hals_rows_avx2(rows: RowKernelArgs<'_>, k: usize) {
+    by_k!(k, hals_rows_body, true, rows);
+}
+
+#[inline(always)]
+fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
+    let k = if K == 0 { k } else { K };
+    let RowKernelArgs {
+        v: all_v,
+        b: all_b,
+        gram,
+        penalty,
+        sweeps,
+        scratch: grad,
+    } = args;
+    let grad = &mut grad[..k];
+    for (v, b) in all_v.chunks_exact_mut(k).zip(all_b.chunks_exact(k)) {
         // g = (G + l2 I) v − b + l1.
         for ((g, &b), &v) in grad.iter_mut().zip(b).zip(v.iter()) {
             *g = penalty.l1 - b + penalty.l2 * v;
         }
         for (r, &v_r) in v.iter().enumerate() {
             if v_r != 0.0 {
-                axpy::<false>(grad, v_r, &gram[r * k..(r + 1) * k]);
+                axpy::<FMA>(grad, v_r, &gram[r * k..(r + 1) * k]);
             }
         }
         let mut first_sq = 0.0f32;
@@ -411,7 +452,7 @@ pub(crate) fn hals_rows(
                 let delta = new - v[t];
                 if delta != 0.0 {
                     v[t] = new;
-                    axpy::<false>(grad, delta, &gram[t * k..(t + 1) * k]);
+                    axpy::<FMA>(grad, delta, &gram[t * k..(t + 1) * k]);
                     grad[t] += penalty.l2 * delta;
                     change_sq += delta * delta;
                 }
@@ -444,12 +485,43 @@ pub(crate) fn mu_rows(
 ) {
     let k = gram.nrows();
     assert_eq!(rows.dim(), num.dim());
-    let gram = gram
-        .as_slice()
-        .expect("the Gram matrix is in standard layout");
-    for (mut v, b) in rows.rows_mut().into_iter().zip(num.rows()) {
-        let v = v.as_slice_mut().expect("rows are contiguous");
-        let b = b.as_slice().expect("rows are contiguous");
+    assert_eq!((gram.ncols(), den.len()), (k, k));
+    let rows = RowKernelArgs {
+        v: rows.as_slice_mut().expect("rows in standard layout"),
+        b: num.as_slice().expect("products in standard layout"),
+        gram: gram.as_slice().expect("the Gram matrix in standard layout"),
+        penalty,
+        sweeps,
+        scratch: den,
+    };
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the copy is compiled for.
+        unsafe { mu_rows_avx2(rows, k) };
+        return;
+    }
+    by_k!(k, mu_rows_body, false, rows);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn mu_rows_avx2(rows: RowKernelArgs<'_>, k: usize) {
+    by_k!(k, mu_rows_body, true, rows);
+}
+
+#[inline(always)]
+fn mu_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
+    let k = if K == 0 { k } else { K };
+    let RowKernelArgs {
+        v: all_v,
+        b: all_b,
+        gram,
+        penalty,
+        sweeps,
+        scratch: den,
+    } = args;
+    let den = &mut den[..k];
+    for (v, b) in all_v.chunks_exact_mut(k).zip(all_b.chunks_exact(k)) {
         let mut first_sq = 0.0f32;
         let mut done = 0;
         loop {
@@ -458,7 +530,7 @@ pub(crate) fn mu_rows(
             }
             for (r, &v_r) in v.iter().enumerate() {
                 if v_r != 0.0 {
-                    axpy::<false>(den, v_r, &gram[r * k..(r + 1) * k]);
+                    axpy::<FMA>(den, v_r, &gram[r * k..(r + 1) * k]);
                 }
             }
             let mut change_sq = 0.0f32;

@@ -234,6 +234,9 @@ pub struct Pca {
 /// is positive.
 fn pca(sample: &RowSample, n_components: usize, seed: u64) -> Pca {
     const ITERATIONS: usize = 40;
+    /// Relative change of the leading variances between two iterations
+    /// below which the subspace iteration stops.
+    const PCA_SETTLED: f64 = 1e-10;
     let n = sample.n_collected();
     let n_cols = sample.n_cols;
     let q = (n_components + 3).min(n_cols).min(n.max(1));
@@ -278,8 +281,25 @@ fn pca(sample: &RowSample, n_components: usize, seed: u64) -> Pca {
     let mut basis =
         Array2::from_shape_fn((n_cols, q), |_| rand::RngExt::random::<f64>(&mut rng) - 0.5);
     orthonormalize(&mut basis);
+    // Stops once the leading Ritz values (eigenvalues of (X_c B)ᵀ(X_c B)
+    // for the orthonormal basis B) settle: they converge as the square of
+    // the subspace.
+    let mut settled: Option<Vec<f64>> = None;
     for _ in 0..ITERATIONS {
         let u = centred_times(basis.view());
+        let (mut variances, _) = symmetric_eigen(u.t().dot(&u));
+        variances.sort_by(|a, c| c.total_cmp(a));
+        variances.truncate(n_components);
+        let converged = settled.as_ref().is_some_and(|before| {
+            before
+                .iter()
+                .zip(&variances)
+                .all(|(a, b)| (a - b).abs() <= PCA_SETTLED * b.abs().max(f64::MIN_POSITIVE))
+        });
+        if converged {
+            break;
+        }
+        settled = Some(variances);
         basis = centred_t_times(u.view());
         orthonormalize(&mut basis);
     }

@@ -134,6 +134,7 @@ fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Resu
         scalar(&params, name, value)?;
     }
     array_1d(&nmf, names::REL_ERROR, out.rel_error)?;
+    array_1d(&nmf, names::ITERATION_SECONDS, out.iteration_seconds)?;
     array_1d(&nmf, names::COL_SCALE, out.col_scale)?;
     scalar(
         &nmf,

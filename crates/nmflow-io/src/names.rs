@@ -8,6 +8,8 @@ pub(crate) const W: &str = "W";
 pub(crate) const H: &str = "H";
 /// The relative error after every iteration.
 pub(crate) const REL_ERROR: &str = "rel_error";
+/// Seconds of every iteration (of the pass it shared with the runs of its batch).
+pub(crate) const ITERATION_SECONDS: &str = "iteration_seconds";
 /// The cluster of every row.
 pub(crate) const CLUSTER: &str = "cluster";
 /// The divisor of every column.

@@ -2,7 +2,9 @@
 //! into place, so that a failed or interrupted run leaves no partial output.
 //!
 //! Layout (HDF5): `/W` (n_rows × k, f32), `/H` (k × n_cols, f32),
-//! `/rel_error` (one f64 per iteration), `/cluster` (u32 per row, the
+//! `/rel_error` (one f64 per iteration), `/iteration_seconds` (one f64 per
+//! iteration: the time to an error is the `prepare_seconds` attribute plus
+//! their running sum), `/cluster` (u32 per row, the
 //! argmax of its W row), `/col_scale` (f32 per column, the divisor applied to
 //! X before factorizing), `/col_names` (when the input names its columns),
 //! `/sample/rows` (u64, the sampled rows), `/sample/pca` (their first
@@ -38,6 +40,8 @@ pub struct FitOutput<'a> {
     pub h: ArrayView2<'a, f32>,
     /// Relative error after every iteration.
     pub rel_error: &'a [f64],
+    /// Seconds of every iteration.
+    pub iteration_seconds: &'a [f64],
     /// Cluster of every row.
     pub cluster: &'a [u32],
     /// Column divisors applied to X.
@@ -136,6 +140,9 @@ fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
     file.new_dataset_builder()
         .with_data(output.rel_error)
         .create(names::REL_ERROR)?;
+    file.new_dataset_builder()
+        .with_data(output.iteration_seconds)
+        .create(names::ITERATION_SECONDS)?;
     file.new_dataset_builder()
         .with_data(output.cluster)
         .create(names::CLUSTER)?;
