@@ -95,6 +95,8 @@ def export(x, out):
     out.mkdir(parents=True, exist_ok=True)
     (out / "shape.txt").write_text(f"{x.shape[0]} {x.shape[1]}\n")
     if sp.issparse(x):
+        x = sp.csr_matrix(x)
+        x.sort_indices()
         x.indptr.astype(np.int32).tofile(out / "indptr.i32")
         x.indices.astype(np.int32).tofile(out / "indices.i32")
         x.data.astype(np.float64).tofile(out / "data.f64")

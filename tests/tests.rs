@@ -11,4 +11,5 @@ mod real_files;
 mod resume;
 mod singlecell;
 mod sweep;
+mod transform;
 mod util;

@@ -19,6 +19,8 @@ pub enum Command {
     Fit(Box<FitArgs>),
     /// Factorize for a range of k with random restarts: errors, stability, agreement with labels.
     Sweep(Box<SweepArgs>),
+    /// Project new rows (cells) onto the programs of an earlier fit: H fixed, W solved row by row.
+    Transform(Box<TransformArgs>),
     /// Figures (PNG, SVG) and one self-contained HTML page for a fit or a sweep.
     Report(ReportArgs),
     /// List the matrices of a file that can be factorized, and the memory a run needs.
@@ -181,7 +183,14 @@ pub struct RunArgs {
 impl RunArgs {
     /// The core's solver of `--solver`.
     pub fn solver(&self) -> nmflow_core::Solver {
-        match self.solver {
+        self.solver.core()
+    }
+}
+
+impl SolverArg {
+    /// The core's solver.
+    pub fn core(self) -> nmflow_core::Solver {
+        match self {
             SolverArg::Mu => nmflow_core::Solver::Mu,
             SolverArg::Hals => nmflow_core::Solver::Hals,
         }
@@ -286,6 +295,75 @@ pub struct SweepArgs {
     /// whose command and input match, are not run again; the result equals an uninterrupted sweep's.
     #[arg(long)]
     pub resume: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// The result of `nmflow fit` (.h5 or .h5ad) whose H is projected onto. Its per-row
+    /// normalisation and column scales (the training data's) are applied to the input.
+    #[arg(long, value_name = "RESULT")]
+    pub components: PathBuf,
+
+    /// Output: FILE.h5ad or FILE.h5, as `nmflow fit` writes them (W of the input's rows, the
+    /// components, the clusters).
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        required_unless_present = "write_into",
+        conflicts_with = "write_into"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Add the result to the input h5ad file itself (obsm, varm, obs, uns), safely.
+    #[arg(long, value_name = "INPUT.h5ad")]
+    pub write_into: Option<PathBuf>,
+
+    /// How each row is solved: hals (exact coordinate descent from zero, as scikit-learn's `cd`)
+    /// or mu (multiplicative updates). Both converge to the same non-negative least-squares
+    /// solution; hals in far fewer sweeps.
+    #[arg(long, value_enum, default_value_t = SolverArg::Hals)]
+    pub solver: SolverArg,
+
+    /// Sweeps per row at most.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = crate::usage::positive)]
+    pub max_iter: usize,
+
+    /// A row is solved once a sweep changes it by at most TOL times the first sweep's change.
+    #[arg(long, default_value_t = 1e-4, value_parser = crate::usage::tolerance)]
+    pub tol: f64,
+
+    /// Genes of the components absent from the input count as zeros (default: refused). Genes of
+    /// the input absent from the components are always ignored.
+    #[arg(long)]
+    pub allow_missing_genes: bool,
+
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
+    pub threads: Option<usize>,
+
+    /// Rows per block read from the input.
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
+    pub block_rows: Option<usize>,
+
+    /// Memory budget of the whole process, e.g. 2GiB (default: half of the available memory).
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory: Option<u64>,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+
+    /// No progress bar and no summary on the terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print the summary as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -59,14 +59,14 @@ struct Summary {
 }
 
 /// Where the result goes.
-enum Destination {
+pub(crate) enum Destination {
     Hdf5(PathBuf),
     H5ad(PathBuf),
     Into(PathBuf),
 }
 
 impl Destination {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             Destination::Hdf5(p) | Destination::H5ad(p) | Destination::Into(p) => p,
         }
@@ -99,7 +99,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     let args = args;
     let run = &args.run;
     let mut input = Input::open(&args.input)?;
-    let destination = Destination::of(&args, &input)?;
+    let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
     let start = Start::of(&args, &input)?;
     let specs: Vec<RunSpec> = (0..args.restarts)
         .map(|restart| RunSpec {
@@ -183,9 +183,15 @@ fn load_checkpoint(args: &mut FitArgs) -> Result<Option<LoadedCheckpoint>> {
 }
 
 impl Destination {
-    /// Where `args` send the result, checked before any work.
-    fn of(args: &FitArgs, input: &Input) -> Result<Self> {
-        let destination = match (&args.output, &args.write_into) {
+    /// Where `-o output` or `--write-into` send the result, checked before
+    /// any work (`force`: an existing output may be replaced).
+    pub(crate) fn of(
+        output: &Option<PathBuf>,
+        write_into: &Option<PathBuf>,
+        force: bool,
+        input: &Input,
+    ) -> Result<Self> {
+        let destination = match (output, write_into) {
             (Some(out), None) => match result_format(out) {
                 Some(ResultFormat::H5ad) => Destination::H5ad(out.clone()),
                 Some(ResultFormat::Hdf5) => Destination::Hdf5(out.clone()),
@@ -212,7 +218,7 @@ impl Destination {
         match &destination {
             Destination::Hdf5(out) | Destination::H5ad(out) => {
                 nmflow_io::atomic::check_not_input(out, &input.spec.path)?;
-                check_output_path(out, args.force)?;
+                check_output_path(out, force)?;
             }
             Destination::Into(target) => {
                 nmflow_io::atomic::check_writable(target)?;
@@ -230,7 +236,7 @@ impl Destination {
 
     /// Names of rows and columns the result carries, as the plan counts
     /// them ([`held_beside`]).
-    fn names(&self, input: &Input) -> Result<ResultNames> {
+    pub(crate) fn names(&self, input: &Input) -> Result<ResultNames> {
         let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
         Ok(match self {
             Destination::H5ad(_) if input.opened.kind == InputKind::Npy => {
@@ -260,7 +266,7 @@ impl Destination {
 }
 
 /// Names a result carries.
-enum ResultNames {
+pub(crate) enum ResultNames {
     /// Rows and columns (h5ad).
     Both(Names),
     /// Columns, when the input names them (plain HDF5).
@@ -479,17 +485,31 @@ fn write(
         ResultNames::Both(_) => None,
     };
     let mut output = f.output(&best.sample, clusters, attrs, col_names);
-    match (destination, names) {
-        (Destination::Hdf5(path), _) => write_result(path, &mut output, args.force)?,
-        (Destination::H5ad(path), ResultNames::Both(names)) => {
-            write_h5ad(path, &mut output, names, args.force)?
+    destination.write(names, &mut output, args.force, args.input.raw)
+}
+
+impl Destination {
+    /// Writes `output` here, with `names` as [`Destination::names`] read
+    /// them (`raw`: an input's `raw/X` was factorized).
+    pub(crate) fn write(
+        &self,
+        names: &ResultNames,
+        output: &mut nmflow_io::output::FitOutput<'_>,
+        force: bool,
+        raw: bool,
+    ) -> Result<()> {
+        match (self, names) {
+            (Destination::Hdf5(path), _) => write_result(path, output, force)?,
+            (Destination::H5ad(path), ResultNames::Both(names)) => {
+                write_h5ad(path, output, names, force)?
+            }
+            (Destination::H5ad(_), ResultNames::Columns(_)) => {
+                bail!("names are read for an h5ad output")
+            }
+            (Destination::Into(path), _) => write_into_h5ad(path, output, raw)?,
         }
-        (Destination::H5ad(_), ResultNames::Columns(_)) => {
-            bail!("names are read for an h5ad output")
-        }
-        (Destination::Into(path), _) => write_into_h5ad(path, &mut output, args.input.raw)?,
+        Ok(())
     }
-    Ok(())
 }
 
 impl Summary {

@@ -18,6 +18,7 @@ mod session;
 mod sweep;
 mod sweep_file;
 mod system;
+mod transform;
 mod usage;
 mod watchdog;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Fit(args) => fit::run(*args),
         Command::Sweep(args) => sweep::run(*args),
+        Command::Transform(args) => transform::run(*args),
         Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),
     };

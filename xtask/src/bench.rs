@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Only `nmflow sweep` and `nmflow report` (seed data; 1,000,000 rows unless --quick).
     #[arg(long)]
     pub sweep: bool,
+    /// Only the time to 1 %, 0.3 % and 0.1 % of the best error, nmflow's solvers against
+    /// scikit-learn and RcppML (the 50,000-cell case unless --quick), with figures in docs/.
+    #[arg(long)]
+    pub time_to_error: bool,
 }
 
 struct Case {
@@ -97,6 +101,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(("budget", crate::budget_bench::run(&binary, &args.data_dir)?))
     } else if args.out_of_core {
         Some(("ooc", crate::ooc_bench::run(&binary, &args.data_dir)?))
+    } else if args.time_to_error {
+        Some((
+            "time-to-error",
+            crate::time_to_error::run(&binary, &args.data_dir, args.quick)?,
+        ))
     } else if args.sweep {
         Some((
             "sweep",
@@ -281,7 +290,7 @@ const SK_END: &str = "<!-- bench:sklearn:end -->";
 
 /// The Python that runs scikit-learn: `NMFLOW_BENCH_PYTHON`, else the
 /// virtual environment `target/bench-venv`.
-fn bench_python() -> Option<PathBuf> {
+pub(crate) fn bench_python() -> Option<PathBuf> {
     let candidate = std::env::var_os("NMFLOW_BENCH_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/bench-venv/bin/python"));

@@ -9,6 +9,7 @@ mod scaling;
 mod sweep_bench;
 mod synth;
 mod synth_sc;
+mod time_to_error;
 
 use std::process::ExitCode;
 

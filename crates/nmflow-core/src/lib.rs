@@ -17,6 +17,7 @@
 //! - `stats`: the streaming column statistics of the pre-pass.
 //! - [`solver`]: the engine: the orchestration of passes, blocks and
 //!   stopping; several runs can share each pass ([`fit_many`]).
+//! - `project`: rows projected onto fixed components ([`project`]).
 //! - `rules`: the update rules ([`Solver`]) the engine applies to the
 //!   products of a pass.
 //! - [`plan`]: the memory plan of a command ([`plan_runs`]).
@@ -37,6 +38,7 @@ pub mod metrics;
 mod normalize;
 mod params;
 pub mod plan;
+mod project;
 mod rules;
 mod sample;
 pub mod solver;
@@ -51,6 +53,7 @@ pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,
 };
+pub use project::{Projection, ProjectionOutcome, project};
 pub use rules::{INNER_ALPHA, INNER_DELTA, Inner, Regularization, Solver};
 pub use sample::{Pca, RowSample, sample_row_indices};
 pub use solver::{

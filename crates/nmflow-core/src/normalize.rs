@@ -28,6 +28,13 @@ impl Normalize {
             Normalize::Log1p => "log1p",
         }
     }
+
+    /// The normalisation named `name` ([`Normalize::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Normalize::None, Normalize::Cp10kLog1p, Normalize::Log1p]
+            .into_iter()
+            .find(|n| n.as_str() == name)
+    }
 }
 
 /// Target row sum of [`Normalize::Cp10kLog1p`].

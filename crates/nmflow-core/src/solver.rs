@@ -998,7 +998,10 @@ fn stored_entries(x: &RowBlock<'_>) -> u64 {
 }
 
 /// Tells `source` the blocks of the pass that begins (the pass contract).
-fn begin_pass(source: &mut dyn RowSource, blocks: &[Range<usize>]) -> Result<(), FitError> {
+pub(crate) fn begin_pass(
+    source: &mut dyn RowSource,
+    blocks: &[Range<usize>],
+) -> Result<(), FitError> {
     source
         .begin_pass(blocks)
         .map_err(|source| FitError::Source {
@@ -1008,7 +1011,7 @@ fn begin_pass(source: &mut dyn RowSource, blocks: &[Range<usize>]) -> Result<(),
 }
 
 /// Reads, checks and normalises the block of `rows`.
-fn read_block<'a>(
+pub(crate) fn read_block<'a>(
     source: &'a mut dyn RowSource,
     normalizer: &'a mut Normalizer,
     rows: Range<usize>,
@@ -1043,7 +1046,7 @@ fn read_block<'a>(
 
 /// The rows `rows` (block-relative) of a CSR block, as a block whose
 /// offsets index the parent's arrays.
-fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a> {
+pub(crate) fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a> {
     CsrBlock {
         indptr: &x.indptr[rows.start..=rows.end],
         ..*x

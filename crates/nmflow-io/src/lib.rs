@@ -42,5 +42,5 @@ pub use input::{
 };
 pub use labels::{Labels, read_labels};
 pub use output::{AttrValue, FitOutput, SampleOutput, write_result};
-pub use result::{FitResult, read_result};
+pub use result::{Components, FitResult, read_components, read_result};
 pub use singlecell::{Layout, Names, OpenOptions, Storage, read_names};

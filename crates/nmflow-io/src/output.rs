@@ -6,7 +6,8 @@
 //! iteration: the time to an error is the `prepare_seconds` attribute plus
 //! their running sum), `/cluster` (u32 per row, the
 //! argmax of its W row), `/col_scale` (f32 per column, the divisor applied to
-//! X before factorizing), `/col_names` (when the input names its columns),
+//! X before factorizing; ∞ in a result of `nmflow transform` for a column
+//! the components do not have, which was ignored), `/col_names` (when the input names its columns),
 //! `/sample/rows` (u64, the sampled rows), `/sample/pca` (their first
 //! principal components, rows × 2), `/sample/pca_variance_ratio`; every
 //! parameter of the run as attributes of `/`.

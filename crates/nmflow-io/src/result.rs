@@ -94,18 +94,7 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
         .dataset(&rel_name)
         .and_then(|d| d.read_raw())
         .map_err(h5(&rel_name))?;
-    let col_names = if is_h5ad {
-        file.group("var").ok().and_then(|var| {
-            let index = crate::strings::string_attr(&var, "_index").unwrap_or("_index".into());
-            var.dataset(&index)
-                .ok()
-                .and_then(|d| read_string_dataset(&d).ok())
-        })
-    } else {
-        file.dataset("col_names")
-            .ok()
-            .and_then(|d| read_string_dataset(&d).ok())
-    };
+    let col_names = col_names_of(&file, is_h5ad);
     let (rows_name, pca_name, ratio_name) = if is_h5ad {
         (
             "uns/nmf/sample_rows",
@@ -175,14 +164,7 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
             ));
         }
     }
-    let params = if is_h5ad {
-        match file.group("uns/nmf/params") {
-            Ok(group) => group_scalars(&group),
-            Err(_) => Vec::new(),
-        }
-    } else {
-        root_attrs(&file)
-    };
+    let params = params_of(&file, is_h5ad);
     Ok(FitResult {
         path: path.to_path_buf(),
         n_rows,
@@ -195,6 +177,135 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
         pca,
         params,
     })
+}
+
+/// What projecting new rows needs of a fit (`nmflow transform`).
+#[derive(Debug, Clone)]
+pub struct Components {
+    /// H, `k × n_cols`, in the fit's scaled units.
+    pub h: Array2<f32>,
+    /// The fit's divisor of every column.
+    pub col_scale: Vec<f32>,
+    /// Column (gene) names, when stored.
+    pub col_names: Option<Vec<String>>,
+    /// Parameters of the fit, as text.
+    pub params: Vec<(String, String)>,
+}
+
+impl Components {
+    /// The parameter `name` of the fit.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the components of the result at `path` (plain HDF5 or h5ad of
+/// `nmflow fit`), without W.
+pub fn read_components(path: &Path) -> Result<Components, IoError> {
+    if !path.exists() {
+        return Err(IoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let h5 = |what: &str| {
+        let what = what.to_owned();
+        move |e| IoError::hdf5(path, what.clone(), e)
+    };
+    let file = File::open(path).map_err(h5("opening the result"))?;
+    let is_h5ad = file.link_exists(names::OBSM_X_NMF);
+    if !is_h5ad && !file.link_exists(names::H) {
+        return Err(IoError::Unsupported {
+            path: path.to_path_buf(),
+            object: "/".into(),
+            reason: "not a result of nmflow fit (no /H and no varm/NMF_H)".into(),
+        });
+    }
+    let (h, scale_name) = if is_h5ad {
+        let ht: Array2<f32> = file
+            .dataset(names::VARM_NMF_H)
+            .and_then(|d| d.read_2d())
+            .map_err(h5(names::VARM_NMF_H))?;
+        (
+            ht.t().as_standard_layout().into_owned(),
+            format!("{}{}", names::UNS_NMF, names::COL_SCALE),
+        )
+    } else {
+        let h: Array2<f32> = file
+            .dataset(names::H)
+            .and_then(|d| d.read_2d())
+            .map_err(h5(names::H))?;
+        (h, names::COL_SCALE.to_owned())
+    };
+    let col_scale: Vec<f32> = file
+        .dataset(&scale_name)
+        .and_then(|d| d.read_raw())
+        .map_err(h5(&scale_name))?;
+    if col_scale.len() != h.ncols() {
+        return Err(IoError::malformed(
+            path,
+            &scale_name,
+            format!(
+                "has {} entries; H has {} columns",
+                col_scale.len(),
+                h.ncols()
+            ),
+        ));
+    }
+    if !h.iter().all(|v| v.is_finite() && *v >= 0.0) {
+        return Err(IoError::malformed(
+            path,
+            if is_h5ad { names::VARM_NMF_H } else { names::H },
+            "holds negative, NaN or infinite values: not the result of a sound run",
+        ));
+    }
+    if !col_scale.iter().all(|v| v.is_finite() && *v > 0.0) {
+        return Err(IoError::malformed(
+            path,
+            &scale_name,
+            "holds a divisor that is not finite and positive",
+        ));
+    }
+    let col_names = col_names_of(&file, is_h5ad);
+    let params = params_of(&file, is_h5ad);
+    Ok(Components {
+        h,
+        col_scale,
+        col_names,
+        params,
+    })
+}
+
+/// The column names a result stores (`var`'s index in h5ad, `/col_names`
+/// in plain HDF5), if any.
+fn col_names_of(file: &File, is_h5ad: bool) -> Option<Vec<String>> {
+    if is_h5ad {
+        file.group("var").ok().and_then(|var| {
+            let index = crate::strings::string_attr(&var, "_index").unwrap_or("_index".into());
+            var.dataset(&index)
+                .ok()
+                .and_then(|d| read_string_dataset(&d).ok())
+        })
+    } else {
+        file.dataset("col_names")
+            .ok()
+            .and_then(|d| read_string_dataset(&d).ok())
+    }
+}
+
+/// The fit's parameters (`uns/nmf/params` in h5ad, attributes of `/` in
+/// plain HDF5), as text.
+fn params_of(file: &File, is_h5ad: bool) -> Vec<(String, String)> {
+    if is_h5ad {
+        match file.group("uns/nmf/params") {
+            Ok(group) => group_scalars(&group),
+            Err(_) => Vec::new(),
+        }
+    } else {
+        root_attrs(file)
+    }
 }
 
 fn text_of(obj: &Container, is_attr: bool) -> Option<String> {

@@ -168,6 +168,95 @@ impl Plot for ErrorCurves {
     }
 }
 
+/// How far each solver's error is above the best error any of them
+/// reached, against seconds, both on log scales: the time-to-solution
+/// figure of the benchmarks.
+pub struct TimeToError {
+    /// Title.
+    pub title: String,
+    /// The best relative error reached.
+    pub best: f64,
+    /// (legend label, (seconds, relative error) after each iteration).
+    pub curves: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl TimeToError {
+    /// The lowest gap drawn (errors closer to the best are drawn there).
+    const FLOOR: f64 = 1e-5;
+
+    fn points(&self, curve: &[(f64, f64)]) -> Vec<(f64, f64)> {
+        curve
+            .iter()
+            .filter(|(t, e)| *t > 0.0 && e.is_finite())
+            .map(|&(t, e)| (t.log10(), (e / self.best - 1.0).max(Self::FLOOR).log10()))
+            .collect()
+    }
+}
+
+impl Plot for TimeToError {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let all: Vec<(f64, f64)> = self
+            .curves
+            .iter()
+            .flat_map(|(_, c)| self.points(c))
+            .collect();
+        let (x_lo, x_hi) = range(all.iter().map(|p| p.0));
+        let y_hi = all.iter().map(|p| p.1).fold(-1.0f64, f64::max).min(1.0);
+        let y_lo = Self::FLOOR.log10();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(80)
+            .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi + 0.1)
+            .map_err(err)?;
+        let power = |v: &f64| {
+            let p = 10f64.powf(*v);
+            if p >= 1.0 {
+                format!("{p:.0}")
+            } else {
+                format!("{p:.1e}")
+            }
+        };
+        chart
+            .configure_mesh()
+            .x_desc("seconds (log scale)")
+            .y_desc("error above the best, relative (log scale)")
+            .x_label_formatter(&|v| {
+                let s = 10f64.powf(*v);
+                if s >= 10.0 {
+                    format!("{s:.0}")
+                } else if s >= 1.0 {
+                    format!("{s:.1}")
+                } else {
+                    format!("{s:.2}")
+                }
+            })
+            .y_label_formatter(&power)
+            .axis_desc_style((FONT, 14))
+            .draw()
+            .map_err(err)?;
+        for threshold in [1e-2f64, 3e-3, 1e-3] {
+            let y = threshold.log10();
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(x_lo, y), (x_hi, y)],
+                    RGBColor(170, 170, 170).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        for (i, (label, curve)) in self.curves.iter().enumerate() {
+            line(&mut chart, self.points(curve), series_colour(i), label, 2)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    }
+}
+
 /// The order of rows grouping them by cluster (argmax of the W row), and
 /// by decreasing weight within a cluster; returns (order, cluster of each
 /// row).

@@ -18,7 +18,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub use figures::{
-    ErrorCurves, PcaPanels, StabilityCurves, SweepErrors, TopColumns, WHeatmap, order_by_cluster,
+    ErrorCurves, PcaPanels, StabilityCurves, SweepErrors, TimeToError, TopColumns, WHeatmap,
+    order_by_cluster,
 };
 pub use html::{Section, html_page};
 
