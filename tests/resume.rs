@@ -45,27 +45,37 @@ fn result_bits(path: &Path) -> Bits {
 
 #[test]
 fn a_fit_killed_at_many_moments_resumes_to_the_uninterrupted_result() {
+    killed_and_resumed(&[]);
+}
+
+#[test]
+fn hals_and_kullback_leibler_fits_killed_resume_to_the_uninterrupted_result() {
+    killed_and_resumed(&["--solver", "hals", "--alpha-w", "0.0001"]);
+    killed_and_resumed(&["--beta-loss", "kullback-leibler"]);
+}
+
+/// A fit with `extra` arguments, killed at many moments and resumed each
+/// time, ends bit-identical to the uninterrupted one.
+fn killed_and_resumed(extra: &[&str]) {
     let dir = tempdir();
     let data = join(&dir, "data.h5");
     write_h5(&data, "X", &seed_matrix(30_000, 120, 6));
     let full = join(&dir, "full.h5");
-    let out = run(&fit_args(path_str(&data), path_str(&full), &[]));
+    let out = run(&fit_args(path_str(&data), path_str(&full), extra));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let expected = result_bits(&full);
 
     let part = join(&dir, "part.h5");
     let ckpt = join(&dir, "state.ckpt.h5");
-    let args = fit_args(
-        path_str(&data),
-        path_str(&part),
-        &[
-            "--checkpoint",
-            path_str(&ckpt),
-            "--checkpoint-every",
-            "3",
-            "--resume",
-        ],
-    );
+    let mut with_checkpoint = vec![
+        "--checkpoint",
+        path_str(&ckpt),
+        "--checkpoint-every",
+        "3",
+        "--resume",
+    ];
+    with_checkpoint.extend_from_slice(extra);
+    let args = fit_args(path_str(&data), path_str(&part), &with_checkpoint);
     // Kill times from the start of each attempt: the pre-pass, early and
     // late iterations, around checkpoints and the output's write.
     let delays_ms = [5, 40, 90, 160, 230, 330, 450, 600, 800, 1100];
@@ -104,7 +114,11 @@ fn a_fit_killed_at_many_moments_resumes_to_the_uninterrupted_result() {
         kills >= 5,
         "only {kills} kills: the run is too short to test"
     );
-    assert_eq!(result_bits(&part), expected, "resumed after {kills} kills");
+    assert_eq!(
+        result_bits(&part),
+        expected,
+        "{extra:?}: resumed after {kills} kills"
+    );
     assert!(
         !ckpt.exists(),
         "the checkpoint is removed once the result is written"

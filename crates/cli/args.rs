@@ -45,6 +45,14 @@ pub enum SolverArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// ‖X − WH‖²_F.
+    Frobenius,
+    /// The generalized Kullback-Leibler divergence (for counts; with --solver mu).
+    KullbackLeibler,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScaleArg {
     /// Divide each column by its population standard deviation.
     ColStd,
@@ -107,6 +115,11 @@ pub struct RunArgs {
     /// The update rule.
     #[arg(long, value_enum, default_value_t = SolverArg::Mu)]
     pub solver: SolverArg,
+
+    /// The loss (scikit-learn's beta_loss): frobenius, or kullback-leibler (multiplicative
+    /// updates only).
+    #[arg(long, value_enum, default_value_t = LossArg::Frobenius)]
+    pub beta_loss: LossArg,
 
     /// Updates of each factor per pass over X: a number (1 = plain alternating updates), or auto
     /// (Gillis & Glineur's rule: repeat a row's update while it still changes, up to a cap set by
@@ -184,6 +197,14 @@ impl RunArgs {
     /// The core's solver of `--solver`.
     pub fn solver(&self) -> nmflow_core::Solver {
         self.solver.core()
+    }
+
+    /// The core's loss of `--beta-loss`.
+    pub fn loss(&self) -> nmflow_core::Loss {
+        match self.beta_loss {
+            LossArg::Frobenius => nmflow_core::Loss::Frobenius,
+            LossArg::KullbackLeibler => nmflow_core::Loss::KullbackLeibler,
+        }
     }
 }
 

@@ -31,6 +31,7 @@ struct Summary {
     /// The update rule and its inner repeats.
     solver: String,
     inner: String,
+    beta_loss: String,
     nnz: u64,
     integer_valued: bool,
     budget_bytes: u64,
@@ -541,6 +542,7 @@ impl Summary {
             k,
             solver: prepared.valid[0].params().solver.as_str().to_owned(),
             inner: prepared.valid[0].params().inner.to_string(),
+            beta_loss: prepared.valid[0].params().loss.as_str().to_owned(),
             nnz: report.n_stored,
             integer_valued: report.integer_valued,
             budget_bytes: plan.budget.bytes,
@@ -588,8 +590,8 @@ fn print_summary(s: &Summary, tol: f64) {
         "reached --max-iter".to_owned()
     };
     println!(
-        "k          {} (solver {}, inner {})",
-        s.k, s.solver, s.inner
+        "k          {} (solver {}, inner {}, loss {})",
+        s.k, s.solver, s.inner, s.beta_loss
     );
     if s.restart_rel_errors.len() > 1 {
         println!(

@@ -185,6 +185,7 @@ impl Entry {
             ks: vec![args.k],
             held: fit_held((n_rows, n_cols), nnz, DEFAULT_SAMPLE, 0, names),
             budget,
+            ratio_block: false,
         };
         self.pass_bytes = Some(nmflow_core::plan::pass_bytes(n_rows, n_cols, nnz));
         match plan_runs(&request) {

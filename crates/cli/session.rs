@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nmflow_core::{
-    Checkpoint, Checkpointing, FactorStore, FitOutcome, Held, Init, Inner, NmfParams, Normalize,
-    Pca, Plan, Regularization, Request, RowSample, RowSource, Run, Scale, Solver, ValidParams,
-    fit_many_with, plan_runs,
+    Checkpoint, Checkpointing, FactorStore, FitOutcome, Held, Init, Inner, Loss, NmfParams,
+    Normalize, Pca, Plan, Regularization, Request, RowSample, RowSource, Run, Scale, Solver,
+    ValidParams, fit_many_with, plan_runs,
 };
 use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::checkpoint::SampleState;
@@ -152,6 +152,7 @@ pub fn core_params(run: &RunArgs, k: usize, seed: u64, init: Init) -> NmfParams 
         block_rows: run.block_rows,
         init,
         solver: run.solver(),
+        loss: run.loss(),
         inner: run.inner.unwrap_or(run.solver().default_inner()),
         regularization: Regularization {
             alpha_w: run.alpha_w,
@@ -197,6 +198,7 @@ pub fn plan(
         ks: specs.iter().map(|s| s.k).collect(),
         held,
         budget: budget::budget(run.memory)?,
+        ratio_block: run.loss() == Loss::KullbackLeibler,
     };
     plan_runs(&request).with_context(|| format!("{}: planning for the memory budget", input.name))
 }
@@ -551,10 +553,11 @@ impl Input {
 
 /// The settings of the update rule, as checkpoints record them (every one
 /// shapes the iterates) and results show them.
-pub fn solver_settings(p: &NmfParams) -> [(&'static str, String); 5] {
+pub fn solver_settings(p: &NmfParams) -> [(&'static str, String); 6] {
     let r = p.regularization;
     [
         ("solver", p.solver.as_str().to_owned()),
+        ("beta_loss", p.loss.as_str().to_owned()),
         ("inner", p.inner.to_string()),
         ("alpha_W", r.alpha_w.to_string()),
         ("alpha_H", r.alpha_h.to_string()),
@@ -600,6 +603,7 @@ pub fn result_attrs(
     let r = p.regularization;
     let solver = [
         ("solver", AttrValue::Str(p.solver.as_str().into())),
+        ("beta_loss", AttrValue::Str(p.loss.as_str().into())),
         ("inner", AttrValue::Str(p.inner.to_string())),
         ("alpha_W", AttrValue::Float(r.alpha_w)),
         ("alpha_H", AttrValue::Float(r.alpha_h)),
@@ -728,6 +732,19 @@ pub fn prepare(
     held: Vec<(Held, u64)>,
     init_of: impl Fn(&RunSpec) -> Init,
 ) -> Result<Prepared> {
+    if run.loss() == Loss::KullbackLeibler {
+        if run.solver() != Solver::Mu {
+            crate::usage::usage!(
+                "--beta-loss kullback-leibler needs --solver mu: {} minimises the Frobenius norm",
+                run.solver().as_str()
+            );
+        }
+        if run.inner.is_some_and(|inner| inner != Inner::Fixed(1)) {
+            crate::usage::usage!(
+                "--inner needs the Frobenius loss: a Kullback-Leibler update needs X ⊘ WH anew"
+            );
+        }
+    }
     let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
     let preferred = input.opened.source.preferred_block_rows();
     let checked: Vec<ValidParams> = specs

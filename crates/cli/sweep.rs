@@ -349,6 +349,7 @@ impl Tally {
             tol: run.tol,
             solver: core.solver.as_str().into(),
             inner: core.inner.to_string(),
+            beta_loss: core.loss.as_str().into(),
             normalize: core.normalize.as_str().into(),
             scale: core.scale.as_str().into(),
             labels: labels.map(|l| l.source.clone()),

@@ -59,6 +59,9 @@ pub struct SweepSummary {
     /// Inner repeats per pass (`1` in files written before there was a choice).
     #[serde(default = "one")]
     pub inner: String,
+    /// The loss (`frobenius` in files written before there was a choice).
+    #[serde(default = "frobenius")]
+    pub beta_loss: String,
     pub normalize: String,
     pub scale: String,
     pub labels: Option<String>,
@@ -73,6 +76,10 @@ fn mu() -> String {
 
 fn one() -> String {
     "1".into()
+}
+
+fn frobenius() -> String {
+    "frobenius".into()
 }
 
 /// JSON has no NaN: serde_json writes it as `null`, read back as NaN.

@@ -129,8 +129,16 @@ pub fn run(args: TransformArgs) -> Result<()> {
     Ok(())
 }
 
-/// The fit's per-row normalisation, from its parameters.
+/// The fit's per-row normalisation, from its parameters; a fit of another
+/// loss than the Frobenius norm is refused.
 fn normalisation(components: &Components, args: &TransformArgs) -> Result<Normalize> {
+    if components.param("beta_loss") == Some(nmflow_core::Loss::KullbackLeibler.as_str()) {
+        usage!(
+            "{}: a Kullback-Leibler fit; transform solves least squares with H fixed, which is \
+             the projection of a Frobenius fit only",
+            args.components.display()
+        );
+    }
     Ok(match components.param("normalize") {
         None => Normalize::None,
         Some(name) => Normalize::from_name(name).with_context(|| {
@@ -155,6 +163,7 @@ fn plan(input: &Input, k: usize, args: &TransformArgs) -> Result<Plan> {
             (Held::Clusters, input.n_rows() as u64 * 4),
         ],
         budget: crate::budget::budget(args.memory)?,
+        ratio_block: false,
     })
     .with_context(|| format!("{}: planning for the memory budget", input.name))
 }

@@ -65,6 +65,21 @@ pub enum FitError {
     /// A block height of zero rows.
     #[error("block_rows must be at least 1")]
     ZeroBlockRows,
+    /// The Kullback–Leibler loss with another solver than `mu`.
+    #[error(
+        "the Kullback-Leibler loss is minimised by multiplicative updates only (solver mu); \
+         {solver} minimises the Frobenius norm"
+    )]
+    LossNeedsMu {
+        /// The solver asked for.
+        solver: &'static str,
+    },
+    /// The Kullback–Leibler loss with inner repeats.
+    #[error(
+        "inner repeats need the Frobenius loss: a Kullback-Leibler update needs X ⊘ WH anew \
+         (use inner 1)"
+    )]
+    LossNeedsPlainUpdates,
     /// Zero inner repeats.
     #[error("the number of inner repeats must be at least 1 (or auto)")]
     ZeroInner,

@@ -572,6 +572,93 @@ pub(crate) fn w_rows_products(
     cross
 }
 
+/// Kullback–Leibler: the ratio `X_s ⊘ (W H)` at the stored entries of a
+/// CSR block, written into `ratio` in the order of the entries (`ratio[0]`
+/// for the entry at `x.indptr[0]`; `x` may be a row range of a block),
+/// with `(WH)_ij` below [`DENOMINATOR_EPSILON`] raised to it (scikit-learn's
+/// clipping). Returns `Σ x_s ln(x_s / (WH))` over the entries with
+/// `x_s > ε` (the data term of the divergence, with the clipped `WH`).
+///
+/// # Shapes
+/// `w` is `b × k` (the block's rows), `ht` is `n_cols × k` (Hᵀ),
+/// `inv_scale` has `n_cols` entries; `w` and `ht` in standard layout.
+pub(crate) fn kl_ratio_csr(
+    x: &CsrBlock<'_>,
+    w: ArrayView2<'_, f32>,
+    ht: ArrayView2<'_, f32>,
+    inv_scale: &[f32],
+    ratio: &mut [f32],
+) -> f64 {
+    let k = ht.ncols();
+    let w = w.as_slice().expect("W in standard layout");
+    let ht = ht.as_slice().expect("Hᵀ in standard layout");
+    let mut data_term = 0.0f64;
+    let base = x.indptr[0];
+    for (row, w_row) in w.chunks_exact(k).enumerate().take(x.n_rows()) {
+        for p in x.indptr[row]..x.indptr[row + 1] {
+            let col = x.indices[p] as usize;
+            let xs = x.data[p] * inv_scale[col];
+            let h_col = &ht[col * k..(col + 1) * k];
+            let wh: f32 = w_row.iter().zip(h_col).map(|(a, b)| a * b).sum();
+            let wh = wh.max(DENOMINATOR_EPSILON);
+            ratio[p - base] = xs / wh;
+            if xs > DENOMINATOR_EPSILON {
+                data_term += f64::from(xs) * (f64::from(xs) / f64::from(wh)).ln();
+            }
+        }
+    }
+    data_term
+}
+
+/// [`kl_ratio_csr`] for dense rows: `ratio = X_s ⊘ (W H)` (0 where X is 0),
+/// with `W H` formed by a matrix product into `ratio` first.
+///
+/// # Shapes
+/// `x` and `ratio` are `b × n_cols`, `w` is `b × k`, `h` is `k × n_cols`.
+pub(crate) fn kl_ratio_dense(
+    x: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    h: ArrayView2<'_, f32>,
+    inv_scale: &[f32],
+    mut ratio: ArrayViewMut2<'_, f32>,
+) -> f64 {
+    general_mat_mul(1.0, &w, &h, 0.0, &mut ratio);
+    let mut data_term = 0.0f64;
+    for (mut r_row, x_row) in ratio.rows_mut().into_iter().zip(x.rows()) {
+        for ((r, &x), &inv) in r_row.iter_mut().zip(x_row).zip(inv_scale) {
+            let xs = x * inv;
+            let wh = r.max(DENOMINATOR_EPSILON);
+            *r = xs / wh;
+            if xs > DENOMINATOR_EPSILON {
+                data_term += f64::from(xs) * (f64::from(xs) / f64::from(wh)).ln();
+            }
+        }
+    }
+    data_term
+}
+
+/// Kullback–Leibler multiplicative update of rows of W:
+/// `W ← W ∘ num ⊘ (Σ_j H_aj + l1 + l2·W)`, a zero denominator replaced by
+/// [`DENOMINATOR_EPSILON`] (scikit-learn's update for β = 1), where `num`
+/// is `(X_s ⊘ W H) Hᵀ` of the rows.
+///
+/// # Shapes
+/// `w` and `num` are `b × k`, `h_sum` has `k` entries.
+pub(crate) fn kl_update_w_rows(
+    mut w: ArrayViewMut2<'_, f32>,
+    num: ArrayView2<'_, f32>,
+    h_sum: &[f32],
+    penalty: Penalty,
+) {
+    for (mut w_row, num_row) in w.rows_mut().into_iter().zip(num.rows()) {
+        for ((w, &n), &hs) in w_row.iter_mut().zip(num_row).zip(h_sum) {
+            let d = hs + penalty.l1 + penalty.l2 * *w;
+            let d = if d == 0.0 { DENOMINATOR_EPSILON } else { d };
+            *w *= n / d;
+        }
+    }
+}
+
 /// Index of the largest entry of every row (the first one on ties).
 pub fn argmax_rows(w: ArrayView2<'_, f32>) -> Vec<u32> {
     w.rows()

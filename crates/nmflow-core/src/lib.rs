@@ -54,7 +54,7 @@ pub use plan::{
     Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,
 };
 pub use project::{Projection, ProjectionOutcome, project};
-pub use rules::{INNER_ALPHA, INNER_DELTA, Inner, Regularization, Solver};
+pub use rules::{INNER_ALPHA, INNER_DELTA, Inner, Loss, Regularization, Solver};
 pub use sample::{Pca, RowSample, sample_row_indices};
 pub use solver::{
     Checkpoint, Checkpointing, Event, FitOutcome, FitReport, PassKind, Resume, Run, RunSnapshot,

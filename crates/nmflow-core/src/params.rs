@@ -78,6 +78,8 @@ pub struct NmfParams {
     pub inner: crate::rules::Inner,
     /// Penalties on W and H (none by default).
     pub regularization: crate::rules::Regularization,
+    /// The loss (Frobenius by default; Kullback–Leibler with `mu` only).
+    pub loss: crate::rules::Loss,
 }
 
 impl Default for NmfParams {
@@ -94,6 +96,7 @@ impl Default for NmfParams {
             solver: crate::rules::Solver::Mu,
             inner: crate::rules::Inner::Fixed(1),
             regularization: crate::rules::Regularization::default(),
+            loss: crate::rules::Loss::Frobenius,
         }
     }
 }
@@ -160,6 +163,16 @@ impl NmfParams {
         }
         if self.inner == crate::rules::Inner::Fixed(0) {
             return Err(FitError::ZeroInner);
+        }
+        if self.loss == crate::rules::Loss::KullbackLeibler {
+            if self.solver != crate::rules::Solver::Mu {
+                return Err(FitError::LossNeedsMu {
+                    solver: self.solver.as_str(),
+                });
+            }
+            if self.inner != crate::rules::Inner::Fixed(1) {
+                return Err(FitError::LossNeedsPlainUpdates);
+            }
         }
         let reg = self.regularization;
         for (name, value, max) in [

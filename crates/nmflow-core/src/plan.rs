@@ -423,6 +423,10 @@ pub struct Request {
     pub held: Vec<(Held, u64)>,
     /// The budget.
     pub budget: Budget,
+    /// The runs minimise the Kullback–Leibler divergence: X_s ⊘ WH of one
+    /// block (one f32 per value of a dense block, per stored value of a
+    /// sparse one) is held beside the blocks.
+    pub ratio_block: bool,
 }
 
 /// The memory plan of a command: block height, W's place, batches of runs
@@ -523,8 +527,13 @@ pub fn plan_runs(request: &Request) -> Result<Plan, PlanError> {
         k: k_max,
         nnz: request.nnz,
         preferred_rows: request.preferred_rows,
-        // What is held beside the runs is not available to them.
-        budget: budget.saturating_sub(held),
+        // What is held beside the runs is not available to them; the ratio
+        // of a Kullback–Leibler fit is one more copy of a block.
+        budget: if request.ratio_block {
+            budget.saturating_sub(held) / (DENSE_BLOCK_COPIES + 1) * DENSE_BLOCK_COPIES
+        } else {
+            budget.saturating_sub(held)
+        },
         w_on_disk: false,
     };
     let w_max = prod(&[4, n_rows as u64, k_max as u64]);
@@ -552,7 +561,16 @@ pub fn plan_runs(request: &Request) -> Result<Plan, PlanError> {
     // each run adds W (or its window), its H-side products and its
     // per-block scratch.
     let x_blocks = estimate(0).block_bytes;
-    let shared = sum(&[BASELINE_BYTES, x_blocks, held]);
+    let ratio = if request.ratio_block {
+        let per_row = match request.nnz {
+            Some(nnz) => nnz.div_ceil(n_rows.max(1) as u64),
+            None => n_cols as u64,
+        };
+        prod(&[4, block_rows as u64, per_row])
+    } else {
+        0
+    };
+    let shared = sum(&[BASELINE_BYTES, x_blocks, ratio, held]);
     let per_run = |k: usize| {
         let e = estimate(k);
         let w = if w_on_disk {
@@ -615,6 +633,7 @@ mod plan_tests {
                 bytes: budget,
                 source: BudgetSource::Given,
             },
+            ratio_block: false,
         }
     }
 

@@ -56,6 +56,46 @@ impl Solver {
     }
 }
 
+/// The loss the factors minimise (scikit-learn's `beta_loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Loss {
+    /// ‖X_s − WH‖²_F.
+    #[default]
+    Frobenius,
+    /// The generalized Kullback–Leibler divergence
+    /// D(X_s ‖ WH) = Σ x ln(x / (WH)) − x + (WH), by multiplicative
+    /// updates (Lee & Seung 2001; scikit-learn's `beta_loss=1`).
+    KullbackLeibler,
+}
+
+impl Loss {
+    /// The name used on the command line and in result files
+    /// (scikit-learn's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Loss::Frobenius => "frobenius",
+            Loss::KullbackLeibler => "kullback-leibler",
+        }
+    }
+
+    /// The loss named `name` ([`Loss::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Loss::Frobenius, Loss::KullbackLeibler]
+            .into_iter()
+            .find(|l| l.as_str() == name)
+    }
+}
+
+/// The penalties (W's, H's) of a run with `params` on an
+/// `n_rows × n_cols` matrix.
+pub(crate) fn penalties(params: &NmfParams, n_rows: usize, n_cols: usize) -> (Penalty, Penalty) {
+    let reg = params.regularization;
+    (
+        Regularization::penalty(reg.alpha_w, reg.l1_ratio, n_cols),
+        Regularization::penalty(reg.alpha_h, reg.l1_ratio, n_rows),
+    )
+}
+
 /// How often a factor is updated from the products of one pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inner {
@@ -152,7 +192,6 @@ struct Sides {
 
 impl Sides {
     fn new(params: &NmfParams, n_rows: usize, n_cols: usize, n_stored: u64) -> Self {
-        let reg = params.regularization;
         let k = params.k as f64;
         // Gillis & Glineur's ρ: flops of the products over flops of one update.
         let stored = n_stored as f64;
@@ -166,9 +205,10 @@ impl Sides {
                 rel_change_sq: (INNER_DELTA * INNER_DELTA) as f32,
             },
         };
+        let (w_penalty, h_penalty) = penalties(params, n_rows, n_cols);
         Self {
-            w_penalty: Regularization::penalty(reg.alpha_w, reg.l1_ratio, n_cols),
-            h_penalty: Regularization::penalty(reg.alpha_h, reg.l1_ratio, n_rows),
+            w_penalty,
+            h_penalty,
             w_sweeps: sweeps(rho_w),
             h_sweeps: sweeps(rho_h),
         }

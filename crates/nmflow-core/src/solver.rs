@@ -24,13 +24,15 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
+use crate::DENOMINATOR_EPSILON;
 use crate::error::{FitError, NonFinite};
 use crate::factor::FactorStore;
 use crate::init::{RandomW, random_h};
 use crate::kernels;
+use crate::kernels::Penalty;
 use crate::normalize::{Normalize, Normalizer};
 use crate::params::{Init, ValidParams};
-use crate::rules::UpdateRule;
+use crate::rules::{Loss, UpdateRule};
 use crate::sample::RowSample;
 use crate::source::{CsrBlock, RowBlock, RowSource};
 use crate::stats::ColumnStats;
@@ -55,6 +57,8 @@ pub struct Shared {
     pub col_scale: Vec<f32>,
     /// ‖X_s‖²_F.
     pub x_norm_sq: f64,
+    /// Σ X_s (the Kullback–Leibler divergence needs it).
+    pub x_sum: f64,
     /// Whether every raw value is a whole number.
     pub integer_valued: bool,
     /// Stored entries of one pass.
@@ -73,6 +77,9 @@ pub struct RunSnapshot {
     pub xtw: Array2<f64>,
     /// WᵀW of the last pass, `k × k`.
     pub wtw: Array2<f64>,
+    /// Kullback–Leibler: the column sums of W of the last pass (`k`);
+    /// empty for the Frobenius loss.
+    pub w_sum: Vec<f64>,
     /// Relative error of the start.
     pub init_rel_error: f64,
     /// Relative error at the stopping rule's last check.
@@ -251,6 +258,13 @@ struct Workspace {
     den_rows: Array3<f32>,
     /// Per row chunk W_cᵀW_c in f32, `chunks × k × k`.
     gram_parts: Array3<f32>,
+    /// Kullback–Leibler: Σ of W's columns over the pass (`k`).
+    w_sum: Array1<f64>,
+    /// Kullback–Leibler: X_s ⊘ WH at the stored entries of a sparse block.
+    ratio: Vec<f32>,
+    /// Kullback–Leibler: X_s ⊘ WH of a dense block, `block_rows × n_cols`;
+    /// allocated at the first dense block.
+    ratio_dense: Array2<f32>,
 }
 
 impl Workspace {
@@ -266,12 +280,16 @@ impl Workspace {
             cross_parts: Array1::zeros(n_chunks),
             den_rows: Array3::zeros((n_chunks, ROW_CHUNK, k)),
             gram_parts: Array3::zeros((n_chunks, k, k)),
+            w_sum: Array1::zeros(k),
+            ratio: Vec::new(),
+            ratio_dense: Array2::zeros((0, n_cols)),
         }
     }
 
     fn reset_accumulators(&mut self) {
         self.xtw.fill(0.0);
         self.wtw.fill(0.0);
+        self.w_sum.fill(0.0);
     }
 }
 
@@ -378,13 +396,21 @@ pub fn fit_many_with(
         scale,
         on_event,
     )?;
+    let inv_scale: Array1<f32> = shared.col_scale.iter().map(|&d| 1.0 / d).collect();
+    if first_iteration == 1 && first.params().loss == Loss::KullbackLeibler {
+        let first_pass = KlFirstPass {
+            blocks: &blocks,
+            inv_scale: inv_scale.view(),
+            shared: &shared,
+        };
+        first_pass.run(source, &mut normalizer, runs, &mut states, on_event)?;
+    }
     let rules: Vec<Box<dyn UpdateRule>> = runs
         .iter()
         .map(|run| crate::rules::rule(run.params.params(), n_rows, n_cols, shared.n_stored))
         .collect();
     let x_norm_sq = shared.x_norm_sq;
     let col_scale = shared.col_scale.clone();
-    let inv_scale: Array1<f32> = col_scale.iter().map(|&d| 1.0 / d).collect();
 
     let max_iter = runs
         .iter()
@@ -427,6 +453,7 @@ pub fn fit_many_with(
             blocks: &blocks,
             active: &active,
             rules: &rules,
+            inv_scale: inv_scale.view(),
             n_cols,
         };
         pass.run(
@@ -459,7 +486,7 @@ pub fn fit_many_with(
             .filter(|(_, (_, a))| **a)
         {
             let rel =
-                state.finish_iteration(x_norm_sq, seconds, run.params.params().tol, iteration)?;
+                state.finish_iteration(&shared, seconds, run.params.params().tol, iteration)?;
             on_event(
                 run_idx,
                 Event::Iteration {
@@ -491,19 +518,19 @@ fn start(
     scale: crate::params::Scale,
     on_event: &mut dyn FnMut(usize, Event),
 ) -> Result<(Shared, usize, Vec<RunState>), FitError> {
-    let n_cols = source.n_cols();
+    let (n_rows, n_cols) = (source.n_rows(), source.n_cols());
     if let Some(resume) = resume {
         assert_eq!(resume.runs.len(), runs.len(), "a resume state per run");
         let states = runs
             .iter()
             .zip(resume.runs)
-            .map(|(run, snapshot)| RunState::resumed(run.params, n_cols, snapshot))
+            .map(|(run, snapshot)| RunState::resumed(run.params, n_rows, n_cols, snapshot))
             .collect();
         return Ok((resume.shared, resume.iteration + 1, states));
     }
     let mut states: Vec<RunState> = runs
         .iter()
-        .map(|run| RunState::new(run.params, n_cols))
+        .map(|run| RunState::new(run.params, n_rows, n_cols))
         .collect();
     let shared = pre_pass(
         source,
@@ -555,19 +582,23 @@ fn check_runs(runs: &[Run<'_>], n_rows: usize) -> Result<(), FitError> {
     let block_rows = first.block_rows();
     let normalize = first.params().normalize;
     let scale = first.params().scale;
+    let loss = first.params().loss;
     if let Some(other) = runs.iter().find(|r| {
         r.params.block_rows() != block_rows
             || r.params.params().normalize != normalize
             || r.params.params().scale != scale
+            || r.params.params().loss != loss
     }) {
         return Err(FitError::MixedRuns {
             detail: format!(
-                "block rows {} vs {block_rows}, normalize {} vs {}, scale {} vs {}",
+                "block rows {} vs {block_rows}, normalize {} vs {}, scale {} vs {}, loss {} vs {}",
                 other.params.block_rows(),
                 other.params.params().normalize.as_str(),
                 normalize.as_str(),
                 other.params.params().scale.as_str(),
-                scale.as_str()
+                scale.as_str(),
+                other.params.params().loss.as_str(),
+                loss.as_str()
             ),
         });
     }
@@ -587,6 +618,8 @@ struct Pass<'a> {
     active: &'a [bool],
     /// Every run's rule.
     rules: &'a [Box<dyn UpdateRule>],
+    /// 1 / the column divisors (the Kullback–Leibler step scales X itself).
+    inv_scale: ArrayView1<'a, f32>,
     n_cols: usize,
 }
 
@@ -617,7 +650,11 @@ impl Pass<'_> {
                 .zip(self.active)
                 .filter(|(_, a)| **a)
             {
-                {
+                if let Some(kl) = state.kl.as_mut() {
+                    let w_b = run.w.rows_mut(rows.clone());
+                    let term = kl_w_block(&x, w_b, kl, self.inv_scale, &mut state.ws);
+                    kl.data_term += term;
+                } else {
                     let mut w_b = run.w.rows_mut(rows.clone());
                     state.cross += update_w_block(
                         rule.as_ref(),
@@ -733,6 +770,7 @@ fn pre_pass(
         return Err(FitError::ZeroMatrix);
     }
     Ok(Shared {
+        x_sum: stats.scaled_sum(&col_scale),
         col_scale,
         x_norm_sq,
         integer_valued,
@@ -754,6 +792,8 @@ struct RunState {
     draw_w: Option<RandomW>,
     /// Σ⟨W_b, X_s,b Hᵀ⟩ of the current pass.
     cross: f64,
+    /// The state of a Kullback–Leibler run.
+    kl: Option<KlState>,
     /// Relative error of the start.
     init_rel_error: f64,
     /// Relative error at the stopping rule's last check.
@@ -765,9 +805,19 @@ struct RunState {
 }
 
 impl RunState {
-    fn new(params: &ValidParams, n_cols: usize) -> Self {
+    fn new(params: &ValidParams, n_rows: usize, n_cols: usize) -> Self {
         let p = params.params();
         let k = p.k;
+        let kl = (p.loss == Loss::KullbackLeibler).then(|| {
+            let (w_penalty, h_penalty) = crate::rules::penalties(p, n_rows, n_cols);
+            KlState {
+                ht: Array2::zeros((n_cols, k)),
+                h_sum: vec![0.0; k],
+                data_term: 0.0,
+                w_penalty,
+                h_penalty,
+            }
+        });
         let h = match &p.init {
             Init::Random => random_h(p.seed, k, n_cols),
             Init::Custom { h0 } => h0.clone(),
@@ -782,6 +832,7 @@ impl RunState {
             hht32: Array2::zeros((k, k)),
             draw_w: matches!(p.init, Init::Random).then(|| RandomW::new(p.seed)),
             cross: 0.0,
+            kl,
             init_rel_error: f64::NAN,
             checked_rel_error: f64::NAN,
             rel_error: Vec::with_capacity(p.max_iter.min(TRACE_PREALLOC)),
@@ -794,6 +845,9 @@ impl RunState {
     /// H updated by `rule` from WᵀX_s and WᵀW; then HHᵀ and (H D⁻¹)ᵀ for
     /// the pass, and the accumulators reset.
     fn update_h(&mut self, rule: &dyn UpdateRule, inv_scale: ArrayView1<'_, f32>) {
+        if self.kl.is_some() {
+            return self.update_h_kl();
+        }
         let wtw32 = self.ws.wtw.mapv(|v| v as f32);
         ndarray::Zip::from(&mut self.wtx_scaled)
             .and(&self.ws.xtw.t())
@@ -816,12 +870,15 @@ impl RunState {
     }
 
     /// The state of a run resumed after an iteration.
-    fn resumed(params: &ValidParams, n_cols: usize, snapshot: RunSnapshot) -> Self {
-        let mut state = Self::new(params, n_cols);
+    fn resumed(params: &ValidParams, n_rows: usize, n_cols: usize, snapshot: RunSnapshot) -> Self {
+        let mut state = Self::new(params, n_rows, n_cols);
         state.draw_w = None;
         state.h = snapshot.h;
         state.ws.xtw = snapshot.xtw;
         state.ws.wtw = snapshot.wtw;
+        if state.kl.is_some() {
+            state.ws.w_sum = Array1::from(snapshot.w_sum);
+        }
         state.init_rel_error = snapshot.init_rel_error;
         state.checked_rel_error = snapshot.checked_rel_error;
         state.rel_error = snapshot.rel_error;
@@ -837,6 +894,11 @@ impl RunState {
             h: self.h.clone(),
             xtw: self.ws.xtw.clone(),
             wtw: self.ws.wtw.clone(),
+            w_sum: if self.kl.is_some() {
+                self.ws.w_sum.to_vec()
+            } else {
+                Vec::new()
+            },
             init_rel_error: self.init_rel_error,
             checked_rel_error: self.checked_rel_error,
             rel_error: self.rel_error.clone(),
@@ -856,6 +918,10 @@ impl RunState {
         inv_scale: ArrayView1<'_, f32>,
         iteration: usize,
     ) -> Result<(), FitError> {
+        if self.kl.is_some() {
+            // Set by the Kullback–Leibler first pass.
+            return Ok(());
+        }
         let mut cross = 0.0f64;
         for (j, (xtw_row, &inv)) in self.ws.xtw.rows().into_iter().zip(inv_scale).enumerate() {
             let inv = f64::from(inv);
@@ -900,7 +966,7 @@ impl RunState {
     /// or collapsed factor reaches a result.
     fn finish_iteration(
         &mut self,
-        x_norm_sq: f64,
+        shared: &Shared,
         seconds: f64,
         tol: f64,
         iteration: usize,
@@ -912,20 +978,10 @@ impl RunState {
                 cause: OVERFLOW_CAUSE,
             });
         }
-        let fit_term: f64 = (&self.ws.wtw * &self.hht64).sum();
-        let err_sq = x_norm_sq - 2.0 * self.cross + fit_term;
-        if !(err_sq.is_finite() && self.cross.is_finite() && fit_term.is_finite()) {
-            return Err(FitError::NotFinite {
-                iteration,
-                what: NonFinite::Error,
-                cause: OVERFLOW_CAUSE,
-            });
-        }
-        if fit_term <= 0.0 {
-            return Err(FitError::Vanished { iteration });
-        }
-        // Rounding can make the difference slightly negative at an exact fit.
-        let rel = (err_sq.max(0.0) / x_norm_sq).sqrt();
+        let rel = match &self.kl {
+            Some(kl) => kl.rel_error(shared, self.ws.w_sum.view(), iteration)?,
+            None => self.frobenius_rel_error(shared.x_norm_sq, iteration)?,
+        };
         self.rel_error.push(rel);
         self.iteration_seconds.push(seconds);
         // scikit-learn's rule: every CHECK_EVERY iterations, stop when the
@@ -940,6 +996,299 @@ impl RunState {
         }
         Ok(rel)
     }
+}
+
+impl RunState {
+    /// ‖X_s − WH‖_F / ‖X_s‖_F from the accumulated products.
+    fn frobenius_rel_error(&self, x_norm_sq: f64, iteration: usize) -> Result<f64, FitError> {
+        let fit_term: f64 = (&self.ws.wtw * &self.hht64).sum();
+        let err_sq = x_norm_sq - 2.0 * self.cross + fit_term;
+        if !(err_sq.is_finite() && self.cross.is_finite() && fit_term.is_finite()) {
+            return Err(FitError::NotFinite {
+                iteration,
+                what: NonFinite::Error,
+                cause: OVERFLOW_CAUSE,
+            });
+        }
+        if fit_term <= 0.0 {
+            return Err(FitError::Vanished { iteration });
+        }
+        // Rounding can make the difference slightly negative at an exact fit.
+        Ok((err_sq.max(0.0) / x_norm_sq).sqrt())
+    }
+
+    /// Kullback–Leibler (scikit-learn's update for β = 1):
+    /// H ← H ∘ Wᵀ(X_s ⊘ WH) ⊘ (colsum(W) + l1 + l2·H), a column sum of 0
+    /// taken as 1 and a zero denominator replaced by ε; then entries below
+    /// f64's ε set to 0. Wᵀ(X_s ⊘ WH) was accumulated (scaled) by the last
+    /// pass. Then Hᵀ and H's row sums for the pass, and the accumulators
+    /// reset.
+    fn update_h_kl(&mut self) {
+        let Some(kl) = self.kl.as_mut() else { return };
+        let pen = kl.h_penalty;
+        let w_sum: Vec<f32> = self
+            .ws
+            .w_sum
+            .iter()
+            .map(|&s| if s == 0.0 { 1.0 } else { s as f32 })
+            .collect();
+        let xtw_t = self.ws.xtw.t();
+        self.h
+            .axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(xtw_t.axis_iter(Axis(0)))
+            .zip(w_sum.par_iter())
+            .for_each(|((mut h_row, num_row), &ws)| {
+                for (h, &num) in h_row.iter_mut().zip(num_row) {
+                    let d = ws + pen.l1 + pen.l2 * *h;
+                    let d = if d == 0.0 { DENOMINATOR_EPSILON } else { d };
+                    *h *= num as f32 / d;
+                    if f64::from(*h) < f64::EPSILON {
+                        *h = 0.0;
+                    }
+                }
+            });
+        self.hht64 = gram_rows(self.h.view());
+        self.hht32 = self.hht64.mapv(|v| v as f32);
+        kl.ht.assign(&self.h.t());
+        for (sum, row) in kl.h_sum.iter_mut().zip(self.h.rows()) {
+            *sum = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+        }
+        kl.data_term = 0.0;
+        self.ws.reset_accumulators();
+        self.cross = 0.0;
+    }
+}
+
+/// The part of a run's state only the Kullback–Leibler loss has.
+struct KlState {
+    /// Hᵀ, `n_cols × k` (the ratio and the W numerator need H by column).
+    ht: Array2<f32>,
+    /// Σ_j H_aj of every row of H.
+    h_sum: Vec<f32>,
+    /// Σ x_s ln(x_s / WH) over the stored entries of the current pass.
+    data_term: f64,
+    w_penalty: Penalty,
+    h_penalty: Penalty,
+}
+
+impl KlState {
+    /// D(X_s ‖ WH) = Σ x_s ln(x_s / WH) − Σ x_s + colsum(W)·rowsum(H), and
+    /// the relative error sqrt(2 D) / ‖X_s‖_F (scikit-learn's
+    /// `reconstruction_err_` over ‖X_s‖_F).
+    fn rel_error(
+        &self,
+        shared: &Shared,
+        w_sum: ArrayView1<'_, f64>,
+        iteration: usize,
+    ) -> Result<f64, FitError> {
+        let wh_sum: f64 = w_sum
+            .iter()
+            .zip(&self.h_sum)
+            .map(|(&w, &h)| w * f64::from(h))
+            .sum();
+        let divergence = self.data_term - shared.x_sum + wh_sum;
+        if !(divergence.is_finite() && wh_sum.is_finite()) {
+            return Err(FitError::NotFinite {
+                iteration,
+                what: NonFinite::Error,
+                cause: OVERFLOW_CAUSE,
+            });
+        }
+        if wh_sum <= 0.0 {
+            return Err(FitError::Vanished { iteration });
+        }
+        Ok((2.0 * divergence.max(0.0) / shared.x_norm_sq).sqrt())
+    }
+}
+
+/// The pass after the pre-pass of a Kullback–Leibler fit: X_s ⊘ W₀H₀
+/// needs the column divisors, which the pre-pass computes, so the first H
+/// update's Wᵀ(X_s ⊘ WH), W's column sums and the error of the start take
+/// one more pass (once per fit).
+struct KlFirstPass<'a> {
+    blocks: &'a [Range<usize>],
+    inv_scale: ArrayView1<'a, f32>,
+    shared: &'a Shared,
+}
+
+impl KlFirstPass<'_> {
+    fn run(
+        &self,
+        source: &mut dyn RowSource,
+        normalizer: &mut Normalizer,
+        runs: &mut [Run<'_>],
+        states: &mut [RunState],
+        on_event: &mut dyn FnMut(usize, Event),
+    ) -> Result<(), FitError> {
+        let n_rows = source.n_rows();
+        let n_cols = source.n_cols();
+        for state in states.iter_mut() {
+            state.ws.reset_accumulators();
+            if let Some(kl) = state.kl.as_mut() {
+                kl.ht.assign(&state.h.t());
+                for (sum, row) in kl.h_sum.iter_mut().zip(state.h.rows()) {
+                    *sum = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+                }
+                kl.data_term = 0.0;
+            }
+        }
+        begin_pass(source, self.blocks)?;
+        for rows in self.blocks {
+            let x = read_block(source, normalizer, rows.clone(), n_cols)?;
+            for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
+                let Some(kl) = state.kl.as_mut() else {
+                    continue;
+                };
+                let w_b = run.w.rows_mut(rows.clone());
+                let term =
+                    kl_ratio_block(&x, w_b.view(), kl.ht.view(), self.inv_scale, &mut state.ws);
+                kl.data_term += term;
+                kl_accumulate(&x, w_b.view(), &mut state.ws);
+                run.w.release(rows.clone());
+            }
+            on_event(
+                0,
+                Event::Block {
+                    kind: PassKind::Prepare,
+                    rows_done: rows.end,
+                    n_rows,
+                },
+            );
+        }
+        for state in states.iter_mut() {
+            if let Some(kl) = &state.kl {
+                let rel = kl.rel_error(self.shared, state.ws.w_sum.view(), 0)?;
+                state.init_rel_error = rel;
+                state.checked_rel_error = rel;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Kullback–Leibler step of one block for one run: the W update from
+/// (X_s ⊘ W_bH) Hᵀ with the rows as they are, then X_s ⊘ W_bH with the new
+/// rows, accumulated as W_bᵀ(X_s ⊘ W_bH) for the next H update, with W's
+/// column sums, W_bᵀW_b (for the guard) and the divergence's data term
+/// (returned). The block is read once; the ratio is formed twice.
+fn kl_w_block(
+    x: &RowBlock<'_>,
+    mut w_b: ArrayViewMut2<'_, f32>,
+    kl: &KlState,
+    inv_scale: ArrayView1<'_, f32>,
+    ws: &mut Workspace,
+) -> f64 {
+    let n_b = w_b.nrows();
+    kl_ratio_block(x, w_b.view(), kl.ht.view(), inv_scale, ws);
+    // (X_s ⊘ WH) Hᵀ, as X_s Hᵀ is formed (the ratio in place of X).
+    let ratio = std::mem::take(&mut ws.ratio);
+    let ratio_dense = std::mem::replace(&mut ws.ratio_dense, Array2::zeros((0, 0)));
+    let mut num = ws.xht.slice_mut(s![..n_b, ..]);
+    num.axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
+        .into_par_iter()
+        .zip(w_b.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
+        .enumerate()
+        .for_each(|(c, (mut num_c, w_c))| {
+            let rows = c * ROW_CHUNK..c * ROW_CHUNK + num_c.nrows();
+            match x {
+                RowBlock::Dense(_) => kernels::xht_dense(
+                    ratio_dense.slice(s![rows, ..]),
+                    kl.ht.view(),
+                    num_c.view_mut(),
+                ),
+                RowBlock::Csr(x) => {
+                    let r = CsrBlock { data: &ratio, ..*x };
+                    kernels::xht_csr(&csr_rows(&r, rows), kl.ht.view(), num_c.view_mut())
+                }
+            }
+            kernels::kl_update_w_rows(w_c, num_c.view(), &kl.h_sum, kl.w_penalty);
+        });
+    ws.ratio = ratio;
+    ws.ratio_dense = ratio_dense;
+    let data_term = kl_ratio_block(x, w_b.view(), kl.ht.view(), inv_scale, ws);
+    kl_accumulate(x, w_b.view(), ws);
+    data_term
+}
+
+/// X_s ⊘ W_bH of a block into the workspace's ratio buffer (the dense one
+/// for a dense block), in fixed row chunks; returns the data term
+/// Σ x_s ln(x_s / WH), summed in chunk order.
+fn kl_ratio_block(
+    x: &RowBlock<'_>,
+    w_b: ArrayView2<'_, f32>,
+    ht: ArrayView2<'_, f32>,
+    inv_scale: ArrayView1<'_, f32>,
+    ws: &mut Workspace,
+) -> f64 {
+    let n_b = w_b.nrows();
+    let inv = inv_scale.as_slice().expect("contiguous divisors");
+    let parts: Vec<f64> = match x {
+        RowBlock::Dense(x) => {
+            if ws.ratio_dense.nrows() < n_b || ws.ratio_dense.ncols() != x.ncols() {
+                ws.ratio_dense = Array2::zeros((n_b, x.ncols()));
+            }
+            let h = ht.t();
+            ws.ratio_dense
+                .slice_mut(s![..n_b, ..])
+                .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
+                .into_par_iter()
+                .zip(x.axis_chunks_iter(Axis(0), ROW_CHUNK))
+                .zip(w_b.axis_chunks_iter(Axis(0), ROW_CHUNK))
+                .map(|((r, x_c), w_c)| kernels::kl_ratio_dense(x_c, w_c, h, inv, r))
+                .collect()
+        }
+        RowBlock::Csr(x) => {
+            let nnz = x.indptr[n_b];
+            if ws.ratio.len() < nnz {
+                ws.ratio.resize(nnz, 0.0);
+            }
+            // Disjoint pieces of the ratio buffer, one per row chunk.
+            let mut pieces = Vec::with_capacity(n_b.div_ceil(ROW_CHUNK));
+            let mut rest = &mut ws.ratio[..nnz];
+            let mut taken = 0;
+            for start in (0..n_b).step_by(ROW_CHUNK) {
+                let end = (start + ROW_CHUNK).min(n_b);
+                let (piece, tail) = rest.split_at_mut(x.indptr[end] - taken);
+                taken = x.indptr[end];
+                rest = tail;
+                pieces.push((start..end, piece));
+            }
+            pieces
+                .into_par_iter()
+                .map(|(rows, piece)| {
+                    let w_c = w_b.slice(s![rows.clone(), ..]);
+                    kernels::kl_ratio_csr(&csr_rows(x, rows), w_c, ht, inv, piece)
+                })
+                .collect()
+        }
+    };
+    parts.iter().sum()
+}
+
+/// W_bᵀ(X_s ⊘ W_bH) into the XᵀW accumulator (as XᵀW is accumulated, the
+/// ratio in place of X), W_b's column sums and W_bᵀW_b.
+fn kl_accumulate(x: &RowBlock<'_>, w_b: ArrayView2<'_, f32>, ws: &mut Workspace) {
+    let n_b = w_b.nrows();
+    let ratio = std::mem::take(&mut ws.ratio);
+    let ratio_dense = std::mem::replace(&mut ws.ratio_dense, Array2::zeros((0, 0)));
+    match x {
+        RowBlock::Dense(_) => {
+            accumulate_xtw_dense(w_b, ratio_dense.slice(s![..n_b, ..]), ws);
+        }
+        RowBlock::Csr(x) => {
+            let r = CsrBlock { data: &ratio, ..*x };
+            accumulate_xtw_csr(w_b, &r, ws);
+        }
+    }
+    ws.ratio = ratio;
+    ws.ratio_dense = ratio_dense;
+    for row in w_b.rows() {
+        for (sum, &v) in ws.w_sum.iter_mut().zip(row) {
+            *sum += f64::from(v);
+        }
+    }
+    kernels::accumulate_wtw(w_b, ws.wtw.view_mut());
 }
 
 /// What the guard tells the user when a factor overflows.

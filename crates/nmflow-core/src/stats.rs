@@ -310,6 +310,15 @@ impl ColumnStats {
     }
 
     /// ‖X D⁻¹‖²_F for the column divisors `col_scale`.
+    /// Σ X_s: the sum of every value, each column divided by its divisor.
+    pub(crate) fn scaled_sum(&self, col_scale: &[f32]) -> f64 {
+        self.mean
+            .iter()
+            .zip(col_scale)
+            .map(|(mean, &d)| mean * self.n_rows as f64 / f64::from(d))
+            .sum()
+    }
+
     pub(crate) fn scaled_norm_sq(&self, col_scale: &[f32]) -> f64 {
         self.sum_sq
             .iter()

@@ -7,11 +7,12 @@
 //! `version` = 1, `iteration`, every parameter of the command that shapes
 //! the iterates (`param:NAME`, as text) and the input's fingerprint
 //! (`input:NAME`); `/shared/col_scale` with attributes `x_norm_sq`,
-//! `integer_valued`, `n_stored`, `prepare_seconds`; `/sample/rows`,
+//! `x_sum`, `integer_valued`, `n_stored`, `prepare_seconds`; `/sample/rows`,
 //! `/sample/pca`, `/sample/pca_variance_ratio` (the row sample's
 //! components, computed in the first iteration); per run `/runs/R/`: `W`
-//! (written block by block from its store), `H`, `xtw`, `wtw`, `rel_error`,
-//! `iteration_seconds` and attributes `init_rel_error`,
+//! (written block by block from its store), `H`, `xtw`, `wtw`, `w_sum`
+//! (Kullback–Leibler fits only), `rel_error`, `iteration_seconds` and
+//! attributes `init_rel_error`,
 //! `checked_rel_error`, `converged`, `done`.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -270,6 +271,7 @@ fn write_file(
     let Shared {
         col_scale,
         x_norm_sq,
+        x_sum,
         integer_valued,
         n_stored,
         prepare_seconds,
@@ -279,6 +281,7 @@ fn write_file(
         .with_data(col_scale.as_slice())
         .create("col_scale")?;
     f64_attr(&shared, "x_norm_sq", *x_norm_sq)?;
+    f64_attr(&shared, "x_sum", *x_sum)?;
     f64_attr(&shared, "prepare_seconds", *prepare_seconds)?;
     shared
         .new_attr::<u64>()
@@ -314,6 +317,12 @@ fn write_file(
             .new_dataset_builder()
             .with_data(&snapshot.wtw)
             .create("wtw")?;
+        if !snapshot.w_sum.is_empty() {
+            group
+                .new_dataset_builder()
+                .with_data(snapshot.w_sum.as_slice())
+                .create("w_sum")?;
+        }
         group
             .new_dataset_builder()
             .with_data(snapshot.rel_error.as_slice())
@@ -383,6 +392,8 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
             .and_then(|d| d.read_raw())
             .map_err(h5("shared/col_scale"))?,
         x_norm_sq: attr_f64(&shared_group, "x_norm_sq")?,
+        // Checkpoints of the Frobenius loss need no Σ X_s; older ones lack it.
+        x_sum: attr_f64(&shared_group, "x_sum").unwrap_or(f64::NAN),
         integer_valued: attr_u8(&shared_group, "integer_valued")?,
         n_stored: shared_group
             .attr("n_stored")
@@ -436,6 +447,11 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
                 .map_err(|e| IoError::hdf5(path, format!("{name}/H"), e))?,
             xtw: read2("xtw")?,
             wtw: read2("wtw")?,
+            w_sum: if g.link_exists("w_sum") {
+                read1("w_sum")?
+            } else {
+                Vec::new()
+            },
             init_rel_error: attr_f64(&g, "init_rel_error")?,
             checked_rel_error: attr_f64(&g, "checked_rel_error")?,
             rel_error: read1("rel_error")?,
@@ -447,6 +463,7 @@ pub fn read_checkpoint(path: &Path) -> Result<LoadedCheckpoint, IoError> {
         let consistent = snapshot.h.ncols() == fingerprint.shape.1
             && snapshot.xtw.dim() == (fingerprint.shape.1, k)
             && snapshot.wtw.dim() == (k, k)
+            && (snapshot.w_sum.is_empty() || snapshot.w_sum.len() == k)
             && snapshot.rel_error.len() <= iteration
             && snapshot.h.iter().all(|v| v.is_finite())
             && snapshot.rel_error.iter().all(|v| v.is_finite());

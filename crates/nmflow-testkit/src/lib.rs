@@ -9,7 +9,7 @@ pub mod seed;
 
 pub use extreme::{extreme_matrix, scaled_matrix};
 pub use reference::{
-    ReferenceFit, ReferenceRule, ReferenceSettings, reference_fit, reference_rules,
+    ReferenceFit, ReferenceRule, ReferenceSettings, reference_fit, reference_kl, reference_rules,
 };
 pub use sc::{Cell, ScGenerator};
 pub use seed::SeedGenerator;

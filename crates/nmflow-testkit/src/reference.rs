@@ -186,3 +186,69 @@ fn scaled(x: &Array2<f32>, scale_columns: bool) -> Array2<f64> {
     }
     xs
 }
+
+/// Runs `n_iter` Kullback–Leibler multiplicative updates (H first, then W)
+/// as scikit-learn's `beta_loss=1` does them: X_s ⊘ WH with WH raised to
+/// f32's epsilon where below it; H ← H ∘ Wᵀ(X_s ⊘ WH) ⊘ colsum(W) (a column
+/// sum of 0 taken as 1), then entries of H below f64's epsilon set to 0;
+/// W ← W ∘ (X_s ⊘ WH)Hᵀ ⊘ rowsum(H); a zero denominator replaced by f32's
+/// epsilon. `rel_error` holds sqrt(2 D(X_s ‖ WH)) / ‖X_s‖_F, D summing
+/// x ln(x / WH) over the entries above f32's epsilon.
+pub fn reference_kl(
+    x: &Array2<f32>,
+    w0: &Array2<f32>,
+    h0: &Array2<f32>,
+    scale_columns: bool,
+    n_iter: usize,
+) -> ReferenceFit {
+    let eps = f64::from(f32::EPSILON);
+    let xs = scaled(x, scale_columns);
+    let x_norm = xs.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let mut w = w0.mapv(f64::from);
+    let mut h = h0.mapv(f64::from);
+    let ratio = |w: &Array2<f64>, h: &Array2<f64>| {
+        let mut r = w.dot(h);
+        ndarray::Zip::from(&mut r)
+            .and(&xs)
+            .for_each(|r, &x| *r = x / r.max(eps));
+        r
+    };
+    let mut rel_error = Vec::with_capacity(n_iter);
+    for _ in 0..n_iter {
+        let num = w.t().dot(&ratio(&w, &h));
+        let w_sum: Vec<f64> = w
+            .axis_iter(Axis(1))
+            .map(|c| c.sum())
+            .map(|s| if s == 0.0 { 1.0 } else { s })
+            .collect();
+        for ((mut h_row, num_row), &d) in h.rows_mut().into_iter().zip(num.rows()).zip(&w_sum) {
+            for (h, &n) in h_row.iter_mut().zip(num_row) {
+                *h *= n / if d == 0.0 { eps } else { d };
+                if *h < f64::EPSILON {
+                    *h = 0.0;
+                }
+            }
+        }
+        let num = ratio(&w, &h).dot(&h.t());
+        let h_sum: Vec<f64> = h.rows().into_iter().map(|r| r.sum()).collect();
+        for (mut w_row, num_row) in w.rows_mut().into_iter().zip(num.rows()) {
+            for ((w, &n), &d) in w_row.iter_mut().zip(num_row).zip(&h_sum) {
+                *w *= n / if d == 0.0 { eps } else { d };
+            }
+        }
+        let wh = w.dot(&h);
+        let mut divergence = wh.sum() - xs.sum();
+        for (&x, &v) in xs.iter().zip(wh.iter()) {
+            if x > eps {
+                divergence += x * (x / v.max(eps)).ln();
+            }
+        }
+        rel_error.push((2.0 * divergence.max(0.0)).sqrt() / x_norm);
+    }
+    ReferenceFit {
+        w,
+        h,
+        rel_error,
+        x_scaled: xs,
+    }
+}
