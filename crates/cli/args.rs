@@ -33,6 +33,35 @@ pub enum InitArg {
     Random,
     /// W from --w0 and H from --h0.
     Custom,
+    /// Boutsidis & Gallopoulos's NNDSVD from a streamed randomized SVD; zeros stay.
+    Nndsvd,
+    /// NNDSVD with its zeros filled with the mean of X (scikit-learn's default start).
+    Nndsvda,
+    /// NNDSVD with its zeros filled with small random values.
+    Nndsvdar,
+}
+
+impl InitArg {
+    /// The NNDSVD variant, if this is one.
+    pub fn nndsvd(self) -> Option<nmflow_core::NndsvdFill> {
+        match self {
+            InitArg::Nndsvd => Some(nmflow_core::NndsvdFill::Zeros),
+            InitArg::Nndsvda => Some(nmflow_core::NndsvdFill::Mean),
+            InitArg::Nndsvdar => Some(nmflow_core::NndsvdFill::Random),
+            InitArg::Random | InitArg::Custom => None,
+        }
+    }
+
+    /// The name results and checkpoints record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitArg::Random => "random",
+            InitArg::Custom => "custom",
+            InitArg::Nndsvd => "nndsvd",
+            InitArg::Nndsvda => "nndsvda",
+            InitArg::Nndsvdar => "nndsvdar",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

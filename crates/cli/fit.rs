@@ -43,6 +43,8 @@ struct Summary {
     rel_error: f64,
     seconds: f64,
     prepare_seconds: f64,
+    /// Seconds computing the start (NNDSVD); 0 for random and given starts.
+    start_seconds: f64,
     sample_seconds: f64,
     seconds_per_iter: f64,
     block_rows: usize,
@@ -101,7 +103,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     let run = &args.run;
     let mut input = Input::open(&args.input)?;
     let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
-    let start = Start::of(&args, &input)?;
+    let mut start = Start::of(&args, &input)?;
     let specs: Vec<RunSpec> = (0..args.restarts)
         .map(|restart| RunSpec {
             k: args.k,
@@ -109,15 +111,24 @@ pub fn run(mut args: FitArgs) -> Result<()> {
             seed: run.seed + restart as u64,
         })
         .collect();
-    let held = held_beside(&args, &input, &destination, &start.init);
+    let held = held_beside(&args, &input, &destination, &start);
     let mut prepared = session::prepare(&mut input, &specs, run, held, |spec| {
         start.init_of(spec.restart)
     })?;
-    prepared.w0 = start.w0;
     // Names after the plan: the plan refuses a shape too large for the
     // budget before anything of its size is allocated.
     let names = destination.names(&input)?;
     session::print_plan(&prepared, &input, run);
+    if let Some(fill) = start.nndsvd {
+        // After the plan: the start's passes use its blocks, through the
+        // cache the fit then reads.
+        let began = Instant::now();
+        let files = crate::start::nndsvd_start(&args, &mut input, fill, &mut prepared)?;
+        start.seconds = began.elapsed().as_secs_f64();
+        start.w0 = Some(InputSpec::parse(&files.w0.to_string_lossy()));
+        start.nndsvd_w0 = Some(files.w0);
+    }
+    prepared.w0 = start.w0.clone();
     let mut persist = persist(&args, &input, &prepared, loaded)?;
     let (mut best, restart_errors) =
         best_of_restarts(&mut input, &specs, &prepared, persist.as_mut())?;
@@ -141,7 +152,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
             }
         }
     }
-    let summary = Summary::new(
+    let mut summary = Summary::new(
         &input,
         &prepared,
         &best,
@@ -150,6 +161,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
         destination.path(),
         started.elapsed().as_secs_f64(),
     );
+    summary.start_seconds = start.seconds;
     if summary.integer_valued && run.normalize == NormalizeArg::None && !run.quiet && !run.json {
         eprintln!(
             "note: every value of the input is a whole number (raw counts?); \
@@ -279,20 +291,51 @@ pub(crate) enum ResultNames {
 struct Start {
     init: Init,
     w0: Option<InputSpec>,
+    /// An NNDSVD start, computed once the plan is made.
+    nndsvd: Option<nmflow_core::NndsvdFill>,
+    /// An NNDSVD start's temporary W₀ file (removed when dropped).
+    nndsvd_w0: Option<tempfile::TempPath>,
+    /// Seconds spent computing the start (NNDSVD's passes).
+    seconds: f64,
 }
 
 impl Start {
     fn of(args: &FitArgs, input: &Input) -> Result<Self> {
-        match args.init {
-            InitArg::Random => {
-                if args.w0.is_some() || args.h0.is_some() {
-                    usage!("--w0 and --h0 need --init custom");
-                }
-                Ok(Self {
-                    init: Init::Random,
-                    w0: None,
-                })
+        if args.init != InitArg::Custom && (args.w0.is_some() || args.h0.is_some()) {
+            usage!("--w0 and --h0 need --init custom");
+        }
+        if let Some(fill) = args.init.nndsvd() {
+            if args.restarts > 1 {
+                usage!(
+                    "--restarts needs --init random: {} starts are all the same",
+                    args.init.as_str()
+                );
             }
+            if fill == nmflow_core::NndsvdFill::Zeros
+                && args.run.solver() == nmflow_core::Solver::Mu
+                && !(args.run.quiet || args.run.json)
+            {
+                eprintln!(
+                    "note: multiplicative updates cannot move the exact zeros of an nndsvd \
+                     start; nndsvda or nndsvdar fill them (as scikit-learn warns)"
+                );
+            }
+            return Ok(Self {
+                init: Init::Random,
+                w0: None,
+                nndsvd: Some(fill),
+                nndsvd_w0: None,
+                seconds: 0.0,
+            });
+        }
+        match args.init {
+            InitArg::Random | InitArg::Nndsvd | InitArg::Nndsvda | InitArg::Nndsvdar => Ok(Self {
+                init: Init::Random,
+                w0: None,
+                nndsvd: None,
+                nndsvd_w0: None,
+                seconds: 0.0,
+            }),
             InitArg::Custom => {
                 let (Some(w0), Some(h0)) = (&args.w0, &args.h0) else {
                     usage!("--init custom needs both --w0 FILE and --h0 FILE");
@@ -313,6 +356,9 @@ impl Start {
                 Ok(Self {
                     init: Init::Custom { h0 },
                     w0: Some(w0_spec),
+                    nndsvd: None,
+                    nndsvd_w0: None,
+                    seconds: 0.0,
                 })
             }
         }
@@ -333,12 +379,13 @@ fn held_beside(
     args: &FitArgs,
     input: &Input,
     destination: &Destination,
-    init: &Init,
+    start: &Start,
 ) -> Vec<(Held, u64)> {
-    let starts = match init {
+    let starts = match (&start.init, start.nndsvd) {
         // H₀, and its copy in the run.
-        Init::Custom { h0 } => 2 * 4 * h0.len() as u64,
-        Init::Random => 0,
+        (Init::Custom { h0 }, _) => 2 * 4 * h0.len() as u64,
+        (Init::Random, Some(_)) => 2 * 4 * (args.k * input.n_cols()) as u64,
+        (Init::Random, None) => 0,
     };
     nmflow_core::plan::fit_held(
         (input.n_rows(), input.n_cols()),
@@ -369,7 +416,7 @@ fn checkpoint_meta(
             ("tol", p.tol.to_string()),
             ("normalize", p.normalize.as_str().to_owned()),
             ("scale", p.scale.as_str().to_owned()),
-            ("init", p.init.as_str().to_owned()),
+            ("init", args.init.as_str().to_owned()),
             ("w0", text(&args.w0)),
             ("h0", text(&args.h0)),
             ("sample", args.run.sample.to_string()),
@@ -477,6 +524,13 @@ fn write(
     let params = &prepared.valid[f.spec_idx];
     let mut attrs = session::result_attrs(&input.record(), params, &f.outcome, prepared.threads);
     attrs.push(("restarts".into(), AttrValue::Int(args.restarts as i64)));
+    if args.init.nndsvd().is_some() {
+        for (name, value) in &mut attrs {
+            if name == "init" {
+                *value = AttrValue::Str(args.init.as_str().into());
+            }
+        }
+    }
     if let (Some(w0), Some(h0)) = (&args.w0, &args.h0) {
         attrs.push(("w0".into(), AttrValue::Str(w0.clone())));
         attrs.push(("h0".into(), AttrValue::Str(h0.clone())));
@@ -554,6 +608,7 @@ impl Summary {
             rel_error: report.final_rel_error(),
             seconds,
             prepare_seconds: report.prepare_seconds,
+            start_seconds: 0.0,
             sample_seconds: report.sample_seconds,
             seconds_per_iter: iter_total / report.n_iter().max(1) as f64,
             block_rows: report.block_rows,

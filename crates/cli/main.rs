@@ -15,6 +15,7 @@ mod outdir;
 mod progress;
 mod report;
 mod session;
+mod start;
 mod sweep;
 mod sweep_file;
 mod system;

@@ -153,3 +153,30 @@ def test_kullback_leibler_with_hals_is_refused_before_any_work(nmflow_bin, tmp_p
     assert done.returncode == 2
     assert "--solver mu" in done.stderr
     assert not (tmp_path / "r.h5").exists()
+
+
+@pytest.mark.parametrize("init", ["nndsvd", "nndsvda"])
+def test_nndsvd_starts_are_scikit_learns(nmflow_bin, tmp_path, init):
+    """On a matrix of rank 6 < k + 10 the streamed randomized SVD is exact:
+    nmflow's start equals scikit-learn's `_initialize_nmf`, seen through one
+    update from it (scikit-learn on Xᵀ from its start, transposed)."""
+    from sklearn.decomposition import NMF
+    from sklearn.decomposition._nmf import _initialize_nmf
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((200, 6)) @ rng.random((6, 40))).astype(np.float32)
+    w0, h0 = _initialize_nmf(x, 4, init=init, random_state=0)
+    model = NMF(n_components=4, init="custom", solver="mu", tol=0.0, max_iter=1)
+    ht = model.fit_transform(np.ascontiguousarray(x.T), W=np.ascontiguousarray(h0.T),
+                             H=np.ascontiguousarray(w0.T))
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "r.h5"
+    done = subprocess.run([str(nmflow_bin), "fit", str(tmp_path / "x.npy"), "-k", "4", "--init", init,
+                           "--scale", "none", "--tol", "0", "--max-iter", "1", "-q", "-o", str(out)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(out) as f:
+        w, h = f["W"][:], f["H"][:]
+        assert f.attrs["init"] == init
+    assert rel_diff(w, model.components_.T) < 1e-4 and rel_diff(h, ht.T) < 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "x.npy"]

@@ -17,6 +17,7 @@
 //! - `stats`: the streaming column statistics of the pre-pass.
 //! - [`solver`]: the engine: the orchestration of passes, blocks and
 //!   stopping; several runs can share each pass ([`fit_many`]).
+//! - `nndsvd`: NNDSVD starts from a streamed randomized SVD ([`nndsvd`]).
 //! - `project`: rows projected onto fixed components ([`project`]).
 //! - `rules`: the update rules ([`Solver`]) the engine applies to the
 //!   products of a pass.
@@ -35,6 +36,7 @@ pub mod factor;
 pub mod init;
 pub mod kernels;
 pub mod metrics;
+mod nndsvd;
 mod normalize;
 mod params;
 pub mod plan;
@@ -48,6 +50,7 @@ mod stats;
 
 pub use error::FitError;
 pub use factor::FactorStore;
+pub use nndsvd::{NndsvdFill, NndsvdRequest, NndsvdStart, OVERSAMPLING, POWER_ITERATIONS, nndsvd};
 pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
