@@ -131,6 +131,23 @@ pub struct InputArgs {
     pub tmp_dir: Option<PathBuf>,
 }
 
+/// Threads, blocks and memory: what a command may use.
+#[derive(Debug, Clone, Args)]
+pub struct Resources {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
+    pub threads: Option<usize>,
+
+    /// Rows per block read from X (default: about 16 MiB of rows, a multiple of the chunk height).
+    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
+    pub block_rows: Option<usize>,
+
+    /// Memory budget of the whole process, e.g. 2GiB or 512MiB (default: half of the available
+    /// memory). Blocks are sized to fit; a budget too small for the fixed part is refused.
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub memory: Option<u64>,
+}
+
 /// Rows sampled by default (`--sample`).
 pub const DEFAULT_SAMPLE: usize = 2000;
 
@@ -185,18 +202,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = ScaleArg::ColStd)]
     pub scale: ScaleArg,
 
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
-    pub threads: Option<usize>,
-
-    /// Rows per block read from X (default: about 16 MiB of rows, a multiple of the chunk height).
-    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
-    pub block_rows: Option<usize>,
-
-    /// Memory budget of the whole process, e.g. 2GiB or 512MiB (default: half of the available
-    /// memory). Blocks are sized to fit; a budget too small for the fixed part is refused.
-    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
-    pub memory: Option<u64>,
+    #[command(flatten)]
+    pub resources: Resources,
 
     /// Directory for the block cache: an uncompressed copy of the input written during the first
     /// pass and memory-mapped by later ones (default: the system's temporary directory, when it
@@ -391,17 +398,8 @@ pub struct TransformArgs {
     #[arg(long)]
     pub allow_missing_genes: bool,
 
-    /// Worker threads (default: all cores). Results do not depend on it.
-    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
-    pub threads: Option<usize>,
-
-    /// Rows per block read from the input.
-    #[arg(long, value_name = "N", value_parser = crate::usage::positive)]
-    pub block_rows: Option<usize>,
-
-    /// Memory budget of the whole process, e.g. 2GiB (default: half of the available memory).
-    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size)]
-    pub memory: Option<u64>,
+    #[command(flatten)]
+    pub resources: Resources,
 
     /// Replace the output file if it exists.
     #[arg(long)]

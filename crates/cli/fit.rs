@@ -182,8 +182,9 @@ fn load_checkpoint(args: &mut FitArgs) -> Result<Option<LoadedCheckpoint>> {
     Ok(match &args.checkpoint {
         Some(path) if path.exists() && args.resume => {
             let loaded = nmflow_io::checkpoint::read_checkpoint(path)?;
-            if args.run.block_rows.is_none() {
-                args.run.block_rows = loaded.meta.param("block_rows").and_then(|v| v.parse().ok());
+            if args.run.resources.block_rows.is_none() {
+                args.run.resources.block_rows =
+                    loaded.meta.param("block_rows").and_then(|v| v.parse().ok());
             }
             Some(loaded)
         }

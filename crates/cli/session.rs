@@ -149,7 +149,7 @@ pub fn core_params(run: &RunArgs, k: usize, seed: u64, init: Init) -> NmfParams 
             ScaleArg::ColStd => Scale::ColStd,
             ScaleArg::None => Scale::None,
         },
-        block_rows: run.block_rows,
+        block_rows: run.resources.block_rows,
         init,
         solver: run.solver(),
         loss: run.loss(),
@@ -194,10 +194,10 @@ pub fn plan(
         shape: (input.n_rows(), input.n_cols()),
         nnz: source.nnz_hint(),
         preferred_rows: source.preferred_block_rows(),
-        block_rows: run.block_rows,
+        block_rows: run.resources.block_rows,
         ks: specs.iter().map(|s| s.k).collect(),
         held,
-        budget: budget::budget(run.memory)?,
+        budget: budget::budget(run.resources.memory)?,
         ratio_block: run.loss() == Loss::KullbackLeibler,
     };
     plan_runs(&request).with_context(|| format!("{}: planning for the memory budget", input.name))
@@ -759,7 +759,7 @@ pub fn prepare(
         .into_iter()
         .map(|v| v.with_block_rows(plan.block_rows))
         .collect();
-    let pool = thread_pool(run.threads)?;
+    let pool = thread_pool(run.resources.threads)?;
     let threads = pool.current_num_threads();
     let estimate = pool.install(|| TimeEstimate::measure(input, plan.block_rows, &valid));
     let (cache_note, reads_cheap) = input.attach_cache(run)?;

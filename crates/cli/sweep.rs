@@ -276,8 +276,8 @@ impl Pending {
             (Held::Spectra, spectra_bytes(&ks, n_cols)),
         ];
         let mut run_args = args.run.clone();
-        if run_args.block_rows.is_none() {
-            run_args.block_rows = recorded_block_rows(found);
+        if run_args.resources.block_rows.is_none() {
+            run_args.resources.block_rows = recorded_block_rows(found);
         }
         session::prepare(input, &self.specs, &run_args, held, |_| Init::Random).map(Some)
     }

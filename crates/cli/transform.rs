@@ -59,7 +59,7 @@ pub fn run(args: TransformArgs) -> Result<()> {
         eprintln!("plan: {plan}");
     }
     let names = destination.names(&input)?;
-    let pool = session::thread_pool(args.threads)?;
+    let pool = session::thread_pool(args.resources.threads)?;
     let projection = Projection {
         h: matched.h.clone(),
         absent: matched.absent.clone(),
@@ -156,13 +156,13 @@ fn plan(input: &Input, k: usize, args: &TransformArgs) -> Result<Plan> {
         shape: (input.n_rows(), input.n_cols()),
         nnz: input.opened.source.nnz_hint(),
         preferred_rows: input.opened.source.preferred_block_rows(),
-        block_rows: args.block_rows,
+        block_rows: args.resources.block_rows,
         ks: vec![k],
         held: vec![
             (Held::Names, names_bytes(input)),
             (Held::Clusters, input.n_rows() as u64 * 4),
         ],
-        budget: crate::budget::budget(args.memory)?,
+        budget: crate::budget::budget(args.resources.memory)?,
         ratio_block: false,
     })
     .with_context(|| format!("{}: planning for the memory budget", input.name))

@@ -357,13 +357,25 @@ pub(crate) struct Penalty {
     pub(crate) l2: f32,
 }
 
-/// HALS (coordinate descent) on independent rows: for every row `v` of
-/// `rows` with its row `b` of `num` (the products with the data, X Hᵀ or
-/// Wᵀ X transposed) and the Gram matrix `gram` (HHᵀ or WᵀW), component by
-/// component in order, `v_t ← max(0, v_t − g_t / (gram_tt + l2))` with the
-/// gradient `g = (gram + l2 I)·v − b + l1`, kept up to date after every
-/// change (scikit-learn's `_update_cdnmf_fast`, with its rule of skipping
-/// a component whose Hessian `gram_tt + l2` is 0). `grad` is `k` scratch.
+/// How [`update_rows`] updates a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RowUpdate {
+    /// HALS (coordinate descent), component by component in order:
+    /// `v_t ← max(0, v_t − g_t / (gram_tt + l2))` with the gradient
+    /// `g = (gram + l2 I)·v − b + l1`, kept up to date after every change
+    /// (scikit-learn's `_update_cdnmf_fast`, with its rule of skipping a
+    /// component whose Hessian `gram_tt + l2` is 0).
+    Hals,
+    /// Multiplicative: `v ← v ∘ b ⊘ (gram·v + l1 + l2·v)`, a zero
+    /// denominator replaced by [`DENOMINATOR_EPSILON`] (scikit-learn's
+    /// regularized update).
+    Mu,
+}
+
+/// Updates independent rows, `sweeps` times each: every row `v` of `rows`
+/// from its row `b` of `num` (the products with the data, X Hᵀ or Wᵀ X
+/// transposed) and the Gram matrix `gram` (HHᵀ or WᵀW), by `update`.
+/// `scratch` holds `k` values.
 ///
 /// Every row is solved on its own, so the result does not depend on how
 /// rows are grouped into blocks or chunks. Dispatches like [`xht_csr`].
@@ -373,32 +385,37 @@ pub(crate) struct Penalty {
 ///
 /// # Panics
 /// If the shapes or layouts do not agree.
-pub(crate) fn hals_rows(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn update_rows(
+    update: RowUpdate,
     mut rows: ArrayViewMut2<'_, f32>,
     num: ArrayView2<'_, f32>,
     gram: ArrayView2<'_, f32>,
     penalty: Penalty,
     sweeps: Sweeps,
-    grad: &mut [f32],
+    scratch: &mut [f32],
 ) {
     let k = gram.nrows();
     assert_eq!(rows.dim(), num.dim());
-    assert_eq!((gram.ncols(), grad.len()), (k, k));
+    assert_eq!((gram.ncols(), scratch.len()), (k, k));
     let rows = RowKernelArgs {
         v: rows.as_slice_mut().expect("rows in standard layout"),
         b: num.as_slice().expect("products in standard layout"),
         gram: gram.as_slice().expect("the Gram matrix in standard layout"),
         penalty,
         sweeps,
-        scratch: grad,
+        scratch,
     };
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports the features the copy is compiled for.
-        unsafe { hals_rows_avx2(rows, k) };
+        unsafe { update_rows_avx2(update, rows, k) };
         return;
     }
-    by_k!(k, hals_rows_body, false, rows);
+    match update {
+        RowUpdate::Hals => by_k!(k, hals_rows_body, false, rows),
+        RowUpdate::Mu => by_k!(k, mu_rows_body, false, rows),
+    }
 }
 
 /// The operands of a row kernel, as slices.
@@ -413,8 +430,11 @@ struct RowKernelArgs<'a> {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn hals_rows_avx2(rows: RowKernelArgs<'_>, k: usize) {
-    by_k!(k, hals_rows_body, true, rows);
+unsafe fn update_rows_avx2(update: RowUpdate, rows: RowKernelArgs<'_>, k: usize) {
+    match update {
+        RowUpdate::Hals => by_k!(k, hals_rows_body, true, rows),
+        RowUpdate::Mu => by_k!(k, mu_rows_body, true, rows),
+    }
 }
 
 #[inline(always)]
@@ -466,47 +486,6 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
             }
         }
     }
-}
-
-/// Multiplicative updates on independent rows, repeated per `sweeps`:
-/// `v ← v ∘ b ⊘ (gram·v + l1 + l2·v)`, a zero denominator replaced by
-/// [`DENOMINATOR_EPSILON`] (scikit-learn's regularized update). `den` is
-/// `k` scratch. Each row on its own, as [`hals_rows`].
-///
-/// # Shapes
-/// As [`hals_rows`].
-pub(crate) fn mu_rows(
-    mut rows: ArrayViewMut2<'_, f32>,
-    num: ArrayView2<'_, f32>,
-    gram: ArrayView2<'_, f32>,
-    penalty: Penalty,
-    sweeps: Sweeps,
-    den: &mut [f32],
-) {
-    let k = gram.nrows();
-    assert_eq!(rows.dim(), num.dim());
-    assert_eq!((gram.ncols(), den.len()), (k, k));
-    let rows = RowKernelArgs {
-        v: rows.as_slice_mut().expect("rows in standard layout"),
-        b: num.as_slice().expect("products in standard layout"),
-        gram: gram.as_slice().expect("the Gram matrix in standard layout"),
-        penalty,
-        sweeps,
-        scratch: den,
-    };
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports the features the copy is compiled for.
-        unsafe { mu_rows_avx2(rows, k) };
-        return;
-    }
-    by_k!(k, mu_rows_body, false, rows);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn mu_rows_avx2(rows: RowKernelArgs<'_>, k: usize) {
-    by_k!(k, mu_rows_body, true, rows);
 }
 
 #[inline(always)]

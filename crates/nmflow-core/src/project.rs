@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::FitError;
 use crate::factor::FactorStore;
-use crate::kernels::{self, Penalty, Sweeps};
+use crate::kernels::{self, Penalty, RowUpdate, Sweeps};
 use crate::normalize::{Normalize, Normalizer};
 use crate::rules::Solver;
 use crate::solver::{Event, PassKind, ROW_CHUNK, begin_pass, block_ranges, read_block};
@@ -235,33 +235,30 @@ impl BlockSolve<'_> {
                 }
             }
         }
-        let mut scratch = vec![0.0f32; k];
-        match self.solver {
+        let update = match self.solver {
+            // From zero, as scikit-learn's `cd` transform.
             Solver::Hals => {
                 w_c.fill(0.0);
-                kernels::hals_rows(
-                    w_c.view_mut(),
-                    xht.view(),
-                    self.hht,
-                    Penalty::default(),
-                    self.sweeps,
-                    &mut scratch,
-                );
+                RowUpdate::Hals
             }
+            // From the row's share of scikit-learn's sqrt(mean(X)/k).
             Solver::Mu => {
                 for (mut row, &mean) in w_c.rows_mut().into_iter().zip(&row_means) {
                     row.fill((mean / k as f64).sqrt() as f32);
                 }
-                kernels::mu_rows(
-                    w_c.view_mut(),
-                    xht.view(),
-                    self.hht,
-                    Penalty::default(),
-                    self.sweeps,
-                    &mut scratch,
-                );
+                RowUpdate::Mu
             }
-        }
+        };
+        let mut scratch = vec![0.0f32; k];
+        kernels::update_rows(
+            update,
+            w_c.view_mut(),
+            xht.view(),
+            self.hht,
+            Penalty::default(),
+            self.sweeps,
+            &mut scratch,
+        );
         let mut gram = Array2::<f32>::zeros((k, k));
         let cross = kernels::w_rows_products(w_c.view(), xht.view(), wtw, gram.view_mut());
         (cross, x_sq)

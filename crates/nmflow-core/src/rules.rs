@@ -12,7 +12,7 @@
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use crate::kernels::{self, Penalty, Sweeps};
+use crate::kernels::{self, Penalty, RowUpdate, Sweeps};
 use crate::params::NmfParams;
 
 /// The algorithm that updates the factors.
@@ -236,12 +236,22 @@ fn on_h_columns(
     h.assign(&rows.t());
 }
 
-/// Lee & Seung's multiplicative updates ([`kernels::update_h_cols`],
-/// [`kernels::update_w_rows`] for the plain ones; [`kernels::mu_rows`]
-/// with a penalty or repeats).
-struct Multiplicative(Sides);
+/// A rule: row by row ([`kernels::update_rows`]) on both factors, or, for
+/// the seed's plain multiplicative updates, the matrix-product kernels
+/// ([`kernels::update_h_cols`], [`kernels::update_w_rows`]) bit for bit.
+struct RowRule {
+    update: RowUpdate,
+    sides: Sides,
+}
 
-impl UpdateRule for Multiplicative {
+impl RowRule {
+    /// The seed's plain multiplicative updates.
+    fn plain(&self) -> bool {
+        self.update == RowUpdate::Mu && self.sides.plain()
+    }
+}
+
+impl UpdateRule for RowRule {
     fn update_h_cols(
         &self,
         h: ArrayViewMut2<'_, f32>,
@@ -249,12 +259,20 @@ impl UpdateRule for Multiplicative {
         wtw: ArrayView2<'_, f32>,
         scratch: ArrayViewMut2<'_, f32>,
     ) {
-        if self.0.plain() {
+        if self.plain() {
             return kernels::update_h_cols(h, wtx, wtw, scratch);
         }
-        let mut den = vec![0.0; wtw.nrows()];
+        let mut row_scratch = vec![0.0; wtw.nrows()];
         on_h_columns(h, wtx, |rows, num| {
-            kernels::mu_rows(rows, num, wtw, self.0.h_penalty, self.0.h_sweeps, &mut den)
+            kernels::update_rows(
+                self.update,
+                rows,
+                num,
+                wtw,
+                self.sides.h_penalty,
+                self.sides.h_sweeps,
+                &mut row_scratch,
+            )
         });
     }
 
@@ -267,56 +285,18 @@ impl UpdateRule for Multiplicative {
         den: ArrayViewMut2<'_, f32>,
         gram: ArrayViewMut2<'_, f32>,
     ) -> f64 {
-        if self.0.plain() {
+        if self.plain() {
             return kernels::update_w_rows(w, xht, hht, wtw, den, gram);
         }
-        let mut den = vec![0.0; hht.nrows()];
-        kernels::mu_rows(
+        let mut row_scratch = vec![0.0; hht.nrows()];
+        kernels::update_rows(
+            self.update,
             w.view_mut(),
             xht,
             hht,
-            self.0.w_penalty,
-            self.0.w_sweeps,
-            &mut den,
-        );
-        kernels::w_rows_products(w.view(), xht, wtw, gram)
-    }
-}
-
-/// HALS ([`kernels::hals_rows`]) on both factors.
-struct Hals(Sides);
-
-impl UpdateRule for Hals {
-    fn update_h_cols(
-        &self,
-        h: ArrayViewMut2<'_, f32>,
-        wtx: ArrayView2<'_, f32>,
-        wtw: ArrayView2<'_, f32>,
-        _scratch: ArrayViewMut2<'_, f32>,
-    ) {
-        let mut grad = vec![0.0; wtw.nrows()];
-        on_h_columns(h, wtx, |rows, num| {
-            kernels::hals_rows(rows, num, wtw, self.0.h_penalty, self.0.h_sweeps, &mut grad)
-        });
-    }
-
-    fn update_w_rows(
-        &self,
-        mut w: ArrayViewMut2<'_, f32>,
-        xht: ArrayView2<'_, f32>,
-        hht: ArrayView2<'_, f32>,
-        wtw: ArrayViewMut2<'_, f64>,
-        _den: ArrayViewMut2<'_, f32>,
-        gram: ArrayViewMut2<'_, f32>,
-    ) -> f64 {
-        let mut grad = vec![0.0; hht.nrows()];
-        kernels::hals_rows(
-            w.view_mut(),
-            xht,
-            hht,
-            self.0.w_penalty,
-            self.0.w_sweeps,
-            &mut grad,
+            self.sides.w_penalty,
+            self.sides.w_sweeps,
+            &mut row_scratch,
         );
         kernels::w_rows_products(w.view(), xht, wtw, gram)
     }
@@ -331,8 +311,9 @@ pub(crate) fn rule(
     n_stored: u64,
 ) -> Box<dyn UpdateRule> {
     let sides = Sides::new(params, n_rows, n_cols, n_stored);
-    match params.solver {
-        Solver::Mu => Box::new(Multiplicative(sides)),
-        Solver::Hals => Box::new(Hals(sides)),
-    }
+    let update = match params.solver {
+        Solver::Mu => RowUpdate::Mu,
+        Solver::Hals => RowUpdate::Hals,
+    };
+    Box::new(RowRule { update, sides })
 }

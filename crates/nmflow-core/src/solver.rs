@@ -1003,16 +1003,7 @@ impl RunState {
     fn frobenius_rel_error(&self, x_norm_sq: f64, iteration: usize) -> Result<f64, FitError> {
         let fit_term: f64 = (&self.ws.wtw * &self.hht64).sum();
         let err_sq = x_norm_sq - 2.0 * self.cross + fit_term;
-        if !(err_sq.is_finite() && self.cross.is_finite() && fit_term.is_finite()) {
-            return Err(FitError::NotFinite {
-                iteration,
-                what: NonFinite::Error,
-                cause: OVERFLOW_CAUSE,
-            });
-        }
-        if fit_term <= 0.0 {
-            return Err(FitError::Vanished { iteration });
-        }
+        guard_error(&[err_sq, self.cross], fit_term, iteration)?;
         // Rounding can make the difference slightly negative at an exact fit.
         Ok((err_sq.max(0.0) / x_norm_sq).sqrt())
     }
@@ -1050,11 +1041,7 @@ impl RunState {
             });
         self.hht64 = gram_rows(self.h.view());
         self.hht32 = self.hht64.mapv(|v| v as f32);
-        kl.ht.assign(&self.h.t());
-        for (sum, row) in kl.h_sum.iter_mut().zip(self.h.rows()) {
-            *sum = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
-        }
-        kl.data_term = 0.0;
+        kl.begin_pass(self.h.view());
         self.ws.reset_accumulators();
         self.cross = 0.0;
     }
@@ -1073,6 +1060,15 @@ struct KlState {
 }
 
 impl KlState {
+    /// Hᵀ and H's row sums for a pass with `h`, and the data term reset.
+    fn begin_pass(&mut self, h: ArrayView2<'_, f32>) {
+        self.ht.assign(&h.t());
+        for (sum, row) in self.h_sum.iter_mut().zip(h.rows()) {
+            *sum = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
+        }
+        self.data_term = 0.0;
+    }
+
     /// D(X_s ‖ WH) = Σ x_s ln(x_s / WH) − Σ x_s + colsum(W)·rowsum(H), and
     /// the relative error sqrt(2 D) / ‖X_s‖_F (scikit-learn's
     /// `reconstruction_err_` over ‖X_s‖_F).
@@ -1088,16 +1084,7 @@ impl KlState {
             .map(|(&w, &h)| w * f64::from(h))
             .sum();
         let divergence = self.data_term - shared.x_sum + wh_sum;
-        if !(divergence.is_finite() && wh_sum.is_finite()) {
-            return Err(FitError::NotFinite {
-                iteration,
-                what: NonFinite::Error,
-                cause: OVERFLOW_CAUSE,
-            });
-        }
-        if wh_sum <= 0.0 {
-            return Err(FitError::Vanished { iteration });
-        }
+        guard_error(&[divergence], wh_sum, iteration)?;
         Ok((2.0 * divergence.max(0.0) / shared.x_norm_sq).sqrt())
     }
 }
@@ -1126,11 +1113,7 @@ impl KlFirstPass<'_> {
         for state in states.iter_mut() {
             state.ws.reset_accumulators();
             if let Some(kl) = state.kl.as_mut() {
-                kl.ht.assign(&state.h.t());
-                for (sum, row) in kl.h_sum.iter_mut().zip(state.h.rows()) {
-                    *sum = row.iter().map(|&v| f64::from(v)).sum::<f64>() as f32;
-                }
-                kl.data_term = 0.0;
+                kl.begin_pass(state.h.view());
             }
         }
         begin_pass(source, self.blocks)?;
@@ -1289,6 +1272,23 @@ fn kl_accumulate(x: &RowBlock<'_>, w_b: ArrayView2<'_, f32>, ws: &mut Workspace)
         }
     }
     kernels::accumulate_wtw(w_b, ws.wtw.view_mut());
+}
+
+/// The guard of an iteration's error: every term and `model` (the size of
+/// W·H: ⟨WᵀW, HHᵀ⟩, or Σ WH) finite, and `model` positive (W·H has not
+/// vanished).
+fn guard_error(terms: &[f64], model: f64, iteration: usize) -> Result<(), FitError> {
+    if !(model.is_finite() && terms.iter().all(|t| t.is_finite())) {
+        return Err(FitError::NotFinite {
+            iteration,
+            what: NonFinite::Error,
+            cause: OVERFLOW_CAUSE,
+        });
+    }
+    if model <= 0.0 {
+        return Err(FitError::Vanished { iteration });
+    }
+    Ok(())
 }
 
 /// What the guard tells the user when a factor overflows.

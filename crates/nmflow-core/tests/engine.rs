@@ -7,7 +7,7 @@ use nmflow_core::{
     FitError, FitReport, InMemoryCsrSource, InMemorySource, Init, NmfParams, Normalize, RowSource,
     Scale, fit,
 };
-use nmflow_testkit::{SeedGenerator, reference_fit};
+use nmflow_testkit::{SeedGenerator, max_rel_diff, reference_fit};
 
 const SEED: u64 = 20_261_124;
 
@@ -66,14 +66,6 @@ fn params(k: usize, max_iter: usize, block_rows: Option<usize>) -> NmfParams {
         init: Init::Random,
         ..NmfParams::default()
     }
-}
-
-fn max_rel_diff(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter()
-        .zip(b.iter())
-        .map(|(&x, &y)| (f64::from(x) - y).abs() / scale)
-        .fold(0.0, f64::max)
 }
 
 #[test]

@@ -7,7 +7,7 @@ use nmflow_core::{
     FitError, FitReport, InMemoryCsrSource, InMemorySource, Inner, Loss, NmfParams, RowSource,
     Scale, Solver, fit,
 };
-use nmflow_testkit::{SeedGenerator, reference_kl};
+use nmflow_testkit::{SeedGenerator, assert_matches_reference, reference_kl};
 
 const SEED: u64 = 20_261_204;
 
@@ -55,14 +55,6 @@ fn run(x: &Array2<f32>, p: NmfParams, threads: usize, sparse: bool) -> FitReport
         .expect("fit")
 }
 
-fn max_rel_diff(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
-    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| (f64::from(x) - y).abs() / scale)
-        .fold(0.0, f64::max)
-}
-
 #[test]
 fn kl_matches_the_reference_for_every_block_size_thread_count_and_storage() {
     let x = counts(97, 23);
@@ -81,21 +73,7 @@ fn kl_matches_the_reference_for_every_block_size_thread_count_and_storage() {
             let label =
                 format!("{scale:?}, blocks of {block_rows}, {threads} threads, sparse {sparse}");
             let report = run(&x, params(k, n_iter, block_rows, scale), threads, sparse);
-            let dw = max_rel_diff(&report.w, &reference.w);
-            let dh = max_rel_diff(&report.h, &reference.h);
-            assert!(dw < 1e-3 && dh < 1e-3, "{label}: dW {dw:e}, dH {dh:e}");
-            for (it, (got, want)) in report
-                .rel_error
-                .iter()
-                .zip(&reference.rel_error)
-                .enumerate()
-            {
-                assert!(
-                    (got - want).abs() < 1e-4,
-                    "{label}, iteration {}: {got} vs {want}",
-                    it + 1
-                );
-            }
+            assert_matches_reference(&reference, &report.w, &report.h, &report.rel_error, &label);
         }
     }
 }

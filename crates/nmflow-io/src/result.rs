@@ -43,17 +43,11 @@ const READ_ROWS: usize = 1 << 16;
 /// Reads the result at `path`; `max_sample` bounds the rows drawn when the
 /// file stores no sample.
 pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError> {
-    if !path.exists() {
-        return Err(IoError::NotFound {
-            path: path.to_path_buf(),
-        });
-    }
     let h5 = |what: &str| {
         let what = what.to_owned();
         move |e| IoError::hdf5(path, what.clone(), e)
     };
-    let file = File::open(path).map_err(h5("opening the result"))?;
-    let is_h5ad = file.link_exists(names::OBSM_X_NMF);
+    let (file, is_h5ad) = open_result(path)?;
     if !is_h5ad && !file.link_exists(names::W) {
         return Err(IoError::Unsupported {
             path: path.to_path_buf(),
@@ -205,17 +199,11 @@ impl Components {
 /// Reads the components of the result at `path` (plain HDF5 or h5ad of
 /// `nmflow fit`), without W.
 pub fn read_components(path: &Path) -> Result<Components, IoError> {
-    if !path.exists() {
-        return Err(IoError::NotFound {
-            path: path.to_path_buf(),
-        });
-    }
     let h5 = |what: &str| {
         let what = what.to_owned();
         move |e| IoError::hdf5(path, what.clone(), e)
     };
-    let file = File::open(path).map_err(h5("opening the result"))?;
-    let is_h5ad = file.link_exists(names::OBSM_X_NMF);
+    let (file, is_h5ad) = open_result(path)?;
     if !is_h5ad && !file.link_exists(names::H) {
         return Err(IoError::Unsupported {
             path: path.to_path_buf(),
@@ -276,6 +264,18 @@ pub fn read_components(path: &Path) -> Result<Components, IoError> {
         col_names,
         params,
     })
+}
+
+/// Opens a result file; whether it is an h5ad one (with `obsm/X_nmf`).
+fn open_result(path: &Path) -> Result<(File, bool), IoError> {
+    if !path.exists() {
+        return Err(IoError::NotFound {
+            path: path.to_path_buf(),
+        });
+    }
+    let file = File::open(path).map_err(|e| IoError::hdf5(path, "opening the result", e))?;
+    let is_h5ad = file.link_exists(names::OBSM_X_NMF);
+    Ok((file, is_h5ad))
 }
 
 /// The column names a result stores (`var`'s index in h5ad, `/col_names`

@@ -9,7 +9,8 @@ pub mod seed;
 
 pub use extreme::{extreme_matrix, scaled_matrix};
 pub use reference::{
-    ReferenceFit, ReferenceRule, ReferenceSettings, reference_fit, reference_kl, reference_rules,
+    ReferenceFit, ReferenceRule, ReferenceSettings, assert_matches_reference, max_rel_diff,
+    reference_fit, reference_kl, reference_rules,
 };
 pub use sc::{Cell, ScGenerator};
 pub use seed::SeedGenerator;

@@ -252,3 +252,36 @@ pub fn reference_kl(
         x_scaled: xs,
     }
 }
+
+/// The largest difference between `a` and `b`, relative to the largest
+/// magnitude of `b`.
+pub fn max_rel_diff(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter()
+        .zip(b.iter())
+        .map(|(&x, &y)| (f64::from(x) - y).abs() / scale)
+        .fold(0.0, f64::max)
+}
+
+/// Asserts that a fit's W, H (within 1e-3 of their largest entries) and
+/// error trace (within 1e-4 at every iteration) are the reference's;
+/// `label` names the case in the message.
+pub fn assert_matches_reference(
+    reference: &ReferenceFit,
+    w: &Array2<f32>,
+    h: &Array2<f32>,
+    rel_error: &[f64],
+    label: &str,
+) {
+    let dw = max_rel_diff(w, &reference.w);
+    let dh = max_rel_diff(h, &reference.h);
+    assert!(dw < 1e-3 && dh < 1e-3, "{label}: dW {dw:e}, dH {dh:e}");
+    assert_eq!(rel_error.len(), reference.rel_error.len(), "{label}");
+    for (it, (got, want)) in rel_error.iter().zip(&reference.rel_error).enumerate() {
+        assert!(
+            (got - want).abs() < 1e-4,
+            "{label}, iteration {}: {got} vs {want}",
+            it + 1
+        );
+    }
+}
