@@ -29,8 +29,10 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum InitArg {
-    /// W and H uniform on [0, 1) from --seed.
+    /// W and H uniform on [0, 1) from --seed (the seed algorithm's start).
     Random,
+    /// scikit-learn's init="random": W and H half-normal from --seed, times sqrt(mean(X) / k).
+    RandomScaled,
     /// W from --w0 and H from --h0.
     Custom,
     /// Boutsidis & Gallopoulos's NNDSVD from a streamed randomized SVD; zeros stay.
@@ -48,7 +50,7 @@ impl InitArg {
             InitArg::Nndsvd => Some(nmflow_core::NndsvdFill::Zeros),
             InitArg::Nndsvda => Some(nmflow_core::NndsvdFill::Mean),
             InitArg::Nndsvdar => Some(nmflow_core::NndsvdFill::Random),
-            InitArg::Random | InitArg::Custom => None,
+            InitArg::Random | InitArg::RandomScaled | InitArg::Custom => None,
         }
     }
 
@@ -56,6 +58,7 @@ impl InitArg {
     pub fn as_str(self) -> &'static str {
         match self {
             InitArg::Random => "random",
+            InitArg::RandomScaled => "random-scaled",
             InitArg::Custom => "custom",
             InitArg::Nndsvd => "nndsvd",
             InitArg::Nndsvda => "nndsvda",

@@ -330,6 +330,13 @@ impl Start {
             });
         }
         match args.init {
+            InitArg::RandomScaled => Ok(Self {
+                init: Init::RandomScaled,
+                w0: None,
+                nndsvd: None,
+                nndsvd_w0: None,
+                seconds: 0.0,
+            }),
             InitArg::Random | InitArg::Nndsvd | InitArg::Nndsvda | InitArg::Nndsvdar => Ok(Self {
                 init: Init::Random,
                 w0: None,
@@ -365,12 +372,13 @@ impl Start {
         }
     }
 
-    /// The start of restart `restart` (later restarts start at random).
+    /// The start of restart `restart` (later restarts start at random,
+    /// drawn as the first one is when it is).
     fn init_of(&self, restart: usize) -> Init {
-        if restart == 0 {
-            self.init.clone()
-        } else {
-            Init::Random
+        match &self.init {
+            Init::RandomScaled => Init::RandomScaled,
+            _ if restart == 0 => self.init.clone(),
+            _ => Init::Random,
         }
     }
 }
@@ -386,7 +394,7 @@ fn held_beside(
         // H₀, and its copy in the run.
         (Init::Custom { h0 }, _) => 2 * 4 * h0.len() as u64,
         (Init::Random, Some(_)) => 2 * 4 * (args.k * input.n_cols()) as u64,
-        (Init::Random, None) => 0,
+        (Init::Random | Init::RandomScaled, _) => 0,
     };
     nmflow_core::plan::fit_held(
         (input.n_rows(), input.n_cols()),

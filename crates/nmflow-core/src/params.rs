@@ -30,6 +30,9 @@ impl Scale {
 pub enum Init {
     /// W and H uniform on [0, 1) from the seed (see [`crate::init`]).
     Random,
+    /// scikit-learn's `init="random"`: W and H half-normal from the seed,
+    /// times sqrt(mean(X_s) / k).
+    RandomScaled,
     /// Given factors. H₀ (`k × n_cols`) is held here; W₀ is what each
     /// run's W store holds when the fit starts: the caller writes it there
     /// block by block (it may be larger than memory), and the pre-pass
@@ -45,6 +48,7 @@ impl Init {
     pub fn as_str(&self) -> &'static str {
         match self {
             Init::Random => "random",
+            Init::RandomScaled => "random-scaled",
             Init::Custom { .. } => "custom",
         }
     }

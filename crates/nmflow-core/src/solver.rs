@@ -541,7 +541,29 @@ fn start(
         scale,
         on_event,
     )?;
+    for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
+        if matches!(run.params.params().init, Init::RandomScaled) {
+            scale_start(run, state, &shared, blocks);
+        }
+    }
     Ok((shared, 1, states))
+}
+
+/// Scales a half-normal start (W, H and the pre-pass's W₀ᵀX, W₀ᵀW₀) by
+/// sqrt(mean(X_s) / k), once the pre-pass knows the mean (scikit-learn's
+/// `init="random"`).
+fn scale_start(run: &mut Run<'_>, state: &mut RunState, shared: &Shared, blocks: &[Range<usize>]) {
+    let (k, n_cols) = state.h.dim();
+    let n_values = run.w.shape().0 as f64 * n_cols as f64;
+    let avg = (shared.x_sum / n_values / k as f64).sqrt();
+    let avg32 = avg as f32;
+    state.h.mapv_inplace(|v| v * avg32);
+    for rows in blocks {
+        run.w.rows_mut(rows.clone()).mapv_inplace(|v| v * avg32);
+        run.w.release(rows.clone());
+    }
+    state.ws.xtw.mapv_inplace(|v| v * avg);
+    state.ws.wtw.mapv_inplace(|v| v * avg * avg);
 }
 
 /// What each run hands back.
@@ -820,6 +842,7 @@ impl RunState {
         });
         let h = match &p.init {
             Init::Random => random_h(p.seed, k, n_cols),
+            Init::RandomScaled => crate::init::half_normal_h(p.seed, k, n_cols),
             Init::Custom { h0 } => h0.clone(),
         };
         Self {
@@ -830,7 +853,11 @@ impl RunState {
             wtx_scaled: Array2::zeros((k, n_cols)),
             hht64: Array2::zeros((k, k)),
             hht32: Array2::zeros((k, k)),
-            draw_w: matches!(p.init, Init::Random).then(|| RandomW::new(p.seed)),
+            draw_w: match p.init {
+                Init::Random => Some(RandomW::new(p.seed)),
+                Init::RandomScaled => Some(RandomW::half_normal(p.seed)),
+                Init::Custom { .. } => None,
+            },
             cross: 0.0,
             kl,
             init_rel_error: f64::NAN,

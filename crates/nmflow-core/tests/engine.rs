@@ -735,3 +735,30 @@ fn a_fit_resumed_from_any_checkpoint_ends_bit_identical_to_the_uninterrupted_one
         }
     }
 }
+
+#[test]
+fn random_scaled_starts_from_half_normal_draws_times_the_mean_scale() {
+    let (n_rows, n_cols, k, n_iter) = (120, 30, 3, 10);
+    let x = seed_matrix(n_rows, n_cols, 3);
+    let xs = nmflow_testkit::reference::column_divisors(&x.mapv(f64::from));
+    let mean = x
+        .indexed_iter()
+        .map(|((_, j), &v)| f64::from(v) / xs[j])
+        .sum::<f64>()
+        / (n_rows * n_cols) as f64;
+    let avg = (mean / k as f64).sqrt() as f32;
+    let w0 = nmflow_core::init::half_normal_w(SEED, n_rows, k).mapv(|v| v * avg);
+    let h0 = nmflow_core::init::half_normal_h(SEED, k, n_cols).mapv(|v| v * avg);
+    assert!(w0.iter().chain(h0.iter()).all(|&v| v >= 0.0));
+    let reference = reference_fit(&x, &w0, &h0, true, n_iter);
+    let p = NmfParams {
+        init: Init::RandomScaled,
+        ..params(k, n_iter, Some(17))
+    };
+    let report = run(&x, p, 2).expect("fit");
+    assert!(max_rel_diff(&report.w, &reference.w) < 1e-3);
+    assert!(max_rel_diff(&report.h, &reference.h) < 1e-3);
+    for (got, want) in report.rel_error.iter().zip(&reference.rel_error) {
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    }
+}
