@@ -432,3 +432,57 @@ fn every_output_takes_the_mode_the_umask_gives() {
         }
     }
 }
+
+#[test]
+fn a_sweep_takes_the_solver_loss_and_start_and_records_them() {
+    let dir = tempdir();
+    let data = join(&dir, "x.h5");
+    write_h5(&data, "X", &seed_matrix(300, 40, 3));
+    let sweep = |name: &str, extra: &[&str]| {
+        let out = join(&dir, name);
+        run_ok(
+            name,
+            &[
+                &[
+                    "sweep",
+                    path_str(&data),
+                    "-k",
+                    "2..3",
+                    "--restarts",
+                    "2",
+                    "--max-iter",
+                    "20",
+                    "-q",
+                    "-o",
+                    path_str(&out),
+                ],
+                extra,
+            ],
+        );
+        let json = std::fs::read_to_string(out.join("sweep.json")).expect("sweep.json");
+        serde_json::from_str::<serde_json::Value>(&json).expect("json")
+    };
+    let hals = sweep("hals", &["--solver", "hals", "--init", "random-scaled"]);
+    assert_eq!(
+        (
+            hals["solver"].as_str(),
+            hals["inner"].as_str(),
+            hals["init"].as_str()
+        ),
+        (Some("hals"), Some("auto"), Some("random-scaled"))
+    );
+    let again = sweep(
+        "hals-again",
+        &["--solver", "hals", "--init", "random-scaled"],
+    );
+    assert_eq!(hals["per_k"], again["per_k"], "sweeps are deterministic");
+    let kl = sweep("kl", &["--beta-loss", "kullback-leibler"]);
+    assert_eq!(kl["beta_loss"].as_str(), Some("kullback-leibler"));
+    let result = join(&dir, "kl").join("k3.h5");
+    let file = hdf5::File::open(&result).expect("k3.h5");
+    let loss: hdf5::types::VarLenUnicode = file
+        .attr("beta_loss")
+        .and_then(|a| a.read_scalar())
+        .expect("beta_loss");
+    assert_eq!(loss.as_str(), "kullback-leibler");
+}

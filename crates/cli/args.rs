@@ -68,6 +68,24 @@ impl InitArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepInit {
+    /// W and H uniform on [0, 1) from each restart's seed.
+    Random,
+    /// scikit-learn's init="random": half-normal draws times sqrt(mean(X) / k).
+    RandomScaled,
+}
+
+impl SweepInit {
+    /// The core's start.
+    pub fn core(self) -> nmflow_core::Init {
+        match self {
+            SweepInit::Random => nmflow_core::Init::Random,
+            SweepInit::RandomScaled => nmflow_core::Init::RandomScaled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SolverArg {
     /// Lee & Seung multiplicative updates (the seed's algorithm).
     Mu,
@@ -334,6 +352,11 @@ pub struct SweepArgs {
     /// Random starts per k (seeds --seed, --seed + 1, ...; the same seeds for every k).
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = crate::usage::positive)]
     pub restarts: usize,
+
+    /// How every restart starts: random (uniform, the seed's) or random-scaled (scikit-learn's
+    /// init="random"). Starts that do not depend on the seed make no sense for restarts.
+    #[arg(long, value_enum, default_value_t = SweepInit::Random)]
+    pub init: SweepInit,
 
     /// Output directory: sweep.tsv, sweep.json and the best factorization of each k (kK.h5).
     #[arg(short, long, value_name = "DIR")]

@@ -12,7 +12,7 @@ use ndarray::Array2;
 use nmflow_core::metrics::{adjusted_rand_index, normalized_mutual_info};
 use nmflow_core::plan::{consensus_bytes, names_bytes, spectra_bytes};
 use nmflow_core::stability::{Consensus, spectra_stability};
-use nmflow_core::{Held, Init, ValidParams};
+use nmflow_core::{Held, ValidParams};
 use nmflow_io::checkpoint::{CheckpointMeta, Fingerprint};
 use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
 use nmflow_io::{Labels, read_labels, read_result, write_result};
@@ -279,7 +279,7 @@ impl Pending {
         if run_args.resources.block_rows.is_none() {
             run_args.resources.block_rows = recorded_block_rows(found);
         }
-        session::prepare(input, &self.specs, &run_args, held, |_| Init::Random).map(Some)
+        session::prepare(input, &self.specs, &run_args, held, |_| args.init.core()).map(Some)
     }
 }
 
@@ -331,7 +331,7 @@ impl Tally {
     fn summary(self, args: &SweepArgs, input: &Input, labels: Option<&Labels>) -> SweepSummary {
         let run = &args.run;
         let runs: Vec<RunSummary> = self.runs.into_iter().flatten().collect();
-        let core = session::core_params(run, 1, run.seed, Init::Random);
+        let core = session::core_params(run, 1, run.seed, args.init.core());
         let mut states = self.states;
         states.sort_by_key(|s| s.k);
         let per_k: Vec<KSummary> = states
@@ -350,6 +350,7 @@ impl Tally {
             solver: core.solver.as_str().into(),
             inner: core.inner.to_string(),
             beta_loss: core.loss.as_str().into(),
+            init: core.init.as_str().into(),
             normalize: core.normalize.as_str().into(),
             scale: core.scale.as_str().into(),
             labels: labels.map(|l| l.source.clone()),
@@ -646,7 +647,7 @@ fn remove_records(dir: &Path) -> Result<()> {
 /// record's own).
 fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<CheckpointMeta> {
     let run = &args.run;
-    let core = session::core_params(run, 1, run.seed, Init::Random);
+    let core = session::core_params(run, 1, run.seed, args.init.core());
     let labels_file = args
         .labels
         .as_deref()
@@ -664,6 +665,7 @@ fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<Chec
             ("tol", run.tol.to_string()),
             ("normalize", core.normalize.as_str().to_owned()),
             ("scale", core.scale.as_str().to_owned()),
+            ("init", core.init.as_str().to_owned()),
             ("sample", run.sample.to_string()),
             ("labels", args.labels.clone().unwrap_or_default()),
             ("labels_file", labels_file),

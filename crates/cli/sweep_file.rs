@@ -62,6 +62,9 @@ pub struct SweepSummary {
     /// The loss (`frobenius` in files written before there was a choice).
     #[serde(default = "frobenius")]
     pub beta_loss: String,
+    /// How every restart started (`random` in files written before there was a choice).
+    #[serde(default = "random")]
+    pub init: String,
     pub normalize: String,
     pub scale: String,
     pub labels: Option<String>,
@@ -80,6 +83,10 @@ fn one() -> String {
 
 fn frobenius() -> String {
     "frobenius".into()
+}
+
+fn random() -> String {
+    "random".into()
 }
 
 /// JSON has no NaN: serde_json writes it as `null`, read back as NaN.
