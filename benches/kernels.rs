@@ -84,5 +84,63 @@ fn dense_kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, dense_kernels);
+/// The row kernels of HALS and of repeated multiplicative updates (one
+/// sweep and ten), and the Kullback–Leibler ratio at the stored entries of
+/// a sparse block.
+fn row_kernels(c: &mut Criterion) {
+    let x = SeedGenerator::new(1, 5, COLS).matrix(ROWS).0;
+    let k = 20;
+    let h = random_h(3, k, COLS);
+    let hst = h.t().to_owned();
+    let hht = h.dot(&h.t());
+    let xht = x.dot(&hst);
+    let w0 = random_w(2, ROWS, k);
+    let mut group = c.benchmark_group(format!("rows {ROWS} k={k}"));
+    for (update, name) in [
+        (kernels::RowUpdate::Hals, "hals"),
+        (kernels::RowUpdate::Mu, "mu"),
+    ] {
+        for sweeps in [1usize, 10] {
+            group.bench_function(format!("{name} x{sweeps}"), |b| {
+                let mut scratch = vec![0.0f32; k];
+                b.iter(|| {
+                    let mut w = w0.clone();
+                    kernels::update_rows(
+                        update,
+                        w.view_mut(),
+                        xht.view(),
+                        hht.view(),
+                        kernels::Penalty::default(),
+                        kernels::Sweeps::Fixed(sweeps),
+                        &mut scratch,
+                    );
+                    black_box(w[(0, 0)])
+                })
+            });
+        }
+    }
+    // A block of counts at about 6 % stored.
+    let counts = x.mapv(|v| if v > 2.2 { v.round() } else { 0.0 });
+    let mut source = nmflow_core::InMemoryCsrSource::from_dense(counts.view());
+    let block = nmflow_core::RowSource::block(&mut source, 0..ROWS).expect("block");
+    let nmflow_core::RowBlock::Csr(csr) = block else {
+        panic!("a CSR source gives CSR blocks")
+    };
+    let inv_scale = vec![1.0f32; COLS];
+    group.bench_function(format!("kl ratio csr ({} stored)", csr.nnz()), |b| {
+        let mut ratio = vec![0.0f32; csr.nnz()];
+        b.iter(|| {
+            black_box(kernels::kl_ratio_csr(
+                &csr,
+                w0.view(),
+                hst.view(),
+                &inv_scale,
+                &mut ratio,
+            ))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dense_kernels, row_kernels);
 criterion_main!(benches);

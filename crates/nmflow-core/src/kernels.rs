@@ -320,7 +320,7 @@ pub(crate) fn update_h_cols(
 /// How many sweeps a row (of W, or a column of H held as a row) gets from
 /// one formation of its products.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Sweeps {
+pub enum Sweeps {
     /// Exactly this many (at least 1).
     Fixed(usize),
     /// Gillis & Glineur's rule: stop after the sweep whose squared change
@@ -350,16 +350,16 @@ impl Sweeps {
 /// The penalty terms a row update adds (scikit-learn's scaled `l1_reg`
 /// and `l2_reg` of the factor being updated).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub(crate) struct Penalty {
+pub struct Penalty {
     /// Added to every gradient entry (L1).
-    pub(crate) l1: f32,
+    pub l1: f32,
     /// Added to the diagonal of the Gram matrix (L2).
-    pub(crate) l2: f32,
+    pub l2: f32,
 }
 
 /// How [`update_rows`] updates a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RowUpdate {
+pub enum RowUpdate {
     /// HALS (coordinate descent), component by component in order:
     /// `v_t ← max(0, v_t − g_t / (gram_tt + l2))` with the gradient
     /// `g = (gram + l2 I)·v − b + l1`, kept up to date after every change
@@ -386,7 +386,7 @@ pub(crate) enum RowUpdate {
 /// # Panics
 /// If the shapes or layouts do not agree.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn update_rows(
+pub fn update_rows(
     update: RowUpdate,
     mut rows: ArrayViewMut2<'_, f32>,
     num: ArrayView2<'_, f32>,
@@ -449,6 +449,14 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
         scratch: grad,
     } = args;
     let grad = &mut grad[..k];
+    // 1 / Hessian of every component, 0 where the Hessian is 0 (skipped):
+    // no division on the chain of dependent updates.
+    let inv_hess: Vec<f32> = (0..k)
+        .map(|t| {
+            let hess = gram[t * k + t] + penalty.l2;
+            if hess == 0.0 { 0.0 } else { 1.0 / hess }
+        })
+        .collect();
     for (v, b) in all_v.chunks_exact_mut(k).zip(all_b.chunks_exact(k)) {
         // g = (G + l2 I) v − b + l1.
         for ((g, &b), &v) in grad.iter_mut().zip(b).zip(v.iter()) {
@@ -464,11 +472,11 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
         loop {
             let mut change_sq = 0.0f32;
             for t in 0..k {
-                let hess = gram[t * k + t] + penalty.l2;
-                if hess == 0.0 {
+                let inv = inv_hess[t];
+                if inv == 0.0 {
                     continue;
                 }
-                let new = (v[t] - grad[t] / hess).max(0.0);
+                let new = (v[t] - grad[t] * inv).max(0.0);
                 let delta = new - v[t];
                 if delta != 0.0 {
                     v[t] = new;
@@ -561,7 +569,7 @@ pub(crate) fn w_rows_products(
 /// # Shapes
 /// `w` is `b × k` (the block's rows), `ht` is `n_cols × k` (Hᵀ),
 /// `inv_scale` has `n_cols` entries; `w` and `ht` in standard layout.
-pub(crate) fn kl_ratio_csr(
+pub fn kl_ratio_csr(
     x: &CsrBlock<'_>,
     w: ArrayView2<'_, f32>,
     ht: ArrayView2<'_, f32>,
