@@ -288,7 +288,13 @@ impl UpdateRule for RowRule {
         if self.plain() {
             return kernels::update_w_rows(w, xht, hht, wtw, den, gram);
         }
-        let mut row_scratch = vec![0.0; hht.nrows()];
+        // The first row of the `b × k` scratch serves the row kernel: no
+        // allocation per chunk.
+        let k = hht.nrows();
+        let row_scratch = den
+            .into_slice()
+            .map(|all| &mut all[..k])
+            .expect("the W update's scratch is in standard layout");
         kernels::update_rows(
             self.update,
             w.view_mut(),
@@ -296,7 +302,7 @@ impl UpdateRule for RowRule {
             hht,
             self.sides.w_penalty,
             self.sides.w_sweeps,
-            &mut row_scratch,
+            row_scratch,
         );
         kernels::w_rows_products(w.view(), xht, wtw, gram)
     }
