@@ -60,22 +60,13 @@ pub fn run(args: TransformArgs) -> Result<()> {
     }
     let names = destination.names(&input)?;
     let pool = session::thread_pool(args.resources.threads)?;
-    let projection = Projection {
-        h: matched.h.clone(),
-        absent: matched.absent.clone(),
-        col_scale: matched.col_scale.clone(),
-        normalize,
-        solver: args.solver.core(),
-        max_sweeps: args.max_iter,
-        tol: args.tol,
-        block_rows: plan.block_rows,
-    };
+    let (projection, genes) = matched.into_projection(normalize, &args, plan.block_rows);
     let (mut w, outcome) = pool.install(|| solve(&mut input, &projection, &plan, &args))?;
     let clusters = nmflow_core::factor::clusters(w.as_mut(), plan.block_rows);
     let mut attrs = attrs(
         &input,
         &projection,
-        &matched,
+        &genes,
         &args,
         pool.current_num_threads(),
     );
@@ -110,9 +101,9 @@ pub fn run(args: TransformArgs) -> Result<()> {
         k: projection.h.nrows(),
         solver: projection.solver.as_str().into(),
         normalize: normalize.as_str().into(),
-        matched_genes: matched.matched,
-        missing_genes: matched.missing,
-        ignored_genes: matched.ignored,
+        matched_genes: genes.matched,
+        missing_genes: genes.missing,
+        ignored_genes: genes.ignored,
         rel_error: outcome.rel_error,
         seconds: started.elapsed().as_secs_f64(),
         block_rows: plan.block_rows,
@@ -201,7 +192,7 @@ fn solve(
 fn attrs(
     input: &Input,
     projection: &Projection,
-    matched: &Matched,
+    genes: &GeneCounts,
     args: &TransformArgs,
     threads: usize,
 ) -> Vec<(String, AttrValue)> {
@@ -227,9 +218,9 @@ fn attrs(
             AttrValue::Str(projection.normalize.as_str().into()),
         ),
         ("scale", AttrValue::Str("the fit's".into())),
-        ("matched_genes", AttrValue::Int(matched.matched as i64)),
-        ("missing_genes", AttrValue::Int(matched.missing as i64)),
-        ("ignored_genes", AttrValue::Int(matched.ignored as i64)),
+        ("matched_genes", AttrValue::Int(genes.matched as i64)),
+        ("missing_genes", AttrValue::Int(genes.missing as i64)),
+        ("ignored_genes", AttrValue::Int(genes.ignored as i64)),
         ("block_rows", AttrValue::Int(projection.block_rows as i64)),
         ("threads", AttrValue::Int(threads as i64)),
     ];
@@ -271,21 +262,57 @@ struct Matched {
     /// The fit's divisor of each input column (∞, ignored, where it did not
     /// see it).
     col_scale: Vec<f32>,
+    genes: GeneCounts,
+}
+
+/// How the genes of the components met those of the input.
+struct GeneCounts {
+    /// Genes of the components found in the input.
     matched: usize,
+    /// Genes of the components absent from the input (zeros).
     missing: usize,
+    /// Genes of the input absent from the components (ignored).
     ignored: usize,
 }
 
+/// The first `n` of `names`, comma-separated.
+fn first<'a>(names: impl Iterator<Item = &'a str>, n: usize) -> String {
+    names.take(n).collect::<Vec<_>>().join(", ")
+}
+
 impl Matched {
+    /// The projection of the input onto these components, and the gene
+    /// counts.
+    fn into_projection(
+        self,
+        normalize: Normalize,
+        args: &TransformArgs,
+        block_rows: usize,
+    ) -> (Projection, GeneCounts) {
+        let projection = Projection {
+            h: self.h,
+            absent: self.absent,
+            col_scale: self.col_scale,
+            normalize,
+            solver: args.solver.core(),
+            max_sweeps: args.max_iter,
+            tol: args.tol,
+            block_rows,
+        };
+        (projection, self.genes)
+    }
+
     /// The components as they are: column j is gene j.
     fn by_position(components: &Components) -> Self {
         Self {
             h: components.h.clone(),
             absent: Array2::zeros((components.h.nrows(), 0)),
             col_scale: components.col_scale.clone(),
-            matched: components.h.ncols(),
-            missing: 0,
-            ignored: 0,
+            genes: GeneCounts {
+                matched: components.h.ncols(),
+                missing: 0,
+                ignored: 0,
+            },
         }
     }
 
@@ -335,18 +362,8 @@ impl Matched {
                 "no gene of {path} is among the {n_cols} genes of {} (first of the components: {}; \
                  of the input: {})",
                 input.name,
-                fit_names
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                input_names
-                    .iter()
-                    .take(3)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                first(fit_names.iter().map(String::as_str), 3),
+                first(input_names.iter().map(String::as_str), 3)
             );
         }
         if !missing.is_empty() && !args.allow_missing_genes {
@@ -355,21 +372,18 @@ impl Matched {
                  --allow-missing-genes counts them as zeros",
                 missing.len(),
                 input.name,
-                missing
-                    .iter()
-                    .take(5)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                first(missing.iter().copied(), 5)
             );
         }
         Ok(Self {
             h,
             absent: components.h.select(ndarray::Axis(1), &absent),
             col_scale,
-            matched,
-            missing: missing.len(),
-            ignored: n_cols - matched,
+            genes: GeneCounts {
+                matched,
+                missing: missing.len(),
+                ignored: n_cols - matched,
+            },
         })
     }
 }
