@@ -338,6 +338,78 @@ fn the_block_cache_and_a_memory_budget_keep_results_and_stay_within_it() {
 }
 
 #[test]
+fn a_normalised_block_cache_gives_the_results_of_normalising_every_pass() {
+    // Counts (whole numbers) and the same counts plus a half: the cache
+    // keeps the normalised values, so later passes skip the normalisation;
+    // W, H and what the summary says of the raw values must not change.
+    let dir = tempdir();
+    let counts = seed_matrix(400, 30, 3).mapv(|v| (v * 8.0).round());
+    for (name, x, whole) in [
+        ("counts", counts.clone(), true),
+        ("halves", counts.mapv(|v| v + 0.5), false),
+    ] {
+        let dense = join(&dir, &format!("{name}.h5"));
+        write_h5(&dense, "X", &x);
+        let sparse = join(&dir, &format!("{name}.h5ad"));
+        let (data, indices, indptr) = compressed(&x, false);
+        sparse_h5ad(
+            &sparse,
+            "X",
+            "csr_matrix",
+            Some(&[400, 30]),
+            &data,
+            &indices,
+            &indptr,
+        );
+        for (input, init) in [
+            (&dense, "random"),
+            (&sparse, "random"),
+            (&sparse, "nndsvda"),
+        ] {
+            let mut results = Vec::new();
+            for cache in [vec!["--cache", path_str(dir.path())], vec!["--no-cache"]] {
+                let out = join(&dir, "r.h5");
+                let run = run_ok(
+                    name,
+                    &[
+                        &[
+                            "fit",
+                            path_str(input),
+                            "-k",
+                            "3",
+                            "--max-iter",
+                            "5",
+                            "--tol",
+                            "0",
+                            "--block-rows",
+                            "128",
+                            "--normalize",
+                            "cp10k-log1p",
+                            "--solver",
+                            "hals",
+                            "--init",
+                            init,
+                            "--json",
+                            "--force",
+                            "-o",
+                            path_str(&out),
+                        ],
+                        &cache[..],
+                    ],
+                );
+                let summary: serde_json::Value = serde_json::from_str(&stdout(&run)).expect("json");
+                assert_eq!(summary["integer_valued"], whole, "{name} {init}: {summary}");
+                results.push((read2(&out, "W"), read2(&out, "H")));
+            }
+            assert_eq!(
+                results[0], results[1],
+                "{name} {init}: the cache changed the result"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_budget_below_the_fixed_part_is_refused_with_the_minimum() {
     let dir = tempdir();
     let data = join(&dir, "data.h5");

@@ -2,6 +2,7 @@
 
 use std::ops::Range;
 
+use crate::normalize::Normalize;
 use crate::source::{CsrShapeError, SourceError};
 
 /// A quantity of the fit found not finite by the per-iteration guard.
@@ -225,6 +226,18 @@ pub enum FitError {
         expected: (usize, usize),
         /// Shape returned.
         found: (usize, usize),
+    },
+    /// A source served blocks normalised otherwise than the run asks.
+    #[error(
+        "the source served blocks normalised with {}, but the run normalises with {}",
+        served.as_str(),
+        kind.as_str()
+    )]
+    ServedNormalization {
+        /// The source's normalisation.
+        served: Normalize,
+        /// The run's.
+        kind: Normalize,
     },
     /// The source returned a malformed CSR block.
     #[error("malformed sparse rows {}..{}: {error}", rows.start, rows.end)]

@@ -51,7 +51,7 @@ mod stats;
 pub use error::FitError;
 pub use factor::FactorStore;
 pub use nndsvd::{NndsvdFill, NndsvdRequest, NndsvdStart, OVERSAMPLING, POWER_ITERATIONS, nndsvd};
-pub use normalize::Normalize;
+pub use normalize::{Normalize, normalize_row};
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,
@@ -64,7 +64,8 @@ pub use solver::{
     SaveError, Shared, fit, fit_in, fit_many, fit_many_with, time_block,
 };
 pub use source::{
-    CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, RowBlock, RowSource, SourceError,
+    CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, NormalizedCopy, RowBlock,
+    RowSource, SourceError,
 };
 
 /// Added to a denominator of an update only where that denominator is exactly

@@ -191,7 +191,7 @@ struct Streamer<'a> {
 impl Streamer<'_> {
     fn begin(&mut self) -> Result<(), FitError> {
         self.passes += 1;
-        begin_pass(self.source, self.blocks)
+        begin_pass(self.source, &mut self.normalizer, self.blocks)
     }
 
     fn block_done(&mut self, rows: &Range<usize>) {

@@ -1,10 +1,10 @@
 //! Per-row normalisation of count data, applied to each block as it is
 //! read, before the column statistics and the updates.
 
-use ndarray::{Array2, Zip};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
 
 use crate::error::FitError;
-use crate::source::{CsrBlock, RowBlock};
+use crate::source::{CsrBlock, RowBlock, RowSource};
 
 /// How each row (cell) is transformed before factorizing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub(crate) struct Normalizer {
     dense: Array2<f32>,
     data: Vec<f32>,
     all_integer: bool,
+    /// The blocks of the current pass come normalised already (from a
+    /// source's normalised copy, [`RowSource::served_normalization`]).
+    pass_through: bool,
 }
 
 impl Normalizer {
@@ -57,7 +60,27 @@ impl Normalizer {
             dense: Array2::zeros((0, 0)),
             data: Vec::new(),
             all_integer: true,
+            pass_through: false,
         }
+    }
+
+    /// After `source` began a pass: whether its blocks still need
+    /// normalising (not when they come from a copy it keeps normalised).
+    pub(crate) fn follow(&mut self, source: &dyn RowSource) -> Result<(), FitError> {
+        self.pass_through = match source.served_normalized() {
+            None => false,
+            Some(copy) if copy.kind == self.kind => {
+                self.all_integer &= copy.raw_integer;
+                true
+            }
+            Some(copy) => {
+                return Err(FitError::ServedNormalization {
+                    served: copy.kind,
+                    kind: self.kind,
+                });
+            }
+        };
+        Ok(())
     }
 
     /// The normalisation applied.
@@ -78,7 +101,7 @@ impl Normalizer {
         first_row: usize,
     ) -> Result<RowBlock<'a>, FitError> {
         let kind = self.kind;
-        if kind == Normalize::None {
+        if kind == Normalize::None || self.pass_through {
             return Ok(block);
         }
         match block {
@@ -93,14 +116,7 @@ impl Normalizer {
                 if self.dense.dim() != x.dim() {
                     self.dense = Array2::zeros(x.dim());
                 }
-                Zip::from(self.dense.rows_mut())
-                    .and(x.rows())
-                    .par_for_each(|mut out, row| {
-                        let factor = row_factor(kind, row.iter().map(|&v| f64::from(v)).sum());
-                        Zip::from(&mut out)
-                            .and(&row)
-                            .for_each(|o, &v| *o = (v * factor).ln_1p());
-                    });
+                normalize_dense(kind, x, self.dense.view_mut());
                 Ok(RowBlock::Dense(self.dense.view()))
             }
             RowBlock::Csr(x) => {
@@ -116,24 +132,51 @@ impl Normalizer {
                 if self.all_integer {
                     self.all_integer = x.data.iter().all(|v| v.fract() == 0.0);
                 }
-                self.data.clear();
-                self.data.extend_from_slice(x.data);
-                for row in 0..x.n_rows() {
-                    let range = x.indptr[row]..x.indptr[row + 1];
-                    let factor = row_factor(
-                        kind,
-                        x.data[range.clone()].iter().map(|&v| f64::from(v)).sum(),
-                    );
-                    for v in &mut self.data[range] {
-                        *v = (*v * factor).ln_1p();
-                    }
-                }
+                normalize_csr(kind, &x, &mut self.data);
                 Ok(RowBlock::Csr(CsrBlock {
                     data: &self.data,
                     ..x
                 }))
             }
         }
+    }
+}
+
+/// One row's values normalised with `kind` into `out` (same length): a
+/// dense row, or the stored values of a sparse row (zeros change neither
+/// the row's sum nor themselves). The one normalisation routine: the
+/// engine's blocks and a cache's normalised copy are the same numbers.
+/// Values are not checked here.
+pub fn normalize_row(kind: Normalize, row: &[f32], out: &mut [f32]) {
+    let factor = row_factor(kind, row.iter().map(|&v| f64::from(v)).sum());
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = match kind {
+            Normalize::None => v,
+            Normalize::Cp10kLog1p | Normalize::Log1p => (v * factor).ln_1p(),
+        };
+    }
+}
+
+fn normalize_dense(kind: Normalize, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
+    Zip::from(out.rows_mut())
+        .and(x.rows())
+        .par_for_each(|mut out, row| {
+            let out = out
+                .as_slice_mut()
+                .expect("the normaliser's own buffer is row-major");
+            match row.as_slice() {
+                Some(row) => normalize_row(kind, row, out),
+                None => normalize_row(kind, &row.to_vec(), out),
+            }
+        });
+}
+
+fn normalize_csr(kind: Normalize, x: &CsrBlock<'_>, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(x.data.len(), 0.0);
+    for row in 0..x.n_rows() {
+        let range = x.indptr[row]..x.indptr[row + 1];
+        normalize_row(kind, &x.data[range.clone()], &mut out[range]);
     }
 }
 

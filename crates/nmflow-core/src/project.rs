@@ -95,7 +95,7 @@ pub fn project(
     let mut normalizer = Normalizer::new(projection.normalize);
     let mut stats = ColumnStats::new(n_cols);
     let mut totals = Totals::new(k);
-    begin_pass(source, &blocks)?;
+    begin_pass(source, &mut normalizer, &blocks)?;
     for rows in &blocks {
         let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
         match &x {

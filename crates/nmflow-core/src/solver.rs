@@ -659,7 +659,7 @@ impl Pass<'_> {
         on_event: &mut dyn FnMut(usize, Event),
     ) -> Result<(), FitError> {
         let n_rows = source.n_rows();
-        begin_pass(source, self.blocks)?;
+        begin_pass(source, normalizer, self.blocks)?;
         for rows in self.blocks {
             let x = read_block(source, normalizer, rows.clone(), self.n_cols)?;
             if let Some(sample) = sample.as_deref_mut() {
@@ -749,7 +749,7 @@ fn pre_pass(
     let started = Instant::now();
     let mut stats = ColumnStats::new(n_cols);
     let mut n_stored = 0u64;
-    begin_pass(source, blocks)?;
+    begin_pass(source, normalizer, blocks)?;
     for rows in blocks {
         let x = read_block(source, normalizer, rows.clone(), n_cols)?;
         match &x {
@@ -1143,7 +1143,7 @@ impl KlFirstPass<'_> {
                 kl.begin_pass(state.h.view());
             }
         }
-        begin_pass(source, self.blocks)?;
+        begin_pass(source, normalizer, self.blocks)?;
         for rows in self.blocks {
             let x = read_block(source, normalizer, rows.clone(), n_cols)?;
             for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
@@ -1373,17 +1373,22 @@ fn stored_entries(x: &RowBlock<'_>) -> u64 {
     }
 }
 
-/// Tells `source` the blocks of the pass that begins (the pass contract).
+/// Tells `source` the normalisation and the blocks of the pass that begins
+/// (the pass contract), and `normalizer` whether the blocks it will serve
+/// still need normalising.
 pub(crate) fn begin_pass(
     source: &mut dyn RowSource,
+    normalizer: &mut Normalizer,
     blocks: &[Range<usize>],
 ) -> Result<(), FitError> {
+    source.normalization(normalizer.kind());
     source
         .begin_pass(blocks)
         .map_err(|source| FitError::Source {
             rows: blocks.first().map_or(0, |b| b.start)..blocks.last().map_or(0, |b| b.end),
             source,
-        })
+        })?;
+    normalizer.follow(source)
 }
 
 /// Reads, checks and normalises the block of `rows`.

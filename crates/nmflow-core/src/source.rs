@@ -8,6 +8,8 @@ use std::ops::Range;
 
 use ndarray::{Array2, ArrayView2};
 
+use crate::normalize::Normalize;
+
 /// Error raised by a source; the engine wraps it with the rows it asked for.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -195,6 +197,33 @@ pub trait RowSource {
     /// begins another pass (a wrapper serves them from elsewhere): buffers
     /// may be freed.
     fn done_reading(&mut self) {}
+
+    /// The engine normalises every block with `kind` before using it; it
+    /// says so before each pass it begins. A source that keeps a copy of X
+    /// (a cache) may keep the copy normalised, with
+    /// [`normalize_row`](crate::normalize_row), and serve later passes
+    /// from it: the engine then skips the work (and the checks of raw
+    /// values, made when the copy was written).
+    fn normalization(&mut self, kind: Normalize) {
+        let _ = kind;
+    }
+
+    /// What the blocks of the pass just begun carry when they come from a
+    /// normalised copy; `None` for values as read.
+    fn served_normalized(&self) -> Option<NormalizedCopy> {
+        None
+    }
+}
+
+/// Blocks served from a copy of X that a source keeps normalised
+/// ([`RowSource::normalization`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormalizedCopy {
+    /// The normalisation applied.
+    pub kind: Normalize,
+    /// Whether every raw value copied was a whole number (the engine does
+    /// not see the raw values of such blocks).
+    pub raw_integer: bool,
 }
 
 /// A sparse matrix in CSR form held in memory, for tests and small inputs.

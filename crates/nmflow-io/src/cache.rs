@@ -3,8 +3,12 @@
 //!
 //! The first pass reads the input as usual and appends each block, as
 //! nmflow uses it (dense f32 rows, or CSR: u64 offsets, u32 column indices,
-//! f32 values), to an unlinked temporary file. Later passes hand out views
-//! of the mapped file: no decompression, no conversion, no copy. The pages of
+//! f32 values), to an unlinked temporary file. When the engine normalises
+//! rows ([`RowSource::normalization`], told before the first pass), the
+//! copy holds the normalised values (`normalize_row`, the engine's own
+//! routine) and the passes served from it say so
+//! ([`RowSource::served_normalized`]). Later passes hand out views of the
+//! mapped file: no decompression, no conversion, no normalisation, no copy. The pages of
 //! a block are released (`MADV_DONTNEED`) when the next block is asked for,
 //! and the kernel is asked to read the next block ahead (`MADV_WILLNEED`),
 //! so resident memory stays about one block while reading overlaps
@@ -22,7 +26,9 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, UncheckedAdvice};
 use ndarray::ArrayView2;
-use nmflow_core::{CsrBlock, RowBlock, RowSource, SourceError};
+use nmflow_core::{
+    CsrBlock, Normalize, NormalizedCopy, RowBlock, RowSource, SourceError, normalize_row,
+};
 
 use crate::error::IoError;
 
@@ -78,6 +84,14 @@ pub struct CachedSource {
     next_row: usize,
     released: Option<Range<usize>>,
     serving: Serving,
+    /// The normalisation the copy is written with (the engine's, as told
+    /// before the first pass).
+    normalize: Normalize,
+    /// One row's normalised values, while writing.
+    row_buf: Vec<f32>,
+    /// Whether every raw value written so far was a whole number (tracked
+    /// while writing a normalised copy).
+    raw_integer: bool,
 }
 
 impl std::fmt::Debug for CachedSource {
@@ -116,6 +130,9 @@ impl CachedSource {
             next_row: 0,
             released: None,
             serving: Serving::Nothing,
+            normalize: Normalize::None,
+            row_buf: Vec::new(),
+            raw_integer: true,
         })
     }
 
@@ -125,11 +142,14 @@ impl CachedSource {
         self.entries.last().map_or(0, |e| e.bytes.end)
     }
 
-    /// Appends `block` to the file.
+    /// Appends `block` to the file, its values normalised with `normalize`
+    /// row by row (through `row_buf`, one row long).
     fn append(
         writer: &mut BufWriter<File>,
         written: &mut usize,
         block: &RowBlock<'_>,
+        normalize: Normalize,
+        row_buf: &mut Vec<f32>,
     ) -> std::io::Result<Layout> {
         let pad = |w: &mut BufWriter<File>, written: &mut usize| -> std::io::Result<()> {
             let target = align8(*written);
@@ -142,12 +162,18 @@ impl CachedSource {
         match block {
             RowBlock::Dense(x) => {
                 for row in x.rows() {
-                    match row.as_slice() {
-                        Some(values) => writer.write_all(bytes_of(values))?,
-                        None => {
-                            for v in row {
-                                writer.write_all(&v.to_le_bytes())?;
-                            }
+                    match (row.as_slice(), normalize) {
+                        (Some(values), Normalize::None) => writer.write_all(bytes_of(values))?,
+                        (Some(values), _) => {
+                            row_buf.resize(values.len(), 0.0);
+                            normalize_row(normalize, values, row_buf);
+                            writer.write_all(bytes_of(row_buf))?;
+                        }
+                        (None, _) => {
+                            let values = row.to_vec();
+                            row_buf.resize(values.len(), 0.0);
+                            normalize_row(normalize, &values, row_buf);
+                            writer.write_all(bytes_of(row_buf))?;
                         }
                     }
                 }
@@ -161,7 +187,16 @@ impl CachedSource {
                 writer.write_all(bytes_of(x.indices))?;
                 *written += 4 * x.indices.len();
                 pad(writer, written)?;
-                writer.write_all(bytes_of(x.data))?;
+                if normalize == Normalize::None {
+                    writer.write_all(bytes_of(x.data))?;
+                } else {
+                    for row in 0..x.n_rows() {
+                        let values = &x.data[x.indptr[row]..x.indptr[row + 1]];
+                        row_buf.resize(values.len(), 0.0);
+                        normalize_row(normalize, values, row_buf);
+                        writer.write_all(bytes_of(row_buf))?;
+                    }
+                }
                 *written += 4 * x.data.len();
                 Ok(Layout::Csr {
                     offset,
@@ -313,8 +348,15 @@ impl RowSource for CachedSource {
                 };
                 let block = self.inner.block(rows.clone())?;
                 let start = *written;
+                if self.normalize != Normalize::None && self.raw_integer {
+                    self.raw_integer = match &block {
+                        RowBlock::Dense(x) => x.iter().all(|v| v.fract() == 0.0),
+                        RowBlock::Csr(x) => x.data.iter().all(|v| v.fract() == 0.0),
+                    };
+                }
                 let layout =
-                    Self::append(writer, written, &block).map_err(|e| IoError::os(&self.dir, e))?;
+                    Self::append(writer, written, &block, self.normalize, &mut self.row_buf)
+                        .map_err(|e| IoError::os(&self.dir, e))?;
                 self.entries.push(Entry {
                     rows: rows.clone(),
                     layout,
@@ -331,6 +373,23 @@ impl RowSource for CachedSource {
             }
             Serving::Nothing | Serving::Input => self.inner.block(rows),
         }
+    }
+
+    /// Kept for the copy if told before the first pass (later calls do not
+    /// change a copy being written or written).
+    fn normalization(&mut self, kind: Normalize) {
+        if self.serving == Serving::Nothing {
+            self.normalize = kind;
+        }
+    }
+
+    fn served_normalized(&self) -> Option<NormalizedCopy> {
+        (self.serving == Serving::Map && self.normalize != Normalize::None).then_some(
+            NormalizedCopy {
+                kind: self.normalize,
+                raw_integer: self.raw_integer,
+            },
+        )
     }
 }
 
@@ -432,5 +491,52 @@ mod tests {
             assert!(matches!(cached.state, State::Ready { .. }));
         }
         assert!(free_space(dir.path()).is_some_and(|b| b > 0));
+    }
+
+    #[test]
+    fn a_normalised_copy_serves_the_normalised_values_from_the_second_pass() {
+        let x = Array2::from_shape_fn((11, 4), |(i, j)| ((i + 2 * j) % 5) as f32);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kind = Normalize::Cp10kLog1p;
+        let mut want = x.clone();
+        for (mut out, row) in want.rows_mut().into_iter().zip(x.rows()) {
+            let row = row.to_vec();
+            normalize_row(kind, &row, out.as_slice_mut().expect("row-major"));
+        }
+        for sparse in [false, true] {
+            let (raw, normalised): (Box<dyn RowSource + Send>, Box<dyn RowSource + Send>) =
+                if sparse {
+                    (
+                        Box::new(InMemoryCsrSource::from_dense(x.view())),
+                        Box::new(InMemoryCsrSource::from_dense(want.view())),
+                    )
+                } else {
+                    (
+                        Box::new(InMemorySource::new(x.clone())),
+                        Box::new(InMemorySource::new(want.clone())),
+                    )
+                };
+            let mut cached = CachedSource::new(raw, dir.path()).expect("cache");
+            cached.normalization(kind);
+            let mut normalised = normalised;
+            let first = blocks(&mut cached, 11, 4);
+            assert_eq!(cached.served_normalized(), None, "the first pass is raw");
+            assert_ne!(first, blocks(normalised.as_mut(), 11, 4));
+            cached.normalization(Normalize::Log1p);
+            let second = blocks(&mut cached, 11, 4);
+            assert_eq!(
+                cached.served_normalized(),
+                Some(NormalizedCopy {
+                    kind,
+                    raw_integer: true
+                }),
+                "later calls do not change the copy"
+            );
+            assert_eq!(
+                second,
+                blocks(normalised.as_mut(), 11, 4),
+                "sparse {sparse}"
+            );
+        }
     }
 }
