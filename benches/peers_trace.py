@@ -8,7 +8,8 @@
         `NMF.fit` calls, timing only the initialisation and the updates.
         Stops after MAX_ITER iterations or SECONDS of timed work. Prints one
         JSON object: cumulative seconds and ‖X − WH‖_F / ‖X‖_F after every
-        iteration, peak RSS, BLAS.
+        iteration, the seconds that reading (and normalising) the matrix
+        took before them (`load_seconds`), peak RSS, BLAS.
     python benches/peers_trace.py export INPUT DIR [NORMALIZE]
         writes the matrix for R (Xᵀ, genes × cells): DIR/shape.txt and either
         DIR/dense.f64 (row-major X) or DIR/{indptr,indices}.i32 and
@@ -112,13 +113,16 @@ def main():
         export(x, Path(sys.argv[3]))
         return
     path, k, max_iter, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+    began = time.perf_counter()
     x = load(path, sys.argv[6] if len(sys.argv) > 6 else "none")
+    load_seconds = time.perf_counter() - began
     times, errors = trace(mode, x, k, max_iter, seconds)
     print(
         json.dumps(
             {
                 "solver": mode,
                 "seconds": times,
+                "load_seconds": load_seconds,
                 "rel_error": errors,
                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 "blas": [f"{i.get('internal_api')} threads={i.get('num_threads')}" for i in threadpool_info()],

@@ -28,8 +28,9 @@ fn fit_args<'a>(data: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> 
     args
 }
 
-/// W, H and the error trace of a result, as raw bits.
-type Bits = (Vec<u32>, Vec<u32>, Vec<u64>);
+/// W, H, the error trace and the row sample's components of a result, as
+/// raw bits.
+type Bits = (Vec<u32>, Vec<u32>, Vec<u64>, Vec<u32>);
 
 fn result_bits(path: &Path) -> Bits {
     let bits = |a: ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect();
@@ -40,6 +41,7 @@ fn result_bits(path: &Path) -> Bits {
             .iter()
             .map(|v| v.to_bits())
             .collect(),
+        bits(read2(path, "sample/pca")),
     )
 }
 

@@ -3,8 +3,9 @@
 //!
 //! The solver collects the sampled rows during the first iteration's pass
 //! (after the per-row normalisation), divides them by the column scale, so
-//! the sample holds rows of X_s, the matrix being factorized, computes
-//! their principal components and frees them. Figures and consensus
+//! the sample holds rows of X_s, the matrix being factorized, and, when
+//! they are first needed (the first checkpoint, or the end of the run),
+//! computes their principal components and frees them. Figures and consensus
 //! clustering use the sample instead of all rows.
 
 use std::ops::Range;
@@ -204,8 +205,9 @@ impl RowSample {
     }
 
     /// Computes the first two principal components, keeps them, and frees
-    /// the collected rows (the solver calls it after the first iteration's
-    /// pass, so the sample is held during that pass only).
+    /// the collected rows (the solver calls it once the components are
+    /// needed: before the first checkpoint, else after the last
+    /// iteration).
     pub fn finish(&mut self, seed: u64) {
         self.components = Some(pca(self, 2, seed));
         self.indptr = vec![0];

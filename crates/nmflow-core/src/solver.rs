@@ -343,7 +343,8 @@ pub struct Run<'a> {
 /// the block height. When `sample` is given, its rows of X (normalised and
 /// scaled as the runs see them) are collected during the first iteration's
 /// pass and their principal components computed ([`RowSample::finish`])
-/// after it.
+/// when first needed: before the first checkpoint, else after the last
+/// iteration.
 /// `on_event` receives the index of the run an [`Event::Iteration`] belongs
 /// to (0 for block events, which are shared).
 ///
@@ -370,7 +371,7 @@ pub fn fit_many(
 pub fn fit_many_with(
     source: &mut dyn RowSource,
     runs: &mut [Run<'_>],
-    mut sample: Option<&mut RowSample>,
+    sample: Option<&mut RowSample>,
     resume: Option<Resume>,
     mut checkpointing: Option<&mut Checkpointing<'_>>,
     on_event: &mut dyn FnMut(usize, Event),
@@ -417,7 +418,13 @@ pub fn fit_many_with(
         .map(|r| r.params.params().max_iter)
         .max()
         .unwrap_or(0);
+    // The sample is collected during the first iteration's pass; its
+    // principal components are computed when first needed (a checkpoint,
+    // or the end), not on the way to the first iterates. The plan holds the
+    // sample for the whole command.
+    let seed = first.params().seed;
     let mut sample_seconds = 0.0;
+    let mut collected = if first_iteration == 1 { sample } else { None };
     for iteration in first_iteration..=max_iter {
         let active: Vec<bool> = runs
             .iter()
@@ -445,7 +452,7 @@ pub fn fit_many_with(
 
         // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
         let collect = if iteration == 1 {
-            sample.as_deref_mut()
+            collected.as_deref_mut()
         } else {
             None
         };
@@ -467,17 +474,6 @@ pub fn fit_many_with(
 
         // 3. The error from accumulated products, and the stopping rule.
         let seconds = started.elapsed().as_secs_f64();
-        // The sample, collected during the first pass (whose memory is below
-        // the pre-pass's), gives its components and is freed (not counted
-        // in the iteration's time).
-        if iteration == 1 {
-            if let Some(sample) = sample.as_deref_mut() {
-                let started = Instant::now();
-                sample.scale_columns(&col_scale);
-                sample.finish(first.params().seed);
-                sample_seconds = started.elapsed().as_secs_f64();
-            }
-        }
         for (run_idx, ((run, state), _)) in runs
             .iter()
             .zip(&mut states)
@@ -496,12 +492,17 @@ pub fn fit_many_with(
                 },
             );
         }
-        // 4. A checkpoint, when one is due and some run goes on.
+        // 4. A checkpoint, when one is due and some run goes on (it holds
+        // the sample's components, computed first if need be).
         if let Some(checkpointing) = checkpointing.as_deref_mut() {
-            let sample = sample.as_deref();
-            save_if_due(checkpointing, iteration, &shared, sample, runs, &states)?;
+            if checkpoint_due(checkpointing, iteration, runs, &states) {
+                sample_seconds += finish_sample(collected.as_deref_mut(), &col_scale, seed);
+                let sample = collected.as_deref();
+                save_checkpoint(checkpointing, iteration, &shared, sample, runs, &states)?;
+            }
         }
     }
+    sample_seconds += finish_sample(collected, &col_scale, seed);
 
     Ok(outcomes(states, &shared, block_rows, sample_seconds))
 }
@@ -705,7 +706,36 @@ impl Pass<'_> {
 
 /// Hands a checkpoint after `iteration` to `checkpointing` when one is due
 /// and some run goes on.
-fn save_if_due(
+/// Whether a checkpoint is due after `iteration`: its period, and some run
+/// goes on.
+fn checkpoint_due(
+    checkpointing: &Checkpointing<'_>,
+    iteration: usize,
+    runs: &[Run<'_>],
+    states: &[RunState],
+) -> bool {
+    let goes_on = runs
+        .iter()
+        .zip(states)
+        .any(|(run, state)| !state.done && iteration < run.params.params().max_iter);
+    goes_on && iteration % checkpointing.every.max(1) == 0
+}
+
+/// Computes the principal components of a collected sample that has none
+/// yet, and frees its rows; the seconds it took.
+fn finish_sample(sample: Option<&mut RowSample>, col_scale: &[f32], seed: u64) -> f64 {
+    match sample {
+        Some(sample) if sample.components().is_none() => {
+            let started = Instant::now();
+            sample.scale_columns(col_scale);
+            sample.finish(seed);
+            started.elapsed().as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+fn save_checkpoint(
     checkpointing: &mut Checkpointing<'_>,
     iteration: usize,
     shared: &Shared,
@@ -713,13 +743,6 @@ fn save_if_due(
     runs: &mut [Run<'_>],
     states: &[RunState],
 ) -> Result<(), FitError> {
-    let goes_on = runs
-        .iter()
-        .zip(states)
-        .any(|(run, state)| !state.done && iteration < run.params.params().max_iter);
-    if !goes_on || iteration % checkpointing.every.max(1) != 0 {
-        return Ok(());
-    }
     let snapshots: Vec<RunSnapshot> = states.iter().map(RunState::snapshot).collect();
     let checkpoint = Checkpoint {
         iteration,
