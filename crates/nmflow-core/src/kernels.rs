@@ -432,11 +432,22 @@ struct RowKernelArgs<'a> {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn update_rows_avx2(update: RowUpdate, rows: RowKernelArgs<'_>, k: usize) {
     match update {
-        RowUpdate::Hals => by_k!(k, hals_rows_body, true, rows),
+        RowUpdate::Hals => by_k!(k, hals_rows_avx2, true, rows),
         RowUpdate::Mu => by_k!(k, mu_rows_body, true, rows),
     }
 }
 
+/// Rows a HALS row kernel updates side by side, one per SIMD lane.
+const HALS_LANES: usize = 8;
+
+/// HALS on groups of [`HALS_LANES`] rows at once, row `i` of a group in
+/// lane `i`: the update of a component is a chain of dependent steps, and
+/// running eight independent chains side by side hides their latency (no
+/// horizontal sums: the gradient of each row stays in its lane). Each lane
+/// does exactly the arithmetic of one row alone, in the same order, so a
+/// row's result depends neither on its group nor on the other rows; a lane
+/// whose row stopped (its own `sweeps` rule) or that holds no row (the
+/// last group's padding) changes nothing.
 #[inline(always)]
 fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
     let k = if K == 0 { k } else { K };
@@ -446,9 +457,11 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
         gram,
         penalty,
         sweeps,
-        scratch: grad,
+        scratch: _,
     } = args;
-    let grad = &mut grad[..k];
+    if k == 0 {
+        return;
+    }
     // 1 / Hessian of every component, 0 where the Hessian is 0 (skipped):
     // no division on the chain of dependent updates.
     let inv_hess: Vec<f32> = (0..k)
@@ -457,40 +470,212 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
             if hess == 0.0 { 0.0 } else { 1.0 / hess }
         })
         .collect();
-    for (v, b) in all_v.chunks_exact_mut(k).zip(all_b.chunks_exact(k)) {
-        // g = (G + l2 I) v − b + l1.
-        for ((g, &b), &v) in grad.iter_mut().zip(b).zip(v.iter()) {
-            *g = penalty.l1 - b + penalty.l2 * v;
-        }
-        for (r, &v_r) in v.iter().enumerate() {
-            if v_r != 0.0 {
-                axpy::<FMA>(grad, v_r, &gram[r * k..(r + 1) * k]);
+    let n_rows = all_v.len() / k;
+    // Component-major copies of a group: v_t[t][lane], g_t[t][lane].
+    let mut v_t = vec![[0.0f32; HALS_LANES]; k];
+    let mut g_t = vec![[0.0f32; HALS_LANES]; k];
+    for first in (0..n_rows).step_by(HALS_LANES) {
+        let n = HALS_LANES.min(n_rows - first);
+        let mut active = [false; HALS_LANES];
+        for (lane, on) in active.iter_mut().enumerate().take(n) {
+            *on = true;
+            let v = &all_v[(first + lane) * k..(first + lane + 1) * k];
+            let b = &all_b[(first + lane) * k..(first + lane + 1) * k];
+            for t in 0..k {
+                v_t[t][lane] = v[t];
+                // g = (G + l2 I) v − b + l1.
+                g_t[t][lane] = penalty.l1 - b[t] + penalty.l2 * v[t];
             }
         }
-        let mut first_sq = 0.0f32;
+        for lane in n..HALS_LANES {
+            for t in 0..k {
+                v_t[t][lane] = 0.0;
+                g_t[t][lane] = 0.0;
+            }
+        }
+        for r in 0..k {
+            let v_r = v_t[r];
+            let row = &gram[r * k..(r + 1) * k];
+            for (g, &s) in g_t.iter_mut().zip(row) {
+                for lane in 0..HALS_LANES {
+                    // A zero v_r adds an exact zero (the scalar form skips it).
+                    g[lane] = if FMA {
+                        v_r[lane].mul_add(s, g[lane])
+                    } else {
+                        g[lane] + v_r[lane] * s
+                    };
+                }
+            }
+        }
+        let mut first_sq = [0.0f32; HALS_LANES];
         let mut done = 0;
         loop {
-            let mut change_sq = 0.0f32;
+            let mut change_sq = [0.0f32; HALS_LANES];
             for t in 0..k {
                 let inv = inv_hess[t];
                 if inv == 0.0 {
                     continue;
                 }
-                let new = (v[t] - grad[t] * inv).max(0.0);
-                let delta = new - v[t];
-                if delta != 0.0 {
-                    v[t] = new;
-                    axpy::<FMA>(grad, delta, &gram[t * k..(t + 1) * k]);
-                    grad[t] += penalty.l2 * delta;
-                    change_sq += delta * delta;
+                let mut delta = [0.0f32; HALS_LANES];
+                for lane in 0..HALS_LANES {
+                    // Selects, not branches: the lanes stay one vector.
+                    let v = v_t[t][lane];
+                    let new = (v - g_t[t][lane] * inv).max(0.0);
+                    let on = active[lane];
+                    delta[lane] = if on { new - v } else { 0.0 };
+                    v_t[t][lane] = if on { new } else { v };
+                }
+                let row = &gram[t * k..(t + 1) * k];
+                for (g, &s) in g_t.iter_mut().zip(row) {
+                    for lane in 0..HALS_LANES {
+                        g[lane] = if FMA {
+                            delta[lane].mul_add(s, g[lane])
+                        } else {
+                            g[lane] + delta[lane] * s
+                        };
+                    }
+                }
+                for lane in 0..HALS_LANES {
+                    g_t[t][lane] += penalty.l2 * delta[lane];
+                    change_sq[lane] += delta[lane] * delta[lane];
                 }
             }
             done += 1;
             if done == 1 {
                 first_sq = change_sq;
             }
-            if !sweeps.again(done, change_sq, first_sq) {
+            for lane in 0..HALS_LANES {
+                active[lane] = active[lane] && sweeps.again(done, change_sq[lane], first_sq[lane]);
+            }
+            if !active.contains(&true) {
                 break;
+            }
+        }
+        for lane in 0..n {
+            let v = &mut all_v[(first + lane) * k..(first + lane + 1) * k];
+            for t in 0..k {
+                v[t] = v_t[t][lane];
+            }
+        }
+    }
+}
+
+/// [`hals_rows_body`] with its lanes written as AVX2 vectors: the same
+/// arithmetic per lane, in the same order (fused multiply–adds where the
+/// scalar copy compiled with FMA fuses), kept in registers instead of being
+/// left to the auto-vectoriser, which transposed the loops.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_and_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
+        _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_set1_epi32,
+        _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_sub_ps,
+    };
+    /// The lanes of a vector.
+    #[target_feature(enable = "avx2")]
+    fn lanes(v: __m256) -> [f32; HALS_LANES] {
+        let mut out = [0.0f32; HALS_LANES];
+        // SAFETY: `out` holds the vector's 8 f32 (unaligned store).
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+    /// A vector of 8 f32.
+    #[target_feature(enable = "avx2")]
+    fn vector(values: &[f32; HALS_LANES]) -> __m256 {
+        // SAFETY: `values` holds 8 f32 (unaligned load).
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(values.as_ptr()) }
+    }
+    debug_assert!(FMA, "the AVX2 copy fuses");
+    let k = if K == 0 { k } else { K };
+    let RowKernelArgs {
+        v: all_v,
+        b: all_b,
+        gram,
+        penalty,
+        sweeps,
+        scratch: _,
+    } = args;
+    if k == 0 {
+        return;
+    }
+    let inv_hess: Vec<f32> = (0..k)
+        .map(|t| {
+            let hess = gram[t * k + t] + penalty.l2;
+            if hess == 0.0 { 0.0 } else { 1.0 / hess }
+        })
+        .collect();
+    let n_rows = all_v.len() / k;
+    let zero = _mm256_setzero_ps();
+    let l1 = _mm256_set1_ps(penalty.l1);
+    let l2 = _mm256_set1_ps(penalty.l2);
+    let lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut v_t = vec![zero; k];
+    let mut g_t = vec![zero; k];
+    for first in (0..n_rows).step_by(HALS_LANES) {
+        let n = HALS_LANES.min(n_rows - first);
+        // All ones in the lanes that hold a row still being updated.
+        let mut active =
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_index));
+        for t in 0..k {
+            let (mut v, mut b) = ([0.0f32; HALS_LANES], [0.0f32; HALS_LANES]);
+            for lane in 0..n {
+                v[lane] = all_v[(first + lane) * k + t];
+                b[lane] = all_b[(first + lane) * k + t];
+            }
+            let v = vector(&v);
+            v_t[t] = v;
+            // g = (G + l2 I) v − b + l1.
+            g_t[t] = _mm256_add_ps(_mm256_sub_ps(l1, vector(&b)), _mm256_mul_ps(l2, v));
+        }
+        for r in 0..k {
+            let v_r = v_t[r];
+            for (g, &s) in g_t.iter_mut().zip(&gram[r * k..(r + 1) * k]) {
+                *g = _mm256_fmadd_ps(v_r, _mm256_set1_ps(s), *g);
+            }
+        }
+        let mut first_sq = zero;
+        let mut done = 0;
+        loop {
+            let mut change_sq = zero;
+            for t in 0..k {
+                let inv = inv_hess[t];
+                if inv == 0.0 {
+                    continue;
+                }
+                let v = v_t[t];
+                let new = _mm256_max_ps(
+                    _mm256_sub_ps(v, _mm256_mul_ps(g_t[t], _mm256_set1_ps(inv))),
+                    zero,
+                );
+                let delta = _mm256_and_ps(_mm256_sub_ps(new, v), active);
+                v_t[t] = _mm256_blendv_ps(v, new, active);
+                for (g, &s) in g_t.iter_mut().zip(&gram[t * k..(t + 1) * k]) {
+                    *g = _mm256_fmadd_ps(delta, _mm256_set1_ps(s), *g);
+                }
+                g_t[t] = _mm256_add_ps(g_t[t], _mm256_mul_ps(l2, delta));
+                change_sq = _mm256_add_ps(change_sq, _mm256_mul_ps(delta, delta));
+            }
+            done += 1;
+            if done == 1 {
+                first_sq = change_sq;
+            }
+            let (change, first_change, on) = (lanes(change_sq), lanes(first_sq), lanes(active));
+            let mut still = [0.0f32; HALS_LANES];
+            for lane in 0..HALS_LANES {
+                if on[lane].to_bits() != 0 && sweeps.again(done, change[lane], first_change[lane]) {
+                    still[lane] = f32::from_bits(u32::MAX);
+                }
+            }
+            if still.iter().all(|v| v.to_bits() == 0) {
+                break;
+            }
+            active = vector(&still);
+        }
+        for (t, v) in v_t.iter().enumerate() {
+            let v = lanes(*v);
+            for lane in 0..n {
+                all_v[(first + lane) * k + t] = v[lane];
             }
         }
     }

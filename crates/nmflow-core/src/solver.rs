@@ -718,7 +718,7 @@ fn checkpoint_due(
         .iter()
         .zip(states)
         .any(|(run, state)| !state.done && iteration < run.params.params().max_iter);
-    goes_on && iteration % checkpointing.every.max(1) == 0
+    goes_on && iteration.is_multiple_of(checkpointing.every.max(1))
 }
 
 /// Computes the principal components of a collected sample that has none
@@ -1037,7 +1037,7 @@ impl RunState {
         // scikit-learn's rule: every CHECK_EVERY iterations, stop when the
         // error fell by less than `tol` times the error of the start since
         // the last check.
-        if tol > 0.0 && iteration % CHECK_EVERY == 0 {
+        if tol > 0.0 && iteration.is_multiple_of(CHECK_EVERY) {
             if (self.checked_rel_error - rel) / self.init_rel_error < tol {
                 self.converged = true;
                 self.done = true;

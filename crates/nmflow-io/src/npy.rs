@@ -59,7 +59,7 @@ pub fn header_bytes(descr: &str, shape: &[usize]) -> Vec<u8> {
 /// newline to a 64-byte boundary.
 fn dict_bytes(dict: &str) -> Vec<u8> {
     let mut text = dict.to_owned();
-    while (MAGIC.len() + 4 + text.len() + 1) % 64 != 0 {
+    while !(MAGIC.len() + 4 + text.len() + 1).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');
