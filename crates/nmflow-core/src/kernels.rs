@@ -852,6 +852,112 @@ mod tests {
     use super::*;
     use ndarray::{Array2, array};
 
+    /// One row of HALS as written out plainly (no fused operations).
+    fn hals_row_reference(
+        v: &mut [f32],
+        b: &[f32],
+        gram: &Array2<f32>,
+        p: Penalty,
+        sweeps: Sweeps,
+    ) {
+        let k = v.len();
+        let mut g: Vec<f32> = (0..k)
+            .map(|t| p.l1 - b[t] + p.l2 * v[t] + (0..k).map(|r| v[r] * gram[(r, t)]).sum::<f32>())
+            .collect();
+        let (mut done, mut first_sq) = (0, 0.0f32);
+        loop {
+            let mut change_sq = 0.0f32;
+            for t in 0..k {
+                let hess = gram[(t, t)] + p.l2;
+                if hess == 0.0 {
+                    continue;
+                }
+                let new = (v[t] - g[t] / hess).max(0.0);
+                let delta = new - v[t];
+                v[t] = new;
+                for (l, g) in g.iter_mut().enumerate() {
+                    *g += delta * gram[(t, l)];
+                }
+                g[t] += p.l2 * delta;
+                change_sq += delta * delta;
+            }
+            done += 1;
+            if done == 1 {
+                first_sq = change_sq;
+            }
+            if !sweeps.again(done, change_sq, first_sq) {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn hals_rows_side_by_side_equal_each_row_alone_and_the_plain_update() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        // 19 rows: two groups of eight lanes and a tail of three.
+        for k in [7usize, 12] {
+            let a = Array2::from_shape_fn((k, k + 3), |_| rng.random::<f32>());
+            let mut gram = a.dot(&a.t());
+            gram[(k - 1, k - 1)] = 0.0; // a skipped component (zero Hessian)
+            for r in 0..k - 1 {
+                gram[(r, k - 1)] = 0.0;
+                gram[(k - 1, r)] = 0.0;
+            }
+            let num = Array2::from_shape_fn((19, k), |_| rng.random::<f32>() * 4.0 - 0.5);
+            let v0 = Array2::from_shape_fn((19, k), |_| rng.random::<f32>());
+            let untilsettled = Sweeps::UntilSettled {
+                cap: 9,
+                rel_change_sq: 0.01,
+            };
+            for (penalty, sweeps) in [
+                (Penalty::default(), Sweeps::Fixed(1)),
+                (Penalty::default(), untilsettled),
+                (Penalty { l1: 0.3, l2: 0.2 }, Sweeps::Fixed(4)),
+                (Penalty { l1: 0.1, l2: 0.0 }, untilsettled),
+            ] {
+                let mut scratch = vec![0.0f32; k];
+                let mut all = v0.clone();
+                update_rows(
+                    RowUpdate::Hals,
+                    all.view_mut(),
+                    num.view(),
+                    gram.view(),
+                    penalty,
+                    sweeps,
+                    &mut scratch,
+                );
+                for i in 0..19 {
+                    let mut one = v0.slice(ndarray::s![i..=i, ..]).to_owned();
+                    let b = num.slice(ndarray::s![i..=i, ..]);
+                    update_rows(
+                        RowUpdate::Hals,
+                        one.view_mut(),
+                        b,
+                        gram.view(),
+                        penalty,
+                        sweeps,
+                        &mut scratch,
+                    );
+                    assert_eq!(
+                        one.row(0),
+                        all.row(i),
+                        "k {k}, row {i}: alone and in a group"
+                    );
+                    let mut plain = v0.row(i).to_vec();
+                    hals_row_reference(&mut plain, &num.row(i).to_vec(), &gram, penalty, sweeps);
+                    for (t, (&got, &want)) in all.row(i).iter().zip(&plain).enumerate() {
+                        assert!(got >= 0.0);
+                        assert!(
+                            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                            "k {k}, row {i}, component {t}: {got} against {want} ({penalty:?}, {sweeps:?})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn update_w_rows_matches_formula() {
         let mut w = array![[1.0f32, 2.0], [0.5, 0.0]];
