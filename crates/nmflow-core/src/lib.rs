@@ -51,7 +51,7 @@ mod stats;
 pub use error::FitError;
 pub use factor::FactorStore;
 pub use nndsvd::{NndsvdFill, NndsvdRequest, NndsvdStart, OVERSAMPLING, POWER_ITERATIONS, nndsvd};
-pub use normalize::{Normalize, normalize_row};
+pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,

@@ -1,7 +1,10 @@
 //! Per-row normalisation of count data, applied to each block as it is
 //! read, before the column statistics and the updates.
 
+use std::ops::Range;
+
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, Zip};
+use rayon::prelude::*;
 
 use crate::error::FitError;
 use crate::source::{CsrBlock, RowBlock, RowSource};
@@ -49,8 +52,20 @@ pub(crate) struct Normalizer {
     data: Vec<f32>,
     all_integer: bool,
     /// The blocks of the current pass come normalised already (from a
-    /// source's normalised copy, [`RowSource::served_normalization`]).
+    /// source's normalised copy, [`RowSource::served_normalized`]).
     pass_through: bool,
+    /// The source wants the normalised values of this pass's blocks
+    /// ([`RowSource::wants_normalized`]).
+    source_wants: bool,
+    /// The block normalised last, whose values the source still wants.
+    unsent: Option<(Range<usize>, Storage)>,
+}
+
+/// Which buffer of a [`Normalizer`] holds a block's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    Dense,
+    Csr,
 }
 
 impl Normalizer {
@@ -61,12 +76,30 @@ impl Normalizer {
             data: Vec::new(),
             all_integer: true,
             pass_through: false,
+            source_wants: false,
+            unsent: None,
+        }
+    }
+
+    /// Hands the values of the block normalised last to `source`, if it
+    /// wants them and has not had them (before the engine asks it for the
+    /// next block or begins a pass).
+    pub(crate) fn hand_over(&mut self, source: &mut dyn RowSource) {
+        match self.unsent.take() {
+            Some((rows, Storage::Dense)) => {
+                if let Some(values) = self.dense.as_slice() {
+                    source.keep_normalized(rows, values);
+                }
+            }
+            Some((rows, Storage::Csr)) => source.keep_normalized(rows, &self.data),
+            None => {}
         }
     }
 
     /// After `source` began a pass: whether its blocks still need
     /// normalising (not when they come from a copy it keeps normalised).
     pub(crate) fn follow(&mut self, source: &dyn RowSource) -> Result<(), FitError> {
+        self.source_wants = self.kind != Normalize::None && source.wants_normalized();
         self.pass_through = match source.served_normalized() {
             None => false,
             Some(copy) if copy.kind == self.kind => {
@@ -117,6 +150,9 @@ impl Normalizer {
                     self.dense = Array2::zeros(x.dim());
                 }
                 normalize_dense(kind, x, self.dense.view_mut());
+                if self.source_wants {
+                    self.unsent = Some((first_row..first_row + x.nrows(), Storage::Dense));
+                }
                 Ok(RowBlock::Dense(self.dense.view()))
             }
             RowBlock::Csr(x) => {
@@ -133,6 +169,9 @@ impl Normalizer {
                     self.all_integer = x.data.iter().all(|v| v.fract() == 0.0);
                 }
                 normalize_csr(kind, &x, &mut self.data);
+                if self.source_wants {
+                    self.unsent = Some((first_row..first_row + x.n_rows(), Storage::Csr));
+                }
                 Ok(RowBlock::Csr(CsrBlock {
                     data: &self.data,
                     ..x
@@ -144,10 +183,8 @@ impl Normalizer {
 
 /// One row's values normalised with `kind` into `out` (same length): a
 /// dense row, or the stored values of a sparse row (zeros change neither
-/// the row's sum nor themselves). The one normalisation routine: the
-/// engine's blocks and a cache's normalised copy are the same numbers.
-/// Values are not checked here.
-pub fn normalize_row(kind: Normalize, row: &[f32], out: &mut [f32]) {
+/// the row's sum nor themselves). Values are not checked here.
+fn normalize_row(kind: Normalize, row: &[f32], out: &mut [f32]) {
     let factor = row_factor(kind, row.iter().map(|&v| f64::from(v)).sum());
     for (o, &v) in out.iter_mut().zip(row) {
         *o = match kind {
@@ -171,13 +208,34 @@ fn normalize_dense(kind: Normalize, x: ArrayView2<'_, f32>, mut out: ArrayViewMu
         });
 }
 
+/// Rows of a CSR block normalised by one task.
+const CSR_ROWS_PER_TASK: usize = 512;
+
 fn normalize_csr(kind: Normalize, x: &CsrBlock<'_>, out: &mut Vec<f32>) {
     out.clear();
     out.resize(x.data.len(), 0.0);
-    for row in 0..x.n_rows() {
-        let range = x.indptr[row]..x.indptr[row + 1];
-        normalize_row(kind, &x.data[range.clone()], &mut out[range]);
+    // Fixed row groups, each with its own slice of `out`, in parallel (a
+    // row's values do not depend on the grouping).
+    let mut tasks = Vec::with_capacity(x.n_rows().div_ceil(CSR_ROWS_PER_TASK));
+    let mut rest = out.as_mut_slice();
+    for first in (0..x.n_rows()).step_by(CSR_ROWS_PER_TASK) {
+        let rows = first..(first + CSR_ROWS_PER_TASK).min(x.n_rows());
+        let len = x.indptr[rows.end] - x.indptr[rows.start];
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = tail;
+        tasks.push((rows, head));
     }
+    tasks.into_par_iter().for_each(|(rows, out)| {
+        let base = x.indptr[rows.start];
+        for row in rows {
+            let range = x.indptr[row]..x.indptr[row + 1];
+            normalize_row(
+                kind,
+                &x.data[range.clone()],
+                &mut out[range.start - base..range.end - base],
+            );
+        }
+    });
 }
 
 fn row_factor(kind: Normalize, row_sum: f64) -> f32 {

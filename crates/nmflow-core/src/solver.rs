@@ -1404,6 +1404,7 @@ pub(crate) fn begin_pass(
     normalizer: &mut Normalizer,
     blocks: &[Range<usize>],
 ) -> Result<(), FitError> {
+    normalizer.hand_over(source);
     source.normalization(normalizer.kind());
     source
         .begin_pass(blocks)
@@ -1422,6 +1423,7 @@ pub(crate) fn read_block<'a>(
     n_cols: usize,
 ) -> Result<RowBlock<'a>, FitError> {
     let n_b = rows.len();
+    normalizer.hand_over(source);
     let block = source
         .block(rows.clone())
         .map_err(|source| FitError::Source {

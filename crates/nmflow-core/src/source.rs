@@ -200,12 +200,29 @@ pub trait RowSource {
 
     /// The engine normalises every block with `kind` before using it; it
     /// says so before each pass it begins. A source that keeps a copy of X
-    /// (a cache) may keep the copy normalised, with
-    /// [`normalize_row`](crate::normalize_row), and serve later passes
-    /// from it: the engine then skips the work (and the checks of raw
-    /// values, made when the copy was written).
+    /// (a cache) may keep the copy normalised and serve later passes from
+    /// it ([`RowSource::served_normalized`]): the engine then skips the
+    /// work (and the checks of raw values, made when the copy was
+    /// written). The normalised values come from the engine: see
+    /// [`RowSource::wants_normalized`].
     fn normalization(&mut self, kind: Normalize) {
         let _ = kind;
+    }
+
+    /// Whether the source wants the engine's normalised values of the
+    /// blocks of the pass just begun (it writes its normalised copy). The
+    /// engine then hands each block's values to
+    /// [`RowSource::keep_normalized`] before it asks for the next block or
+    /// begins the next pass.
+    fn wants_normalized(&self) -> bool {
+        false
+    }
+
+    /// The normalised values of the block of `rows` served last, in its
+    /// storage order (row-major for a dense block, `data`'s order for a
+    /// CSR block).
+    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32]) {
+        let _ = (rows, values);
     }
 
     /// What the blocks of the pass just begun carry when they come from a

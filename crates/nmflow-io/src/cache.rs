@@ -5,9 +5,10 @@
 //! nmflow uses it (dense f32 rows, or CSR: u64 offsets, u32 column indices,
 //! f32 values), to an unlinked temporary file. When the engine normalises
 //! rows ([`RowSource::normalization`], told before the first pass), the
-//! copy holds the normalised values (`normalize_row`, the engine's own
-//! routine) and the passes served from it say so
-//! ([`RowSource::served_normalized`]). Later passes hand out views of the
+//! copy holds the normalised values the engine hands over
+//! ([`RowSource::keep_normalized`]: a block's structure is written when it
+//! is served, its values when they arrive) and the passes served from it
+//! say so ([`RowSource::served_normalized`]). Later passes hand out views of the
 //! mapped file: no decompression, no conversion, no normalisation, no copy. The pages of
 //! a block are released (`MADV_DONTNEED`) when the next block is asked for,
 //! and the kernel is asked to read the next block ahead (`MADV_WILLNEED`),
@@ -26,9 +27,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, UncheckedAdvice};
 use ndarray::ArrayView2;
-use nmflow_core::{
-    CsrBlock, Normalize, NormalizedCopy, RowBlock, RowSource, SourceError, normalize_row,
-};
+use nmflow_core::{CsrBlock, Normalize, NormalizedCopy, RowBlock, RowSource, SourceError};
 
 use crate::error::IoError;
 
@@ -87,8 +86,9 @@ pub struct CachedSource {
     /// The normalisation the copy is written with (the engine's, as told
     /// before the first pass).
     normalize: Normalize,
-    /// One row's normalised values, while writing.
-    row_buf: Vec<f32>,
+    /// The block whose normalised values the engine is still to hand over
+    /// ([`RowSource::keep_normalized`]): its rows and number of values.
+    awaiting: Option<(Range<usize>, usize)>,
     /// Whether every raw value written so far was a whole number (tracked
     /// while writing a normalised copy).
     raw_integer: bool,
@@ -131,7 +131,7 @@ impl CachedSource {
             released: None,
             serving: Serving::Nothing,
             normalize: Normalize::None,
-            row_buf: Vec::new(),
+            awaiting: None,
             raw_integer: true,
         })
     }
@@ -142,42 +142,32 @@ impl CachedSource {
         self.entries.last().map_or(0, |e| e.bytes.end)
     }
 
-    /// Appends `block` to the file, its values normalised with `normalize`
-    /// row by row (through `row_buf`, one row long).
+    /// Appends `block` to the file: its values too when `with_values`,
+    /// else only its structure (a CSR block's offsets and indices), the
+    /// values to follow with [`CachedSource::append_values`].
     fn append(
         writer: &mut BufWriter<File>,
         written: &mut usize,
         block: &RowBlock<'_>,
-        normalize: Normalize,
-        row_buf: &mut Vec<f32>,
+        with_values: bool,
     ) -> std::io::Result<Layout> {
-        let pad = |w: &mut BufWriter<File>, written: &mut usize| -> std::io::Result<()> {
-            let target = align8(*written);
-            w.write_all(&[0u8; 8][..target - *written])?;
-            *written = target;
-            Ok(())
-        };
-        pad(writer, written)?;
+        Self::pad(writer, written)?;
         let offset = *written;
         match block {
             RowBlock::Dense(x) => {
-                for row in x.rows() {
-                    match (row.as_slice(), normalize) {
-                        (Some(values), Normalize::None) => writer.write_all(bytes_of(values))?,
-                        (Some(values), _) => {
-                            row_buf.resize(values.len(), 0.0);
-                            normalize_row(normalize, values, row_buf);
-                            writer.write_all(bytes_of(row_buf))?;
-                        }
-                        (None, _) => {
-                            let values = row.to_vec();
-                            row_buf.resize(values.len(), 0.0);
-                            normalize_row(normalize, &values, row_buf);
-                            writer.write_all(bytes_of(row_buf))?;
+                if with_values {
+                    for row in x.rows() {
+                        match row.as_slice() {
+                            Some(values) => writer.write_all(bytes_of(values))?,
+                            None => {
+                                for v in row {
+                                    writer.write_all(&v.to_le_bytes())?;
+                                }
+                            }
                         }
                     }
+                    *written += 4 * x.len();
                 }
-                *written += 4 * x.len();
                 Ok(Layout::Dense { offset })
             }
             RowBlock::Csr(x) => {
@@ -186,24 +176,35 @@ impl CachedSource {
                 *written += 8 * x.indptr.len();
                 writer.write_all(bytes_of(x.indices))?;
                 *written += 4 * x.indices.len();
-                pad(writer, written)?;
-                if normalize == Normalize::None {
-                    writer.write_all(bytes_of(x.data))?;
-                } else {
-                    for row in 0..x.n_rows() {
-                        let values = &x.data[x.indptr[row]..x.indptr[row + 1]];
-                        row_buf.resize(values.len(), 0.0);
-                        normalize_row(normalize, values, row_buf);
-                        writer.write_all(bytes_of(row_buf))?;
-                    }
+                Self::pad(writer, written)?;
+                if with_values {
+                    Self::append_values(writer, written, x.data)?;
                 }
-                *written += 4 * x.data.len();
                 Ok(Layout::Csr {
                     offset,
                     nnz: x.data.len(),
                 })
             }
         }
+    }
+
+    /// Appends a block's values (after its structure).
+    fn append_values(
+        writer: &mut BufWriter<File>,
+        written: &mut usize,
+        values: &[f32],
+    ) -> std::io::Result<()> {
+        writer.write_all(bytes_of(values))?;
+        *written += 4 * values.len();
+        Ok(())
+    }
+
+    /// Zero bytes up to the next multiple of 8.
+    fn pad(writer: &mut BufWriter<File>, written: &mut usize) -> std::io::Result<()> {
+        let target = align8(*written);
+        writer.write_all(&[0u8; 8][..target - *written])?;
+        *written = target;
+        Ok(())
     }
 
     fn finish(&mut self) -> std::io::Result<()> {
@@ -299,8 +300,9 @@ impl RowSource for CachedSource {
                 self.serving = Serving::Filling;
                 return self.inner.begin_pass(blocks);
             }
-            // The first pass is over: map it if it was read whole.
-            if self.next_row == n_rows {
+            // The first pass is over: map it if it was read whole (and
+            // every normalised block was handed over).
+            if self.next_row == n_rows && self.awaiting.is_none() {
                 self.finish().map_err(|e| IoError::os(&self.dir, e))?;
             } else {
                 self.state = State::Off;
@@ -346,17 +348,30 @@ impl RowSource for CachedSource {
                 let State::Filling { writer, written } = &mut self.state else {
                     return self.inner.block(rows);
                 };
+                if self.awaiting.is_some() {
+                    // The engine did not hand over the last block's values.
+                    self.state = State::Off;
+                    self.serving = Serving::Input;
+                    return self.inner.block(rows);
+                }
                 let block = self.inner.block(rows.clone())?;
                 let start = *written;
-                if self.normalize != Normalize::None && self.raw_integer {
+                let normalized = self.normalize != Normalize::None;
+                if normalized && self.raw_integer {
                     self.raw_integer = match &block {
                         RowBlock::Dense(x) => x.iter().all(|v| v.fract() == 0.0),
                         RowBlock::Csr(x) => x.data.iter().all(|v| v.fract() == 0.0),
                     };
                 }
-                let layout =
-                    Self::append(writer, written, &block, self.normalize, &mut self.row_buf)
-                        .map_err(|e| IoError::os(&self.dir, e))?;
+                let layout = Self::append(writer, written, &block, !normalized)
+                    .map_err(|e| IoError::os(&self.dir, e))?;
+                if normalized {
+                    let n_values = match &block {
+                        RowBlock::Dense(x) => x.len(),
+                        RowBlock::Csr(x) => x.data.len(),
+                    };
+                    self.awaiting = Some((rows.clone(), n_values));
+                }
                 self.entries.push(Entry {
                     rows: rows.clone(),
                     layout,
@@ -380,6 +395,31 @@ impl RowSource for CachedSource {
     fn normalization(&mut self, kind: Normalize) {
         if self.serving == Serving::Nothing {
             self.normalize = kind;
+        }
+    }
+
+    fn wants_normalized(&self) -> bool {
+        self.serving == Serving::Filling
+            && self.normalize != Normalize::None
+            && matches!(self.state, State::Filling { .. })
+    }
+
+    /// Writes the values of the block awaiting them; anything else (other
+    /// rows, another length) leaves the copy incomplete, and unused.
+    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32]) {
+        let Some((awaited, n_values)) = self.awaiting.take() else {
+            return;
+        };
+        let State::Filling { writer, written } = &mut self.state else {
+            return;
+        };
+        let fits = awaited == rows && n_values == values.len();
+        if fits && Self::append_values(writer, written, values).is_ok() {
+            if let Some(entry) = self.entries.last_mut() {
+                entry.bytes.end = *written;
+            }
+        } else {
+            self.state = State::Off;
         }
     }
 
@@ -494,49 +534,66 @@ mod tests {
     }
 
     #[test]
-    fn a_normalised_copy_serves_the_normalised_values_from_the_second_pass() {
+    fn a_normalised_copy_serves_the_values_handed_over_from_the_second_pass() {
         let x = Array2::from_shape_fn((11, 4), |(i, j)| ((i + 2 * j) % 5) as f32);
         let dir = tempfile::tempdir().expect("tempdir");
         let kind = Normalize::Cp10kLog1p;
-        let mut want = x.clone();
-        for (mut out, row) in want.rows_mut().into_iter().zip(x.rows()) {
-            let row = row.to_vec();
-            normalize_row(kind, &row, out.as_slice_mut().expect("row-major"));
-        }
+        let want = x.mapv(|v| (v * 3.0).ln_1p());
         for sparse in [false, true] {
-            let (raw, normalised): (Box<dyn RowSource + Send>, Box<dyn RowSource + Send>) =
+            let make = |m: &Array2<f32>| -> Box<dyn RowSource + Send> {
                 if sparse {
-                    (
-                        Box::new(InMemoryCsrSource::from_dense(x.view())),
-                        Box::new(InMemoryCsrSource::from_dense(want.view())),
-                    )
+                    Box::new(InMemoryCsrSource::from_dense(m.view()))
                 } else {
-                    (
-                        Box::new(InMemorySource::new(x.clone())),
-                        Box::new(InMemorySource::new(want.clone())),
-                    )
-                };
-            let mut cached = CachedSource::new(raw, dir.path()).expect("cache");
-            cached.normalization(kind);
-            let mut normalised = normalised;
-            let first = blocks(&mut cached, 11, 4);
-            assert_eq!(cached.served_normalized(), None, "the first pass is raw");
-            assert_ne!(first, blocks(normalised.as_mut(), 11, 4));
-            cached.normalization(Normalize::Log1p);
-            let second = blocks(&mut cached, 11, 4);
-            assert_eq!(
-                cached.served_normalized(),
-                Some(NormalizedCopy {
-                    kind,
-                    raw_integer: true
-                }),
-                "later calls do not change the copy"
-            );
-            assert_eq!(
-                second,
-                blocks(normalised.as_mut(), 11, 4),
-                "sparse {sparse}"
-            );
+                    Box::new(InMemorySource::new(m.clone()))
+                }
+            };
+            let mut normalised = make(&want);
+            // The values the engine hands over: those of `normalised`.
+            let mut values_of = |rows: Range<usize>| -> Vec<f32> {
+                match normalised.block(rows).expect("block") {
+                    RowBlock::Dense(v) => v.iter().copied().collect(),
+                    RowBlock::Csr(v) => v.data.to_vec(),
+                }
+            };
+            for handed_over in [true, false] {
+                let mut cached = CachedSource::new(make(&x), dir.path()).expect("cache");
+                cached.normalization(kind);
+                let pass = nmflow_core::solver::block_ranges(11, 4);
+                cached.begin_pass(&pass).expect("begin");
+                assert!(cached.wants_normalized());
+                for rows in pass {
+                    let raw = format!("{:?}", cached.block(rows.clone()).expect("block"));
+                    assert!(
+                        raw.contains("1.0") || raw.contains("2.0"),
+                        "raw values: {raw}"
+                    );
+                    if handed_over {
+                        cached.keep_normalized(rows.clone(), &values_of(rows));
+                    }
+                }
+                assert_eq!(cached.served_normalized(), None, "the first pass is raw");
+                cached.normalization(Normalize::Log1p);
+                let second = blocks(&mut cached, 11, 4);
+                if handed_over {
+                    assert_eq!(
+                        cached.served_normalized(),
+                        Some(NormalizedCopy {
+                            kind,
+                            raw_integer: true
+                        }),
+                        "later calls do not change the copy"
+                    );
+                    assert_eq!(
+                        second,
+                        blocks(make(&want).as_mut(), 11, 4),
+                        "sparse {sparse}"
+                    );
+                } else {
+                    // Values never handed over: no copy, the input again.
+                    assert_eq!(cached.served_normalized(), None);
+                    assert_eq!(second, blocks(make(&x).as_mut(), 11, 4), "sparse {sparse}");
+                }
+            }
         }
     }
 }
