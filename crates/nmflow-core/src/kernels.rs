@@ -462,14 +462,7 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
     if k == 0 {
         return;
     }
-    // 1 / Hessian of every component, 0 where the Hessian is 0 (skipped):
-    // no division on the chain of dependent updates.
-    let inv_hess: Vec<f32> = (0..k)
-        .map(|t| {
-            let hess = gram[t * k + t] + penalty.l2;
-            if hess == 0.0 { 0.0 } else { 1.0 / hess }
-        })
-        .collect();
+    let inv_hess = inverse_hessians(gram, k, penalty.l2);
     let n_rows = all_v.len() / k;
     // Component-major copies of a group: v_t[t][lane], g_t[t][lane].
     let mut v_t = vec![[0.0f32; HALS_LANES]; k];
@@ -477,20 +470,16 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
     for first in (0..n_rows).step_by(HALS_LANES) {
         let n = HALS_LANES.min(n_rows - first);
         let mut active = [false; HALS_LANES];
-        for (lane, on) in active.iter_mut().enumerate().take(n) {
-            *on = true;
-            let v = &all_v[(first + lane) * k..(first + lane + 1) * k];
-            let b = &all_b[(first + lane) * k..(first + lane + 1) * k];
-            for t in 0..k {
-                v_t[t][lane] = v[t];
+        active[..n].fill(true);
+        for t in 0..k {
+            let (v, b) = (
+                group_lanes(all_v, first, n, k, t),
+                group_lanes(all_b, first, n, k, t),
+            );
+            v_t[t] = v;
+            for lane in 0..HALS_LANES {
                 // g = (G + l2 I) v − b + l1.
-                g_t[t][lane] = penalty.l1 - b[t] + penalty.l2 * v[t];
-            }
-        }
-        for lane in n..HALS_LANES {
-            for t in 0..k {
-                v_t[t][lane] = 0.0;
-                g_t[t][lane] = 0.0;
+                g_t[t][lane] = penalty.l1 - b[lane] + penalty.l2 * v[lane];
             }
         }
         for r in 0..k {
@@ -551,12 +540,48 @@ fn hals_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
                 break;
             }
         }
-        for lane in 0..n {
-            let v = &mut all_v[(first + lane) * k..(first + lane + 1) * k];
-            for t in 0..k {
-                v[t] = v_t[t][lane];
-            }
+        for (t, v) in v_t.iter().enumerate() {
+            set_group_lanes(all_v, first, n, k, t, v);
         }
+    }
+}
+
+/// 1 / Hessian of every component (`gram_tt + l2`), 0 where the Hessian is
+/// 0 (the component is skipped): no division on the chain of dependent
+/// updates.
+fn inverse_hessians(gram: &[f32], k: usize, l2: f32) -> Vec<f32> {
+    (0..k)
+        .map(|t| {
+            let hess = gram[t * k + t] + l2;
+            if hess == 0.0 { 0.0 } else { 1.0 / hess }
+        })
+        .collect()
+}
+
+/// Component `t` of the rows `first..first + n` of a row-major `_ × k`
+/// slice, one row per lane, zeros in the lanes past `n`.
+#[inline(always)]
+fn group_lanes(all: &[f32], first: usize, n: usize, k: usize, t: usize) -> [f32; HALS_LANES] {
+    let mut out = [0.0f32; HALS_LANES];
+    for (lane, o) in out.iter_mut().enumerate().take(n) {
+        *o = all[(first + lane) * k + t];
+    }
+    out
+}
+
+/// Writes the first `n` lanes of `values` back as component `t` of the
+/// rows `first..first + n` ([`group_lanes`]'s inverse).
+#[inline(always)]
+fn set_group_lanes(
+    all: &mut [f32],
+    first: usize,
+    n: usize,
+    k: usize,
+    t: usize,
+    values: &[f32; HALS_LANES],
+) {
+    for (lane, &v) in values.iter().enumerate().take(n) {
+        all[(first + lane) * k + t] = v;
     }
 }
 
@@ -599,12 +624,7 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
     if k == 0 {
         return;
     }
-    let inv_hess: Vec<f32> = (0..k)
-        .map(|t| {
-            let hess = gram[t * k + t] + penalty.l2;
-            if hess == 0.0 { 0.0 } else { 1.0 / hess }
-        })
-        .collect();
+    let inv_hess = inverse_hessians(gram, k, penalty.l2);
     let n_rows = all_v.len() / k;
     let zero = _mm256_setzero_ps();
     let l1 = _mm256_set1_ps(penalty.l1);
@@ -618,12 +638,8 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
         let mut active =
             _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_index));
         for t in 0..k {
-            let (mut v, mut b) = ([0.0f32; HALS_LANES], [0.0f32; HALS_LANES]);
-            for lane in 0..n {
-                v[lane] = all_v[(first + lane) * k + t];
-                b[lane] = all_b[(first + lane) * k + t];
-            }
-            let v = vector(&v);
+            let v = vector(&group_lanes(all_v, first, n, k, t));
+            let b = group_lanes(all_b, first, n, k, t);
             v_t[t] = v;
             // g = (G + l2 I) v − b + l1.
             g_t[t] = _mm256_add_ps(_mm256_sub_ps(l1, vector(&b)), _mm256_mul_ps(l2, v));
@@ -673,10 +689,7 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
             active = vector(&still);
         }
         for (t, v) in v_t.iter().enumerate() {
-            let v = lanes(*v);
-            for lane in 0..n {
-                all_v[(first + lane) * k + t] = v[lane];
-            }
+            set_group_lanes(all_v, first, n, k, t, &lanes(*v));
         }
     }
 }
