@@ -433,7 +433,7 @@ struct RowKernelArgs<'a> {
 unsafe fn update_rows_avx2(update: RowUpdate, rows: RowKernelArgs<'_>, k: usize) {
     match update {
         RowUpdate::Hals => by_k!(k, hals_rows_avx2, true, rows),
-        RowUpdate::Mu => by_k!(k, mu_rows_body, true, rows),
+        RowUpdate::Mu => by_k!(k, mu_rows_avx2, true, rows),
     }
 }
 
@@ -694,6 +694,106 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
     }
 }
 
+/// [`mu_rows_body`] on groups of [`HALS_LANES`] rows, one per AVX2 lane:
+/// the same arithmetic per row, in the same order (the scalar copy compiled
+/// with FMA fuses the same steps), so a row's result depends neither on its
+/// group nor on the other rows. A lane whose row stopped, or that holds no
+/// row, keeps its values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn mu_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
+    use std::arch::x86_64::{
+        __m256, _CMP_EQ_OQ, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_cmp_ps,
+        _mm256_cmpgt_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_epi32,
+        _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_sub_ps,
+    };
+    #[target_feature(enable = "avx2")]
+    fn lanes(v: __m256) -> [f32; HALS_LANES] {
+        let mut out = [0.0f32; HALS_LANES];
+        // SAFETY: `out` holds the vector's 8 f32 (unaligned store).
+        unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+    #[target_feature(enable = "avx2")]
+    fn vector(values: &[f32; HALS_LANES]) -> __m256 {
+        // SAFETY: `values` holds 8 f32 (unaligned load).
+        unsafe { std::arch::x86_64::_mm256_loadu_ps(values.as_ptr()) }
+    }
+    debug_assert!(FMA, "the AVX2 copy fuses");
+    let k = if K == 0 { k } else { K };
+    let RowKernelArgs {
+        v: all_v,
+        b: all_b,
+        gram,
+        penalty,
+        sweeps,
+        scratch: _,
+    } = args;
+    if k == 0 {
+        return;
+    }
+    let n_rows = all_v.len() / k;
+    let zero = _mm256_setzero_ps();
+    let l1 = _mm256_set1_ps(penalty.l1);
+    let l2 = _mm256_set1_ps(penalty.l2);
+    let epsilon = _mm256_set1_ps(DENOMINATOR_EPSILON);
+    let lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut v_t = vec![zero; k];
+    let mut b_t = vec![zero; k];
+    let mut den = vec![zero; k];
+    for first in (0..n_rows).step_by(HALS_LANES) {
+        let n = HALS_LANES.min(n_rows - first);
+        let mut active =
+            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_index));
+        for t in 0..k {
+            v_t[t] = vector(&group_lanes(all_v, first, n, k, t));
+            b_t[t] = vector(&group_lanes(all_b, first, n, k, t));
+        }
+        let mut first_sq = zero;
+        let mut done = 0;
+        loop {
+            // den = l1 + l2 v + Gram·v.
+            for (d, &v) in den.iter_mut().zip(&v_t) {
+                *d = _mm256_add_ps(l1, _mm256_mul_ps(l2, v));
+            }
+            for r in 0..k {
+                let v_r = v_t[r];
+                for (d, &s) in den.iter_mut().zip(&gram[r * k..(r + 1) * k]) {
+                    *d = _mm256_fmadd_ps(v_r, _mm256_set1_ps(s), *d);
+                }
+            }
+            let mut change_sq = zero;
+            for t in 0..k {
+                let d = den[t];
+                let d = _mm256_blendv_ps(d, epsilon, _mm256_cmp_ps::<_CMP_EQ_OQ>(d, zero));
+                let v = v_t[t];
+                let new = _mm256_mul_ps(v, _mm256_div_ps(b_t[t], d));
+                let diff = _mm256_sub_ps(new, v);
+                change_sq = _mm256_add_ps(change_sq, _mm256_mul_ps(diff, diff));
+                v_t[t] = _mm256_blendv_ps(v, new, active);
+            }
+            done += 1;
+            if done == 1 {
+                first_sq = change_sq;
+            }
+            let (change, first_change, on) = (lanes(change_sq), lanes(first_sq), lanes(active));
+            let mut still = [0.0f32; HALS_LANES];
+            for lane in 0..HALS_LANES {
+                if on[lane].to_bits() != 0 && sweeps.again(done, change[lane], first_change[lane]) {
+                    still[lane] = f32::from_bits(u32::MAX);
+                }
+            }
+            if still.iter().all(|v| v.to_bits() == 0) {
+                break;
+            }
+            active = vector(&still);
+        }
+        for (t, v) in v_t.iter().enumerate() {
+            set_group_lanes(all_v, first, n, k, t, &lanes(*v));
+        }
+    }
+}
+
 #[inline(always)]
 fn mu_rows_body<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
     let k = if K == 0 { k } else { K };
@@ -904,35 +1004,82 @@ mod tests {
         }
     }
 
+    /// One row of the multiplicative update as written out plainly.
+    fn mu_row_reference(v: &mut [f32], b: &[f32], gram: &Array2<f32>, p: Penalty, sweeps: Sweeps) {
+        let k = v.len();
+        let (mut done, mut first_sq) = (0, 0.0f32);
+        loop {
+            let den: Vec<f32> = (0..k)
+                .map(|t| p.l1 + p.l2 * v[t] + (0..k).map(|r| v[r] * gram[(r, t)]).sum::<f32>())
+                .collect();
+            let mut change_sq = 0.0f32;
+            for t in 0..k {
+                let d = if den[t] == 0.0 {
+                    DENOMINATOR_EPSILON
+                } else {
+                    den[t]
+                };
+                let new = v[t] * (b[t] / d);
+                change_sq += (new - v[t]) * (new - v[t]);
+                v[t] = new;
+            }
+            done += 1;
+            if done == 1 {
+                first_sq = change_sq;
+            }
+            if !sweeps.again(done, change_sq, first_sq) {
+                return;
+            }
+        }
+    }
+
     #[test]
-    fn hals_rows_side_by_side_equal_each_row_alone_and_the_plain_update() {
+    fn row_updates_side_by_side_equal_each_row_alone_and_the_plain_update() {
         use rand::{RngExt, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         // 19 rows: two groups of eight lanes and a tail of three.
         for k in [7usize, 12] {
             let a = Array2::from_shape_fn((k, k + 3), |_| rng.random::<f32>());
-            let mut gram = a.dot(&a.t());
-            gram[(k - 1, k - 1)] = 0.0; // a skipped component (zero Hessian)
-            for r in 0..k - 1 {
-                gram[(r, k - 1)] = 0.0;
-                gram[(k - 1, r)] = 0.0;
+            let full_gram = a.dot(&a.t());
+            // For HALS, a skipped component too (zero Hessian).
+            let mut gram_skipping = full_gram.clone();
+            for r in 0..k {
+                gram_skipping[(r, k - 1)] = 0.0;
+                gram_skipping[(k - 1, r)] = 0.0;
             }
-            let num = Array2::from_shape_fn((19, k), |_| rng.random::<f32>() * 4.0 - 0.5);
+            let signed = Array2::from_shape_fn((19, k), |_| rng.random::<f32>() * 4.0 - 0.5);
             let v0 = Array2::from_shape_fn((19, k), |_| rng.random::<f32>());
             let untilsettled = Sweeps::UntilSettled {
                 cap: 9,
                 rel_change_sq: 0.01,
             };
-            for (penalty, sweeps) in [
-                (Penalty::default(), Sweeps::Fixed(1)),
-                (Penalty::default(), untilsettled),
-                (Penalty { l1: 0.3, l2: 0.2 }, Sweeps::Fixed(4)),
-                (Penalty { l1: 0.1, l2: 0.0 }, untilsettled),
+            for (update, penalty, sweeps) in [
+                (RowUpdate::Hals, Penalty::default(), Sweeps::Fixed(1)),
+                (RowUpdate::Hals, Penalty::default(), untilsettled),
+                (
+                    RowUpdate::Hals,
+                    Penalty { l1: 0.3, l2: 0.2 },
+                    Sweeps::Fixed(4),
+                ),
+                (RowUpdate::Hals, Penalty { l1: 0.1, l2: 0.0 }, untilsettled),
+                (RowUpdate::Mu, Penalty::default(), Sweeps::Fixed(1)),
+                (RowUpdate::Mu, Penalty::default(), untilsettled),
+                (
+                    RowUpdate::Mu,
+                    Penalty { l1: 0.3, l2: 0.2 },
+                    Sweeps::Fixed(4),
+                ),
             ] {
+                // MU's numerators are non-negative (products of X and a
+                // factor), and its denominators positive.
+                let (num, gram) = match update {
+                    RowUpdate::Hals => (signed.clone(), &gram_skipping),
+                    RowUpdate::Mu => (signed.mapv(f32::abs), &full_gram),
+                };
                 let mut scratch = vec![0.0f32; k];
                 let mut all = v0.clone();
                 update_rows(
-                    RowUpdate::Hals,
+                    update,
                     all.view_mut(),
                     num.view(),
                     gram.view(),
@@ -944,7 +1091,7 @@ mod tests {
                     let mut one = v0.slice(ndarray::s![i..=i, ..]).to_owned();
                     let b = num.slice(ndarray::s![i..=i, ..]);
                     update_rows(
-                        RowUpdate::Hals,
+                        update,
                         one.view_mut(),
                         b,
                         gram.view(),
@@ -958,12 +1105,16 @@ mod tests {
                         "k {k}, row {i}: alone and in a group"
                     );
                     let mut plain = v0.row(i).to_vec();
-                    hals_row_reference(&mut plain, &num.row(i).to_vec(), &gram, penalty, sweeps);
+                    let reference = match update {
+                        RowUpdate::Hals => hals_row_reference,
+                        RowUpdate::Mu => mu_row_reference,
+                    };
+                    reference(&mut plain, &num.row(i).to_vec(), gram, penalty, sweeps);
                     for (t, (&got, &want)) in all.row(i).iter().zip(&plain).enumerate() {
                         assert!(got >= 0.0);
                         assert!(
                             (got - want).abs() <= 1e-4 * want.abs().max(1.0),
-                            "k {k}, row {i}, component {t}: {got} against {want} ({penalty:?}, {sweeps:?})"
+                            "k {k}, row {i}, component {t}: {got} against {want} ({update:?}, {penalty:?}, {sweeps:?})"
                         );
                     }
                 }
