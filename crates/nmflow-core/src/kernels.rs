@@ -585,6 +585,59 @@ fn set_group_lanes(
     }
 }
 
+/// The lanes of an AVX2 vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes(v: std::arch::x86_64::__m256) -> [f32; HALS_LANES] {
+    let mut out = [0.0f32; HALS_LANES];
+    // SAFETY: `out` holds the vector's 8 f32 (unaligned store).
+    unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
+
+/// An AVX2 vector of 8 f32.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn vector(values: &[f32; HALS_LANES]) -> std::arch::x86_64::__m256 {
+    // SAFETY: `values` holds 8 f32 (unaligned load).
+    unsafe { std::arch::x86_64::_mm256_loadu_ps(values.as_ptr()) }
+}
+
+/// A lane mask: all ones in the first `n` lanes, zeros after.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn first_lanes(n: usize) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::{
+        _mm256_castsi256_ps, _mm256_cmpgt_epi32, _mm256_set1_epi32, _mm256_setr_epi32,
+    };
+    let index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), index))
+}
+
+/// After sweep `done` of a group: the lanes whose rows go on (`sweeps`'
+/// rule on each lane's own squared changes), or `None` when none does.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn still_active(
+    sweeps: Sweeps,
+    done: usize,
+    change_sq: std::arch::x86_64::__m256,
+    first_sq: std::arch::x86_64::__m256,
+    active: std::arch::x86_64::__m256,
+) -> Option<std::arch::x86_64::__m256> {
+    let (change, first_change, on) = (lanes(change_sq), lanes(first_sq), lanes(active));
+    let mut still = [0.0f32; HALS_LANES];
+    for lane in 0..HALS_LANES {
+        if on[lane].to_bits() != 0 && sweeps.again(done, change[lane], first_change[lane]) {
+            still[lane] = f32::from_bits(u32::MAX);
+        }
+    }
+    still
+        .iter()
+        .any(|v| v.to_bits() != 0)
+        .then(|| vector(&still))
+}
+
 /// [`hals_rows_body`] with its lanes written as AVX2 vectors: the same
 /// arithmetic per lane, in the same order (fused multiply–adds where the
 /// scalar copy compiled with FMA fuses), kept in registers instead of being
@@ -593,24 +646,9 @@ fn set_group_lanes(
 #[target_feature(enable = "avx2,fma")]
 fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_and_ps, _mm256_blendv_ps, _mm256_castsi256_ps,
-        _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_max_ps, _mm256_mul_ps, _mm256_set1_epi32,
-        _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_sub_ps,
+        _mm256_add_ps, _mm256_and_ps, _mm256_blendv_ps, _mm256_fmadd_ps, _mm256_max_ps,
+        _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_sub_ps,
     };
-    /// The lanes of a vector.
-    #[target_feature(enable = "avx2")]
-    fn lanes(v: __m256) -> [f32; HALS_LANES] {
-        let mut out = [0.0f32; HALS_LANES];
-        // SAFETY: `out` holds the vector's 8 f32 (unaligned store).
-        unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), v) };
-        out
-    }
-    /// A vector of 8 f32.
-    #[target_feature(enable = "avx2")]
-    fn vector(values: &[f32; HALS_LANES]) -> __m256 {
-        // SAFETY: `values` holds 8 f32 (unaligned load).
-        unsafe { std::arch::x86_64::_mm256_loadu_ps(values.as_ptr()) }
-    }
     debug_assert!(FMA, "the AVX2 copy fuses");
     let k = if K == 0 { k } else { K };
     let RowKernelArgs {
@@ -629,14 +667,12 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
     let zero = _mm256_setzero_ps();
     let l1 = _mm256_set1_ps(penalty.l1);
     let l2 = _mm256_set1_ps(penalty.l2);
-    let lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut v_t = vec![zero; k];
     let mut g_t = vec![zero; k];
     for first in (0..n_rows).step_by(HALS_LANES) {
         let n = HALS_LANES.min(n_rows - first);
         // All ones in the lanes that hold a row still being updated.
-        let mut active =
-            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_index));
+        let mut active = first_lanes(n);
         for t in 0..k {
             let v = vector(&group_lanes(all_v, first, n, k, t));
             let b = group_lanes(all_b, first, n, k, t);
@@ -676,17 +712,10 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
             if done == 1 {
                 first_sq = change_sq;
             }
-            let (change, first_change, on) = (lanes(change_sq), lanes(first_sq), lanes(active));
-            let mut still = [0.0f32; HALS_LANES];
-            for lane in 0..HALS_LANES {
-                if on[lane].to_bits() != 0 && sweeps.again(done, change[lane], first_change[lane]) {
-                    still[lane] = f32::from_bits(u32::MAX);
-                }
+            match still_active(sweeps, done, change_sq, first_sq, active) {
+                Some(still) => active = still,
+                None => break,
             }
-            if still.iter().all(|v| v.to_bits() == 0) {
-                break;
-            }
-            active = vector(&still);
         }
         for (t, v) in v_t.iter().enumerate() {
             set_group_lanes(all_v, first, n, k, t, &lanes(*v));
@@ -703,22 +732,9 @@ fn hals_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: u
 #[target_feature(enable = "avx2,fma")]
 fn mu_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usize) {
     use std::arch::x86_64::{
-        __m256, _CMP_EQ_OQ, _mm256_add_ps, _mm256_blendv_ps, _mm256_castsi256_ps, _mm256_cmp_ps,
-        _mm256_cmpgt_epi32, _mm256_div_ps, _mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_epi32,
-        _mm256_set1_ps, _mm256_setr_epi32, _mm256_setzero_ps, _mm256_sub_ps,
+        _CMP_EQ_OQ, _mm256_add_ps, _mm256_blendv_ps, _mm256_cmp_ps, _mm256_div_ps, _mm256_fmadd_ps,
+        _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_sub_ps,
     };
-    #[target_feature(enable = "avx2")]
-    fn lanes(v: __m256) -> [f32; HALS_LANES] {
-        let mut out = [0.0f32; HALS_LANES];
-        // SAFETY: `out` holds the vector's 8 f32 (unaligned store).
-        unsafe { std::arch::x86_64::_mm256_storeu_ps(out.as_mut_ptr(), v) };
-        out
-    }
-    #[target_feature(enable = "avx2")]
-    fn vector(values: &[f32; HALS_LANES]) -> __m256 {
-        // SAFETY: `values` holds 8 f32 (unaligned load).
-        unsafe { std::arch::x86_64::_mm256_loadu_ps(values.as_ptr()) }
-    }
     debug_assert!(FMA, "the AVX2 copy fuses");
     let k = if K == 0 { k } else { K };
     let RowKernelArgs {
@@ -737,14 +753,12 @@ fn mu_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usi
     let l1 = _mm256_set1_ps(penalty.l1);
     let l2 = _mm256_set1_ps(penalty.l2);
     let epsilon = _mm256_set1_ps(DENOMINATOR_EPSILON);
-    let lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let mut v_t = vec![zero; k];
     let mut b_t = vec![zero; k];
     let mut den = vec![zero; k];
     for first in (0..n_rows).step_by(HALS_LANES) {
         let n = HALS_LANES.min(n_rows - first);
-        let mut active =
-            _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), lane_index));
+        let mut active = first_lanes(n);
         for t in 0..k {
             v_t[t] = vector(&group_lanes(all_v, first, n, k, t));
             b_t[t] = vector(&group_lanes(all_b, first, n, k, t));
@@ -776,17 +790,10 @@ fn mu_rows_avx2<const FMA: bool, const K: usize>(args: RowKernelArgs<'_>, k: usi
             if done == 1 {
                 first_sq = change_sq;
             }
-            let (change, first_change, on) = (lanes(change_sq), lanes(first_sq), lanes(active));
-            let mut still = [0.0f32; HALS_LANES];
-            for lane in 0..HALS_LANES {
-                if on[lane].to_bits() != 0 && sweeps.again(done, change[lane], first_change[lane]) {
-                    still[lane] = f32::from_bits(u32::MAX);
-                }
+            match still_active(sweeps, done, change_sq, first_sq, active) {
+                Some(still) => active = still,
+                None => break,
             }
-            if still.iter().all(|v| v.to_bits() == 0) {
-                break;
-            }
-            active = vector(&still);
         }
         for (t, v) in v_t.iter().enumerate() {
             set_group_lanes(all_v, first, n, k, t, &lanes(*v));
