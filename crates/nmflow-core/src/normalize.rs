@@ -88,10 +88,12 @@ impl Normalizer {
         match self.unsent.take() {
             Some((rows, Storage::Dense)) => {
                 if let Some(values) = self.dense.as_slice() {
-                    source.keep_normalized(rows, values);
+                    source.keep_normalized(rows, values, self.all_integer);
                 }
             }
-            Some((rows, Storage::Csr)) => source.keep_normalized(rows, &self.data),
+            Some((rows, Storage::Csr)) => {
+                source.keep_normalized(rows, &self.data, self.all_integer);
+            }
             None => {}
         }
     }

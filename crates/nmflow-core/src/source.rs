@@ -220,9 +220,10 @@ pub trait RowSource {
 
     /// The normalised values of the block of `rows` served last, in its
     /// storage order (row-major for a dense block, `data`'s order for a
-    /// CSR block).
-    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32]) {
-        let _ = (rows, values);
+    /// CSR block), and whether every raw value the engine has seen so far
+    /// was a whole number.
+    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32], raw_integer: bool) {
+        let _ = (rows, values, raw_integer);
     }
 
     /// What the blocks of the pass just begun carry when they come from a

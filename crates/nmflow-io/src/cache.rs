@@ -89,8 +89,8 @@ pub struct CachedSource {
     /// The block whose normalised values the engine is still to hand over
     /// ([`RowSource::keep_normalized`]): its rows and number of values.
     awaiting: Option<(Range<usize>, usize)>,
-    /// Whether every raw value written so far was a whole number (tracked
-    /// while writing a normalised copy).
+    /// Whether every raw value of the copy was a whole number (as the
+    /// engine says when it hands over a block's normalised values).
     raw_integer: bool,
 }
 
@@ -357,12 +357,6 @@ impl RowSource for CachedSource {
                 let block = self.inner.block(rows.clone())?;
                 let start = *written;
                 let normalized = self.normalize != Normalize::None;
-                if normalized && self.raw_integer {
-                    self.raw_integer = match &block {
-                        RowBlock::Dense(x) => x.iter().all(|v| v.fract() == 0.0),
-                        RowBlock::Csr(x) => x.data.iter().all(|v| v.fract() == 0.0),
-                    };
-                }
                 let layout = Self::append(writer, written, &block, !normalized)
                     .map_err(|e| IoError::os(&self.dir, e))?;
                 if normalized {
@@ -406,7 +400,7 @@ impl RowSource for CachedSource {
 
     /// Writes the values of the block awaiting them; anything else (other
     /// rows, another length) leaves the copy incomplete, and unused.
-    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32]) {
+    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32], raw_integer: bool) {
         let Some((awaited, n_values)) = self.awaiting.take() else {
             return;
         };
@@ -415,6 +409,7 @@ impl RowSource for CachedSource {
         };
         let fits = awaited == rows && n_values == values.len();
         if fits && Self::append_values(writer, written, values).is_ok() {
+            self.raw_integer &= raw_integer;
             if let Some(entry) = self.entries.last_mut() {
                 entry.bytes.end = *written;
             }
@@ -568,7 +563,7 @@ mod tests {
                         "raw values: {raw}"
                     );
                     if handed_over {
-                        cached.keep_normalized(rows.clone(), &values_of(rows));
+                        cached.keep_normalized(rows.clone(), &values_of(rows), true);
                     }
                 }
                 assert_eq!(cached.served_normalized(), None, "the first pass is raw");
