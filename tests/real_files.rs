@@ -170,11 +170,11 @@ fn every_real_matrix_is_read_with_its_shape_entries_and_names() {
                 summary["integer_valued"], m["integer_valued"],
                 "{file} {matrix}"
             );
-            if let Some((_, cell, gene)) = NAMES.iter().find(|(f, _, _)| f == file) {
-                if matrix != "raw/X" {
-                    assert_eq!(first_string(&out, "obs/_index"), *cell, "{file} {matrix}");
-                    assert_eq!(first_string(&out, "var/_index"), *gene, "{file} {matrix}");
-                }
+            if let Some((_, cell, gene)) = NAMES.iter().find(|(f, _, _)| f == file)
+                && matrix != "raw/X"
+            {
+                assert_eq!(first_string(&out, "obs/_index"), *cell, "{file} {matrix}");
+                assert_eq!(first_string(&out, "var/_index"), *gene, "{file} {matrix}");
             }
             checked += 1;
         }

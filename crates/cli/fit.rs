@@ -144,13 +144,11 @@ pub fn run(mut args: FitArgs) -> Result<()> {
         &clusters,
     )?;
     // The result is in place: the checkpoint has served.
-    if let Some(path) = &args.checkpoint {
-        if let Err(e) = std::fs::remove_file(path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(e)
-                    .with_context(|| format!("{}: removing the checkpoint", path.display()));
-            }
-        }
+    if let Some(path) = &args.checkpoint
+        && let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(e).with_context(|| format!("{}: removing the checkpoint", path.display()));
     }
     let mut summary = Summary::new(
         &input,

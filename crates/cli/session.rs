@@ -83,13 +83,13 @@ impl Input {
             .clone()
             .or_else(|| self.opts.tmp_dir.clone())
             .unwrap_or_else(std::env::temp_dir);
-        if let Some(dir) = &run.cache {
-            if !dir.is_dir() {
-                bail!(
-                    "{}: --cache names no directory (it does not exist or is a file)",
-                    dir.display()
-                );
-            }
+        if let Some(dir) = &run.cache
+            && !dir.is_dir()
+        {
+            bail!(
+                "{}: --cache names no directory (it does not exist or is a file)",
+                dir.display()
+            );
         }
         Ok(if run.no_cache {
             if !mapped {

@@ -6,6 +6,8 @@
 //! accumulated across blocks are kept in f64.
 
 use ndarray::linalg::general_mat_mul;
+
+use crate::gemm::product;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::DENOMINATOR_EPSILON;
@@ -19,12 +21,8 @@ use crate::source::CsrBlock;
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub fn xht_dense(
-    x: ArrayView2<'_, f32>,
-    hst: ArrayView2<'_, f32>,
-    mut xht: ArrayViewMut2<'_, f32>,
-) {
-    general_mat_mul(1.0, &x, &hst, 0.0, &mut xht);
+pub fn xht_dense(x: ArrayView2<'_, f32>, hst: ArrayView2<'_, f32>, xht: ArrayViewMut2<'_, f32>) {
+    product(x, hst, xht);
 }
 
 /// Multiplicative update of the rows of W in a block:
@@ -47,7 +45,7 @@ pub fn update_w_rows(
     mut gram: ArrayViewMut2<'_, f32>,
 ) -> f64 {
     assert_eq!(w.dim(), xht.dim());
-    general_mat_mul(1.0, &w, &hht, 0.0, &mut den);
+    product(w.view(), hht, den.view_mut());
     let mut cross = 0.0f64;
     ndarray::Zip::from(&mut w)
         .and(&xht)
@@ -57,7 +55,7 @@ pub fn update_w_rows(
             *w *= num / d;
             cross += f64::from(*w) * f64::from(num);
         });
-    general_mat_mul(1.0, &w.t(), &w, 0.0, &mut gram);
+    product(w.t(), w.view(), gram.view_mut());
     wtw.zip_mut_with(&gram, |acc, &g| *acc += f64::from(g));
     cross
 }
@@ -91,7 +89,7 @@ pub fn accumulate_xtw_dense(
     mut scratch: ArrayViewMut2<'_, f32>,
     mut acc: ArrayViewMut2<'_, f64>,
 ) {
-    general_mat_mul(1.0, &x.t(), &w, 0.0, &mut scratch);
+    product(x.t(), w, scratch.view_mut());
     acc.zip_mut_with(&scratch, |a, &s| *a += f64::from(s));
 }
 
@@ -859,7 +857,7 @@ pub(crate) fn w_rows_products(
     ndarray::Zip::from(&w)
         .and(&xht)
         .for_each(|&w, &num| cross += f64::from(w) * f64::from(num));
-    general_mat_mul(1.0, &w.t(), &w, 0.0, &mut gram);
+    product(w.t(), w.view(), gram.view_mut());
     wtw.zip_mut_with(&gram, |acc, &g| *acc += f64::from(g));
     cross
 }

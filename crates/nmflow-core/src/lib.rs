@@ -33,6 +33,7 @@
 
 mod error;
 pub mod factor;
+mod gemm;
 pub mod init;
 pub mod kernels;
 pub mod metrics;

@@ -494,12 +494,12 @@ pub fn fit_many_with(
         }
         // 4. A checkpoint, when one is due and some run goes on (it holds
         // the sample's components, computed first if need be).
-        if let Some(checkpointing) = checkpointing.as_deref_mut() {
-            if checkpoint_due(checkpointing, iteration, runs, &states) {
-                sample_seconds += finish_sample(collected.as_deref_mut(), &col_scale, seed);
-                let sample = collected.as_deref();
-                save_checkpoint(checkpointing, iteration, &shared, sample, runs, &states)?;
-            }
+        if let Some(checkpointing) = checkpointing.as_deref_mut()
+            && checkpoint_due(checkpointing, iteration, runs, &states)
+        {
+            sample_seconds += finish_sample(collected.as_deref_mut(), &col_scale, seed);
+            let sample = collected.as_deref();
+            save_checkpoint(checkpointing, iteration, &shared, sample, runs, &states)?;
         }
     }
     sample_seconds += finish_sample(collected, &col_scale, seed);

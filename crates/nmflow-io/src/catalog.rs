@@ -110,10 +110,10 @@ fn probe_attrs(loc: &hdf5::Location, path: &Path) -> Result<(), IoError> {
         )
     })?;
     for name in names {
-        if let Ok(attr) = loc.attr(&name) {
-            if crate::strings::is_string(&attr) {
-                let _ = crate::strings::read_string_attr(&attr);
-            }
+        if let Ok(attr) = loc.attr(&name)
+            && crate::strings::is_string(&attr)
+        {
+            let _ = crate::strings::read_string_attr(&attr);
         }
     }
     Ok(())

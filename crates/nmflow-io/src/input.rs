@@ -25,13 +25,13 @@ impl InputSpec {
     /// Parses `FILE` or `FILE:/path/in/file`. A name that exists as a file
     /// is taken whole even if it contains `:/`.
     pub fn parse(text: &str) -> Self {
-        if !Path::new(text).exists() {
-            if let Some((file, dataset)) = text.split_once(":/") {
-                return Self {
-                    path: PathBuf::from(file),
-                    dataset: Some(format!("/{dataset}")),
-                };
-            }
+        if !Path::new(text).exists()
+            && let Some((file, dataset)) = text.split_once(":/")
+        {
+            return Self {
+                path: PathBuf::from(file),
+                dataset: Some(format!("/{dataset}")),
+            };
         }
         Self {
             path: PathBuf::from(text),

@@ -543,18 +543,18 @@ fn open_tenx(
         (ids, n_genes, "features"),
         ("barcodes", n_cells, "barcodes"),
     ] {
-        if let Ok(ds) = group.dataset(list) {
-            if ds.size() != n {
-                return Err(IoError::malformed(
-                    path,
-                    format!("{}/shape", group.name()),
-                    format!(
-                        "says {n} {axis}, but '{}/{list}' lists {}",
-                        group.name(),
-                        ds.size()
-                    ),
-                ));
-            }
+        if let Ok(ds) = group.dataset(list)
+            && ds.size() != n
+        {
+            return Err(IoError::malformed(
+                path,
+                format!("{}/shape", group.name()),
+                format!(
+                    "says {n} {axis}, but '{}/{list}' lists {}",
+                    group.name(),
+                    ds.size()
+                ),
+            ));
         }
     }
     let col_map = if opts.all_features {
@@ -734,22 +734,22 @@ pub fn read_names(
             };
             let mut var = strings(&format!("{group}/{name_ds}"))?;
             let mut ids = strings(&format!("{group}/{id_ds}"))?;
-            if !opts.all_features {
-                if let Some(types) = strings(&format!("{group}/features/feature_type"))? {
-                    let keep = |v: Vec<String>| -> Vec<String> {
-                        if types.iter().any(|t| t == "Gene Expression") {
-                            v.into_iter()
-                                .zip(&types)
-                                .filter(|(_, t)| *t == "Gene Expression")
-                                .map(|(n, _)| n)
-                                .collect()
-                        } else {
-                            v
-                        }
-                    };
-                    var = var.map(keep);
-                    ids = ids.map(keep);
-                }
+            if !opts.all_features
+                && let Some(types) = strings(&format!("{group}/features/feature_type"))?
+            {
+                let keep = |v: Vec<String>| -> Vec<String> {
+                    if types.iter().any(|t| t == "Gene Expression") {
+                        v.into_iter()
+                            .zip(&types)
+                            .filter(|(_, t)| *t == "Gene Expression")
+                            .map(|(n, _)| n)
+                            .collect()
+                    } else {
+                        v
+                    }
+                };
+                var = var.map(keep);
+                ids = ids.map(keep);
             }
             let ids_name = format!("{group}/{id_ds}");
             let var_ids = match ids {

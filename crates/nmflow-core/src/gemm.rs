@@ -1,0 +1,292 @@
+//! Products `C = A · B` of a block with a thin panel (`B` has at most
+//! [`MAX_PANEL`] columns: H, W or a `k × k` Gram matrix), computed without
+//! packing and rounded exactly as `ndarray`'s product (matrixmultiply's
+//! `sgemm`) rounds them.
+//!
+//! # The rounding rule, and why results stay bit-for-bit
+//! On a CPU with AVX2 and FMA, matrixmultiply computes every entry of
+//! `C = A · B` (β = 0, α = 1) the same way, whatever the shapes or strides:
+//! the reduction index runs in chunks of [`KC`] from 0; within a chunk the
+//! products are accumulated in order by fused multiply-adds starting from
+//! zero; the first chunk's sum is stored, each later chunk's sum is added to
+//! the stored value. Which lane or register holds an entry changes nothing.
+//! The kernels here follow that rule entry by entry, so the results every
+//! earlier release wrote (the seed algorithm's W and H) are reproduced bit
+//! for bit; `products_equal_ndarray_bit_for_bit` checks it on every shape
+//! class. What they drop is matrixmultiply's packing of A (a full copy of
+//! the block per product, a quarter of an iteration on dense data): A is
+//! read in place, and the panel row of B for one reduction index is loaded
+//! once for all rows of a tile.
+//!
+//! Other CPUs, other strides of B or C, and wider panels use
+//! `general_mat_mul` itself.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Reduction chunk of matrixmultiply's `sgemm` (its `S_KC`).
+pub(crate) const KC: usize = 256;
+
+/// Widest panel the kernels take (four vectors of 16 lanes).
+pub(crate) const MAX_PANEL: usize = 64;
+
+/// `c = a · b`, equal bit for bit to `general_mat_mul(1.0, a, b, 0.0, c)`.
+///
+/// # Shapes
+/// `a` is `m × p`, `b` is `p × k`, `c` is `m × k`.
+///
+/// # Panics
+/// If the shapes do not agree.
+pub(crate) fn product(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    let (m, p) = a.dim();
+    let k = b.ncols();
+    assert_eq!((b.nrows(), c.dim()), (p, (m, k)), "product shapes");
+    #[cfg(target_arch = "x86_64")]
+    if let Some(operands) = Operands::new(&a, &b, &mut c)
+        && fast_path_available()
+    {
+        // SAFETY: the CPU has AVX-512F (checked), and `Operands::new`
+        // checked that every offset the kernel forms stays inside the
+        // three arrays.
+        unsafe { product_avx512(operands) };
+        return;
+    }
+    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+}
+
+/// Whether this CPU runs the packed-free kernels: AVX-512F for the code,
+/// and AVX2 with FMA, so that matrixmultiply (whose rounding they follow)
+/// runs its FMA kernel too.
+#[cfg(target_arch = "x86_64")]
+fn fast_path_available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+}
+
+/// Raw pointers and strides of a product whose extents were checked.
+#[cfg(target_arch = "x86_64")]
+struct Operands {
+    m: usize,
+    p: usize,
+    k: usize,
+    a: *const f32,
+    rsa: isize,
+    csa: isize,
+    b: *const f32,
+    rsb: isize,
+    c: *mut f32,
+    rsc: isize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Operands {
+    /// The operands, when the kernels can take them: non-empty, a panel of
+    /// at most [`MAX_PANEL`] columns, B and C with unit column stride and
+    /// non-negative strides throughout (views of blocks and their
+    /// transposes always are).
+    fn new(
+        a: &ArrayView2<'_, f32>,
+        b: &ArrayView2<'_, f32>,
+        c: &mut ArrayViewMut2<'_, f32>,
+    ) -> Option<Self> {
+        let (m, p) = a.dim();
+        let k = b.ncols();
+        let unit_cols = k == 1 || (b.strides()[1] == 1 && c.strides()[1] == 1);
+        let strides = [a.strides(), b.strides(), c.strides()];
+        let non_negative = strides.iter().all(|s| s.iter().all(|&s| s >= 0));
+        if m == 0 || p == 0 || k == 0 || k > MAX_PANEL || !unit_cols || !non_negative {
+            return None;
+        }
+        Some(Self {
+            m,
+            p,
+            k,
+            a: a.as_ptr(),
+            rsa: a.strides()[0],
+            csa: a.strides()[1],
+            b: b.as_ptr(),
+            rsb: b.strides()[0],
+            c: c.as_mut_ptr(),
+            rsc: c.strides()[0],
+        })
+    }
+}
+
+/// Lanes of one AVX-512 vector.
+#[cfg(target_arch = "x86_64")]
+const LANES: usize = 16;
+
+/// # Safety
+/// The CPU has AVX-512F; the operands' offsets stay inside their arrays.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn product_avx512(o: Operands) {
+    // Rows per tile: the tile's accumulators (rows × vectors) plus the
+    // panel row stay within the 32 vector registers.
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match o.k.div_ceil(LANES) {
+            1 => tiles::<8, 1>(&o),
+            2 => tiles::<8, 2>(&o),
+            3 => tiles::<8, 3>(&o),
+            _ => tiles::<4, 4>(&o),
+        }
+    }
+}
+
+/// All rows of C, in tiles of `R` rows (the last rows one at a time), one
+/// reduction chunk after the other, so that a chunk of A is reused from
+/// cache by every tile.
+///
+/// # Safety
+/// As [`product_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tiles<const R: usize, const NV: usize>(o: &Operands) {
+    let tail_lanes = o.k - (NV - 1) * LANES;
+    let tail: u16 = if tail_lanes == LANES {
+        u16::MAX
+    } else {
+        (1u16 << tail_lanes) - 1
+    };
+    for chunk_start in (0..o.p).step_by(KC) {
+        let chunk = chunk_start..(chunk_start + KC).min(o.p);
+        let first = chunk_start == 0;
+        let mut row = 0;
+        while row + R <= o.m {
+            // SAFETY: rows `row..row + R` and the chunk are inside A and C.
+            unsafe { tile::<R, NV>(o, row, chunk.clone(), first, tail) };
+            row += R;
+        }
+        while row < o.m {
+            // SAFETY: as above, one row.
+            unsafe { tile::<1, NV>(o, row, chunk.clone(), first, tail) };
+            row += 1;
+        }
+    }
+}
+
+/// Rows `row..row + R` of C over one reduction chunk: the chunk's sums
+/// start from zero and accumulate in order by FMA; the first chunk stores
+/// them, a later chunk adds them to C.
+///
+/// # Safety
+/// As [`product_avx512`], with `row + R <= m` and `chunk` inside `0..p`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile<const R: usize, const NV: usize>(
+    o: &Operands,
+    row: usize,
+    chunk: std::ops::Range<usize>,
+    first: bool,
+    tail: u16,
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+        _mm512_set1_ps, _mm512_setzero_ps,
+    };
+    let mask = |v: usize| if v + 1 == NV { tail } else { u16::MAX };
+    let mut acc: [[__m512; NV]; R] = [[_mm512_setzero_ps(); NV]; R];
+    // SAFETY (pointer arithmetic below): every offset is row·stride +
+    // column·stride of an entry inside its array, as `Operands::new` and the
+    // caller established; masked loads and stores touch only the lanes of
+    // the panel's `k` columns.
+    let a_tile = unsafe { o.a.offset(row as isize * o.rsa) };
+    for q in chunk {
+        let b_row = unsafe { o.b.offset(q as isize * o.rsb) };
+        let mut panel: [__m512; NV] = [_mm512_setzero_ps(); NV];
+        for (v, lane) in panel.iter_mut().enumerate() {
+            *lane = unsafe { _mm512_maskz_loadu_ps(mask(v), b_row.add(v * LANES)) };
+        }
+        let a_col = unsafe { a_tile.offset(q as isize * o.csa) };
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            let a = _mm512_set1_ps(unsafe { *a_col.offset(r as isize * o.rsa) });
+            for (acc_rv, &b) in acc_r.iter_mut().zip(&panel) {
+                *acc_rv = _mm512_fmadd_ps(a, b, *acc_rv);
+            }
+        }
+    }
+    for (r, acc_r) in acc.iter().enumerate() {
+        let c_row = unsafe { o.c.offset((row + r) as isize * o.rsc) };
+        for (v, &sum) in acc_r.iter().enumerate() {
+            let ptr = unsafe { c_row.add(v * LANES) };
+            let value = if first {
+                sum
+            } else {
+                _mm512_add_ps(unsafe { _mm512_maskz_loadu_ps(mask(v), ptr) }, sum)
+            };
+            unsafe { _mm512_mask_storeu_ps(ptr, mask(v), value) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, ShapeBuilder};
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |_| {
+            // Counts, zeros and wide magnitudes: rounding differences show.
+            match rng.random_range(0..4) {
+                0 => 0.0,
+                1 => rng.random_range(0..50) as f32,
+                _ => rng.random::<f32>() * 10f32.powi(rng.random_range(-3..4)),
+            }
+        })
+    }
+
+    #[test]
+    fn products_equal_ndarray_bit_for_bit() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        // Reduction lengths below, at and across chunk boundaries; panels of
+        // one to four vectors with and without a partial last vector; rows
+        // that fill tiles and leave a remainder.
+        for &p in &[1, 7, 255, 256, 257, 600, 1100] {
+            for &k in &[1, 4, 15, 16, 17, 20, 33, 48, 64] {
+                for &m in &[1, 5, 8, 13, 64] {
+                    let a = random(m, p, &mut rng);
+                    let at = random(p, m, &mut rng); // used transposed
+                    let b = random(p, k, &mut rng);
+                    for a in [a.view(), at.t()] {
+                        let mut want = Array2::from_elem((m, k), f32::NAN);
+                        general_mat_mul(1.0, &a, &b, 0.0, &mut want);
+                        let mut got = Array2::from_elem((m, k), f32::NAN);
+                        product(a, b.view(), got.view_mut());
+                        let same = want
+                            .iter()
+                            .zip(&got)
+                            .all(|(w, g)| w.to_bits() == g.to_bits());
+                        assert!(same, "m {m}, p {p}, k {k}, strides {:?}", a.strides());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_layouts_take_the_general_product() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let a = random(9, 300, &mut rng);
+        let b = random(300, 70, &mut rng); // wider than a panel
+        let b_f = random(300, 6, &mut rng).t().to_owned().reversed_axes(); // column-major
+        let mut want = Array2::zeros((9, 70));
+        general_mat_mul(1.0, &a, &b, 0.0, &mut want);
+        let mut got = Array2::zeros((9, 70));
+        product(a.view(), b.view(), got.view_mut());
+        assert_eq!(want, got);
+        let mut want = Array2::zeros((9, 6));
+        general_mat_mul(1.0, &a, &b_f, 0.0, &mut want);
+        let mut got = Array2::zeros((9, 6).f());
+        product(a.view(), b_f.view(), got.view_mut());
+        assert_eq!(want, got);
+    }
+}
