@@ -5,8 +5,10 @@ factorizes, for `cargo xtask bench`.
         draws W0, H0 (uniform [0, 1), float32), runs one scikit-learn
         iteration (W is updated before H) and writes W1.npy and H0.npy:
         nmflow started from (W1, H0) follows scikit-learn's iterates.
-    python benches/sklearn_mu.py run INPUT K SEED N
-        runs N iterations from (W0, H0) and prints one JSON object:
+    python benches/sklearn_mu.py run INPUT K SEED N [DTYPE]
+        runs N iterations from (W0, H0), in float32 (the default, nmflow's
+        precision) or float64 (DTYPE `float64`: X, W0 and H0 converted
+        before the clock starts), and prints one JSON object:
         seconds per iteration, peak RSS, BLAS info, and the relative error
         of (W_{N+1}, H_N) — the iterate nmflow reaches after N iterations
         from (W1, H0) — as well as scikit-learn's own (W_N, H_N).
@@ -79,6 +81,8 @@ def main():
         np.save(out / "H0.npy", h0)
         return
     n_iter = int(sys.argv[5])
+    dtype = np.dtype(sys.argv[6]) if len(sys.argv) > 6 else np.dtype(np.float32)
+    x, w0, h0 = x.astype(dtype), w0.astype(dtype), h0.astype(dtype)
     nmf = model(k, n_iter)
     began = time.perf_counter()
     w = nmf.fit_transform(x, W=w0.copy(), H=h0.copy())
@@ -86,14 +90,15 @@ def main():
     h = nmf.components_
     # nmflow started from (W1, H0) holds (W_{N+1}, H_N) after N iterations:
     # one more W update (untimed) gives the same iterate.
-    numerator = np.asarray(x @ h.T, dtype=np.float32)
+    numerator = np.asarray(x @ h.T, dtype=dtype)
     denominator = w @ (h @ h.T)
-    denominator[denominator == 0] = np.finfo(np.float32).eps
+    denominator[denominator == 0] = np.finfo(dtype).eps
     w_next = w * (numerator / denominator)
     print(
         json.dumps(
             {
                 "n_iter": int(nmf.n_iter_),
+                "dtype": str(w.dtype),
                 "seconds_per_iter": seconds / max(int(nmf.n_iter_), 1),
                 "rel_error": rel_error(x, w_next, h),
                 "rel_error_sklearn": rel_error(x, w, h),

@@ -315,18 +315,43 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
             (or set `NMFLOW_BENCH_PYTHON`) and rerun `cargo xtask bench`."
             .into());
     };
-    // (data file, k, iterations, large)
-    let cases: Vec<(PathBuf, usize, usize, bool)> = vec![
-        (args.data_dir.join("seed-5000x1000.h5"), 20, 100, false),
-        (args.data_dir.join("sc-50000x20000.h5ad"), 20, 10, true),
-        (args.data_dir.join("sc-200000x20000.h5ad"), 20, 5, true),
+    // (data file, k, iterations, large, scikit-learn's precision)
+    let cases: Vec<(PathBuf, usize, usize, bool, &str)> = vec![
+        (
+            args.data_dir.join("seed-5000x1000.h5"),
+            20,
+            100,
+            false,
+            "float32",
+        ),
+        (
+            args.data_dir.join("seed-5000x1000.h5"),
+            20,
+            100,
+            false,
+            "float64",
+        ),
+        (
+            args.data_dir.join("sc-50000x20000.h5ad"),
+            20,
+            10,
+            true,
+            "float32",
+        ),
+        (
+            args.data_dir.join("sc-200000x20000.h5ad"),
+            20,
+            5,
+            true,
+            "float32",
+        ),
     ];
     if !args.quick {
         crate::synth_sc::cached(&args.data_dir, 50_000, 20_000, 20)?;
     }
     let mut rows = String::new();
     let mut blas = String::new();
-    for (data, k, iterations, large) in cases {
+    for (data, k, iterations, large, dtype) in cases {
         if (large && args.quick) || !data.exists() {
             continue;
         }
@@ -348,7 +373,12 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
                 .arg("benches/sklearn_mu.py")
                 .arg("run")
                 .arg(&data)
-                .args([k.to_string(), "0".into(), iterations.to_string()])
+                .args([
+                    k.to_string(),
+                    "0".into(),
+                    iterations.to_string(),
+                    dtype.into(),
+                ])
                 .output()?;
             if !out.status.success() {
                 bail!(
@@ -390,10 +420,12 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        eprintln!("{name} k={k}: scikit-learn {sk_s:.4} s, nmflow {nm_s:.4} s per iteration");
+        eprintln!(
+            "{name} k={k}: scikit-learn ({dtype}) {sk_s:.4} s, nmflow {nm_s:.4} s per iteration"
+        );
         writeln!(
             rows,
-            "| {name} | {k} | {iterations} | {sk_s:.4} | {nm_s:.4} | {:.2}× | {sk_err:.6} | {nm_err:.6} | {:.1e} | {:.0} | {:.0} | {:.2} |",
+            "| {name} | {k} | {iterations} | {dtype} | {sk_s:.4} | {nm_s:.4} | {:.2}× | {sk_err:.6} | {nm_err:.6} | {:.1e} | {:.0} | {:.0} | {:.2} |",
             sk_s / nm_s,
             (sk_err - nm_err).abs() / sk_err,
             sk_rss / f64::from(1u32 << 20),
@@ -403,8 +435,8 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
     }
     Ok(format!(
         "{}\n\nscikit-learn's BLAS: {blas}.\n\n\
-         | data | k | iterations | scikit-learn s / iteration | nmflow s / iteration | speed-up | scikit-learn rel. error | nmflow rel. error | relative difference | scikit-learn peak RSS MiB | nmflow peak RSS MiB | RSS ratio |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n{rows}",
+         | data | k | iterations | scikit-learn precision | scikit-learn s / iteration | nmflow s / iteration | speed-up | scikit-learn rel. error | nmflow rel. error | relative difference | scikit-learn peak RSS MiB | nmflow peak RSS MiB | RSS ratio |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n{rows}",
         environment()
     ))
 }

@@ -37,11 +37,7 @@ pub(crate) const MAX_PANEL: usize = 64;
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub(crate) fn product(
-    a: ArrayView2<'_, f32>,
-    b: ArrayView2<'_, f32>,
-    mut c: ArrayViewMut2<'_, f32>,
-) {
+pub fn product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut c: ArrayViewMut2<'_, f32>) {
     let (m, p) = a.dim();
     let k = b.ncols();
     assert_eq!((b.nrows(), c.dim()), (p, (m, k)), "product shapes");
@@ -130,11 +126,115 @@ unsafe fn product_avx512(o: Operands) {
     // panel row stay within the 32 vector registers.
     // SAFETY: forwarded from the caller.
     unsafe {
+        if o.rsa == 1 && o.k <= MAX_COLUMN_PANEL {
+            return by_panel_width!(o.k, column_tiles, &o);
+        }
         match o.k.div_ceil(LANES) {
             1 => tiles::<8, 1>(&o),
             2 => tiles::<8, 2>(&o),
             3 => tiles::<8, 3>(&o),
             _ => tiles::<4, 4>(&o),
+        }
+    }
+}
+
+/// Widest panel [`column_tiles`] takes: one accumulator per panel column.
+#[cfg(target_arch = "x86_64")]
+const MAX_COLUMN_PANEL: usize = 28;
+
+/// Calls `$f::<K>($arg)` with the const `K` equal to `$k` (1 to
+/// [`MAX_COLUMN_PANEL`]).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_panel_width {
+    ($k:expr, $f:ident, $arg:expr) => {
+        match $k {
+            1 => $f::<1>($arg),
+            2 => $f::<2>($arg),
+            3 => $f::<3>($arg),
+            4 => $f::<4>($arg),
+            5 => $f::<5>($arg),
+            6 => $f::<6>($arg),
+            7 => $f::<7>($arg),
+            8 => $f::<8>($arg),
+            9 => $f::<9>($arg),
+            10 => $f::<10>($arg),
+            11 => $f::<11>($arg),
+            12 => $f::<12>($arg),
+            13 => $f::<13>($arg),
+            14 => $f::<14>($arg),
+            15 => $f::<15>($arg),
+            16 => $f::<16>($arg),
+            17 => $f::<17>($arg),
+            18 => $f::<18>($arg),
+            19 => $f::<19>($arg),
+            20 => $f::<20>($arg),
+            21 => $f::<21>($arg),
+            22 => $f::<22>($arg),
+            23 => $f::<23>($arg),
+            24 => $f::<24>($arg),
+            25 => $f::<25>($arg),
+            26 => $f::<26>($arg),
+            27 => $f::<27>($arg),
+            _ => $f::<28>($arg),
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use by_panel_width;
+
+/// When A's rows are adjacent in memory (A = X_bᵀ, the XᵀW product): 16
+/// rows of C per vector, one accumulator per panel column, each panel
+/// entry broadcast from memory. Every lane is used whatever `k` (the row
+/// tiles of [`tiles`] leave a partial last vector idle), and A is read as
+/// whole vectors. Each entry's rounding is the same as in [`tile`].
+///
+/// # Safety
+/// As [`product_avx512`], with `o.rsa == 1` and `o.k == K`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn column_tiles<const K: usize>(o: &Operands) {
+    use std::arch::x86_64::{
+        __m512, _MM_HINT_T0, _mm_prefetch, _mm512_fmadd_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
+        _mm512_setzero_ps, _mm512_storeu_ps,
+    };
+    for chunk_start in (0..o.p).step_by(KC) {
+        let chunk = chunk_start..(chunk_start + KC).min(o.p);
+        let first = chunk_start == 0;
+        for row in (0..o.m).step_by(LANES) {
+            let n = (o.m - row).min(LANES);
+            let mask: u16 = if n == LANES {
+                u16::MAX
+            } else {
+                (1u16 << n) - 1
+            };
+            let mut acc: [__m512; K] = [_mm512_setzero_ps(); K];
+            // SAFETY (pointer arithmetic and accesses below): rows
+            // `row..row + n` and the chunk are inside A and C; the masked
+            // load reads only those rows; the panel row has K entries.
+            let a_rows = unsafe { o.a.add(row) };
+            for q in chunk.clone() {
+                let a_ptr = unsafe { a_rows.offset(q as isize * o.csa) };
+                // The next tile's rows of A share no cache line with these:
+                // fetch them while this tile computes (a hint; never faults).
+                _mm_prefetch::<_MM_HINT_T0>(a_ptr.wrapping_add(LANES).cast());
+                let a = unsafe { _mm512_maskz_loadu_ps(mask, a_ptr) };
+                let b_row = unsafe { o.b.offset(q as isize * o.rsb) };
+                for (c, acc_c) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(unsafe { *b_row.add(c) });
+                    *acc_c = _mm512_fmadd_ps(a, b, *acc_c);
+                }
+            }
+            let mut sums = [[0.0f32; LANES]; K];
+            for (sum, &acc_c) in sums.iter_mut().zip(&acc) {
+                unsafe { _mm512_storeu_ps(sum.as_mut_ptr(), acc_c) };
+            }
+            for r in 0..n {
+                let c_row = unsafe { o.c.offset((row + r) as isize * o.rsc) };
+                for (c, sum) in sums.iter().enumerate() {
+                    let entry = unsafe { &mut *c_row.add(c) };
+                    *entry = if first { sum[r] } else { *entry + sum[r] };
+                }
+            }
         }
     }
 }

@@ -14,6 +14,8 @@
 //!   pass contract, [`RowSource::begin_pass`]), and in-memory sources.
 //! - `params`: user parameters ([`NmfParams`]) and their validation.
 //! - [`kernels`]: the hot loops, pure functions on views.
+//! - [`gemm`]: products of a block with a thin panel, rounded as
+//!   ndarray's product rounds them.
 //! - `stats`: the streaming column statistics of the pre-pass.
 //! - [`solver`]: the engine: the orchestration of passes, blocks and
 //!   stopping; several runs can share each pass ([`fit_many`]).
@@ -33,7 +35,7 @@
 
 mod error;
 pub mod factor;
-mod gemm;
+pub mod gemm;
 pub mod init;
 pub mod kernels;
 pub mod metrics;

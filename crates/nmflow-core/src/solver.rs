@@ -250,6 +250,9 @@ struct Workspace {
     /// Partial X_bᵀ W_b of the row ranges of a sparse block,
     /// `SPARSE_PARTS × n_cols × k`; allocated at the first sparse block.
     xtw_parts: Array3<f32>,
+    /// Partial X_cᵀ W_c of the tasks of the fused dense step,
+    /// `FUSED_SLOTS × n_cols × k`; allocated at the first dense block.
+    fused_parts: Array3<f32>,
     /// Per row chunk partial W_bᵀ W_b, `chunks × k × k`.
     wtw_parts: Array3<f64>,
     /// Per row chunk partial tr(W_bᵀ X_b Hᵀ).
@@ -276,6 +279,7 @@ impl Workspace {
             xht: Array2::zeros((block_rows, k)),
             xtw_block: Array2::zeros((0, k)),
             xtw_parts: Array3::zeros((0, n_cols, k)),
+            fused_parts: Array3::zeros((0, 0, k)),
             wtw_parts: Array3::zeros((n_chunks, k, k)),
             cross_parts: Array1::zeros(n_chunks),
             den_rows: Array3::zeros((n_chunks, ROW_CHUNK, k)),
@@ -678,16 +682,15 @@ impl Pass<'_> {
                     let term = kl_w_block(&x, w_b, kl, self.inv_scale, &mut state.ws);
                     kl.data_term += term;
                 } else {
-                    let mut w_b = run.w.rows_mut(rows.clone());
-                    state.cross += update_w_block(
+                    let w_b = run.w.rows_mut(rows.clone());
+                    state.cross += update_w_and_xtw(
                         rule.as_ref(),
                         &x,
-                        w_b.view_mut(),
+                        w_b,
                         state.hst.view(),
                         state.hht32.view(),
                         &mut state.ws,
                     );
-                    accumulate_xtw(w_b.view(), &x, &mut state.ws);
                 }
                 run.w.release(rows.clone());
             }
@@ -1369,7 +1372,7 @@ pub fn time_block(x: &RowBlock<'_>, params: &crate::params::NmfParams) -> Option
     let hht = hst.t().dot(&hst);
     let mut w_b = Array2::from_shape_fn((n_b, k), |(i, j)| 0.5 + ((i + j) % 5) as f32 / 10.0);
     let started = Instant::now();
-    update_w_block(
+    update_w_and_xtw(
         crate::rules::rule(params, n_b, n_cols, stored_entries(x)).as_ref(),
         x,
         w_b.view_mut(),
@@ -1377,7 +1380,6 @@ pub fn time_block(x: &RowBlock<'_>, params: &crate::params::NmfParams) -> Option
         hht.view(),
         &mut ws,
     );
-    accumulate_xtw(w_b.view(), x, &mut ws);
     Some(started.elapsed().as_secs_f64())
 }
 
@@ -1457,6 +1459,155 @@ pub(crate) fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a>
         indptr: &x.indptr[rows.start..=rows.end],
         ..*x
     }
+}
+
+/// The W update of one block and its `X_bᵀ W_b` (with the updated rows):
+/// returns the block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b and X_bᵀW_b into
+/// the workspace. A dense block runs both in one task per reduction chunk
+/// ([`update_w_dense_fused`]); a sparse one runs them one after the other.
+fn update_w_and_xtw(
+    rule: &dyn UpdateRule,
+    x: &RowBlock<'_>,
+    mut w_b: ArrayViewMut2<'_, f32>,
+    hst: ArrayView2<'_, f32>,
+    hht: ArrayView2<'_, f32>,
+    ws: &mut Workspace,
+) -> f64 {
+    match x {
+        RowBlock::Dense(x) => update_w_dense_fused(rule, *x, w_b, hst, hht, ws),
+        RowBlock::Csr(_) => {
+            let cross = update_w_block(rule, x, w_b.view_mut(), hst, hht, ws);
+            accumulate_xtw(w_b.view(), x, ws);
+            cross
+        }
+    }
+}
+
+/// Rows per task of the fused dense step: one reduction chunk of the
+/// products' rounding ([`crate::gemm::KC`]), a whole number of
+/// [`ROW_CHUNK`]s.
+const FUSED_ROWS: usize = crate::gemm::KC;
+/// Tasks of the fused dense step that run side by side, each with its own
+/// `n_cols × k` partial XᵀW (counted by the memory plan).
+pub(crate) const FUSED_SLOTS: usize = 4;
+
+/// A dense block's W update and `X_bᵀ W_b` in one task per
+/// [`FUSED_ROWS`] rows, so that the rows of X read for `X_b Hᵀ` are still in
+/// cache for `X_bᵀ W_b`: each task updates its [`ROW_CHUNK`]s as
+/// [`update_w_block`] does (same partial sums, same order), then computes
+/// its rows' `X_cᵀ W_c` into a slot. The slots are added in row order, the
+/// first one stored: exactly the chunked sums of the separate product, so
+/// results are bit-for-bit those of [`update_w_block`] followed by
+/// [`accumulate_xtw_dense`], for any thread count.
+fn update_w_dense_fused(
+    rule: &dyn UpdateRule,
+    x: ArrayView2<'_, f32>,
+    mut w_b: ArrayViewMut2<'_, f32>,
+    hst: ArrayView2<'_, f32>,
+    hht: ArrayView2<'_, f32>,
+    ws: &mut Workspace,
+) -> f64 {
+    const SUB_CHUNKS: usize = FUSED_ROWS / ROW_CHUNK;
+    let (n_b, k) = w_b.dim();
+    let n_cols = x.ncols();
+    if ws.xtw_block.nrows() != n_cols {
+        ws.xtw_block = Array2::zeros((n_cols, k));
+    }
+    if ws.fused_parts.shape()[1] != n_cols {
+        ws.fused_parts = Array3::zeros((FUSED_SLOTS, n_cols, k));
+    }
+    let n_chunks = n_b.div_ceil(ROW_CHUNK);
+    ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]).fill(0.0);
+    let n_tasks = n_b.div_ceil(FUSED_ROWS);
+    for first_task in (0..n_tasks).step_by(FUSED_SLOTS) {
+        let tasks = first_task..(first_task + FUSED_SLOTS).min(n_tasks);
+        let rows = tasks.start * FUSED_ROWS..(tasks.end * FUSED_ROWS).min(n_b);
+        let chunks = rows.start / ROW_CHUNK..rows.end.div_ceil(ROW_CHUNK);
+        let x_r = x.slice(s![rows.clone(), ..]);
+        w_b.slice_mut(s![rows.clone(), ..])
+            .axis_chunks_iter_mut(Axis(0), FUSED_ROWS)
+            .into_par_iter()
+            .zip(x_r.axis_chunks_iter(Axis(0), FUSED_ROWS))
+            .zip(
+                ws.xht
+                    .slice_mut(s![rows.clone(), ..])
+                    .axis_chunks_iter_mut(Axis(0), FUSED_ROWS),
+            )
+            .zip(
+                ws.wtw_parts
+                    .slice_mut(s![chunks.clone(), .., ..])
+                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
+            )
+            .zip(
+                ws.cross_parts
+                    .slice_mut(s![chunks.clone()])
+                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
+            )
+            .zip(
+                ws.den_rows
+                    .slice_mut(s![chunks.clone(), .., ..])
+                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
+            )
+            .zip(
+                ws.gram_parts
+                    .slice_mut(s![chunks.clone(), .., ..])
+                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
+            )
+            .zip(ws.fused_parts.outer_iter_mut())
+            .for_each(
+                |(
+                    (
+                        (((((mut w_t, x_t), mut xht_t), mut wtw_t), mut cross_t), mut den_t),
+                        mut gram_t,
+                    ),
+                    part,
+                )| {
+                    for (sub, (w_c, x_c)) in w_t
+                        .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
+                        .zip(x_t.axis_chunks_iter(Axis(0), ROW_CHUNK))
+                        .enumerate()
+                    {
+                        let n_c = w_c.nrows();
+                        let mut xht_c =
+                            xht_t.slice_mut(s![sub * ROW_CHUNK..sub * ROW_CHUNK + n_c, ..]);
+                        kernels::xht_dense(x_c, hst, xht_c.view_mut());
+                        cross_t[sub] = rule.update_w_rows(
+                            w_c,
+                            xht_c.view(),
+                            hht,
+                            wtw_t.index_axis_mut(Axis(0), sub),
+                            den_t.index_axis_mut(Axis(0), sub).slice_mut(s![..n_c, ..]),
+                            gram_t.index_axis_mut(Axis(0), sub),
+                        );
+                    }
+                    crate::gemm::product(x_t.t(), w_t.view(), part);
+                },
+            );
+        let first_round = first_task == 0;
+        let n_slots = tasks.len();
+        ws.xtw_block
+            .axis_chunks_iter_mut(Axis(0), COL_CHUNK)
+            .into_par_iter()
+            .zip(ws.fused_parts.axis_chunks_iter(Axis(1), COL_CHUNK))
+            .for_each(|(mut acc, parts)| {
+                for (slot, part) in parts.outer_iter().take(n_slots).enumerate() {
+                    if first_round && slot == 0 {
+                        acc.assign(&part);
+                    } else {
+                        acc += &part;
+                    }
+                }
+            });
+    }
+    ws.xtw
+        .axis_chunks_iter_mut(Axis(0), COL_CHUNK)
+        .into_par_iter()
+        .zip(ws.xtw_block.axis_chunks_iter(Axis(0), COL_CHUNK))
+        .for_each(|(mut acc, block)| acc.zip_mut_with(&block, |a, &b| *a += f64::from(b)));
+    for part in ws.wtw_parts.slice(s![..n_chunks, .., ..]).outer_iter() {
+        ws.wtw += &part;
+    }
+    ws.cross_parts.slice(s![..n_chunks]).iter().sum()
 }
 
 /// W update of one block, parallel over fixed row chunks; returns the
@@ -1589,6 +1740,70 @@ fn gram_rows(h: ArrayView2<'_, f32>) -> Array2<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::params::NmfParams;
+
+    fn bits(values: impl IntoIterator<Item = f64>) -> Vec<u64> {
+        values.into_iter().map(f64::to_bits).collect()
+    }
+
+    /// The fused dense step gives the separate steps' W, XᵀW, WᵀW and
+    /// cross term bit for bit: rows that end inside a task, more tasks than
+    /// slots (two rounds), both solvers.
+    #[test]
+    fn fused_dense_step_equals_the_separate_steps() {
+        use crate::rules::Solver;
+        let (n_b, n_cols, k) = (FUSED_ROWS * (FUSED_SLOTS + 1) + 37, 300, 7);
+        let x = Array2::from_shape_fn((n_b, n_cols), |(i, j)| {
+            ((i * 31 + j * 17) % 13) as f32 * 0.37
+        });
+        let hst = Array2::from_shape_fn((n_cols, k), |(j, a)| {
+            0.1 + ((j * 5 + a * 3) % 7) as f32 / 9.0
+        });
+        let hht = hst.t().dot(&hst);
+        let w0 = Array2::from_shape_fn((n_b, k), |(i, a)| 0.2 + ((i * 3 + a) % 11) as f32 / 13.0);
+        for solver in [Solver::Mu, Solver::Hals] {
+            let params = NmfParams {
+                k,
+                solver,
+                ..NmfParams::default()
+            };
+            let rule = crate::rules::rule(&params, n_b, n_cols, (n_b * n_cols) as u64);
+            let block = RowBlock::Dense(x.view());
+            let mut ws_a = Workspace::new(k, n_cols, n_b);
+            let mut w_a = w0.clone();
+            let cross_a = update_w_block(
+                rule.as_ref(),
+                &block,
+                w_a.view_mut(),
+                hst.view(),
+                hht.view(),
+                &mut ws_a,
+            );
+            accumulate_xtw(w_a.view(), &block, &mut ws_a);
+            let mut ws_b = Workspace::new(k, n_cols, n_b);
+            let mut w_b = w0.clone();
+            let cross_b = update_w_and_xtw(
+                rule.as_ref(),
+                &block,
+                w_b.view_mut(),
+                hst.view(),
+                hht.view(),
+                &mut ws_b,
+            );
+            assert_eq!(cross_a.to_bits(), cross_b.to_bits(), "{solver:?}");
+            assert_eq!(w_a, w_b, "{solver:?}");
+            assert_eq!(
+                bits(ws_a.xtw.iter().copied()),
+                bits(ws_b.xtw.iter().copied()),
+                "{solver:?}"
+            );
+            assert_eq!(
+                bits(ws_a.wtw.iter().copied()),
+                bits(ws_b.wtw.iter().copied()),
+                "{solver:?}"
+            );
+        }
+    }
 
     #[test]
     fn block_ranges_cover_rows_once() {
