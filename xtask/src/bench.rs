@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// scikit-learn and RcppML (the 50,000-cell case unless --quick), with figures in docs/.
     #[arg(long)]
     pub time_to_error: bool,
+    /// Only the block products X_b·Hᵀ and X_bᵀ·W_b at nmflow's shapes: ndarray, nmflow,
+    /// faer and the system's OpenBLAS (benches/gemm), with all cores.
+    #[arg(long)]
+    pub gemm: bool,
 }
 
 struct Case {
@@ -106,6 +110,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "time-to-error",
             crate::time_to_error::run(&binary, &args.data_dir, args.quick)?,
         ))
+    } else if args.gemm {
+        Some(("gemm", gemm_backends()?))
     } else if args.sweep {
         Some((
             "sweep",
@@ -283,6 +289,58 @@ fn update_report(path: &Path, start: &str, end: &str, section: &str) -> Result<(
         _ => format!("{current}\n{section}\n"),
     };
     std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Builds and runs benches/gemm with faer and, when the system has it,
+/// OpenBLAS (`libopenblas-dev`); a markdown section.
+fn gemm_backends() -> Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let has_openblas = Command::new("ldconfig")
+        .arg("-p")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libopenblas.so"));
+    let features = if has_openblas {
+        "faer,openblas"
+    } else {
+        eprintln!(
+            "OpenBLAS skipped: no libopenblas.so on this system (scripts/install-deps installs libopenblas-dev)"
+        );
+        "faer"
+    };
+    let out = Command::new(&cargo)
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "nmflow-gemm-bench",
+            "--features",
+            features,
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running benches/gemm")?;
+    if !out.status.success() {
+        bail!("benches/gemm failed");
+    }
+    let skipped = if has_openblas {
+        ""
+    } else {
+        "\n\nOpenBLAS skipped: no libopenblas.so on this system (`scripts/install-deps` installs libopenblas-dev)."
+    };
+    Ok(format!(
+        "{}{skipped}\n\n{}",
+        machine_line("cargo xtask bench --gemm"),
+        String::from_utf8_lossy(&out.stdout)
+    ))
+}
+
+/// "Measured … with `command`." for a section.
+fn machine_line(command: &str) -> String {
+    format!(
+        "{}, with `{command}` (release build, all cores).",
+        machine()
+    )
 }
 
 const SK_START: &str = "<!-- bench:sklearn:start -->";
