@@ -37,12 +37,35 @@ pub(crate) const MAX_PANEL: usize = 64;
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub fn product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut c: ArrayViewMut2<'_, f32>) {
+pub fn product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: ArrayViewMut2<'_, f32>) {
+    product_into(a, b, c, false);
+}
+
+/// `c += a · b`, equal bit for bit to `general_mat_mul(1.0, a, b, 1.0, c)`:
+/// every reduction chunk's sum is added to `c`. A product over rows
+/// `0..p` split at a multiple of 256 into [`product`] then
+/// `product_add` rounds exactly as the whole product.
+///
+/// # Shapes
+/// As [`product`].
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn product_add(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, c: ArrayViewMut2<'_, f32>) {
+    product_into(a, b, c, true);
+}
+
+fn product_into(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    mut c: ArrayViewMut2<'_, f32>,
+    add: bool,
+) {
     let (m, p) = a.dim();
     let k = b.ncols();
     assert_eq!((b.nrows(), c.dim()), (p, (m, k)), "product shapes");
     #[cfg(target_arch = "x86_64")]
-    if let Some(operands) = Operands::new(&a, &b, &mut c)
+    if let Some(operands) = Operands::new(&a, &b, &mut c, add)
         && fast_path_available()
     {
         // SAFETY: the CPU has AVX-512F (checked), and `Operands::new`
@@ -51,7 +74,7 @@ pub fn product(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, mut c: ArrayViewM
         unsafe { product_avx512(operands) };
         return;
     }
-    general_mat_mul(1.0, &a, &b, 0.0, &mut c);
+    general_mat_mul(1.0, &a, &b, if add { 1.0 } else { 0.0 }, &mut c);
 }
 
 /// Whether this CPU runs the packed-free kernels: AVX-512F for the code,
@@ -77,6 +100,8 @@ struct Operands {
     rsb: isize,
     c: *mut f32,
     rsc: isize,
+    /// Whether the first chunk's sums are added to C (else stored).
+    add: bool,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -89,6 +114,7 @@ impl Operands {
         a: &ArrayView2<'_, f32>,
         b: &ArrayView2<'_, f32>,
         c: &mut ArrayViewMut2<'_, f32>,
+        add: bool,
     ) -> Option<Self> {
         let (m, p) = a.dim();
         let k = b.ncols();
@@ -109,6 +135,7 @@ impl Operands {
             rsb: b.strides()[0],
             c: c.as_mut_ptr(),
             rsc: c.strides()[0],
+            add,
         })
     }
 }
@@ -186,53 +213,80 @@ use by_panel_width;
 /// rows of C per vector, one accumulator per panel column, each panel
 /// entry broadcast from memory. Every lane is used whatever `k` (the row
 /// tiles of [`tiles`] leave a partial last vector idle), and A is read as
-/// whole vectors. Each entry's rounding is the same as in [`tile`].
+/// whole vectors. Narrow panels take several vectors of rows per tile, so
+/// that enough independent sums hide the FMA latency. Each entry's
+/// rounding is the same as in [`tile`].
 ///
 /// # Safety
 /// As [`product_avx512`], with `o.rsa == 1` and `o.k == K`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn column_tiles<const K: usize>(o: &Operands) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if K <= 7 {
+            column_tiles_of::<K, 4>(o);
+        } else if K <= 14 {
+            column_tiles_of::<K, 2>(o);
+        } else {
+            column_tiles_of::<K, 1>(o);
+        }
+    }
+}
+
+/// [`column_tiles`] with `V` vectors of rows per tile.
+///
+/// # Safety
+/// As [`column_tiles`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn column_tiles_of<const K: usize, const V: usize>(o: &Operands) {
     use std::arch::x86_64::{
         __m512, _MM_HINT_T0, _mm_prefetch, _mm512_fmadd_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
         _mm512_setzero_ps, _mm512_storeu_ps,
     };
+    let rows_per_tile = V * LANES;
     for chunk_start in (0..o.p).step_by(KC) {
         let chunk = chunk_start..(chunk_start + KC).min(o.p);
-        let first = chunk_start == 0;
-        for row in (0..o.m).step_by(LANES) {
-            let n = (o.m - row).min(LANES);
-            let mask: u16 = if n == LANES {
-                u16::MAX
-            } else {
-                (1u16 << n) - 1
-            };
-            let mut acc: [__m512; K] = [_mm512_setzero_ps(); K];
+        let first = chunk_start == 0 && !o.add;
+        for row in (0..o.m).step_by(rows_per_tile) {
+            let n = (o.m - row).min(rows_per_tile);
+            let masks: [u16; V] = std::array::from_fn(|v| {
+                let lanes = n.saturating_sub(v * LANES).min(LANES);
+                ((1u32 << lanes) - 1) as u16
+            });
+            let mut acc: [[__m512; K]; V] = [[_mm512_setzero_ps(); K]; V];
             // SAFETY (pointer arithmetic and accesses below): rows
             // `row..row + n` and the chunk are inside A and C; the masked
-            // load reads only those rows; the panel row has K entries.
+            // loads read only those rows; the panel row has K entries.
             let a_rows = unsafe { o.a.add(row) };
             for q in chunk.clone() {
                 let a_ptr = unsafe { a_rows.offset(q as isize * o.csa) };
                 // The next tile's rows of A share no cache line with these:
                 // fetch them while this tile computes (a hint; never faults).
-                _mm_prefetch::<_MM_HINT_T0>(a_ptr.wrapping_add(LANES).cast());
-                let a = unsafe { _mm512_maskz_loadu_ps(mask, a_ptr) };
+                _mm_prefetch::<_MM_HINT_T0>(a_ptr.wrapping_add(rows_per_tile).cast());
+                let a: [__m512; V] = std::array::from_fn(|v| unsafe {
+                    _mm512_maskz_loadu_ps(masks[v], a_ptr.wrapping_add(v * LANES))
+                });
                 let b_row = unsafe { o.b.offset(q as isize * o.rsb) };
-                for (c, acc_c) in acc.iter_mut().enumerate() {
+                for c in 0..K {
                     let b = _mm512_set1_ps(unsafe { *b_row.add(c) });
-                    *acc_c = _mm512_fmadd_ps(a, b, *acc_c);
+                    for (acc_v, &a_v) in acc.iter_mut().zip(&a) {
+                        acc_v[c] = _mm512_fmadd_ps(a_v, b, acc_v[c]);
+                    }
                 }
             }
-            let mut sums = [[0.0f32; LANES]; K];
-            for (sum, &acc_c) in sums.iter_mut().zip(&acc) {
-                unsafe { _mm512_storeu_ps(sum.as_mut_ptr(), acc_c) };
-            }
-            for r in 0..n {
-                let c_row = unsafe { o.c.offset((row + r) as isize * o.rsc) };
-                for (c, sum) in sums.iter().enumerate() {
-                    let entry = unsafe { &mut *c_row.add(c) };
-                    *entry = if first { sum[r] } else { *entry + sum[r] };
+            for (v, acc_v) in acc.iter().enumerate() {
+                let mut sums = [[0.0f32; LANES]; K];
+                for (sum, &acc_c) in sums.iter_mut().zip(acc_v) {
+                    unsafe { _mm512_storeu_ps(sum.as_mut_ptr(), acc_c) };
+                }
+                for r in 0..n.saturating_sub(v * LANES).min(LANES) {
+                    let c_row = unsafe { o.c.offset((row + v * LANES + r) as isize * o.rsc) };
+                    for (c, sum) in sums.iter().enumerate() {
+                        let entry = unsafe { &mut *c_row.add(c) };
+                        *entry = if first { sum[r] } else { *entry + sum[r] };
+                    }
                 }
             }
         }
@@ -256,7 +310,7 @@ unsafe fn tiles<const R: usize, const NV: usize>(o: &Operands) {
     };
     for chunk_start in (0..o.p).step_by(KC) {
         let chunk = chunk_start..(chunk_start + KC).min(o.p);
-        let first = chunk_start == 0;
+        let first = chunk_start == 0 && !o.add;
         let mut row = 0;
         while row + R <= o.m {
             // SAFETY: rows `row..row + R` and the chunk are inside A and C.
@@ -329,7 +383,11 @@ unsafe fn tile<const R: usize, const NV: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array2, ShapeBuilder};
+    use ndarray::{Array2, ShapeBuilder, s};
+
+    fn same_bits(a: &Array2<f32>, b: &Array2<f32>) -> bool {
+        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
     use rand::{RngExt, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -352,7 +410,7 @@ mod tests {
         // that fill tiles and leave a remainder.
         for &p in &[1, 7, 255, 256, 257, 600, 1100] {
             for &k in &[1, 4, 15, 16, 17, 20, 33, 48, 64] {
-                for &m in &[1, 5, 8, 13, 64] {
+                for &m in &[1, 5, 8, 13, 64, 100] {
                     let a = random(m, p, &mut rng);
                     let at = random(p, m, &mut rng); // used transposed
                     let b = random(p, k, &mut rng);
@@ -366,6 +424,27 @@ mod tests {
                             .zip(&got)
                             .all(|(w, g)| w.to_bits() == g.to_bits());
                         assert!(same, "m {m}, p {p}, k {k}, strides {:?}", a.strides());
+                        // Split at a chunk boundary: stored, then added.
+                        if p > KC {
+                            let mut split = Array2::from_elem((m, k), f32::NAN);
+                            product(
+                                a.slice(s![.., ..KC]),
+                                b.slice(s![..KC, ..]),
+                                split.view_mut(),
+                            );
+                            product_add(
+                                a.slice(s![.., KC..]),
+                                b.slice(s![KC.., ..]),
+                                split.view_mut(),
+                            );
+                            assert!(same_bits(&want, &split), "split: m {m}, p {p}, k {k}");
+                        }
+                        // Added to values already there, as with β = 1.
+                        let mut want_add = random(m, k, &mut rng);
+                        let mut got_add = want_add.clone();
+                        general_mat_mul(1.0, &a, &b, 1.0, &mut want_add);
+                        product_add(a, b.view(), got_add.view_mut());
+                        assert!(same_bits(&want_add, &got_add), "add: m {m}, p {p}, k {k}");
                     }
                 }
             }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use crate::solver::{FUSED_SLOTS, ROW_CHUNK, SPARSE_PARTS};
+use crate::solver::{ROW_CHUNK, SPARSE_PARTS};
 
 /// Bytes a fit holds, by part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,12 +61,10 @@ pub(crate) fn estimate_memory(
     // queued and the one being read by the read-ahead thread (with the
     // reader's own buffer), the packed copy of the XᵀW product, and the
     // mapped cache pages of the current and next blocks.
-    // The fused dense step's partial XᵀW, one per slot.
     let block_bytes = sum(&[
         prod(&[DENSE_BLOCK_COPIES, 4, block_rows, n_cols]),
         prod(&[4, block_rows, k]),
         prod(&[n_chunks, chunk_bytes(k)]),
-        prod(&[FUSED_SLOTS as u64, 4, n_cols, k]),
     ]);
     MemoryEstimate {
         w_bytes: prod(&[4, n_rows, k]),

@@ -21,7 +21,10 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{
+    Array1, Array2, Array3, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, ArrayViewMut3,
+    Axis, s,
+};
 use rayon::prelude::*;
 
 use crate::DENOMINATOR_EPSILON;
@@ -250,9 +253,6 @@ struct Workspace {
     /// Partial X_bᵀ W_b of the row ranges of a sparse block,
     /// `SPARSE_PARTS × n_cols × k`; allocated at the first sparse block.
     xtw_parts: Array3<f32>,
-    /// Partial X_cᵀ W_c of the tasks of the fused dense step,
-    /// `FUSED_SLOTS × n_cols × k`; allocated at the first dense block.
-    fused_parts: Array3<f32>,
     /// Per row chunk partial W_bᵀ W_b, `chunks × k × k`.
     wtw_parts: Array3<f64>,
     /// Per row chunk partial tr(W_bᵀ X_b Hᵀ).
@@ -279,7 +279,6 @@ impl Workspace {
             xht: Array2::zeros((block_rows, k)),
             xtw_block: Array2::zeros((0, k)),
             xtw_parts: Array3::zeros((0, n_cols, k)),
-            fused_parts: Array3::zeros((0, 0, k)),
             wtw_parts: Array3::zeros((n_chunks, k, k)),
             cross_parts: Array1::zeros(n_chunks),
             den_rows: Array3::zeros((n_chunks, ROW_CHUNK, k)),
@@ -1483,21 +1482,20 @@ fn update_w_and_xtw(
     }
 }
 
-/// Rows per task of the fused dense step: one reduction chunk of the
-/// products' rounding ([`crate::gemm::KC`]), a whole number of
-/// [`ROW_CHUNK`]s.
-const FUSED_ROWS: usize = crate::gemm::KC;
-/// Tasks of the fused dense step that run side by side, each with its own
-/// `n_cols × k` partial XᵀW (counted by the memory plan).
-pub(crate) const FUSED_SLOTS: usize = 4;
+/// Rows of a dense block updated before their `X_gᵀ W_g` is accumulated:
+/// a whole number of the products' reduction chunks ([`crate::gemm::KC`])
+/// and of [`ROW_CHUNK`]s, a few MiB of X for usual widths, so that the rows
+/// read for `X_g Hᵀ` are still in cache when `X_gᵀ W_g` reads them again.
+const FUSED_ROWS: usize = 4 * crate::gemm::KC;
 
-/// A dense block's W update and `X_bᵀ W_b` in one task per
-/// [`FUSED_ROWS`] rows, so that the rows of X read for `X_b Hᵀ` are still in
-/// cache for `X_bᵀ W_b`: each task updates its [`ROW_CHUNK`]s as
-/// [`update_w_block`] does (same partial sums, same order), then computes
-/// its rows' `X_cᵀ W_c` into a slot. The slots are added in row order, the
-/// first one stored: exactly the chunked sums of the separate product, so
-/// results are bit-for-bit those of [`update_w_block`] followed by
+/// A dense block's W update and `X_bᵀ W_b`, [`FUSED_ROWS`] rows at a time:
+/// the W update of a group of rows in parallel over its [`ROW_CHUNK`]s (as
+/// [`update_w_block`] does, into the same per-chunk partials), then its
+/// `X_gᵀ W_g` in parallel over column ranges, stored by the first group and
+/// added by the next ones. Group boundaries fall on the products'
+/// reduction chunks, so `X_bᵀ W_b` rounds as one product over the block
+/// ([`crate::gemm::product_add`]): W, WᵀW, XᵀW and the cross term are
+/// bit-for-bit those of [`update_w_block`] followed by
 /// [`accumulate_xtw_dense`], for any thread count.
 fn update_w_dense_fused(
     rule: &dyn UpdateRule,
@@ -1507,95 +1505,41 @@ fn update_w_dense_fused(
     hht: ArrayView2<'_, f32>,
     ws: &mut Workspace,
 ) -> f64 {
-    const SUB_CHUNKS: usize = FUSED_ROWS / ROW_CHUNK;
     let (n_b, k) = w_b.dim();
     let n_cols = x.ncols();
     if ws.xtw_block.nrows() != n_cols {
         ws.xtw_block = Array2::zeros((n_cols, k));
     }
-    if ws.fused_parts.shape()[1] != n_cols {
-        ws.fused_parts = Array3::zeros((FUSED_SLOTS, n_cols, k));
-    }
     let n_chunks = n_b.div_ceil(ROW_CHUNK);
     ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]).fill(0.0);
-    let n_tasks = n_b.div_ceil(FUSED_ROWS);
-    for first_task in (0..n_tasks).step_by(FUSED_SLOTS) {
-        let tasks = first_task..(first_task + FUSED_SLOTS).min(n_tasks);
-        let rows = tasks.start * FUSED_ROWS..(tasks.end * FUSED_ROWS).min(n_b);
+    for group_start in (0..n_b).step_by(FUSED_ROWS) {
+        let rows = group_start..(group_start + FUSED_ROWS).min(n_b);
         let chunks = rows.start / ROW_CHUNK..rows.end.div_ceil(ROW_CHUNK);
-        let x_r = x.slice(s![rows.clone(), ..]);
-        w_b.slice_mut(s![rows.clone(), ..])
-            .axis_chunks_iter_mut(Axis(0), FUSED_ROWS)
+        let x_g = x.slice(s![rows.clone(), ..]);
+        let mut w_g = w_b.slice_mut(s![rows.clone(), ..]);
+        update_w_chunks(
+            rule,
+            &RowBlock::Dense(x_g),
+            w_g.view_mut(),
+            hst,
+            hht,
+            ChunkScratch {
+                xht: ws.xht.slice_mut(s![rows, ..]),
+                wtw: ws.wtw_parts.slice_mut(s![chunks.clone(), .., ..]),
+                cross: ws.cross_parts.slice_mut(s![chunks.clone()]),
+                den: ws.den_rows.slice_mut(s![chunks.clone(), .., ..]),
+                gram: ws.gram_parts.slice_mut(s![chunks, .., ..]),
+            },
+        );
+        let add = group_start > 0;
+        x_g.axis_chunks_iter(Axis(1), COL_CHUNK)
             .into_par_iter()
-            .zip(x_r.axis_chunks_iter(Axis(0), FUSED_ROWS))
-            .zip(
-                ws.xht
-                    .slice_mut(s![rows.clone(), ..])
-                    .axis_chunks_iter_mut(Axis(0), FUSED_ROWS),
-            )
-            .zip(
-                ws.wtw_parts
-                    .slice_mut(s![chunks.clone(), .., ..])
-                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
-            )
-            .zip(
-                ws.cross_parts
-                    .slice_mut(s![chunks.clone()])
-                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
-            )
-            .zip(
-                ws.den_rows
-                    .slice_mut(s![chunks.clone(), .., ..])
-                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
-            )
-            .zip(
-                ws.gram_parts
-                    .slice_mut(s![chunks.clone(), .., ..])
-                    .axis_chunks_iter_mut(Axis(0), SUB_CHUNKS),
-            )
-            .zip(ws.fused_parts.outer_iter_mut())
-            .for_each(
-                |(
-                    (
-                        (((((mut w_t, x_t), mut xht_t), mut wtw_t), mut cross_t), mut den_t),
-                        mut gram_t,
-                    ),
-                    part,
-                )| {
-                    for (sub, (w_c, x_c)) in w_t
-                        .axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
-                        .zip(x_t.axis_chunks_iter(Axis(0), ROW_CHUNK))
-                        .enumerate()
-                    {
-                        let n_c = w_c.nrows();
-                        let mut xht_c =
-                            xht_t.slice_mut(s![sub * ROW_CHUNK..sub * ROW_CHUNK + n_c, ..]);
-                        kernels::xht_dense(x_c, hst, xht_c.view_mut());
-                        cross_t[sub] = rule.update_w_rows(
-                            w_c,
-                            xht_c.view(),
-                            hht,
-                            wtw_t.index_axis_mut(Axis(0), sub),
-                            den_t.index_axis_mut(Axis(0), sub).slice_mut(s![..n_c, ..]),
-                            gram_t.index_axis_mut(Axis(0), sub),
-                        );
-                    }
-                    crate::gemm::product(x_t.t(), w_t.view(), part);
-                },
-            );
-        let first_round = first_task == 0;
-        let n_slots = tasks.len();
-        ws.xtw_block
-            .axis_chunks_iter_mut(Axis(0), COL_CHUNK)
-            .into_par_iter()
-            .zip(ws.fused_parts.axis_chunks_iter(Axis(1), COL_CHUNK))
-            .for_each(|(mut acc, parts)| {
-                for (slot, part) in parts.outer_iter().take(n_slots).enumerate() {
-                    if first_round && slot == 0 {
-                        acc.assign(&part);
-                    } else {
-                        acc += &part;
-                    }
+            .zip(ws.xtw_block.axis_chunks_iter_mut(Axis(0), COL_CHUNK))
+            .for_each(|(x_c, acc)| {
+                if add {
+                    crate::gemm::product_add(x_c.t(), w_g.view(), acc);
+                } else {
+                    crate::gemm::product(x_c.t(), w_g.view(), acc);
                 }
             });
     }
@@ -1610,31 +1554,45 @@ fn update_w_dense_fused(
     ws.cross_parts.slice(s![..n_chunks]).iter().sum()
 }
 
-/// W update of one block, parallel over fixed row chunks; returns the
-/// block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b into the workspace.
-fn update_w_block(
+/// The per-[`ROW_CHUNK`] scratch of a range of rows of a block.
+struct ChunkScratch<'a> {
+    /// X Hᵀ of the rows.
+    xht: ArrayViewMut2<'a, f32>,
+    /// W_cᵀW_c per chunk (added to: zero it first).
+    wtw: ArrayViewMut3<'a, f64>,
+    /// tr(W_cᵀ X_c Hᵀ) per chunk.
+    cross: ArrayViewMut1<'a, f64>,
+    /// Denominators per chunk.
+    den: ArrayViewMut3<'a, f32>,
+    /// W_cᵀW_c in f32 per chunk.
+    gram: ArrayViewMut3<'a, f32>,
+}
+
+/// The W update of rows `x` (a block or a range of its rows starting at a
+/// multiple of [`ROW_CHUNK`]), parallel over fixed row chunks, each chunk's
+/// partials into its own slot of `scratch`.
+fn update_w_chunks(
     rule: &dyn UpdateRule,
     x: &RowBlock<'_>,
-    mut w_b: ArrayViewMut2<'_, f32>,
+    mut w: ArrayViewMut2<'_, f32>,
     hst: ArrayView2<'_, f32>,
     hht: ArrayView2<'_, f32>,
-    ws: &mut Workspace,
-) -> f64 {
-    let n_b = w_b.nrows();
-    let n_chunks = n_b.div_ceil(ROW_CHUNK);
-    let mut xht = ws.xht.slice_mut(s![..n_b, ..]);
-    let mut wtw_parts = ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]);
-    let mut cross_parts = ws.cross_parts.slice_mut(s![..n_chunks]);
-    let mut den_rows = ws.den_rows.slice_mut(s![..n_chunks, .., ..]);
-    let mut gram_parts = ws.gram_parts.slice_mut(s![..n_chunks, .., ..]);
-    wtw_parts.fill(0.0);
-    w_b.axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
+    scratch: ChunkScratch<'_>,
+) {
+    let ChunkScratch {
+        mut xht,
+        mut wtw,
+        mut cross,
+        mut den,
+        mut gram,
+    } = scratch;
+    w.axis_chunks_iter_mut(Axis(0), ROW_CHUNK)
         .into_par_iter()
         .zip(xht.axis_chunks_iter_mut(Axis(0), ROW_CHUNK))
-        .zip(wtw_parts.axis_chunks_iter_mut(Axis(0), 1))
-        .zip(cross_parts.axis_chunks_iter_mut(Axis(0), 1))
-        .zip(den_rows.outer_iter_mut())
-        .zip(gram_parts.outer_iter_mut())
+        .zip(wtw.axis_chunks_iter_mut(Axis(0), 1))
+        .zip(cross.axis_chunks_iter_mut(Axis(0), 1))
+        .zip(den.outer_iter_mut())
+        .zip(gram.outer_iter_mut())
         .enumerate()
         .for_each(
             |(chunk_idx, (((((w_c, mut xht_c), mut wtw_c), mut cross_c), mut den_c), gram_c))| {
@@ -1656,10 +1614,39 @@ fn update_w_block(
                 );
             },
         );
-    for part in wtw_parts.outer_iter() {
+}
+
+/// W update of one block, parallel over fixed row chunks; returns the
+/// block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b into the workspace.
+fn update_w_block(
+    rule: &dyn UpdateRule,
+    x: &RowBlock<'_>,
+    w_b: ArrayViewMut2<'_, f32>,
+    hst: ArrayView2<'_, f32>,
+    hht: ArrayView2<'_, f32>,
+    ws: &mut Workspace,
+) -> f64 {
+    let n_b = w_b.nrows();
+    let n_chunks = n_b.div_ceil(ROW_CHUNK);
+    ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]).fill(0.0);
+    update_w_chunks(
+        rule,
+        x,
+        w_b,
+        hst,
+        hht,
+        ChunkScratch {
+            xht: ws.xht.slice_mut(s![..n_b, ..]),
+            wtw: ws.wtw_parts.slice_mut(s![..n_chunks, .., ..]),
+            cross: ws.cross_parts.slice_mut(s![..n_chunks]),
+            den: ws.den_rows.slice_mut(s![..n_chunks, .., ..]),
+            gram: ws.gram_parts.slice_mut(s![..n_chunks, .., ..]),
+        },
+    );
+    for part in ws.wtw_parts.slice(s![..n_chunks, .., ..]).outer_iter() {
         ws.wtw += &part;
     }
-    cross_parts.iter().sum()
+    ws.cross_parts.slice(s![..n_chunks]).iter().sum()
 }
 
 /// `xtw += X_bᵀ W_b`.
@@ -1747,12 +1734,12 @@ mod tests {
     }
 
     /// The fused dense step gives the separate steps' W, XᵀW, WᵀW and
-    /// cross term bit for bit: rows that end inside a task, more tasks than
-    /// slots (two rounds), both solvers.
+    /// cross term bit for bit: three groups, the last one ending inside a
+    /// reduction chunk; more than one column range; both solvers.
     #[test]
     fn fused_dense_step_equals_the_separate_steps() {
         use crate::rules::Solver;
-        let (n_b, n_cols, k) = (FUSED_ROWS * (FUSED_SLOTS + 1) + 37, 300, 7);
+        let (n_b, n_cols, k) = (2 * FUSED_ROWS + 300, 600, 7);
         let x = Array2::from_shape_fn((n_b, n_cols), |(i, j)| {
             ((i * 31 + j * 17) % 13) as f32 * 0.37
         });
