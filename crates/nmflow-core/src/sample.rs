@@ -102,12 +102,20 @@ impl RowSample {
                 let r = row - rows.start;
                 match x {
                     RowBlock::Dense(x) => {
+                        // Every value written, the length advanced past the
+                        // non-zero ones only: no branch per value.
+                        let start = self.data.len();
+                        let n_cols = x.ncols();
+                        self.data.resize(start + n_cols, 0.0);
+                        self.indices.resize(start + n_cols, 0);
+                        let mut len = start;
                         for (col, &v) in x.row(r).iter().enumerate() {
-                            if v != 0.0 {
-                                self.indices.push(col as u32);
-                                self.data.push(v);
-                            }
+                            self.data[len] = v;
+                            self.indices[len] = col as u32;
+                            len += usize::from(v != 0.0);
                         }
+                        self.data.truncate(len);
+                        self.indices.truncate(len);
                     }
                     RowBlock::Csr(x) => {
                         let (cols, vals) = x.row(r);
