@@ -21,6 +21,13 @@ use crate::source::RowBlock;
 /// Row ranges of the sample's transposed product, summed in order.
 const PCA_PARTS: usize = 4;
 
+/// Rows of the sample's product computed side by side.
+const ROWS_TOGETHER: usize = 4;
+
+/// Columns of the subspace of the usual two components (plus three), whose
+/// product has a copy with the sums in registers.
+const PCA_WIDTH: usize = 5;
+
 /// Rows of X_s, stored as CSR.
 #[derive(Debug, Clone)]
 pub struct RowSample {
@@ -141,6 +148,10 @@ impl RowSample {
     }
 
     /// X_sample · m for `m` `n_cols × q`: `n × q`; parallel over rows.
+    /// Each output entry is summed over its row's stored values in order;
+    /// rows go [`ROWS_TOGETHER`] at a time, their sums interleaved, so that
+    /// the chains of dependent additions of different rows overlap (one
+    /// row alone waits for every addition).
     fn times(&self, m: ArrayView2<'_, f64>) -> Array2<f64> {
         let q = m.ncols().max(1);
         let m = m.as_standard_layout();
@@ -148,20 +159,56 @@ impl RowSample {
         let mut out = Array2::zeros((self.n_collected(), q));
         if let Some(out_slice) = out.as_slice_mut() {
             out_slice
-                .par_chunks_mut(q)
+                .par_chunks_mut(q * ROWS_TOGETHER)
                 .enumerate()
-                .for_each(|(i, out_row)| {
-                    let (cols, vals) = self.row(i);
-                    for (&c, &v) in cols.iter().zip(vals) {
-                        let v = f64::from(v);
-                        let src = &m[c as usize * q..(c as usize + 1) * q];
-                        for (o, &s) in out_row.iter_mut().zip(src) {
-                            *o += v * s;
+                .for_each(|(g, out_rows)| {
+                    let first = g * ROWS_TOGETHER;
+                    if q == PCA_WIDTH && out_rows.len() == q * ROWS_TOGETHER {
+                        self.times_rows::<PCA_WIDTH>(first, m, out_rows);
+                    } else {
+                        for (r, out_row) in out_rows.chunks_mut(q).enumerate() {
+                            let (cols, vals) = self.row(first + r);
+                            for (&c, &v) in cols.iter().zip(vals) {
+                                let v = f64::from(v);
+                                let src = &m[c as usize * q..(c as usize + 1) * q];
+                                for (o, &s) in out_row.iter_mut().zip(src) {
+                                    *o += v * s;
+                                }
+                            }
                         }
                     }
                 });
         }
         out
+    }
+
+    /// [`RowSample::times`] for the [`ROWS_TOGETHER`] rows from `first`,
+    /// `Q` columns: the same additions in the same order per entry, the
+    /// rows' sums held in registers and advanced side by side.
+    fn times_rows<const Q: usize>(&self, first: usize, m: &[f64], out_rows: &mut [f64]) {
+        let rows: [(&[u32], &[f32]); ROWS_TOGETHER] = std::array::from_fn(|r| self.row(first + r));
+        let mut acc = [[0.0f64; Q]; ROWS_TOGETHER];
+        let common = rows.iter().map(|(cols, _)| cols.len()).min().unwrap_or(0);
+        let step = |acc: &mut [f64; Q], c: u32, v: f32| {
+            let v = f64::from(v);
+            let src = &m[c as usize * Q..(c as usize + 1) * Q];
+            for (o, &s) in acc.iter_mut().zip(src) {
+                *o += v * s;
+            }
+        };
+        for t in 0..common {
+            for ((cols, vals), acc_r) in rows.iter().zip(acc.iter_mut()) {
+                step(acc_r, cols[t], vals[t]);
+            }
+        }
+        for ((cols, vals), acc_r) in rows.iter().zip(acc.iter_mut()) {
+            for (&c, &v) in cols[common..].iter().zip(&vals[common..]) {
+                step(acc_r, c, v);
+            }
+        }
+        for (out_row, acc_r) in out_rows.chunks_mut(Q).zip(&acc) {
+            out_row.copy_from_slice(acc_r);
+        }
     }
 
     /// X_sampleᵀ · u for `u` `n × q`: `n_cols × q`; up to [`PCA_PARTS`]
