@@ -101,6 +101,16 @@ impl RowSample {
     /// (whose first row is X's row `rows.start`). Blocks must come in row
     /// order.
     pub fn collect(&mut self, rows: Range<usize>, x: &RowBlock<'_>) {
+        if let RowBlock::Dense(x) = x
+            && self.data.capacity() == 0
+        {
+            // Dense rows store every column: room for all of them at once
+            // (growing by doubling would copy, and first touch, twice the
+            // memory).
+            let values = (self.rows.len() - self.next).saturating_mul(x.ncols());
+            self.data.reserve_exact(values);
+            self.indices.reserve_exact(values);
+        }
         while let Some(&row) = self.rows.get(self.next) {
             if row >= rows.end {
                 break;
@@ -457,6 +467,43 @@ mod tests {
         assert_eq!(a.len(), 50);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(sample_row_indices(5, 50, 7), vec![0, 1, 2, 3, 4]);
+    }
+
+    /// The product with rows side by side adds exactly what one row alone
+    /// adds, in the same order: rows of different lengths (sparse and
+    /// dense), a last group of fewer rows, the registers' width and another.
+    #[test]
+    fn sample_product_equals_the_plain_row_by_row_sums() {
+        let (n, n_cols) = (11, 40);
+        let x = Array2::from_shape_fn((n, n_cols), |(i, j)| {
+            if (i * 7 + j * 3) % (i % 4 + 2) == 0 {
+                0.0
+            } else {
+                ((i * 13 + j * 5) % 17) as f32 * 0.31 + 0.01
+            }
+        });
+        let mut sample = RowSample::new((0..n).collect(), n_cols);
+        sample.collect(0..n, &RowBlock::Dense(x.view()));
+        for q in [PCA_WIDTH, 3] {
+            let m = Array2::from_shape_fn((n_cols, q), |(j, a)| {
+                ((j * 3 + a * 11) % 23) as f64 / 7.0 - 1.5
+            });
+            let got = sample.times(m.view());
+            for i in 0..n {
+                let (cols, vals) = sample.row(i);
+                for a in 0..q {
+                    let mut want = 0.0f64;
+                    for (&c, &v) in cols.iter().zip(vals) {
+                        want += f64::from(v) * m[(c as usize, a)];
+                    }
+                    assert_eq!(
+                        got[(i, a)].to_bits(),
+                        want.to_bits(),
+                        "row {i}, column {a}, q {q}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
