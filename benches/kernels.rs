@@ -1,10 +1,12 @@
-//! Criterion micro-benchmarks of the dense kernels of one iteration, on a
-//! block of the seed data. Each benchmark returns a checksum of its output
-//! so that no work can be optimised away.
+//! Criterion micro-benchmarks of the kernels of one iteration, on a block
+//! of the seed data, one thread. Each benchmark returns a checksum of its
+//! output so that no work can be optimised away, and declares its
+//! floating-point operations as its throughput: criterion's "elem/s" are
+//! flop/s (docs/benchmarks.md sets them against the core's peak).
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
 use nmflow_core::init::{random_h, random_w};
 use nmflow_core::kernels;
@@ -18,9 +20,10 @@ fn dense_kernels(c: &mut Criterion) {
     for k in [4usize, 20] {
         let w = random_w(2, ROWS, k);
         let h = random_h(3, k, COLS);
-        let hst = h.t().to_owned();
+        let hst = h.t().as_standard_layout().into_owned();
         let hht = h.dot(&h.t());
         let mut group = c.benchmark_group(format!("dense {ROWS}x{COLS} k={k}"));
+        group.throughput(flops(2 * ROWS * COLS * k));
         group.bench_function("xht", |b| {
             let mut xht = Array2::<f32>::zeros((ROWS, k));
             b.iter(|| {
@@ -28,6 +31,8 @@ fn dense_kernels(c: &mut Criterion) {
                 black_box(xht.sum())
             })
         });
+        // W·HHᵀ and WᵀW: 2·k² each per row.
+        group.throughput(flops(4 * ROWS * k * k));
         group.bench_function("update_w_rows", |b| {
             let xht = x.dot(&hst);
             let mut wtw = Array2::<f64>::zeros((k, k));
@@ -45,6 +50,7 @@ fn dense_kernels(c: &mut Criterion) {
                 ))
             })
         });
+        group.throughput(flops(2 * ROWS * COLS * k));
         group.bench_function("accumulate_xtw", |b| {
             let mut scratch = Array2::<f32>::zeros((COLS, k));
             let mut acc = Array2::<f64>::zeros((COLS, k));
@@ -66,6 +72,7 @@ fn dense_kernels(c: &mut Criterion) {
         let nmflow_core::RowBlock::Csr(block) = block else {
             unreachable!("a CSR source gives CSR blocks")
         };
+        group.throughput(flops(2 * block.nnz() * k));
         group.bench_function("xht_csr", |b| {
             let mut xht = Array2::<f32>::zeros((ROWS, k));
             b.iter(|| {
@@ -84,6 +91,11 @@ fn dense_kernels(c: &mut Criterion) {
     }
 }
 
+/// Flops as a criterion throughput.
+fn flops(count: usize) -> Throughput {
+    Throughput::Elements(count as u64)
+}
+
 /// The row kernels of HALS and of repeated multiplicative updates (one
 /// sweep and ten), and the Kullback–Leibler ratio at the stored entries of
 /// a sparse block.
@@ -91,7 +103,7 @@ fn row_kernels(c: &mut Criterion) {
     let x = SeedGenerator::new(1, 5, COLS).matrix(ROWS).0;
     let k = 20;
     let h = random_h(3, k, COLS);
-    let hst = h.t().to_owned();
+    let hst = h.t().as_standard_layout().into_owned();
     let hht = h.dot(&h.t());
     let xht = x.dot(&hst);
     let w0 = random_w(2, ROWS, k);
@@ -101,6 +113,9 @@ fn row_kernels(c: &mut Criterion) {
         (kernels::RowUpdate::Mu, "mu"),
     ] {
         for sweeps in [1usize, 10] {
+            // A sweep: per row and component, the k-term gradient or
+            // denominator (2·k flops).
+            group.throughput(flops(2 * ROWS * k * k * sweeps));
             group.bench_function(format!("{name} x{sweeps}"), |b| {
                 let mut scratch = vec![0.0f32; k];
                 b.iter(|| {
@@ -127,6 +142,8 @@ fn row_kernels(c: &mut Criterion) {
         panic!("a CSR source gives CSR blocks")
     };
     let inv_scale = vec![1.0f32; COLS];
+    // The k-term (WH)_ij at every stored entry.
+    group.throughput(flops(2 * csr.nnz() * k));
     group.bench_function(format!("kl ratio csr ({} stored)", csr.nnz()), |b| {
         let mut ratio = vec![0.0f32; csr.nnz()];
         b.iter(|| {
