@@ -87,6 +87,29 @@ fn dense_kernels(c: &mut Criterion) {
                 black_box(part[(0, 0)])
             })
         });
+        // The same product from the block's column copy, as the engine
+        // runs it on cached blocks (eight row parts, into the f64 sums).
+        let order = nmflow_core::ColumnOrder::of(&block).expect("a valid block");
+        let values = order.values(block.data);
+        let columns = nmflow_core::CscBlock {
+            col_ptr: &order.col_ptr,
+            rows: &order.rows,
+            data: &values,
+        };
+        let part_ends: Vec<usize> = (1..=8).map(|p| p * ROWS / 8).collect();
+        group.bench_function("accumulate_xtw_csc", |b| {
+            let mut acc = Array2::<f64>::zeros((COLS, k));
+            b.iter(|| {
+                kernels::accumulate_xtw_csc(
+                    &columns,
+                    w.view(),
+                    &part_ends,
+                    0..COLS,
+                    acc.view_mut(),
+                );
+                black_box(acc[(0, 0)])
+            })
+        });
         group.finish();
     }
 }

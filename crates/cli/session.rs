@@ -66,16 +66,15 @@ impl Input {
         self.opened.source.n_cols()
     }
 
-    /// Bytes read in one pass over X.
-    pub fn pass_bytes(&self) -> u64 {
-        nmflow_core::plan::pass_bytes(self.n_rows(), self.n_cols(), self.opened.source.nnz_hint())
-    }
-
     /// Puts the block cache (or, with --no-cache, the read-ahead thread) in
     /// front of the source; returns what was done, for the plan line.
     /// The flag is whether later passes read cheaply (cache or memory map).
     pub fn attach_cache(&mut self, run: &RunArgs) -> Result<(String, bool)> {
-        let pass_bytes = self.pass_bytes();
+        let (pass_bytes, with_columns_bytes) = nmflow_core::plan::cache_bytes(
+            self.n_rows(),
+            self.n_cols(),
+            self.opened.source.nnz_hint(),
+        );
         let opened = &mut self.opened;
         let mapped = opened.kind == InputKind::Npy || opened.storage.is_mapped_copy();
         let cache_dir = run
@@ -99,13 +98,36 @@ impl Input {
             ("off (--no-cache)".to_owned(), mapped)
         } else if mapped {
             ("not needed (the input is memory-mapped)".to_owned(), true)
-        } else if free_space(&cache_dir).is_some_and(|free| free >= pass_bytes + pass_bytes / 5) {
+        } else if let Some(free) = free_space(&cache_dir)
+            && free >= pass_bytes + pass_bytes / 5
+        {
             // Read ahead during the first pass; later passes map the cache.
+            // Sparse blocks also column by column when the space allows
+            // (X_bᵀW_b then gathers instead of scattering).
+            let with_columns = free >= with_columns_bytes + with_columns_bytes / 5;
             let inner = take_source(&mut opened.source);
             let ahead = PrefetchSource::new(inner, 1);
-            opened.source = Box::new(CachedSource::new(Box::new(ahead), &cache_dir)?);
+            opened.source = Box::new(CachedSource::new(
+                Box::new(ahead),
+                &cache_dir,
+                with_columns,
+            )?);
+            let bytes = if with_columns {
+                with_columns_bytes
+            } else {
+                pass_bytes
+            };
+            let columns = if with_columns && with_columns_bytes > pass_bytes {
+                ", rows and columns"
+            } else {
+                ""
+            };
             (
-                format!("{} in {}", budget::human(pass_bytes), cache_dir.display()),
+                format!(
+                    "{}{columns} in {}",
+                    budget::human(bytes),
+                    cache_dir.display()
+                ),
                 true,
             )
         } else {

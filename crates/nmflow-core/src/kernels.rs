@@ -5,13 +5,14 @@
 //! All products run in f32; sums that feed the relative error or that are
 //! accumulated across blocks are kept in f64.
 
-use ndarray::linalg::general_mat_mul;
+use std::ops::Range;
 
-use crate::gemm::product;
+use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::DENOMINATOR_EPSILON;
-use crate::source::CsrBlock;
+use crate::gemm::product;
+use crate::source::{CscBlock, CsrBlock};
 
 /// `xht = x · hst`, the rows of X Hᵀ for a block.
 ///
@@ -146,6 +147,100 @@ pub fn accumulate_xtw_csr(
         return;
     }
     by_k!(k, xtw_csr_body, false, x, w, part);
+}
+
+/// `acc += X_bᵀ W_b` for the columns `cols` of a block, from its column
+/// copy: each column's k-vector is summed over the rows of each part (the
+/// row ranges ending at `part_ends`, the ranges [`accumulate_xtw_csr`]
+/// runs on), in increasing row order from zero, and each part's f32 sum is
+/// added to the f64 accumulator in part order. That is exactly what the
+/// scatter into one partial per part followed by the in-order addition of
+/// the partials computes, entry for entry (with the same FMA choice), so
+/// the two give the same bits; the gather reads W's rows instead of
+/// writing every column's sums, and needs no partials.
+///
+/// # Shapes
+/// `w` is `b × k` in standard layout (the block's rows), `acc` is
+/// `cols.len() × k` in standard layout, `part_ends` is increasing and ends
+/// at `b` at the latest.
+///
+/// # Panics
+/// If the shapes do not agree or a row is out of range (column copies are
+/// validated before they reach the kernels).
+pub fn accumulate_xtw_csc(
+    x: &CscBlock<'_>,
+    w: ArrayView2<'_, f32>,
+    part_ends: &[usize],
+    cols: Range<usize>,
+    mut acc: ArrayViewMut2<'_, f64>,
+) {
+    let k = w.ncols();
+    assert_eq!(acc.dim(), (cols.len(), k), "accumulator shape");
+    let w = w.as_slice().expect("W is in standard layout");
+    let acc = acc
+        .as_slice_mut()
+        .expect("the accumulator is in standard layout");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports the features the copy is compiled for.
+        unsafe { xtw_csc_avx2(x, w, part_ends, cols, acc, k) };
+        return;
+    }
+    by_k!(k, xtw_csc_body, false, x, w, part_ends, cols, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn xtw_csc_avx2(
+    x: &CscBlock<'_>,
+    w: &[f32],
+    part_ends: &[usize],
+    cols: Range<usize>,
+    acc: &mut [f64],
+    k: usize,
+) {
+    by_k!(k, xtw_csc_body, true, x, w, part_ends, cols, acc);
+}
+
+#[inline(always)]
+fn xtw_csc_body<const FMA: bool, const K: usize>(
+    x: &CscBlock<'_>,
+    w: &[f32],
+    part_ends: &[usize],
+    cols: Range<usize>,
+    acc: &mut [f64],
+    k: usize,
+) {
+    let k = if K == 0 { k } else { K };
+    let mut sum_dyn = vec![0.0f32; if K == 0 { k } else { 0 }];
+    let all_rows = &x.rows[..x.col_ptr[cols.end]];
+    for (out, j) in acc.chunks_exact_mut(k).zip(cols) {
+        let range = x.col_ptr[j]..x.col_ptr[j + 1];
+        let (rows, vals) = (&x.rows[range.clone()], &x.data[range.clone()]);
+        let mut t = 0;
+        for &end in part_ends {
+            if t == rows.len() {
+                break;
+            }
+            let start = t;
+            let mut sum = [0.0f32; K];
+            let sum: &mut [f32] = if K > 0 { &mut sum } else { &mut sum_dyn };
+            sum.fill(0.0);
+            while t < rows.len() && (rows[t] as usize) < end {
+                if FMA {
+                    prefetch_row(w, all_rows, range.start + t + PREFETCH_AHEAD, k);
+                }
+                let r = rows[t] as usize * k;
+                axpy::<FMA>(sum, vals[t], &w[r..r + k]);
+                t += 1;
+            }
+            if t > start {
+                for (o, &s) in out.iter_mut().zip(sum.iter()) {
+                    *o += f64::from(s);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -1219,6 +1314,127 @@ mod tests {
         assert_eq!(acc.mapv(|v| v as f32), part);
     }
 
+    /// The column gather adds what the scatter into one partial per part,
+    /// then the partials in part order, adds: same bits, for specialised
+    /// and other k, with empty rows and columns, and parts of one row.
+    #[test]
+    fn column_gather_equals_the_partitioned_scatter_bit_for_bit() {
+        let (n_b, n_cols) = (53, 41);
+        let x = Array2::from_shape_fn((n_b, n_cols), |(i, j)| {
+            if i % 11 == 3 || j % 13 == 5 {
+                0.0
+            } else if (i * 7 + j * 3) % 4 == 0 {
+                ((i * 31 + j * 17) % 23) as f32 * 0.37 + 0.001
+            } else {
+                0.0
+            }
+        });
+        let mut source = crate::InMemoryCsrSource::from_dense(x.view());
+        let crate::RowBlock::Csr(block) =
+            crate::RowSource::block(&mut source, 0..n_b).expect("block")
+        else {
+            panic!("csr")
+        };
+        let order = crate::ColumnOrder::of(&block).expect("a valid block");
+        let values = order.values(block.data);
+        let columns = CscBlock {
+            col_ptr: &order.col_ptr,
+            rows: &order.rows,
+            data: &values,
+        };
+        for n_parts in [1usize, 8, n_b] {
+            let part_rows = |p: usize| (p * n_b / n_parts)..((p + 1) * n_b / n_parts);
+            let part_ends: Vec<usize> = (0..n_parts).map(|p| part_rows(p).end).collect();
+            for k in [3usize, 20, 21] {
+                let w =
+                    Array2::from_shape_fn((n_b, k), |(i, j)| ((i * 3 + 2 * j) % 19) as f32 * 0.173);
+                let mut want = Array2::<f64>::zeros((n_cols, k));
+                for p in 0..n_parts {
+                    let rows = part_rows(p);
+                    let sub = CsrBlock {
+                        indptr: &block.indptr[rows.start..=rows.end],
+                        ..block
+                    };
+                    let mut part = Array2::<f32>::zeros((n_cols, k));
+                    accumulate_xtw_csr(&sub, w.slice(ndarray::s![rows, ..]), part.view_mut());
+                    want.zip_mut_with(&part, |a, &v| *a += f64::from(v));
+                }
+                let mut got = Array2::<f64>::zeros((n_cols, k));
+                for start in (0..n_cols).step_by(16) {
+                    let cols = start..(start + 16).min(n_cols);
+                    let acc = got.slice_mut(ndarray::s![cols.clone(), ..]);
+                    accumulate_xtw_csc(&columns, w.view(), &part_ends, cols, acc);
+                }
+                let same = want
+                    .iter()
+                    .zip(&got)
+                    .all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "k = {k}, {n_parts} parts");
+            }
+        }
+    }
+
+    #[test]
+    fn column_copies_are_checked_against_their_block() {
+        let block = CsrBlock {
+            indptr: &[0, 2, 3],
+            indices: &[2, 0, 2],
+            data: &[1.0, 2.0, 3.0],
+            n_cols: 3,
+            columns: None,
+        };
+        let order = crate::ColumnOrder::of(&block).expect("valid");
+        assert_eq!(order.col_ptr, vec![0, 1, 1, 3]);
+        assert_eq!(
+            (order.rows.clone(), order.order.clone()),
+            (vec![0, 0, 1], vec![1, 0, 2])
+        );
+        let values = order.values(block.data);
+        assert_eq!(values, vec![2.0, 1.0, 3.0]);
+        let good = CscBlock {
+            col_ptr: &order.col_ptr,
+            rows: &order.rows,
+            data: &values,
+        };
+        assert_eq!(good.validate(2, 3, 3), Ok(()));
+        let short = CscBlock {
+            col_ptr: &order.col_ptr[..3],
+            ..good
+        };
+        assert!(matches!(
+            short.validate(2, 3, 3),
+            Err(crate::CsrShapeError::ColumnPointers {
+                expected: 4,
+                found: 3
+            })
+        ));
+        let far_row = CscBlock {
+            rows: &[0, 0, 2],
+            ..good
+        };
+        assert_eq!(
+            far_row.validate(2, 3, 3),
+            Err(crate::CsrShapeError::Columns { nnz: 3 })
+        );
+        let backwards = CscBlock {
+            col_ptr: &[0, 2, 1, 3],
+            ..good
+        };
+        assert_eq!(
+            backwards.validate(2, 3, 3),
+            Err(crate::CsrShapeError::Columns { nnz: 3 })
+        );
+        let bad = CsrBlock {
+            indices: &[2, 0, 3],
+            ..block
+        };
+        assert_eq!(
+            crate::ColumnOrder::of(&bad),
+            None,
+            "a malformed block has no column order"
+        );
+    }
+
     #[test]
     fn csr_kernels_agree_with_dense_for_specialised_and_other_k() {
         let x = Array2::from_shape_fn((37, 29), |(i, j)| {
@@ -1267,6 +1483,7 @@ mod tests {
             indices: &[4],
             data: &[1.0],
             n_cols: 4,
+            columns: None,
         };
         assert!(matches!(
             bad_index.validate(1),
@@ -1277,6 +1494,7 @@ mod tests {
             indices: &[0, 1],
             data: &[1.0, 1.0],
             n_cols: 4,
+            columns: None,
         };
         assert!(matches!(
             bad_ptr.validate(2),
@@ -1287,6 +1505,7 @@ mod tests {
             indices: &[0, 1],
             data: &[1.0],
             n_cols: 4,
+            columns: None,
         };
         assert!(matches!(
             bad_len.validate(1),
@@ -1297,6 +1516,7 @@ mod tests {
             indices: &[0, 1],
             data: &[1.0, 2.0],
             n_cols: 4,
+            columns: None,
         };
         assert!(matches!(
             short_end.validate(1),

@@ -67,8 +67,8 @@ pub use solver::{
     SaveError, Shared, fit, fit_in, fit_many, fit_many_with, time_block,
 };
 pub use source::{
-    CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource, NormalizedCopy, RowBlock,
-    RowSource, SourceError,
+    ColumnOrder, CscBlock, CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource,
+    NormalizedCopy, RowBlock, RowSource, SourceError,
 };
 
 /// Added to a denominator of an update only where that denominator is exactly

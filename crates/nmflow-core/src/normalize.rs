@@ -176,6 +176,7 @@ impl Normalizer {
                 }
                 Ok(RowBlock::Csr(CsrBlock {
                     data: &self.data,
+                    columns: None,
                     ..x
                 }))
             }
@@ -270,6 +271,7 @@ mod tests {
             indices: &[1, 0],
             data: &[3.0, 1.0],
             n_cols: 3,
+            columns: None,
         };
         let mut n = Normalizer::new(Normalize::Cp10kLog1p);
         let RowBlock::Csr(out) = n.apply(RowBlock::Csr(csr), 0).expect("valid") else {

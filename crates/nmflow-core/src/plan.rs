@@ -83,6 +83,31 @@ pub fn pass_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>) -> u64 {
     }
 }
 
+/// Bytes of the block cache's copy of X on disk, without and with the
+/// column copy of sparse blocks (the same entries column by column: rows
+/// as u32 and values again, 8 bytes per stored value, and `n_cols + 1`
+/// offsets per block, counted here for blocks of [`COLUMN_COPY_BLOCK_ROWS`]
+/// rows, fewer than any plan makes for matrices this wide). Dense inputs
+/// have no column copy. Saturating.
+pub fn cache_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>) -> (u64, u64) {
+    let rows_only = pass_bytes(n_rows, n_cols, nnz);
+    let with_columns = match nnz {
+        Some(nnz) => {
+            let blocks = n_rows.div_ceil(COLUMN_COPY_BLOCK_ROWS).max(1) as u64;
+            sum(&[
+                rows_only,
+                prod(&[8, nnz]),
+                prod(&[blocks, 8, n_cols as u64 + 1]),
+            ])
+        }
+        None => rows_only,
+    };
+    (rows_only, with_columns)
+}
+
+/// The block height [`cache_bytes`] counts the column copy's offsets for.
+pub const COLUMN_COPY_BLOCK_ROWS: usize = 1024;
+
 /// Per row chunk scratch: W_cᵀW_c (f64 and f32 partials), the cross term.
 fn chunk_bytes(k: u64) -> u64 {
     sum(&[prod(&[8, k, k]), prod(&[4, k]), 8])
@@ -112,8 +137,13 @@ pub(crate) fn estimate_memory_sparse(
     let block_nnz = nnz.saturating_mul(block_rows as u64) / (n_rows.max(1) as u64);
     let (n_cols, k, block_rows) = (n_cols as u64, k as u64, block_rows as u64);
     let n_chunks = block_rows.div_ceil(ROW_CHUNK as u64);
+    // The block cache's first pass also sorts each block's entries by
+    // column (rows and CSR positions, 8 bytes per stored value; two column
+    // offset arrays) and writes their values in that order (4 bytes).
     let block_bytes = sum(&[
         prod(&[SPARSE_BYTES_PER_STORED, block_nnz]),
+        prod(&[12, block_nnz]),
+        prod(&[16, n_cols]),
         prod(&[16, block_rows]),
         prod(&[4, block_rows, k]),
         prod(&[n_chunks, chunk_bytes(k)]),

@@ -1233,7 +1233,11 @@ fn kl_w_block(
                     num_c.view_mut(),
                 ),
                 RowBlock::Csr(x) => {
-                    let r = CsrBlock { data: &ratio, ..*x };
+                    let r = CsrBlock {
+                        data: &ratio,
+                        columns: None,
+                        ..*x
+                    };
                     kernels::xht_csr(&csr_rows(&r, rows), kl.ht.view(), num_c.view_mut())
                 }
             }
@@ -1312,7 +1316,11 @@ fn kl_accumulate(x: &RowBlock<'_>, w_b: ArrayView2<'_, f32>, ws: &mut Workspace)
             accumulate_xtw_dense(w_b, ratio_dense.slice(s![..n_b, ..]), ws);
         }
         RowBlock::Csr(x) => {
-            let r = CsrBlock { data: &ratio, ..*x };
+            let r = CsrBlock {
+                data: &ratio,
+                columns: None,
+                ..*x
+            };
             accumulate_xtw_csr(w_b, &r, ws);
         }
     }
@@ -1445,6 +1453,14 @@ pub(crate) fn read_block<'a>(
                 rows: rows.clone(),
                 error,
             })?;
+            if let Some(columns) = &csr.columns {
+                columns
+                    .validate(n_b, n_cols, csr.nnz())
+                    .map_err(|error| FitError::Csr {
+                        rows: rows.clone(),
+                        error,
+                    })?;
+            }
         }
         RowBlock::Dense(_) => {}
     }
@@ -1456,6 +1472,7 @@ pub(crate) fn read_block<'a>(
 pub(crate) fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a> {
     CsrBlock {
         indptr: &x.indptr[rows.start..=rows.end],
+        columns: None,
         ..*x
     }
 }
@@ -1672,14 +1689,29 @@ fn accumulate_xtw_dense(w_b: ArrayView2<'_, f32>, x: ArrayView2<'_, f32>, ws: &m
 /// Sparse: [`SPARSE_PARTS`] fixed row ranges scatter into their own
 /// partials in parallel; the partials are then added in order, in parallel
 /// over column chunks.
+/// With the block's column copy ([`CsrBlock::columns`]), the columns gather
+/// their sums instead, part by part, in parallel over column chunks: the
+/// same bits, no partials.
 fn accumulate_xtw_csr(w_b: ArrayView2<'_, f32>, x: &CsrBlock<'_>, ws: &mut Workspace) {
     let (n_cols, k) = ws.xtw.dim();
-    if ws.xtw_parts.shape()[0] != SPARSE_PARTS {
-        ws.xtw_parts = Array3::zeros((SPARSE_PARTS, n_cols, k));
-    }
     let n_b = x.n_rows();
     let n_parts = SPARSE_PARTS.min(n_b.max(1));
     let part_rows = |p: usize| (p * n_b / n_parts)..((p + 1) * n_b / n_parts);
+    if let Some(columns) = &x.columns {
+        let part_ends: Vec<usize> = (0..n_parts).map(|p| part_rows(p).end).collect();
+        ws.xtw
+            .axis_chunks_iter_mut(Axis(0), COL_CHUNK)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(chunk_idx, acc)| {
+                let cols = chunk_idx * COL_CHUNK..chunk_idx * COL_CHUNK + acc.nrows();
+                kernels::accumulate_xtw_csc(columns, w_b, &part_ends, cols, acc);
+            });
+        return;
+    }
+    if ws.xtw_parts.shape()[0] != SPARSE_PARTS {
+        ws.xtw_parts = Array3::zeros((SPARSE_PARTS, n_cols, k));
+    }
     let mut parts = ws.xtw_parts.slice_mut(s![..n_parts, .., ..]);
     parts
         .outer_iter_mut()

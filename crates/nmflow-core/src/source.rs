@@ -37,6 +37,112 @@ pub struct CsrBlock<'a> {
     pub data: &'a [f32],
     /// Columns of the matrix.
     pub n_cols: usize,
+    /// The same entries column by column, when the source keeps them (the
+    /// block cache does): `XᵀW` then gathers rows of W per column instead
+    /// of scattering into every column's sums. `None` for a range of a
+    /// block's rows and for any block whose values are not these entries'.
+    pub columns: Option<CscBlock<'a>>,
+}
+
+/// The entries of a CSR block column by column (CSC, block-local rows):
+/// column `j` holds `rows[col_ptr[j]..col_ptr[j + 1]]`, in increasing
+/// order, and the same range of `data`, the values of the CSR block's
+/// entries.
+#[derive(Debug, Clone, Copy)]
+pub struct CscBlock<'a> {
+    /// `n_cols + 1` offsets, starting at 0, non-decreasing, ending at `nnz`.
+    pub col_ptr: &'a [usize],
+    /// Block row of each stored entry.
+    pub rows: &'a [u32],
+    /// Value of each stored entry.
+    pub data: &'a [f32],
+}
+
+impl CscBlock<'_> {
+    /// Checks the structure against its CSR block's `n_rows`, `n_cols` and
+    /// `nnz`: offsets from 0 to `nnz`, non-decreasing, rows in range (that
+    /// rows increase within a column is what the source promises; the
+    /// kernels never index out of range either way).
+    pub(crate) fn validate(
+        &self,
+        n_rows: usize,
+        n_cols: usize,
+        nnz: usize,
+    ) -> Result<(), CsrShapeError> {
+        if self.col_ptr.len() != n_cols + 1 {
+            return Err(CsrShapeError::ColumnPointers {
+                expected: n_cols + 1,
+                found: self.col_ptr.len(),
+            });
+        }
+        if self.rows.len() != nnz || self.data.len() != nnz {
+            return Err(CsrShapeError::Columns { nnz });
+        }
+        let monotone = self.col_ptr.first() == Some(&0)
+            && self.col_ptr.last() == Some(&nnz)
+            && self.col_ptr.windows(2).all(|w| w[0] <= w[1]);
+        let max_row = self.rows.iter().fold(0u32, |m, &r| m.max(r));
+        if !monotone || (nnz > 0 && max_row as usize >= n_rows) {
+            return Err(CsrShapeError::Columns { nnz });
+        }
+        Ok(())
+    }
+}
+
+/// The column order of a CSR block's entries: the structure of its
+/// [`CscBlock`] (`col_ptr`, `rows`, rows increasing within a column) and,
+/// for each entry of that order, its position in the CSR block (`order`),
+/// so that the values follow once known ([`ColumnOrder::values`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnOrder {
+    /// `n_cols + 1` offsets.
+    pub col_ptr: Vec<usize>,
+    /// Block row of each entry, column by column.
+    pub rows: Vec<u32>,
+    /// CSR position of each entry, column by column.
+    pub order: Vec<u32>,
+}
+
+impl ColumnOrder {
+    /// The column order of `x` (a counting sort: one pass to count each
+    /// column's entries, one to place them), or `None` when its rows or
+    /// entries do not fit the u32 the copy stores them in, or when it is
+    /// malformed.
+    pub fn of(x: &CsrBlock<'_>) -> Option<Self> {
+        let (n_rows, nnz) = (x.n_rows(), x.nnz());
+        if u32::try_from(n_rows).is_err() || u32::try_from(nnz).is_err() {
+            return None;
+        }
+        x.validate(n_rows).ok()?;
+        let mut col_ptr = vec![0usize; x.n_cols + 1];
+        for &c in x.indices {
+            col_ptr[c as usize + 1] += 1;
+        }
+        for j in 0..x.n_cols {
+            col_ptr[j + 1] += col_ptr[j];
+        }
+        let mut next = col_ptr[..x.n_cols].to_vec();
+        let (mut rows, mut order) = (vec![0u32; nnz], vec![0u32; nnz]);
+        for row in 0..n_rows {
+            for t in x.indptr[row]..x.indptr[row + 1] {
+                let slot = &mut next[x.indices[t] as usize];
+                // Both fit u32: checked above.
+                rows[*slot] = row as u32;
+                order[*slot] = t as u32;
+                *slot += 1;
+            }
+        }
+        Some(Self {
+            col_ptr,
+            rows,
+            order,
+        })
+    }
+
+    /// The CSR block's values `data` in column order.
+    pub fn values(&self, data: &[f32]) -> Vec<f32> {
+        self.order.iter().map(|&t| data[t as usize]).collect()
+    }
 }
 
 /// Why a CSR block is malformed.
@@ -65,6 +171,21 @@ pub enum CsrShapeError {
         indices: usize,
         /// Length of `data`.
         data: usize,
+    },
+    /// The column copy's offsets do not number the columns.
+    #[error("the column copy has {found} offsets, expected {expected}")]
+    ColumnPointers {
+        /// `n_cols + 1`.
+        expected: usize,
+        /// Offsets given.
+        found: usize,
+    },
+    /// The column copy's offsets are not monotone from 0 to `nnz`, or one
+    /// of its rows is out of range.
+    #[error("the column copy is not a copy of the block's {nnz} entries")]
+    Columns {
+        /// Stored entries.
+        nnz: usize,
     },
     /// A column index is out of range.
     #[error("column index {col} out of range (the matrix has {n_cols} columns) in block row {row}")]
@@ -322,6 +443,7 @@ impl RowSource for InMemoryCsrSource {
             indices: &self.indices[start..end],
             data: &self.data[start..end],
             n_cols: self.n_cols,
+            columns: None,
         }))
     }
 }

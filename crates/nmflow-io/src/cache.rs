@@ -3,7 +3,11 @@
 //!
 //! The first pass reads the input as usual and appends each block, as
 //! nmflow uses it (dense f32 rows, or CSR: u64 offsets, u32 column indices,
-//! f32 values), to an unlinked temporary file. When the engine normalises
+//! f32 values), to an unlinked temporary file. A sparse block is also
+//! written column by column when asked ([`CachedSource::new`]): the
+//! block's [`ColumnOrder`] (a counting sort, once, in the first pass) and
+//! its values in that order, served as [`CsrBlock::columns`], so that
+//! `X_bᵀW_b` gathers rows of W per column instead of scattering. When the engine normalises
 //! rows ([`RowSource::normalization`], told before the first pass), the
 //! copy holds the normalised values the engine hands over
 //! ([`RowSource::keep_normalized`]: a block's structure is written when it
@@ -27,7 +31,9 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, UncheckedAdvice};
 use ndarray::ArrayView2;
-use nmflow_core::{CsrBlock, Normalize, NormalizedCopy, RowBlock, RowSource, SourceError};
+use nmflow_core::{
+    ColumnOrder, CscBlock, CsrBlock, Normalize, NormalizedCopy, RowBlock, RowSource, SourceError,
+};
 
 use crate::error::IoError;
 
@@ -35,9 +41,16 @@ use crate::error::IoError;
 enum Layout {
     /// Rows × n_cols f32 at `offset`.
     Dense { offset: usize },
-    /// `rows + 1` u64 offsets, then nnz u32 indices, then nnz f32 values
-    /// (each part 8-byte aligned).
-    Csr { offset: usize, nnz: usize },
+    /// `rows + 1` u64 offsets, then nnz u32 indices; with `columns`, the
+    /// column copy's structure: `n_cols + 1` u64 offsets, nnz u32 rows;
+    /// then nnz f32 values, and with `columns` the nnz values in column
+    /// order (each part 8-byte aligned). The values come last because a
+    /// normalised copy receives them after the structure.
+    Csr {
+        offset: usize,
+        nnz: usize,
+        columns: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +105,10 @@ pub struct CachedSource {
     /// Whether every raw value of the copy was a whole number (as the
     /// engine says when it hands over a block's normalised values).
     raw_integer: bool,
+    /// Whether sparse blocks get a column copy ([`CsrBlock::columns`]).
+    with_columns: bool,
+    /// The column order of the block whose values are awaited.
+    awaiting_order: Option<ColumnOrder>,
 }
 
 impl std::fmt::Debug for CachedSource {
@@ -116,8 +133,14 @@ fn align8(n: usize) -> usize {
 }
 
 impl CachedSource {
-    /// Wraps `inner`, caching into a temporary file in `dir`.
-    pub fn new(inner: Box<dyn RowSource + Send>, dir: &Path) -> Result<Self, IoError> {
+    /// Wraps `inner`, caching into a temporary file in `dir`; sparse blocks
+    /// are also kept column by column when `with_columns` (the space
+    /// [`nmflow_core::plan::cache_bytes`] counts).
+    pub fn new(
+        inner: Box<dyn RowSource + Send>,
+        dir: &Path,
+        with_columns: bool,
+    ) -> Result<Self, IoError> {
         let file = tempfile::tempfile_in(dir).map_err(|e| IoError::os(dir, e))?;
         let writer =
             BufWriter::with_capacity(1 << 20, file.try_clone().map_err(|e| IoError::os(dir, e))?);
@@ -133,6 +156,8 @@ impl CachedSource {
             normalize: Normalize::None,
             awaiting: None,
             raw_integer: true,
+            with_columns,
+            awaiting_order: None,
         })
     }
 
@@ -150,6 +175,7 @@ impl CachedSource {
         written: &mut usize,
         block: &RowBlock<'_>,
         with_values: bool,
+        order: Option<&ColumnOrder>,
     ) -> std::io::Result<Layout> {
         Self::pad(writer, written)?;
         let offset = *written;
@@ -177,25 +203,40 @@ impl CachedSource {
                 writer.write_all(bytes_of(x.indices))?;
                 *written += 4 * x.indices.len();
                 Self::pad(writer, written)?;
+                if let Some(order) = order {
+                    let col_ptr: Vec<u64> = order.col_ptr.iter().map(|&p| p as u64).collect();
+                    writer.write_all(bytes_of(&col_ptr))?;
+                    *written += 8 * col_ptr.len();
+                    writer.write_all(bytes_of(&order.rows))?;
+                    *written += 4 * order.rows.len();
+                    Self::pad(writer, written)?;
+                }
                 if with_values {
-                    Self::append_values(writer, written, x.data)?;
+                    Self::append_values(writer, written, x.data, order)?;
                 }
                 Ok(Layout::Csr {
                     offset,
                     nnz: x.data.len(),
+                    columns: order.is_some(),
                 })
             }
         }
     }
 
-    /// Appends a block's values (after its structure).
+    /// Appends a block's values (after its structure), then, with its
+    /// column order, the same values column by column.
     fn append_values(
         writer: &mut BufWriter<File>,
         written: &mut usize,
         values: &[f32],
+        order: Option<&ColumnOrder>,
     ) -> std::io::Result<()> {
         writer.write_all(bytes_of(values))?;
         *written += 4 * values.len();
+        if let Some(order) = order {
+            writer.write_all(bytes_of(&order.values(values)))?;
+            *written += 4 * values.len();
+        }
         Ok(())
     }
 
@@ -250,10 +291,21 @@ impl CachedSource {
                     .ok()
                     .map(RowBlock::Dense)
             }
-            Layout::Csr { offset, nnz } => {
+            Layout::Csr {
+                offset,
+                nnz,
+                columns,
+            } => {
                 let ptr_bytes = 8 * (n_rows + 1);
                 let idx_start = offset + ptr_bytes;
-                let data_start = align8(idx_start + 4 * nnz);
+                let col_start = align8(idx_start + 4 * nnz);
+                let col_rows_start = col_start + 8 * (n_cols + 1);
+                let data_start = if columns {
+                    align8(col_rows_start + 4 * nnz)
+                } else {
+                    col_start
+                };
+                let col_data_start = data_start + 4 * nnz;
                 // SAFETY: as above, for usize (u64 on 64-bit targets), u32, f32.
                 let (p0, indptr, _) = unsafe { map[offset..idx_start].align_to::<usize>() };
                 let (p1, indices, _) =
@@ -265,11 +317,31 @@ impl CachedSource {
                 {
                     return None;
                 }
+                let columns = if columns {
+                    // SAFETY: as above.
+                    let (p3, col_ptr, _) =
+                        unsafe { map[col_start..col_rows_start].align_to::<usize>() };
+                    let (p4, rows, _) =
+                        unsafe { map[col_rows_start..col_rows_start + 4 * nnz].align_to::<u32>() };
+                    let (p5, col_data, _) =
+                        unsafe { map[col_data_start..col_data_start + 4 * nnz].align_to::<f32>() };
+                    if !(p3.is_empty() && p4.is_empty() && p5.is_empty()) {
+                        return None;
+                    }
+                    Some(CscBlock {
+                        col_ptr,
+                        rows,
+                        data: col_data,
+                    })
+                } else {
+                    None
+                };
                 Some(RowBlock::Csr(CsrBlock {
                     indptr,
                     indices,
                     data,
                     n_cols,
+                    columns,
                 }))
             }
         }
@@ -357,9 +429,14 @@ impl RowSource for CachedSource {
                 let block = self.inner.block(rows.clone())?;
                 let start = *written;
                 let normalized = self.normalize != Normalize::None;
-                let layout = Self::append(writer, written, &block, !normalized)
+                let order = match &block {
+                    RowBlock::Csr(x) if self.with_columns => ColumnOrder::of(x),
+                    _ => None,
+                };
+                let layout = Self::append(writer, written, &block, !normalized, order.as_ref())
                     .map_err(|e| IoError::os(&self.dir, e))?;
                 if normalized {
+                    self.awaiting_order = order;
                     let n_values = match &block {
                         RowBlock::Dense(x) => x.len(),
                         RowBlock::Csr(x) => x.data.len(),
@@ -407,8 +484,9 @@ impl RowSource for CachedSource {
         let State::Filling { writer, written } = &mut self.state else {
             return;
         };
+        let order = self.awaiting_order.take();
         let fits = awaited == rows && n_values == values.len();
-        if fits && Self::append_values(writer, written, values).is_ok() {
+        if fits && Self::append_values(writer, written, values, order.as_ref()).is_ok() {
             self.raw_integer &= raw_integer;
             if let Some(entry) = self.entries.last_mut() {
                 entry.bytes.end = *written;
@@ -476,13 +554,38 @@ mod tests {
     use ndarray::Array2;
     use nmflow_core::{InMemoryCsrSource, InMemorySource};
 
-    /// One pass of blocks of `step` rows, begun as the engine begins it.
+    /// One pass of blocks of `step` rows, begun as the engine begins it,
+    /// as text without their column copies; a column copy, where there is
+    /// one, must hold the block's entries column by column.
     fn blocks(source: &mut dyn RowSource, n_rows: usize, step: usize) -> Vec<String> {
         let pass = nmflow_core::solver::block_ranges(n_rows, step);
         source.begin_pass(&pass).expect("begin");
         pass.into_iter()
-            .map(|rows| format!("{:?}", source.block(rows).expect("block")))
+            .map(|rows| match source.block(rows).expect("block") {
+                RowBlock::Csr(x) => {
+                    if let Some(columns) = x.columns {
+                        let order = ColumnOrder::of(&x).expect("a valid block");
+                        assert_eq!(columns.col_ptr, &order.col_ptr[..]);
+                        assert_eq!(columns.rows, &order.rows[..]);
+                        assert_eq!(columns.data, &order.values(x.data)[..]);
+                    }
+                    format!("{:?}", RowBlock::Csr(CsrBlock { columns: None, ..x }))
+                }
+                block => format!("{block:?}"),
+            })
             .collect()
+    }
+
+    /// Whether the cache's next pass serves sparse blocks with their column
+    /// copy.
+    fn serves_columns(source: &mut CachedSource, n_rows: usize, step: usize) -> bool {
+        let pass = nmflow_core::solver::block_ranges(n_rows, step);
+        source.begin_pass(&pass).expect("begin");
+        pass.into_iter()
+            .all(|rows| match source.block(rows).expect("block") {
+                RowBlock::Csr(x) => x.columns.is_some(),
+                RowBlock::Dense(_) => false,
+            })
     }
 
     #[test]
@@ -504,21 +607,28 @@ mod tests {
                 }
             };
             let direct = blocks(make().as_mut(), 23, 5);
-            let mut cached = CachedSource::new(make(), dir.path()).expect("cache");
-            for pass in 0..3 {
-                assert_eq!(
-                    blocks(&mut cached, 23, 5),
-                    direct,
-                    "pass {pass}, sparse {sparse}"
-                );
+            let mut sizes = Vec::new();
+            for with_columns in [false, true] {
+                let mut cached =
+                    CachedSource::new(make(), dir.path(), with_columns).expect("cache");
+                for pass in 0..3 {
+                    assert_eq!(
+                        blocks(&mut cached, 23, 5),
+                        direct,
+                        "pass {pass}, sparse {sparse}"
+                    );
+                }
+                assert!(matches!(cached.state, State::Ready { .. }));
+                assert_eq!(serves_columns(&mut cached, 23, 5), sparse && with_columns);
+                sizes.push(cached.cached_bytes());
             }
-            assert!(matches!(cached.state, State::Ready { .. }));
-            assert!(cached.cached_bytes() > 0);
+            assert!(sizes[0] > 0);
+            assert_eq!(sizes[1] > sizes[0], sparse, "the column copy takes room");
             // Other block sizes fall back to the input, through a
             // read-ahead that follows the pass; the cache serves again
             // after.
             let ahead = crate::prefetch::PrefetchSource::new(make(), 1);
-            let mut cached = CachedSource::new(Box::new(ahead), dir.path()).expect("cache");
+            let mut cached = CachedSource::new(Box::new(ahead), dir.path(), true).expect("cache");
             for step in [5, 5, 4, 5, 7] {
                 let want = blocks(make().as_mut(), 23, step);
                 assert_eq!(blocks(&mut cached, 23, step), want, "blocks of {step}");
@@ -551,7 +661,7 @@ mod tests {
                 }
             };
             for handed_over in [true, false] {
-                let mut cached = CachedSource::new(make(&x), dir.path()).expect("cache");
+                let mut cached = CachedSource::new(make(&x), dir.path(), true).expect("cache");
                 cached.normalization(kind);
                 let pass = nmflow_core::solver::block_ranges(11, 4);
                 cached.begin_pass(&pass).expect("begin");
@@ -583,6 +693,9 @@ mod tests {
                         blocks(make(&want).as_mut(), 11, 4),
                         "sparse {sparse}"
                     );
+                    // The column copy holds the normalised values too
+                    // (`blocks` compares them with the rows').
+                    assert_eq!(serves_columns(&mut cached, 11, 4), sparse);
                 } else {
                     // Values never handed over: no copy, the input again.
                     assert_eq!(cached.served_normalized(), None);

@@ -473,6 +473,7 @@ impl RowSource for Hdf5CsrSource {
             indices: &self.block_indices,
             data: &self.block_data,
             n_cols: self.n_cols,
+            columns: None,
         }))
     }
 }

@@ -241,6 +241,7 @@ impl RowSource for PrefetchSource {
                 indices,
                 data,
                 n_cols: self.n_cols,
+                columns: None,
             }),
         })
     }

@@ -259,6 +259,7 @@ impl RowSource for MmapCsrSource {
             indices: &cols[a..b],
             data: &vals[a..b],
             n_cols: self.n_cols,
+            columns: None,
         }))
     }
 }
