@@ -652,6 +652,9 @@ pub fn column_names(input: &Input) -> Result<Option<Vec<String>>> {
     Ok(names.var_stored.then_some(names.var))
 }
 
+/// Blocks an input needs for its time to be estimated from block 0.
+const ESTIMATE_MIN_BLOCKS: usize = 4;
+
 /// A time estimate from block 0: read once and computed on once.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeEstimate {
@@ -665,9 +668,14 @@ pub struct TimeEstimate {
 impl TimeEstimate {
     /// Reads block 0 of the input (before the cache is attached) and times
     /// every run's kernels on it. `None` when block 0 cannot be read or is
-    /// malformed: the fit reports that itself.
+    /// malformed (the fit reports that itself), and when the input has
+    /// fewer than [`ESTIMATE_MIN_BLOCKS`] blocks: reading a third or more of
+    /// it to predict the pre-pass would cost about what it predicts.
     pub fn measure(input: &mut Input, block_rows: usize, runs: &[ValidParams]) -> Option<Self> {
         let n_rows = input.n_rows();
+        if n_rows.div_ceil(block_rows.max(1)) < ESTIMATE_MIN_BLOCKS {
+            return None;
+        }
         let rows = 0..block_rows.min(n_rows);
         let started = std::time::Instant::now();
         let block = input.opened.source.block(rows).ok()?;
