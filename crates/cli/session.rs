@@ -102,9 +102,14 @@ impl Input {
             && free >= pass_bytes + pass_bytes / 5
         {
             // Read ahead during the first pass; later passes map the cache.
-            // Sparse blocks also column by column when the space allows
-            // (X_bᵀW_b then gathers instead of scattering).
-            let with_columns = free >= with_columns_bytes + with_columns_bytes / 5;
+            // Sparse blocks also column by column (X_bᵀW_b then gathers
+            // instead of scattering) when the disk has room and the copy
+            // stays in the page cache: a pass that reads its copy from the
+            // disk would read twice the bytes for a faster product.
+            let in_page_cache = crate::system::available_memory()
+                .is_some_and(|available| with_columns_bytes <= available / 2);
+            let with_columns =
+                in_page_cache && free >= with_columns_bytes + with_columns_bytes / 5;
             let inner = take_source(&mut opened.source);
             let ahead = PrefetchSource::new(inner, 1);
             opened.source = Box::new(CachedSource::new(
