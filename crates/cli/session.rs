@@ -108,8 +108,7 @@ impl Input {
             // disk would read twice the bytes for a faster product.
             let in_page_cache = crate::system::available_memory()
                 .is_some_and(|available| with_columns_bytes <= available / 2);
-            let with_columns =
-                in_page_cache && free >= with_columns_bytes + with_columns_bytes / 5;
+            let with_columns = in_page_cache && free >= with_columns_bytes + with_columns_bytes / 5;
             let inner = take_source(&mut opened.source);
             let ahead = PrefetchSource::new(inner, 1);
             opened.source = Box::new(CachedSource::new(

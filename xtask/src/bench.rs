@@ -46,6 +46,8 @@ pub struct BenchArgs {
 
 struct Case {
     name: &'static str,
+    /// `--solver`.
+    solver: &'static str,
     rows: usize,
     cols: usize,
     components: usize,
@@ -56,6 +58,7 @@ struct Case {
 
 const fn case(
     name: &'static str,
+    solver: &'static str,
     (rows, cols): (usize, usize),
     components: usize,
     k: usize,
@@ -64,6 +67,7 @@ const fn case(
 ) -> Case {
     Case {
         name,
+        solver,
         rows,
         cols,
         components,
@@ -78,12 +82,15 @@ const fn case(
 /// cases are skipped with `--quick`.
 #[rustfmt::skip]
 const CASES: &[Case] = &[
-    case("seed", (5_000, 1_000), 5, 4, 100, false),
-    case("seed", (5_000, 1_000), 5, 20, 100, false),
-    case("sc", (20_000, 5_000), 10, 20, 20, false),
-    case("dense", (1_000_000, 1_000), 5, 4, 10, true),
-    case("dense", (1_000_000, 1_000), 5, 20, 10, true),
-    case("sc", (200_000, 20_000), 20, 20, 10, true),
+    case("seed", "mu", (5_000, 1_000), 5, 4, 100, false),
+    case("seed", "mu", (5_000, 1_000), 5, 20, 100, false),
+    case("seed", "hals", (5_000, 1_000), 5, 20, 100, false),
+    case("sc", "mu", (20_000, 5_000), 10, 20, 20, false),
+    case("sc", "hals", (20_000, 5_000), 10, 20, 20, false),
+    case("dense", "mu", (1_000_000, 1_000), 5, 4, 10, true),
+    case("dense", "mu", (1_000_000, 1_000), 5, 20, 10, true),
+    case("sc", "mu", (200_000, 20_000), 20, 20, 10, true),
+    case("sc", "hals", (200_000, 20_000), 20, 20, 10, true),
 ];
 
 const START: &str = "<!-- bench:fit:start -->";
@@ -148,8 +155,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .unwrap_or(f64::NAN)
         };
         eprintln!(
-            "{} {}×{} k={}: {:.4} s/iteration",
+            "{} {} {}×{} k={}: {:.4} s/iteration",
             case.name,
+            case.solver,
             case.rows,
             case.cols,
             case.k,
@@ -158,8 +166,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let storage = result["storage"].as_str().unwrap_or("?");
         writeln!(
             rows,
-            "| {} ({storage}) | {} × {} | {:.1} M | {} | {} | {:.4} | {:.2} | {:.4} | {:.0} |",
+            "| {} ({storage}) | {} | {} × {} | {:.1} M | {} | {} | {:.4} | {:.2} | {:.4} | {:.0} |",
             case.name,
+            case.solver,
             case.rows,
             case.cols,
             get("nnz") / 1e6,
@@ -183,7 +192,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let comparison = compare_with_sklearn(&binary, &args)?;
     update_report(&args.report, SK_START, SK_END, &comparison)?;
     let section = format!(
-        "{}\n\n| data | rows × cols | stored values | k | iterations | s / iteration | pre-pass s | final rel. error | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n{rows}",
+        "{}\n\n| data | solver | rows × cols | stored values | k | iterations | s / iteration | pre-pass s | final rel. error | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|\n{rows}",
         environment()
     );
     update_report(&args.report, START, END, &section)?;
@@ -198,6 +207,7 @@ fn fit(binary: &Path, data: &Path, case: &Case, dir: &Path) -> Result<serde_json
         .arg(data)
         .args(["-k", &case.k.to_string()])
         .args(["--max-iter", &case.iterations.to_string()])
+        .args(["--solver", case.solver])
         .args([
             "--tol", "0", "--seed", "0", "--quiet", "--json", "--force", "-o",
         ])
