@@ -347,6 +347,15 @@ pub trait RowSource {
         let _ = (rows, values, raw_integer);
     }
 
+    /// Whether the blocks of the pass just begun are copies of blocks the
+    /// engine already checked, made by the source itself (the block
+    /// cache's copy of the first pass, and its column copies, written
+    /// from checked blocks): the engine then does not check their
+    /// structure again. `false` for anything read from an input.
+    fn serves_checked_copy(&self) -> bool {
+        false
+    }
+
     /// What the blocks of the pass just begun carry when they come from a
     /// normalised copy; `None` for values as read.
     fn served_normalized(&self) -> Option<NormalizedCopy> {

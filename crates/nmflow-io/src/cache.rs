@@ -496,6 +496,13 @@ impl RowSource for CachedSource {
         }
     }
 
+    /// The map holds blocks the engine checked in the first pass (their
+    /// column copies made from them by [`ColumnOrder::of`], which checks
+    /// again).
+    fn serves_checked_copy(&self) -> bool {
+        self.serving == Serving::Map
+    }
+
     fn served_normalized(&self) -> Option<NormalizedCopy> {
         (self.serving == Serving::Map && self.normalize != Normalize::None).then_some(
             NormalizedCopy {
@@ -617,6 +624,8 @@ mod tests {
                         direct,
                         "pass {pass}, sparse {sparse}"
                     );
+                    // The first pass comes from the input, unchecked.
+                    assert_eq!(cached.serves_checked_copy(), pass > 0);
                 }
                 assert!(matches!(cached.state, State::Ready { .. }));
                 assert_eq!(serves_columns(&mut cached, 23, 5), sparse && with_columns);
