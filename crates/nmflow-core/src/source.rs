@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use ndarray::{Array2, ArrayView2};
+use rayon::prelude::*;
 
 use crate::normalize::Normalize;
 
@@ -89,6 +90,9 @@ impl CscBlock<'_> {
     }
 }
 
+/// Column ranges a block's entries are sorted into in parallel.
+const COLUMN_ORDER_PARTS: usize = 4;
+
 /// The column order of a CSR block's entries: the structure of its
 /// [`CscBlock`] (`col_ptr`, `rows`, rows increasing within a column) and,
 /// for each entry of that order, its position in the CSR block (`order`),
@@ -121,17 +125,44 @@ impl ColumnOrder {
         for j in 0..x.n_cols {
             col_ptr[j + 1] += col_ptr[j];
         }
-        let mut next = col_ptr[..x.n_cols].to_vec();
         let (mut rows, mut order) = (vec![0u32; nnz], vec![0u32; nnz]);
-        for row in 0..n_rows {
-            for t in x.indptr[row]..x.indptr[row + 1] {
-                let slot = &mut next[x.indices[t] as usize];
-                // Both fit u32: checked above.
-                rows[*slot] = row as u32;
-                order[*slot] = t as u32;
-                *slot += 1;
-            }
+        // Fixed column ranges of about equal entries, placed in parallel,
+        // each range into its own part of the output (the placement does
+        // not depend on the ranges or the threads).
+        let mut cuts = vec![0usize];
+        for part in 1..COLUMN_ORDER_PARTS {
+            let target = nnz * part / COLUMN_ORDER_PARTS;
+            let col = col_ptr.partition_point(|&p| p < target).min(x.n_cols);
+            cuts.push(col.max(*cuts.last().unwrap_or(&0)));
         }
+        cuts.push(x.n_cols);
+        let mut pieces = Vec::with_capacity(COLUMN_ORDER_PARTS);
+        let (mut rows_left, mut order_left) = (&mut rows[..], &mut order[..]);
+        for range in cuts.windows(2) {
+            let len = col_ptr[range[1]] - col_ptr[range[0]];
+            let (r, rest_r) = std::mem::take(&mut rows_left).split_at_mut(len);
+            let (o, rest_o) = std::mem::take(&mut order_left).split_at_mut(len);
+            (rows_left, order_left) = (rest_r, rest_o);
+            pieces.push((range[0]..range[1], r, o));
+        }
+        pieces.into_par_iter().for_each(|(cols, rows, order)| {
+            let base = col_ptr[cols.start];
+            let mut next: Vec<usize> = col_ptr[cols.clone()].iter().map(|&p| p - base).collect();
+            let (lo, hi) = (cols.start as u32, cols.end as u32);
+            for row in 0..n_rows {
+                for t in x.indptr[row]..x.indptr[row + 1] {
+                    let c = x.indices[t];
+                    if c < lo || c >= hi {
+                        continue;
+                    }
+                    let slot = &mut next[(c - lo) as usize];
+                    // Both fit u32: checked above.
+                    rows[*slot] = row as u32;
+                    order[*slot] = t as u32;
+                    *slot += 1;
+                }
+            }
+        });
         Some(Self {
             col_ptr,
             rows,
@@ -141,7 +172,7 @@ impl ColumnOrder {
 
     /// The CSR block's values `data` in column order.
     pub fn values(&self, data: &[f32]) -> Vec<f32> {
-        self.order.iter().map(|&t| data[t as usize]).collect()
+        self.order.par_iter().map(|&t| data[t as usize]).collect()
     }
 }
 
