@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// faer and the system's OpenBLAS (benches/gemm), with all cores.
     #[arg(long)]
     pub gemm: bool,
+    /// Only a whole 5-iteration fit of the seed data against the time of its iterations.
+    #[arg(long)]
+    pub startup: bool,
 }
 
 struct Case {
@@ -116,6 +119,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some((
             "time-to-error",
             crate::time_to_error::run(&binary, &args.data_dir, args.quick)?,
+        ))
+    } else if args.startup {
+        Some((
+            "startup",
+            crate::startup_bench::run(&binary, &args.data_dir)?,
         ))
     } else if args.gemm {
         Some(("gemm", gemm_backends()?))

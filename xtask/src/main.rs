@@ -6,6 +6,7 @@ mod budget_bench;
 mod fuzz;
 mod ooc_bench;
 mod scaling;
+mod startup_bench;
 mod sweep_bench;
 mod synth;
 mod synth_sc;
