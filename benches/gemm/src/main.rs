@@ -7,8 +7,8 @@
 //! - ndarray: `general_mat_mul` (matrixmultiply), split over rows and
 //!   column ranges with rayon as the engine splits them;
 //! - nmflow: `nmflow_core::gemm::product` as the engine runs it: X·Hᵀ
-//!   split the same way, XᵀW one product per 256 rows into four slots
-//!   added in row order (the fused dense step);
+//!   split the same way, XᵀW by groups of 1,024 rows, each over the column
+//!   ranges (the fused dense step);
 //! - faer (feature `faer`): `faer::linalg::matmul::matmul`, its own rayon
 //!   parallelism;
 //! - OpenBLAS (feature `openblas`): `cblas_sgemm` of the system library,
@@ -129,38 +129,27 @@ fn split(
     }
 }
 
-/// XᵀW as the engine's fused dense step computes it: one product per
-/// 256 rows (a reduction chunk, rows contiguous in memory) into one of
-/// four slots, the slots then added in row order over column ranges.
+/// XᵀW as the engine's fused dense step computes it: groups of 1,024 rows
+/// in order (the engine updates a group's W rows just before, while they
+/// are in cache), each group's product over fixed 256-column ranges in
+/// parallel, stored by the first group and added to by the next ones.
 fn fused_xtw(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
-    const TASK_ROWS: usize = 256;
-    const SLOTS: usize = 4;
-    let (b, n) = x.dim();
-    let k = w.ncols();
-    let mut parts = ndarray::Array3::<f32>::zeros((SLOTS, n, k));
-    let n_tasks = b.div_ceil(TASK_ROWS);
-    for first in (0..n_tasks).step_by(SLOTS) {
-        let tasks = first..(first + SLOTS).min(n_tasks);
-        let rows = tasks.start * TASK_ROWS..(tasks.end * TASK_ROWS).min(b);
-        x.slice(ndarray::s![rows.clone(), ..])
-            .axis_chunks_iter(Axis(0), TASK_ROWS)
+    const GROUP_ROWS: usize = 1024;
+    let b = x.nrows();
+    for start in (0..b).step_by(GROUP_ROWS) {
+        let rows = start..(start + GROUP_ROWS).min(b);
+        let (x_g, w_g) = (
+            x.slice(ndarray::s![rows.clone(), ..]),
+            w.slice(ndarray::s![rows, ..]),
+        );
+        x_g.axis_chunks_iter(Axis(1), COL_CHUNK)
             .into_par_iter()
-            .zip(
-                w.slice(ndarray::s![rows, ..])
-                    .axis_chunks_iter(Axis(0), TASK_ROWS),
-            )
-            .zip(parts.outer_iter_mut())
-            .for_each(|((x_t, w_t), part)| nmflow_core::gemm::product(x_t.t(), w_t, part));
-        out.axis_chunks_iter_mut(Axis(0), COL_CHUNK)
-            .into_par_iter()
-            .zip(parts.axis_chunks_iter(Axis(1), COL_CHUNK))
-            .for_each(|(mut acc, parts)| {
-                for (slot, part) in parts.outer_iter().take(tasks.len()).enumerate() {
-                    if first == 0 && slot == 0 {
-                        acc.assign(&part);
-                    } else {
-                        acc += &part;
-                    }
+            .zip(out.axis_chunks_iter_mut(Axis(0), COL_CHUNK))
+            .for_each(|(x_c, acc)| {
+                if start > 0 {
+                    nmflow_core::gemm::product_add(x_c.t(), w_g, acc);
+                } else {
+                    nmflow_core::gemm::product(x_c.t(), w_g, acc);
                 }
             });
     }
