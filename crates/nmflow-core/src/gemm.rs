@@ -1,12 +1,12 @@
 //! Products `C = A · B` of a block with a thin panel (`B` has at most
-//! [`MAX_PANEL`] columns: H, W or a `k × k` Gram matrix), computed without
+//! 64 columns: H, W or a `k × k` Gram matrix), computed without
 //! packing and rounded exactly as `ndarray`'s product (matrixmultiply's
 //! `sgemm`) rounds them.
 //!
 //! # The rounding rule, and why results stay bit-for-bit
 //! On a CPU with AVX2 and FMA, matrixmultiply computes every entry of
 //! `C = A · B` (β = 0, α = 1) the same way, whatever the shapes or strides:
-//! the reduction index runs in chunks of [`KC`] from 0; within a chunk the
+//! the reduction index runs in chunks of 256 from 0; within a chunk the
 //! products are accumulated in order by fused multiply-adds starting from
 //! zero; the first chunk's sum is stored, each later chunk's sum is added to
 //! the stored value. Which lane or register holds an entry changes nothing.
