@@ -1569,6 +1569,12 @@ fn update_w_dense_fused(
         .into_par_iter()
         .zip(ws.xtw_block.axis_chunks_iter(Axis(0), COL_CHUNK))
         .for_each(|(mut acc, block)| acc.zip_mut_with(&block, |a, &b| *a += f64::from(b)));
+    fold_chunk_partials(ws, n_chunks)
+}
+
+/// Adds the first `n_chunks` chunks' W_cᵀW_c to `wtw`, in chunk order,
+/// and returns the sum of their cross terms, in chunk order.
+fn fold_chunk_partials(ws: &mut Workspace, n_chunks: usize) -> f64 {
     for part in ws.wtw_parts.slice(s![..n_chunks, .., ..]).outer_iter() {
         ws.wtw += &part;
     }
@@ -1664,10 +1670,7 @@ fn update_w_block(
             gram: ws.gram_parts.slice_mut(s![..n_chunks, .., ..]),
         },
     );
-    for part in ws.wtw_parts.slice(s![..n_chunks, .., ..]).outer_iter() {
-        ws.wtw += &part;
-    }
-    ws.cross_parts.slice(s![..n_chunks]).iter().sum()
+    fold_chunk_partials(ws, n_chunks)
 }
 
 /// `xtw += X_bᵀ W_b`.
