@@ -444,7 +444,11 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
         }
         let (mut sk, mut nm) = (Vec::new(), Vec::new());
         let (mut sk_err, mut nm_err, mut sk_rss, mut nm_rss) = (0.0, 0.0, 0.0f64, 0.0f64);
-        for _round in 0..2 {
+        // Alternating rounds (medians): more where a round is short, as a
+        // round of the small case lasts under a second and this machine's
+        // speed drifts more than that.
+        let rounds = if large { 2 } else { 7 };
+        for _round in 0..rounds {
             let out = Command::new(&python)
                 .arg("benches/sklearn_mu.py")
                 .arg("run")
