@@ -99,7 +99,7 @@ impl Input {
         } else if mapped {
             ("not needed (the input is memory-mapped)".to_owned(), true)
         } else if let Some(free) = free_space(&cache_dir)
-            && free >= pass_bytes + pass_bytes / 5
+            && free >= with_margin(pass_bytes)
         {
             // Read ahead during the first pass; later passes map the cache.
             // Sparse blocks also column by column (X_bᵀW_b then gathers
@@ -108,7 +108,7 @@ impl Input {
             // disk would read twice the bytes for a faster product.
             let in_page_cache = crate::system::available_memory()
                 .is_some_and(|available| with_columns_bytes <= available / 2);
-            let with_columns = in_page_cache && free >= with_columns_bytes + with_columns_bytes / 5;
+            let with_columns = in_page_cache && free >= with_margin(with_columns_bytes);
             let inner = take_source(&mut opened.source);
             let ahead = PrefetchSource::new(inner, 1);
             opened.source = Box::new(CachedSource::new(
@@ -139,7 +139,7 @@ impl Input {
                 format!(
                     "off: {} has less than {} free",
                     cache_dir.display(),
-                    budget::human(pass_bytes + pass_bytes / 5)
+                    budget::human(with_margin(pass_bytes))
                 ),
                 false,
             )
@@ -654,6 +654,11 @@ pub fn column_names(input: &Input) -> Result<Option<Vec<String>>> {
         (input.n_rows(), input.n_cols()),
     )?;
     Ok(names.var_stored.then_some(names.var))
+}
+
+/// Free disk space the block cache asks for to hold `bytes`: a fifth more.
+fn with_margin(bytes: u64) -> u64 {
+    bytes.saturating_add(bytes / 5)
 }
 
 /// Blocks an input needs for its time to be estimated from block 0.

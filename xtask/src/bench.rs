@@ -392,35 +392,12 @@ fn compare_with_sklearn(binary: &Path, args: &BenchArgs) -> Result<String> {
             .into());
     };
     // (data file, k, iterations, large, scikit-learn's precision)
+    #[rustfmt::skip]
     let cases: Vec<(PathBuf, usize, usize, bool, &str)> = vec![
-        (
-            args.data_dir.join("seed-5000x1000.h5"),
-            20,
-            100,
-            false,
-            "float32",
-        ),
-        (
-            args.data_dir.join("seed-5000x1000.h5"),
-            20,
-            100,
-            false,
-            "float64",
-        ),
-        (
-            args.data_dir.join("sc-50000x20000.h5ad"),
-            20,
-            10,
-            true,
-            "float32",
-        ),
-        (
-            args.data_dir.join("sc-200000x20000.h5ad"),
-            20,
-            5,
-            true,
-            "float32",
-        ),
+        (args.data_dir.join("seed-5000x1000.h5"), 20, 100, false, "float32"),
+        (args.data_dir.join("seed-5000x1000.h5"), 20, 100, false, "float64"),
+        (args.data_dir.join("sc-50000x20000.h5ad"), 20, 10, true, "float32"),
+        (args.data_dir.join("sc-200000x20000.h5ad"), 20, 5, true, "float32"),
     ];
     if !args.quick {
         crate::synth_sc::cached(&args.data_dir, 50_000, 20_000, 20)?;

@@ -1,6 +1,8 @@
 //! The hot loops of one iteration, as pure functions on views with
-//! caller-provided outputs. None of them allocates or spawns work; the
-//! solver decides how they are split across threads.
+//! caller-provided outputs. None of them spawns work, and none allocates
+//! more than one k-vector per call (the row kernels' inverse Hessians, the
+//! column gather's sum for a k without its own copy); the solver decides
+//! how they are split across threads.
 //!
 //! All products run in f32; sums that feed the relative error or that are
 //! accumulated across blocks are kept in f64.

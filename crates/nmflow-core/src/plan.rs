@@ -86,7 +86,7 @@ pub fn pass_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>) -> u64 {
 /// Bytes of the block cache's copy of X on disk, without and with the
 /// column copy of sparse blocks (the same entries column by column: rows
 /// as u32 and values again, 8 bytes per stored value, and `n_cols + 1`
-/// offsets per block, counted here for blocks of [`COLUMN_COPY_BLOCK_ROWS`]
+/// offsets per block, counted here for blocks of 1,024 rows
 /// rows, fewer than any plan makes for matrices this wide). Dense inputs
 /// have no column copy. Saturating.
 pub fn cache_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>) -> (u64, u64) {
@@ -106,7 +106,7 @@ pub fn cache_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>) -> (u64, u64)
 }
 
 /// The block height [`cache_bytes`] counts the column copy's offsets for.
-pub const COLUMN_COPY_BLOCK_ROWS: usize = 1024;
+const COLUMN_COPY_BLOCK_ROWS: usize = 1024;
 
 /// Per row chunk scratch: W_cᵀW_c (f64 and f32 partials), the cross term.
 fn chunk_bytes(k: u64) -> u64 {

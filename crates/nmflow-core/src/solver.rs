@@ -1483,7 +1483,7 @@ pub(crate) fn csr_rows<'a>(x: &CsrBlock<'a>, rows: Range<usize>) -> CsrBlock<'a>
 
 /// The W update of one block and its `X_bᵀ W_b` (with the updated rows):
 /// returns the block's tr(W_bᵀ X_b Hᵀ) and adds W_bᵀW_b and X_bᵀW_b into
-/// the workspace. A dense block runs both in one task per reduction chunk
+/// the workspace. A dense block runs both group of rows by group of rows
 /// ([`update_w_dense_fused`]); a sparse one runs them one after the other.
 fn update_w_and_xtw(
     rule: &dyn UpdateRule,
