@@ -60,7 +60,9 @@ fn a_full_filesystem_gives_a_clear_error_and_leaves_nothing() {
     };
     drop(probe);
     let data = join(&dir, "data.h5");
-    write_h5(&data, "X", &seed_matrix(20_000, 60, 4));
+    // Compressed: read through the block cache (a contiguous dataset would
+    // be memory-mapped, with no cache to write).
+    write_h5_gzip(&data, "X", &seed_matrix(20_000, 60, 4), 1000);
     let before = checksum(&data);
     let fit = |extra: &[&str]| -> std::process::Output {
         let mut args = vec!["fit", path_str(&data), "--max-iter", "25", "-q"];

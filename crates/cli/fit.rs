@@ -36,6 +36,9 @@ struct Summary {
     integer_valued: bool,
     budget_bytes: u64,
     predicted_peak_bytes: u64,
+    /// Of the predicted peak: the memory-mapped input, copy or cache kept
+    /// resident from pass to pass.
+    resident_bytes: u64,
     cache: String,
     w_storage: String,
     n_iter: usize,
@@ -608,6 +611,7 @@ impl Summary {
             integer_valued: report.integer_valued,
             budget_bytes: plan.budget.bytes,
             predicted_peak_bytes: plan.predicted_peak,
+            resident_bytes: plan.resident_bytes,
             cache: prepared.cache_note.clone(),
             w_storage: session::w_note(input, plan),
             n_iter: report.n_iter(),

@@ -67,16 +67,16 @@ impl Input {
     }
 
     /// Puts the block cache (or, with --no-cache, the read-ahead thread) in
-    /// front of the source; returns what was done, for the plan line.
-    /// The flag is whether later passes read cheaply (cache or memory map).
-    pub fn attach_cache(&mut self, run: &RunArgs) -> Result<(String, bool)> {
+    /// front of the source; returns what was done.
+    pub fn attach_cache(&mut self, run: &RunArgs) -> Result<Attached> {
         let (pass_bytes, with_columns_bytes) = nmflow_core::plan::cache_bytes(
             self.n_rows(),
             self.n_cols(),
             self.opened.source.nnz_hint(),
         );
+        let mapped_bytes = self.mapped_bytes(pass_bytes);
+        let mapped = mapped_bytes.is_some();
         let opened = &mut self.opened;
-        let mapped = opened.kind == InputKind::Npy || opened.storage.is_mapped_copy();
         let cache_dir = run
             .cache
             .clone()
@@ -90,14 +90,22 @@ impl Input {
                 dir.display()
             );
         }
+        let attached = |note: String, map_bytes: Option<u64>| Attached {
+            note,
+            reads_cheap: map_bytes.is_some(),
+            map_bytes,
+        };
         Ok(if run.no_cache {
             if !mapped {
                 let inner = take_source(&mut opened.source);
                 opened.source = Box::new(PrefetchSource::new(inner, 1));
             }
-            ("off (--no-cache)".to_owned(), mapped)
+            attached("off (--no-cache)".to_owned(), mapped_bytes)
         } else if mapped {
-            ("not needed (the input is memory-mapped)".to_owned(), true)
+            attached(
+                "not needed (the input is memory-mapped)".to_owned(),
+                mapped_bytes,
+            )
         } else if let Some(free) = free_space(&cache_dir)
             && free >= with_margin(pass_bytes)
         {
@@ -126,29 +134,54 @@ impl Input {
             } else {
                 ""
             };
-            (
+            attached(
                 format!(
                     "{}{columns} in {}",
                     budget::human(bytes),
                     cache_dir.display()
                 ),
-                true,
+                Some(bytes),
             )
         } else {
-            (
+            attached(
                 format!(
                     "off: {} has less than {} free",
                     cache_dir.display(),
                     budget::human(with_margin(pass_bytes))
                 ),
-                false,
+                None,
             )
+        })
+    }
+
+    /// The bytes later passes read from a memory map of the input itself
+    /// (the file's) or of a temporary copy (`pass_bytes`, as the plan
+    /// counts a pass); `None` when the input is not mapped.
+    fn mapped_bytes(&self, pass_bytes: u64) -> Option<u64> {
+        let storage = self.opened.storage;
+        storage.is_mapped().then(|| {
+            if storage == nmflow_io::Storage::DenseMapped {
+                std::fs::metadata(&self.spec.path).map_or(pass_bytes, |m| m.len())
+            } else {
+                pass_bytes
+            }
         })
     }
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.opts.tmp_dir.clone().unwrap_or_else(std::env::temp_dir)
     }
+}
+
+/// What [`Input::attach_cache`] put in front of the source.
+pub struct Attached {
+    /// What was done, for the plan line.
+    pub note: String,
+    /// Later passes read cheaply (cache or memory map).
+    pub reads_cheap: bool,
+    /// Bytes of the memory map later passes read (the cache, a mapped
+    /// input or a mapped copy), if they read one.
+    pub map_bytes: Option<u64>,
 }
 
 /// Moves the source out of `slot` (leaving an empty placeholder).
@@ -801,7 +834,16 @@ pub fn prepare(
     let pool = thread_pool(run.resources.threads)?;
     let threads = pool.current_num_threads();
     let estimate = pool.install(|| TimeEstimate::measure(input, plan.block_rows, &valid));
-    let (cache_note, reads_cheap) = input.attach_cache(run)?;
+    let attached = input.attach_cache(run)?;
+    let mut plan = plan;
+    let mut cache_note = attached.note;
+    if let Some(bytes) = attached.map_bytes
+        && plan.keep_resident(bytes)
+    {
+        input.opened.source.keep_resident();
+        cache_note.push_str("; kept resident");
+    }
+    let reads_cheap = attached.reads_cheap;
     Ok(Prepared {
         valid,
         plan,

@@ -34,6 +34,9 @@ struct RunFacts {
     batches: Vec<(usize, usize)>,
     budget_bytes: Option<u64>,
     predicted_peak_bytes: Option<u64>,
+    /// Of the predicted peak: the memory-mapped input, copy or cache kept
+    /// resident from pass to pass.
+    resident_bytes: Option<u64>,
     /// The plan's estimate of one iteration of all runs, from block 0.
     estimated_seconds_per_iter: Option<f64>,
     seconds: f64,
@@ -157,6 +160,7 @@ impl RunFacts {
             }),
             budget_bytes: prepared.map(|p| p.plan.budget.bytes),
             predicted_peak_bytes: prepared.map(|p| p.plan.predicted_peak),
+            resident_bytes: prepared.map(|p| p.plan.resident_bytes),
             estimated_seconds_per_iter: prepared
                 .and_then(|p| p.estimate.map(|e| e.iteration_s(p.reads_cheap))),
             seconds: started.elapsed().as_secs_f64(),

@@ -172,7 +172,7 @@ fn solve(
     } else {
         Box::new(Array2::<f32>::zeros((n_rows, k)))
     };
-    if !input.opened.storage.is_mapped_copy() {
+    if !input.opened.storage.is_mapped() {
         let inner = take_source(&mut input.opened.source);
         input.opened.source = Box::new(PrefetchSource::new(inner, 1));
     }

@@ -471,8 +471,13 @@ pub struct Plan {
     pub batches: Vec<Range<usize>>,
     /// The budget.
     pub budget: Budget,
-    /// Predicted peak of the whole process, over the batches.
+    /// Predicted peak of the whole process, over the batches (with the
+    /// resident map).
     pub predicted_peak: u64,
+    /// Bytes of a memory-mapped input, copy or cache kept resident from
+    /// pass to pass ([`Plan::keep_resident`]); 0 when its pages are
+    /// released block by block.
+    pub resident_bytes: u64,
     /// What is held beside the runs.
     pub held: Vec<(Held, u64)>,
     /// Bytes one pass over X reads.
@@ -483,6 +488,23 @@ pub struct Plan {
     pub estimate: MemoryEstimate,
     /// Runs planned.
     pub n_runs: usize,
+}
+
+impl Plan {
+    /// Whether a memory map later passes read (a block cache, a mapped
+    /// input or copy) of `map_bytes` may stay resident from pass to pass
+    /// instead of being released block by block: when that at most doubles
+    /// the predicted peak and stays within the budget. The predicted peak
+    /// then counts it.
+    pub fn keep_resident(&mut self, map_bytes: u64) -> bool {
+        let peak = self.predicted_peak.saturating_add(map_bytes);
+        let fits = map_bytes <= self.predicted_peak && peak <= self.budget.bytes;
+        if fits {
+            self.predicted_peak = peak;
+            self.resident_bytes = map_bytes;
+        }
+        fits
+    }
 }
 
 impl fmt::Display for Plan {
@@ -639,6 +661,7 @@ pub fn plan_runs(request: &Request) -> Result<Plan, PlanError> {
         batches,
         budget: request.budget,
         predicted_peak,
+        resident_bytes: 0,
         held: request.held.clone(),
         pass_bytes: pass_bytes(n_rows, n_cols, request.nnz),
         w_bytes: w_max,

@@ -350,6 +350,12 @@ pub trait RowSource {
     /// may be freed.
     fn done_reading(&mut self) {}
 
+    /// The pages of a memory-mapped input or copy stay resident from pass
+    /// to pass instead of being released block by block (the caller asks
+    /// when the whole map fits its memory plan): later passes then fault
+    /// no pages in. Sources that hold no map ignore it.
+    fn keep_resident(&mut self) {}
+
     /// The engine normalises every block with `kind` before using it; it
     /// says so before each pass it begins. A source that keeps a copy of X
     /// (a cache) may keep the copy normalised and serve later passes from

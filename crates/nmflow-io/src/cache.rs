@@ -14,7 +14,8 @@
 //! is served, its values when they arrive) and the passes served from it
 //! say so ([`RowSource::served_normalized`]). Later passes hand out views of the
 //! mapped file: no decompression, no conversion, no normalisation, no copy. The pages of
-//! a block are released (`MADV_DONTNEED`) when the next block is asked for,
+//! a block are released (`MADV_DONTNEED`) when the next block is asked for
+//! (unless the caller asks to keep them, [`RowSource::keep_resident`]),
 //! and the kernel is asked to read the next block ahead (`MADV_WILLNEED`),
 //! so resident memory stays about one block while reading overlaps
 //! computing.
@@ -109,6 +110,8 @@ pub struct CachedSource {
     with_columns: bool,
     /// The column order of the block whose values are awaited.
     awaiting_order: Option<ColumnOrder>,
+    /// Served blocks' pages are not released ([`RowSource::keep_resident`]).
+    resident: bool,
 }
 
 impl std::fmt::Debug for CachedSource {
@@ -158,6 +161,7 @@ impl CachedSource {
             raw_integer: true,
             with_columns,
             awaiting_order: None,
+            resident: false,
         })
     }
 
@@ -409,7 +413,9 @@ impl RowSource for CachedSource {
                     })?;
                 let entry = self.entries[idx].clone();
                 self.release_previous(&entry);
-                self.released = Some(entry.bytes.clone());
+                if !self.resident {
+                    self.released = Some(entry.bytes.clone());
+                }
                 match &self.state {
                     State::Ready { map } => Self::serve(map, &entry, n_cols)
                         .ok_or_else(|| "a cached block is misaligned".into()),
@@ -459,6 +465,10 @@ impl RowSource for CachedSource {
             }
             Serving::Nothing | Serving::Input => self.inner.block(rows),
         }
+    }
+
+    fn keep_resident(&mut self) {
+        self.resident = true;
     }
 
     /// Kept for the copy if told before the first pass (later calls do not

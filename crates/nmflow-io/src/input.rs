@@ -100,7 +100,7 @@ pub fn open_source(spec: &InputSpec, opts: &OpenOptions) -> Result<OpenedSource,
                 kind: InputKind::Npy,
                 layout: None,
                 dataset: None,
-                storage: crate::singlecell::Storage::Dense,
+                storage: crate::singlecell::Storage::DenseMapped,
                 dtype,
             })
         }

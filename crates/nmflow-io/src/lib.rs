@@ -22,6 +22,7 @@ pub mod input;
 mod kind;
 mod labels;
 mod legacy;
+mod mapped;
 mod names;
 pub mod npy;
 pub mod output;

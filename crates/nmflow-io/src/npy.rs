@@ -1,24 +1,15 @@
-//! `.npy` files as row sources, memory-mapped.
-//!
-//! Little-endian f32 data is used in place (zero copy); every other numeric
-//! dtype (f64, signed and unsigned integers of 1–8 bytes, either byte order)
-//! is converted block by block into a buffer. C and Fortran order are both
-//! read. The map is advised for sequential access.
-//!
-//! Memory-map contract: the file must not be changed by another process
-//! while nmflow reads it (the same contract as every tool that maps its
-//! input); nmflow itself opens it read-only.
+//! `.npy` files as row sources, memory-mapped ([`crate::mapped`]: C and
+//! Fortran order, every numeric dtype of either byte order, little-endian
+//! f32 used in place).
 
-use std::fs::File;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use memmap2::Mmap;
-use ndarray::{Array2, ArrayView2, ShapeBuilder};
 use nmflow_core::{RowBlock, RowSource, SourceError};
 
 pub use crate::dtype::Numeric;
 use crate::error::IoError;
+use crate::mapped::{Elements, Extent, MappedMatrix, map_file};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -205,14 +196,8 @@ fn parse_descr(descr: &str) -> Result<(bool, Numeric), String> {
 /// A memory-mapped `.npy` matrix.
 #[derive(Debug)]
 pub struct NpySource {
-    path: PathBuf,
-    map: Mmap,
     header: NpyHeader,
-    n_rows: usize,
-    n_cols: usize,
-    buf: Array2<f32>,
-    /// Bytes of the block handed out last (C order), released at the next.
-    last: Option<Range<usize>>,
+    matrix: MappedMatrix,
 }
 
 impl NpySource {
@@ -222,15 +207,7 @@ impl NpySource {
             path: path.to_path_buf(),
             reason,
         };
-        let file = File::open(path).map_err(|e| IoError::os(path, e))?;
-        // SAFETY: the file is opened read-only and the mapping is only read;
-        // the module documents that the input must not change while mapped.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| IoError::os(path, e))?;
-        #[cfg(unix)]
-        {
-            // Advice only; failure to give it changes nothing.
-            let _ = map.advise(memmap2::Advice::Sequential);
-        }
+        let map = map_file(path)?;
         let header = parse_header(&map).map_err(npy_err)?;
         let (n_rows, n_cols) = match header.shape.as_slice() {
             &[r, c] => (r, c),
@@ -242,133 +219,46 @@ impl NpySource {
                 });
             }
         };
-        let n_bytes = n_rows
-            .checked_mul(n_cols)
-            .and_then(|n| n.checked_mul(header.dtype.size()))
-            .ok_or_else(|| npy_err("the shape in the header is too large".into()))?;
-        let available = map.len().saturating_sub(header.data_offset);
-        if available < n_bytes {
-            return Err(npy_err(format!(
-                "the file is truncated: the header promises {n_bytes} bytes of {} data for a {n_rows} × {n_cols} array, the file holds {available}",
+        let elements = Elements {
+            dtype: header.dtype,
+            big_endian: header.big_endian,
+            fortran_order: header.fortran_order,
+        };
+        let extent = Extent {
+            first_row: 0,
+            offset: header.data_offset,
+        };
+        let matrix = MappedMatrix::new(map, elements, (n_rows, n_cols), vec![extent]).map_err(|available| {
+            npy_err(format!(
+                "the file is truncated: the header promises {} bytes of {} data for a {n_rows} × {n_cols} array, the file holds {available}",
+                elements.n_bytes((n_rows, n_cols)).unwrap_or(usize::MAX),
                 header.dtype
-            )));
-        }
-        Ok(Self {
-            path: path.to_path_buf(),
-            map,
-            header,
-            n_rows,
-            n_cols,
-            buf: Array2::zeros((0, 0)),
-            last: None,
-        })
+            ))
+        })?;
+        Ok(Self { header, matrix })
     }
 
     /// The header.
     pub fn header(&self) -> &NpyHeader {
         &self.header
     }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.map[self.header.data_offset..]
-    }
-
-    /// The whole matrix as an f32 view when the file is little-endian f32.
-    fn f32_view(&self) -> Option<ArrayView2<'_, f32>> {
-        if self.header.dtype != Numeric::Float(4) || self.header.big_endian {
-            return None;
-        }
-        let n = self.n_rows * self.n_cols;
-        // SAFETY: every bit pattern is a valid f32; align_to only returns a
-        // middle part that is correctly aligned.
-        let (prefix, floats, _) = unsafe { self.data()[..n * 4].align_to::<f32>() };
-        if !prefix.is_empty() || floats.len() < n {
-            return None;
-        }
-        let shape = (self.n_rows, self.n_cols);
-        let view = if self.header.fortran_order {
-            ArrayView2::from_shape(shape.f(), &floats[..n])
-        } else {
-            ArrayView2::from_shape(shape, &floats[..n])
-        };
-        view.ok()
-    }
-
-    fn convert_rows(&mut self, rows: Range<usize>) {
-        let (n_rows, n_cols) = (self.n_rows, self.n_cols);
-        let size = self.header.dtype.size();
-        let dtype = self.header.dtype;
-        let big = self.header.big_endian;
-        let fortran = self.header.fortran_order;
-        let mut buf = std::mem::replace(&mut self.buf, Array2::zeros((0, 0)));
-        if buf.dim() != (rows.len(), n_cols) {
-            buf = Array2::zeros((rows.len(), n_cols));
-        }
-        let data = self.data();
-        for (out_row, row_idx) in buf.rows_mut().into_iter().zip(rows) {
-            for (col_idx, out) in out_row.into_iter().enumerate() {
-                let idx = if fortran {
-                    col_idx * n_rows + row_idx
-                } else {
-                    row_idx * n_cols + col_idx
-                };
-                *out = decode(&data[idx * size..(idx + 1) * size], dtype, big);
-            }
-        }
-        self.buf = buf;
-    }
-}
-
-fn decode(bytes: &[u8], dtype: Numeric, big_endian: bool) -> f32 {
-    let mut raw = [0u8; 8];
-    let n = bytes.len();
-    raw[..n].copy_from_slice(bytes);
-    if big_endian {
-        raw[..n].reverse();
-    }
-    match dtype {
-        Numeric::Float(4) => f32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]]),
-        Numeric::Float(_) => f64::from_le_bytes(raw) as f32,
-        Numeric::Int(n) => {
-            let shift = 64 - 8 * n as u32;
-            ((i64::from_le_bytes(raw) << shift) >> shift) as f32
-        }
-        Numeric::Uint(_) => u64::from_le_bytes(raw) as f32,
-    }
 }
 
 impl RowSource for NpySource {
     fn n_rows(&self) -> usize {
-        self.n_rows
+        self.matrix.n_rows()
     }
 
     fn n_cols(&self) -> usize {
-        self.n_cols
+        self.matrix.n_cols()
     }
 
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
-        if !self.header.fortran_order {
-            let row_bytes = self.n_cols * self.header.dtype.size();
-            let at = |r: usize| self.header.data_offset + r * row_bytes;
-            let next = at(rows.start)..at(rows.end);
-            if let Some(last) = self.last.replace(next.clone()) {
-                // SAFETY: the previous block's view ended with the `&mut
-                // self` borrow of this call.
-                unsafe { crate::cache::release_pages(&self.map, last) };
-            }
-            crate::cache::read_ahead(&self.map, next);
-        }
-        if self.f32_view().is_some() {
-            let view = self.f32_view().ok_or("the f32 view vanished")?;
-            return Ok(RowBlock::Dense(view.slice_move(ndarray::s![rows, ..])));
-        }
-        self.convert_rows(rows);
-        Ok(RowBlock::Dense(self.buf.view()))
+        self.matrix.block(rows)
+    }
+
+    fn keep_resident(&mut self) {
+        self.matrix.keep_resident();
     }
 }
 
@@ -428,14 +318,5 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("unsupported .npy dtype"), "{err}");
         assert!(parse_header(b"PK\x03\x04 zip").is_err());
-    }
-
-    #[test]
-    fn decodes_every_width_and_order() {
-        assert_eq!(decode(&(-3i16).to_le_bytes(), Numeric::Int(2), false), -3.0);
-        assert_eq!(decode(&(-3i16).to_be_bytes(), Numeric::Int(2), true), -3.0);
-        assert_eq!(decode(&200u8.to_le_bytes(), Numeric::Uint(1), false), 200.0);
-        assert_eq!(decode(&2.5f64.to_be_bytes(), Numeric::Float(8), true), 2.5);
-        assert_eq!(decode(&(-7i64).to_le_bytes(), Numeric::Int(8), false), -7.0);
     }
 }

@@ -14,7 +14,7 @@ use nmflow_core::RowSource;
 
 use crate::csr_source::Hdf5CsrSource;
 use crate::error::IoError;
-use crate::hdf5_source::Hdf5Source;
+use crate::hdf5_source::open_dense;
 use crate::strings::{read_string_dataset, string_attr};
 use crate::transpose::{transpose_csc, transpose_dense};
 
@@ -104,6 +104,9 @@ fn legacy_genomes(file: &File) -> Vec<String> {
 pub enum Storage {
     /// A dense cells × genes array, read in row blocks.
     Dense,
+    /// A dense cells × genes array used in place from a memory map (a
+    /// `.npy` file, or a contiguous, unfiltered HDF5 dataset).
+    DenseMapped,
     /// Compressed sparse rows, read in row blocks.
     Csr,
     /// Compressed sparse columns, transposed to a temporary CSR file.
@@ -120,6 +123,7 @@ impl Storage {
     pub fn as_str(self) -> &'static str {
         match self {
             Storage::Dense => "dense",
+            Storage::DenseMapped => "dense (memory-mapped)",
             Storage::Csr => "csr",
             Storage::Csc => "csc (transposed to a temporary CSR file)",
             Storage::DenseTransposed => "dense genes × cells (transposed to a temporary CSR file)",
@@ -127,10 +131,22 @@ impl Storage {
         }
     }
 
-    /// Read from a temporary copy, memory-mapped: passes after the first
-    /// read cheaply without a block cache.
-    pub fn is_mapped_copy(self) -> bool {
-        matches!(self, Storage::Csc | Storage::DenseTransposed)
+    /// A dense array, used in place when `mapped`.
+    pub(crate) fn dense(mapped: bool) -> Self {
+        if mapped {
+            Storage::DenseMapped
+        } else {
+            Storage::Dense
+        }
+    }
+
+    /// Read from a memory map (the input itself, or a temporary copy):
+    /// passes after the first read cheaply without a block cache.
+    pub fn is_mapped(self) -> bool {
+        matches!(
+            self,
+            Storage::DenseMapped | Storage::Csc | Storage::DenseTransposed
+        )
     }
 }
 
@@ -252,13 +268,12 @@ pub(crate) fn open_matrix(
             if opts.genome.is_some() {
                 return Err(refuse(Flag::Genome));
             }
-            let source = Hdf5Source::open(path, None)?;
-            let info = source.info().clone();
+            let (source, mapped, info) = open_dense(path, None)?;
             Ok(OpenedMatrix {
-                source: Box::new(source),
+                source,
                 layout,
                 element: info.path,
-                storage: Storage::Dense,
+                storage: Storage::dense(mapped),
                 dtype: info.dtype,
             })
         }
@@ -452,14 +467,13 @@ fn open_element(
             dtype,
         });
     }
-    let source = Hdf5Source::open(path, Some(name))?;
-    let dtype = source.info().dtype.clone();
+    let (source, mapped, info) = open_dense(path, Some(name))?;
     Ok(OpenedMatrix {
-        source: Box::new(source),
+        source,
         layout,
         element,
-        storage: Storage::Dense,
-        dtype,
+        storage: Storage::dense(mapped),
+        dtype: info.dtype,
     })
 }
 

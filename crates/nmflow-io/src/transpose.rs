@@ -30,6 +30,8 @@ pub(crate) struct MmapCsrSource {
     block_indptr: Vec<usize>,
     /// Entries of the block handed out last, released at the next.
     last: Option<Range<usize>>,
+    /// Blocks' pages are not released ([`RowSource::keep_resident`]).
+    resident: bool,
 }
 
 /// One stored entry, by gene (the stored major axis).
@@ -87,6 +89,7 @@ fn build(
         n_cols: n_genes,
         block_indptr: Vec::new(),
         last: None,
+        resident: false,
     })
 }
 
@@ -231,13 +234,22 @@ impl RowSource for MmapCsrSource {
         Some(sparse_block_rows(self.nnz(), self.n_rows))
     }
 
+    fn keep_resident(&mut self) {
+        self.resident = true;
+    }
+
     fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
         let (a, b) = (
             self.indptr[rows.start] as usize,
             self.indptr[rows.end] as usize,
         );
         let nnz = self.nnz() as usize;
-        if let Some(last) = self.last.replace(a..b) {
+        let released = if self.resident {
+            None
+        } else {
+            self.last.replace(a..b)
+        };
+        if let Some(last) = released {
             for range in [
                 4 * last.start..4 * last.end,
                 4 * (nnz + last.start)..4 * (nnz + last.end),
