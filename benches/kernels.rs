@@ -182,5 +182,23 @@ fn row_kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dense_kernels, row_kernels);
+/// The principal components of the row sample `fit` keeps for its figures
+/// (the default 2,000 rows, dense, 1,000 columns): the whole subspace
+/// iteration until it settles (7 steps on these rows), each step a product
+/// with the sample and one with its transpose (5 columns each, 2·5 flops
+/// per value each); its throughput counts one step.
+fn sample_pca(c: &mut Criterion) {
+    const SAMPLE: usize = 2000;
+    let x = SeedGenerator::new(1, 5, COLS).matrix(SAMPLE).0;
+    let mut sample = nmflow_core::RowSample::new((0..SAMPLE).collect(), COLS);
+    sample.collect(0..SAMPLE, &nmflow_core::RowBlock::Dense(x.view()));
+    let mut group = c.benchmark_group(format!("sample {SAMPLE}x{COLS}"));
+    group.throughput(flops(2 * 2 * SAMPLE * COLS * 5));
+    group.bench_function("pca", |b| {
+        b.iter(|| black_box(sample.pca(2, 0).explained_variance_ratio[0]))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dense_kernels, row_kernels, sample_pca);
 criterion_main!(benches);

@@ -28,6 +28,12 @@ const ROWS_TOGETHER: usize = 4;
 /// product has a copy with the sums in registers.
 const PCA_WIDTH: usize = 5;
 
+/// Whether the sample's products run their AVX-512F copies.
+#[cfg(target_arch = "x86_64")]
+fn wide_registers() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
 /// Rows of X_s, stored as CSR.
 #[derive(Debug, Clone)]
 pub struct RowSample {
@@ -196,12 +202,38 @@ impl RowSample {
     /// `Q` columns: the same additions in the same order per entry, the
     /// rows' sums held in registers and advanced side by side.
     fn times_rows<const Q: usize>(&self, first: usize, m: &[f64], out_rows: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if wide_registers() {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { self.times_rows_avx512::<Q>(first, m, out_rows) };
+            return;
+        }
+        self.times_rows_body::<Q>(first, m, out_rows);
+    }
+
+    /// [`RowSample::times_rows`] compiled for AVX-512F: 32 vector registers
+    /// hold every row's sums (the same operations, so the same results).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn times_rows_avx512<const Q: usize>(
+        &self,
+        first: usize,
+        m: &[f64],
+        out_rows: &mut [f64],
+    ) {
+        self.times_rows_body::<Q>(first, m, out_rows);
+    }
+
+    #[inline(always)]
+    fn times_rows_body<const Q: usize>(&self, first: usize, m: &[f64], out_rows: &mut [f64]) {
         let rows: [(&[u32], &[f32]); ROWS_TOGETHER] = std::array::from_fn(|r| self.row(first + r));
         let mut acc = [[0.0f64; Q]; ROWS_TOGETHER];
         let common = rows.iter().map(|(cols, _)| cols.len()).min().unwrap_or(0);
         let step = |acc: &mut [f64; Q], c: u32, v: f32| {
             let v = f64::from(v);
-            let src = &m[c as usize * Q..(c as usize + 1) * Q];
+            let src: &[f64; Q] = m[c as usize * Q..(c as usize + 1) * Q]
+                .try_into()
+                .expect("Q columns");
             for (o, &s) in acc.iter_mut().zip(src) {
                 *o += v * s;
             }
@@ -238,14 +270,19 @@ impl RowSample {
             .into_par_iter()
             .map(|p| {
                 let mut part = vec![0.0f64; self.n_cols * q];
-                for i in p * n / n_parts..(p + 1) * n / n_parts {
-                    let (cols, vals) = self.row(i);
-                    let src = &u[i * q..(i + 1) * q];
-                    for (&c, &v) in cols.iter().zip(vals) {
-                        let v = f64::from(v);
-                        let dst = &mut part[c as usize * q..(c as usize + 1) * q];
-                        for (o, &s) in dst.iter_mut().zip(src) {
-                            *o += v * s;
+                let rows = p * n / n_parts..(p + 1) * n / n_parts;
+                if q == PCA_WIDTH {
+                    self.t_times_rows::<PCA_WIDTH>(rows, u, &mut part);
+                } else {
+                    for i in rows {
+                        let (cols, vals) = self.row(i);
+                        let src = &u[i * q..(i + 1) * q];
+                        for (&c, &v) in cols.iter().zip(vals) {
+                            let v = f64::from(v);
+                            let dst = &mut part[c as usize * q..(c as usize + 1) * q];
+                            for (o, &s) in dst.iter_mut().zip(src) {
+                                *o += v * s;
+                            }
                         }
                     }
                 }
@@ -261,6 +298,48 @@ impl RowSample {
             }
         }
         out
+    }
+
+    /// The part of [`RowSample::t_times`] of the sample rows `rows`, `Q`
+    /// columns, added into `part` (`n_cols × Q`): every row's stored values
+    /// in order, as the general loop adds them.
+    fn t_times_rows<const Q: usize>(&self, rows: Range<usize>, u: &[f64], part: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        if wide_registers() {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { self.t_times_rows_avx512::<Q>(rows, u, part) };
+            return;
+        }
+        self.t_times_rows_body::<Q>(rows, u, part);
+    }
+
+    /// [`RowSample::t_times_rows`] compiled for AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn t_times_rows_avx512<const Q: usize>(
+        &self,
+        rows: Range<usize>,
+        u: &[f64],
+        part: &mut [f64],
+    ) {
+        self.t_times_rows_body::<Q>(rows, u, part);
+    }
+
+    #[inline(always)]
+    fn t_times_rows_body<const Q: usize>(&self, rows: Range<usize>, u: &[f64], part: &mut [f64]) {
+        for i in rows {
+            let (cols, vals) = self.row(i);
+            let src: &[f64; Q] = u[i * Q..(i + 1) * Q].try_into().expect("Q columns");
+            for (&c, &v) in cols.iter().zip(vals) {
+                let v = f64::from(v);
+                let dst: &mut [f64; Q] = (&mut part[c as usize * Q..(c as usize + 1) * Q])
+                    .try_into()
+                    .expect("Q columns");
+                for (o, &s) in dst.iter_mut().zip(src) {
+                    *o += v * s;
+                }
+            }
+        }
     }
 
     /// The first `n_components` principal components of the collected

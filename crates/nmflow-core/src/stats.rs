@@ -344,11 +344,16 @@ fn block_moments(
     sum_sq.fill(0.0);
     for (row_idx, row) in x.rows().into_iter().enumerate() {
         let mut ok = true;
-        for ((m, s), &value) in mean.iter_mut().zip(sum_sq.iter_mut()).zip(row) {
+        let mut add = |(m, s): (&mut f64, &mut f64), value: f32| {
             ok &= admissible(value);
             let v = f64::from(value);
             *m += v;
             *s += v * v;
+        };
+        let columns = mean.iter_mut().zip(sum_sq.iter_mut());
+        match row.as_slice() {
+            Some(values) => columns.zip(values).for_each(|(c, &value)| add(c, value)),
+            None => columns.zip(row).for_each(|(c, &value)| add(c, value)),
         }
         if !ok {
             let (col, &value) = row
@@ -363,13 +368,16 @@ fn block_moments(
     mean.iter_mut().for_each(|m| *m /= n);
     let mut integer = true;
     for row in x.rows() {
-        for (((m2, max), &mean), &value) in
-            m2.iter_mut().zip(max.iter_mut()).zip(mean.iter()).zip(row)
-        {
+        let mut add = |((m2, max), &mean): ((&mut f64, &mut f32), &f64), value: f32| {
             let d = f64::from(value) - mean;
             *m2 += d * d;
             *max = max.max(value);
             integer &= is_whole(value);
+        };
+        let columns = m2.iter_mut().zip(max.iter_mut()).zip(mean.iter());
+        match row.as_slice() {
+            Some(values) => columns.zip(values).for_each(|(c, &value)| add(c, value)),
+            None => columns.zip(row).for_each(|(c, &value)| add(c, value)),
         }
     }
     Ok(integer)
