@@ -431,6 +431,10 @@ fn pca(sample: &RowSample, n_components: usize, seed: u64) -> Pca {
     // for the orthonormal basis B) settle: they converge as the square of
     // the subspace.
     let mut settled: Option<Vec<f64>> = None;
+    // X_c B of the last basis: computed by the step that finds the values
+    // settled (the same product the components are read from), else after
+    // the last step.
+    let mut settled_product = None;
     for _ in 0..ITERATIONS {
         let u = centred_times(basis.view());
         let (mut variances, _) = symmetric_eigen(u.t().dot(&u));
@@ -443,13 +447,14 @@ fn pca(sample: &RowSample, n_components: usize, seed: u64) -> Pca {
                 .all(|(a, b)| (a - b).abs() <= PCA_SETTLED * b.abs().max(f64::MIN_POSITIVE))
         });
         if converged {
+            settled_product = Some(u);
             break;
         }
         settled = Some(variances);
         basis = centred_t_times(u.view());
         orthonormalize(&mut basis);
     }
-    let b = centred_times(basis.view());
+    let b = settled_product.unwrap_or_else(|| centred_times(basis.view()));
     let small = b.t().dot(&b);
     let (values, vectors) = symmetric_eigen(small);
     let mut order: Vec<usize> = (0..q).collect();
