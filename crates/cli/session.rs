@@ -374,9 +374,9 @@ pub fn run_batches(
             plan.batches.len()
         );
     }
-    let first_seed = specs.first().map_or(0, |s| s.seed);
-    let rows = nmflow_core::sample_row_indices(input.n_rows(), prepared.n_sample, first_seed);
-    let mut sample = Some(RowSample::new(rows, input.n_cols()));
+    let rows =
+        nmflow_core::sample_row_indices(input.n_rows(), prepared.n_sample, prepared.sample_seed);
+    let mut sample = Some(RowSample::new(rows, input.n_cols()).with_seed(prepared.sample_seed));
     let mut info: Option<SampleInfo> = None;
     for batch in &plan.batches {
         let mut stores = new_stores(input, &specs[batch.clone()], prepared)?;
@@ -785,6 +785,10 @@ pub struct Prepared {
     pub w0: Option<InputSpec>,
     /// Rows sampled for the components and the consensus.
     pub n_sample: usize,
+    /// The seed the sample's rows are drawn with: the command's `--seed`
+    /// (the seed of its first run), whichever runs are left to do, so that a
+    /// resumed sweep samples the rows its finished runs sampled.
+    pub sample_seed: u64,
     /// No progress bar.
     pub quiet: bool,
     pub pool: rayon::ThreadPool,
@@ -849,6 +853,7 @@ pub fn prepare(
         plan,
         w0: None,
         n_sample: run.sample,
+        sample_seed: run.seed,
         quiet: run.quiet,
         pool,
         threads,

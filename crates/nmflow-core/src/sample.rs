@@ -46,6 +46,8 @@ pub struct RowSample {
     next: usize,
     /// The principal components, once computed by [`RowSample::finish`].
     components: Option<Pca>,
+    /// The seed of the components' start ([`RowSample::with_seed`]).
+    seed: Option<u64>,
 }
 
 /// Up to `n_sample` distinct row indices out of `n_rows`, drawn from `seed`,
@@ -79,7 +81,23 @@ impl RowSample {
             data: Vec::new(),
             next: 0,
             components: None,
+            seed: None,
         }
+    }
+
+    /// The sample whose components start from `seed` (the seed its rows
+    /// were drawn with), whatever the runs that collect it: without it the
+    /// fit uses its first run's seed.
+    pub fn with_seed(self, seed: u64) -> Self {
+        Self {
+            seed: Some(seed),
+            ..self
+        }
+    }
+
+    /// The seed given by [`RowSample::with_seed`].
+    pub fn seed(&self) -> Option<u64> {
+        self.seed
     }
 
     /// The sampled row indices (of X), in order.

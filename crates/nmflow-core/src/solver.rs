@@ -425,7 +425,10 @@ pub fn fit_many_with(
     // principal components are computed when first needed (a checkpoint,
     // or the end), not on the way to the first iterates. The plan holds the
     // sample for the whole command.
-    let seed = first.params().seed;
+    let seed = sample
+        .as_deref()
+        .and_then(RowSample::seed)
+        .unwrap_or(first.params().seed);
     let mut sample_seconds = 0.0;
     let mut collected = if first_iteration == 1 { sample } else { None };
     for iteration in first_iteration..=max_iter {
