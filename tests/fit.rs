@@ -79,7 +79,10 @@ fn fit_writes_factors_error_trace_clusters_and_parameters() {
     ] {
         assert!(file.attr(name).is_ok(), "attribute {name} missing");
     }
-    assert_eq!(files_in(dir.path()), vec!["data.h5", "result.h5"]);
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["data.h5", "result.h5", "result.programs.tsv"]
+    );
 }
 
 #[test]
@@ -330,10 +333,19 @@ fn the_block_cache_and_a_memory_budget_keep_results_and_stay_within_it() {
     }
     assert_eq!(ws[0], ws[1], "the cache changed the result");
     assert_eq!(ws[0], ws[2]);
-    // Only the outputs and the input: the cache file is gone.
+    // Only the outputs (each with its programs' table) and the input: the
+    // cache file is gone.
     assert_eq!(
         files_in(dir.path()),
-        vec!["budget.h5", "cached.h5", "data.h5", "uncached.h5"]
+        vec![
+            "budget.h5",
+            "budget.programs.tsv",
+            "cached.h5",
+            "cached.programs.tsv",
+            "data.h5",
+            "uncached.h5",
+            "uncached.programs.tsv"
+        ]
     );
 }
 
@@ -526,7 +538,8 @@ fn every_result_nmflow_writes_seeds_a_run_in_the_right_orientation() {
     let (plain, anndata) = (join(&dir, "ten.h5"), join(&dir, "ten.h5ad"));
     fit(&plain, &["--max-iter", "10"]);
     fit(&anndata, &["--max-iter", "10"]);
-    let h5ad_h = format!("{}:/varm/NMF_H", path_str(&anndata));
+    // Named by dataset, the start is the scaled H the updates run in.
+    let h5ad_h = format!("{}:/varm/NMF_H_scaled", path_str(&anndata));
     let h5ad_w = format!("{}:/obsm/X_nmf", path_str(&anndata));
     for (tag, w0, h0) in [
         ("plain", path_str(&plain), path_str(&plain)),

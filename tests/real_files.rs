@@ -278,7 +278,7 @@ fn write_into_adds_the_result_and_keeps_the_original_content() {
     assert!(file.group("uns/nmf").is_ok());
     assert_eq!(
         files_in(work.path()),
-        vec!["pbmc.h5ad"],
-        "no temporary file is left"
+        vec!["pbmc.h5ad", "pbmc.programs.tsv"],
+        "no temporary file is left (the programs' table is written beside)"
     );
 }

@@ -7,6 +7,7 @@ mod full_disk;
 mod fuzz;
 mod hostile;
 mod inspect;
+mod outputs;
 mod real_files;
 mod resume;
 mod singlecell;

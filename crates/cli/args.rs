@@ -25,6 +25,58 @@ pub enum Command {
     Report(ReportArgs),
     /// List the matrices of a file that can be factorized, and the memory a run needs.
     Inspect(InspectArgs),
+    /// Each program's top genes of a fit's result, by loading and specificity, as TSV.
+    TopGenes(TopGenesArgs),
+    /// Print a shell completion script: `nmflow completions bash > ~/.local/share/bash-completion/completions/nmflow`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) of nmflow and its commands (`cargo xtask man` writes it).
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// What the programs' genes are ranked by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RankByArg {
+    /// The loading in the data's units (what the program adds to the gene; genes high
+    /// everywhere, such as ribosomal ones, rank high in many programs).
+    Loading,
+    /// The z-score of the loading across programs (the program's marker genes).
+    Specificity,
+}
+
+impl RankByArg {
+    pub fn rank_by(self) -> nmflow_report::RankBy {
+        match self {
+            RankByArg::Loading => nmflow_report::RankBy::Loading,
+            RankByArg::Specificity => nmflow_report::RankBy::Specificity,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TopGenesArgs {
+    /// A result of `nmflow fit` (.h5 or .h5ad), or one of `nmflow sweep` (kK.h5).
+    pub result: PathBuf,
+
+    /// Genes per program.
+    #[arg(short = 'n', long = "n-genes", value_name = "N", default_value_t = 50,
+          value_parser = crate::usage::positive)]
+    pub n: usize,
+
+    /// Rank each program's genes by this score (both are in the table).
+    #[arg(long, value_enum, default_value_t = RankByArg::Loading)]
+    pub by: RankByArg,
+
+    /// Write the table to this file (replaced if it exists) instead of printing it.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -276,6 +328,11 @@ impl SolverArg {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("destination")
+        .required(true)
+        .args(["output", "write_into"])
+))]
 pub struct FitArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -286,13 +343,7 @@ pub struct FitArgs {
 
     /// Output: FILE.h5ad (an AnnData file with obsm['X_nmf'], varm['NMF_H'], obs['nmf_cluster'], uns['nmf']),
     /// or any other name for plain HDF5 (/W, /H, /rel_error, /cluster, /col_scale, /sample).
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        required_unless_present = "write_into",
-        conflicts_with = "write_into"
-    )]
+    #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
     /// Add the result to the input h5ad file itself (obsm, varm, obs, uns), safely: the file is
@@ -381,6 +432,11 @@ pub struct SweepArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("destination")
+        .required(true)
+        .args(["output", "write_into"])
+))]
 pub struct TransformArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -392,13 +448,7 @@ pub struct TransformArgs {
 
     /// Output: FILE.h5ad or FILE.h5, as `nmflow fit` writes them (W of the input's rows, the
     /// components, the clusters).
-    #[arg(
-        short,
-        long,
-        value_name = "FILE",
-        required_unless_present = "write_into",
-        conflicts_with = "write_into"
-    )]
+    #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
     /// Add the result to the input h5ad file itself (obsm, varm, obs, uns), safely.

@@ -61,6 +61,8 @@ struct Summary {
     estimated_prepare_seconds: Option<f64>,
     estimated_seconds_per_iter: Option<f64>,
     output: String,
+    /// The programs' top genes, beside the result.
+    programs: String,
     peak_rss_bytes: Option<u64>,
 }
 
@@ -228,7 +230,15 @@ impl Destination {
                 }
                 Destination::Into(target.clone())
             }
-            _ => usage!("give one of -o FILE and --write-into INPUT.h5ad"),
+            (None, None) => usage!(
+                "no output named: give -o FILE (.h5 for plain HDF5, .h5ad for AnnData) for a new \
+                 result, or --write-into INPUT.h5ad to add the result to the input itself"
+            ),
+            (Some(out), Some(target)) => usage!(
+                "-o {} and --write-into {} both given: a fit writes one result; keep one of them",
+                out.display(),
+                target.display()
+            ),
         };
         match &destination {
             Destination::Hdf5(out) | Destination::H5ad(out) => {
@@ -550,7 +560,14 @@ fn write(
         ResultNames::Both(_) => None,
     };
     let mut output = f.output(&best.sample, clusters, attrs, col_names);
-    destination.write(names, &mut output, args.force, args.input.raw)
+    destination.write(names, &mut output, args.force, args.input.raw)?;
+    let genes = match names {
+        ResultNames::Both(names) => Some(names.var.as_slice()),
+        ResultNames::Columns(names) => names.as_deref(),
+    };
+    let h = nmflow_io::output::input_units(output.h, output.col_scale);
+    crate::top_genes::write_beside(destination.path(), h.view(), genes)?;
+    Ok(())
 }
 
 impl Destination {
@@ -630,6 +647,7 @@ impl Summary {
             estimated_prepare_seconds: estimate.map(|e| e.prepare_s()),
             estimated_seconds_per_iter: estimate.map(|e| e.iteration_s(prepared.reads_cheap)),
             output: output.display().to_string(),
+            programs: crate::top_genes::beside(output).display().to_string(),
             peak_rss_bytes: crate::system::peak_rss_bytes(),
         }
     }
@@ -678,4 +696,8 @@ fn print_summary(s: &Summary, tol: f64) {
         println!("peak RSS   {:.1} MiB", rss as f64 / (1u64 << 20) as f64);
     }
     println!("written    {}", s.output);
+    println!(
+        "programs   {} (top genes; nmflow top-genes for more)",
+        s.programs
+    );
 }

@@ -19,6 +19,7 @@ mod start;
 mod sweep;
 mod sweep_file;
 mod system;
+mod top_genes;
 mod transform;
 mod usage;
 mod watchdog;
@@ -38,6 +39,15 @@ fn main() -> ExitCode {
         Command::Transform(args) => transform::run(*args),
         Command::Report(args) => report::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::TopGenes(args) => top_genes::run(args),
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "nmflow", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+            .render(&mut std::io::stdout())
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

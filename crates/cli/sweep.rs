@@ -695,6 +695,8 @@ fn write_best(
     let attrs = session::result_attrs(input, params, &f.outcome, threads);
     let mut output = f.output(info, clusters, attrs, col_names);
     write_result(path, &mut output, true)?;
+    let h = nmflow_io::output::input_units(output.h, output.col_scale);
+    crate::top_genes::write_beside(path, h.view(), col_names)?;
     Ok(())
 }
 

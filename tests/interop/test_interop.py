@@ -159,9 +159,10 @@ def test_write_into_keeps_the_file_readable_with_its_content(nmflow_bin, tmp_pat
     assert list(b.obs["batch"]) == list(a.obs["batch"])
     assert set(b.obsm) == {"X_pca", "X_nmf"}
     assert b.varm["NMF_H"].shape == (30, K)
+    assert b.varm["NMF_H_scaled"].shape == (30, K)
     assert "nmf_cluster" in b.obs
     assert b.uns["nmf"]["params"]["k"] == K
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.h5ad"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.h5ad", "mine.programs.tsv"]
 
 
 def test_sweep_scores_labels_of_an_anndata_categorical_column_as_scikit_learn(nmflow_bin, tmp_path):
@@ -248,7 +249,7 @@ def test_write_into_an_anndata_07_file_puts_the_clusters_in_obs(nmflow_bin, tmp_
     for column in before.obs.columns:
         assert after.obs[column].equals(before.obs[column]), column
     assert "cluster" not in after.uns["nmf"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name.replace(".h5ad", ".programs.tsv")])
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -179,4 +179,4 @@ def test_nndsvd_starts_are_scikit_learns(nmflow_bin, tmp_path, init):
         w, h = f["W"][:], f["H"][:]
         assert f.attrs["init"] == init
     assert rel_diff(w, model.components_.T) < 1e-4 and rel_diff(h, ht.T) < 1e-4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "x.npy"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5", "r.programs.tsv", "x.npy"]

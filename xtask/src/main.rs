@@ -1,9 +1,11 @@
 //! `cargo xtask`: synthetic data sets (`synth`), end-to-end benchmarks
-//! (`bench`) and long runs of the corruption properties (`fuzz`).
+//! (`bench`), long runs of the corruption properties (`fuzz`), and the
+//! manual page with the shell completions (`man`).
 
 mod bench;
 mod budget_bench;
 mod fuzz;
+mod man;
 mod ooc_bench;
 mod scaling;
 mod startup_bench;
@@ -33,6 +35,9 @@ enum Command {
     /// Run the corruption properties of tests/fuzz.rs with fresh seeds for some minutes and record
     /// the figures in docs/fuzzing.md.
     Fuzz(fuzz::FuzzArgs),
+    /// Write the manual page (target/man/nmflow.1) and the bash, zsh and fish completions
+    /// (target/completions/), generated from nmflow's command-line definitions.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Command::Synth(cmd) => synth::run(cmd),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Man => man::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

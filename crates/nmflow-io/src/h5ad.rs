@@ -4,7 +4,9 @@
 //! Entries (anndata's on-disk encoding 0.1.0/0.2.0, readable by anndata ≥ 0.8):
 //! `obs` (index = input's cell names, categorical column `nmf_cluster`),
 //! `var` (index = gene names; `gene_ids` when the input has them),
-//! `obsm['X_nmf']` = W, `varm['NMF_H']` = Hᵀ, `uns['nmf']` = every parameter,
+//! `obsm['X_nmf']` = W, `varm['NMF_H']` = Hᵀ in the units of the matrix
+//! factorized, `varm['NMF_H_scaled']` = the column-scaled H's transpose
+//! (`uns['nmf']['loadings']` says which is which), `uns['nmf']` = every parameter,
 //! the error trace, the column divisors, the row sample with its principal
 //! components (`sample_rows`, `sample_pca`) and the nmflow version. X is not
 //! copied.
@@ -53,6 +55,18 @@ fn scalar(group: &Group, name: &str, value: &AttrValue) -> hdf5::Result<()> {
         }
     };
     set_encoding(&ds, "numeric-scalar", "0.2.0")
+}
+
+/// `varm['NMF_H']` (the loadings in the units of the matrix factorized,
+/// genes × k) and `varm['NMF_H_scaled']` (those of the column-scaled
+/// matrix).
+fn loadings(varm: &Group, out: &FitOutput<'_>) -> hdf5::Result<()> {
+    let h = crate::output::input_units(out.h, out.col_scale);
+    for (name, h) in [(names::NMF_H, h.view()), (names::NMF_H_SCALED, out.h)] {
+        let ht: Array2<f32> = h.t().as_standard_layout().into_owned();
+        array_2d(varm, name, ht.view())?;
+    }
+    Ok(())
 }
 
 /// The categorical column `nmf_cluster` (categories "0" .. "k-1").
@@ -141,6 +155,11 @@ fn uns_nmf(root: &Group, out: &FitOutput<'_>, extra_cluster: bool) -> hdf5::Resu
         "nmflow_version",
         &AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
     )?;
+    scalar(
+        &nmf,
+        "loadings",
+        &AttrValue::Str(names::LOADINGS_NOTE.into()),
+    )?;
     if let Some(sample) = &out.sample {
         array_1d(&nmf, "sample_rows", sample.rows)?;
         let pca = sample.pca.as_standard_layout().into_owned();
@@ -170,8 +189,7 @@ fn write_new(path: &Path, out: &mut FitOutput<'_>, names: &Names) -> hdf5::Resul
         None => set_str_array_attr(&var, "column-order", &[])?,
     }
     factor_array(&dict(&file, names::OBSM)?, names::X_NMF, out.w)?;
-    let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
-    array_2d(&dict(&file, names::VARM)?, names::NMF_H, ht.view())?;
+    loadings(&dict(&file, names::VARM)?, out)?;
     for empty in ["layers", "obsp", "varp"] {
         dict(&file, empty)?;
     }
@@ -233,7 +251,6 @@ pub fn check_editable(path: &Path) -> Result<(), IoError> {
 fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
     let file = File::open_rw(path)?;
     factor_array(&dict(&file, names::OBSM)?, names::X_NMF, out.w)?;
-    let ht: Array2<f32> = out.h.t().as_standard_layout().into_owned();
     let raw_genes_differ = raw
         && file
             .group("raw/var")
@@ -252,7 +269,7 @@ fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
     } else {
         file.as_group()?
     };
-    array_2d(&dict(&varm_parent, names::VARM)?, names::NMF_H, ht.view())?;
+    loadings(&dict(&varm_parent, names::VARM)?, out)?;
     // The categorical in the encoding of the file's own dataframe: 0.2.0
     // (anndata ≥ 0.8) or 0.1.0 (anndata 0.7).
     let obs = file.group("obs").ok();

@@ -134,12 +134,19 @@ pub enum StartFactor {
 
 impl StartFactor {
     /// Where the factor lies in each kind of result nmflow writes, in the
-    /// order they are tried: the plain HDF5 result (`/W`, `/H`), then the
-    /// AnnData result (`obsm/X_nmf`, `varm/NMF_H`, stored genes × k).
-    fn locations(self) -> [&'static str; 2] {
+    /// order they are tried: the plain HDF5 result (`/W`; `/H_scaled`, or
+    /// `/H` of a result written before `H_scaled` existed), then the
+    /// AnnData result (`obsm/X_nmf`; `varm/NMF_H_scaled` or `varm/NMF_H`,
+    /// stored genes × k). H is the one in the units the updates run in.
+    fn locations(self) -> &'static [&'static str] {
         match self {
-            StartFactor::W => [names::W, names::OBSM_X_NMF],
-            StartFactor::H => [names::H, names::VARM_NMF_H],
+            StartFactor::W => &[names::W, names::OBSM_X_NMF],
+            StartFactor::H => &[
+                names::H_SCALED,
+                names::H,
+                names::VARM_NMF_H_SCALED,
+                names::VARM_NMF_H,
+            ],
         }
     }
 }
@@ -219,7 +226,11 @@ fn default_location(path: &Path, factor: StartFactor) -> Result<String, IoError>
             "/",
             format!(
                 "holds no {} (the {} of an nmflow result); name the dataset with FILE:/path",
-                locations.map(|l| format!("/{l}")).join(" nor "),
+                locations
+                    .iter()
+                    .map(|l| format!("/{l}"))
+                    .collect::<Vec<_>>()
+                    .join(" nor "),
                 match factor {
                     StartFactor::W => "W",
                     StartFactor::H => "H",
@@ -256,9 +267,10 @@ fn copy_rows(
 
 /// Reads a whole initial factor (H₀, `k × n_cols`: small) from the file
 /// `spec` names: a `.npy` file as it is, or an HDF5 dataset, `FILE:/path`
-/// or by default the factor of a result nmflow wrote (`/W`, `/H` of a
-/// plain result, then `obsm/X_nmf`, `varm/NMF_H` of an h5ad one, H stored
-/// genes × k). A start of another shape than `expected` is refused before
+/// or by default the factor of a result nmflow wrote
+/// (`/W` or `obsm/X_nmf`; `/H_scaled`, `varm/NMF_H_scaled`, or `/H`,
+/// `varm/NMF_H` of results written before H_scaled existed: H in the
+/// column-scaled units the updates run in, stored genes × k in `varm`). A start of another shape than `expected` is refused before
 /// it is read.
 pub fn read_start(
     spec: &InputSpec,

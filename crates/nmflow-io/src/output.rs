@@ -1,7 +1,10 @@
 //! Result files, written to a temporary file beside the target and renamed
 //! into place, so that a failed or interrupted run leaves no partial output.
 //!
-//! Layout (HDF5): `/W` (n_rows × k, f32), `/H` (k × n_cols, f32),
+//! Layout (HDF5): `/W` (n_rows × k, f32), `/H` (k × n_cols, f32, the
+//! loadings in the units of the matrix factorized: [`input_units`]),
+//! `/H_scaled` (the loadings of the column-scaled matrix, X_s ≈ W·H_scaled;
+//! each H's attribute `units` says which is which),
 //! `/rel_error` (one f64 per iteration), `/iteration_seconds` (one f64 per
 //! iteration: the time to an error is the `prepare_seconds` attribute plus
 //! their running sum), `/cluster` (u32 per row, the
@@ -15,7 +18,7 @@
 use std::path::Path;
 
 use hdf5::types::VarLenUnicode;
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use nmflow_core::FactorStore;
 
 use crate::atomic::{self, Overwrite, WriteError, parent_dir};
@@ -110,6 +113,21 @@ pub(crate) fn persist_atomically(
     })
 }
 
+/// The loadings in the units of the matrix factorized: each column of the
+/// scaled H times its divisor (X_s = X·D⁻¹ ≈ W·H_s, so X ≈ W·(H_s·D)
+/// exactly). A column whose divisor is infinite (a gene the components of
+/// `nmflow transform` do not have, ignored) has no loadings: 0. The one
+/// place this product is formed.
+pub fn input_units(h_scaled: ArrayView2<'_, f32>, col_scale: &[f32]) -> Array2<f32> {
+    let mut h = h_scaled.to_owned();
+    for mut row in h.axis_iter_mut(ndarray::Axis(0)) {
+        for (v, &d) in row.iter_mut().zip(col_scale) {
+            *v = if d.is_finite() { *v * d } else { 0.0 };
+        }
+    }
+    h
+}
+
 /// Refuses to write a result whose H or error trace holds a non-finite value
 /// (the fit's guard stops such runs first; this is the last line of
 /// defence).
@@ -124,6 +142,12 @@ pub(crate) fn check_finite(path: &Path, output: &mut FitOutput<'_>) -> Result<()
     if !output.h.iter().all(|v| v.is_finite()) {
         return bad("H");
     }
+    if !input_units(output.h, output.col_scale)
+        .iter()
+        .all(|v| v.is_finite())
+    {
+        return bad("H in the input's units (H_scaled times col_scale)");
+    }
     if !output.rel_error.iter().all(|v| v.is_finite()) {
         return bad("the error trace");
     }
@@ -135,9 +159,11 @@ pub(crate) fn check_finite(path: &Path, output: &mut FitOutput<'_>) -> Result<()
 fn write_hdf5(path: &Path, output: &mut FitOutput<'_>) -> hdf5::Result<()> {
     let file = hdf5::File::create(path)?;
     write_factor_rows(&file, names::W, output.w)?;
-    file.new_dataset_builder()
-        .with_data(&output.h)
-        .create(names::H)?;
+    let h = input_units(output.h, output.col_scale);
+    for (name, h) in [(names::H, h.view()), (names::H_SCALED, output.h)] {
+        let ds = file.new_dataset_builder().with_data(&h).create(name)?;
+        crate::elements::set_str_attr(&ds, "units", names::LOADINGS_NOTE)?;
+    }
     file.new_dataset_builder()
         .with_data(output.rel_error)
         .create(names::REL_ERROR)?;

@@ -20,8 +20,10 @@ pub struct FitResult {
     pub n_rows: usize,
     /// Components.
     pub k: usize,
-    /// H, `k × n_cols`.
+    /// H, `k × n_cols`, in the units of the matrix factorized.
     pub h: Array2<f32>,
+    /// H of the column-scaled matrix the updates ran on.
+    pub h_scaled: Array2<f32>,
     /// Relative error after every iteration.
     pub rel_error: Vec<f64>,
     /// Column (gene) names, when stored.
@@ -65,17 +67,12 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
     let &[n_rows, k] = shape.as_slice() else {
         return Err(IoError::malformed(path, w_name, "W is not a matrix"));
     };
-    let h: Array2<f32> = if is_h5ad {
-        let ht: Array2<f32> = file
-            .dataset(names::VARM_NMF_H)
-            .and_then(|d| d.read_2d())
-            .map_err(h5(names::VARM_NMF_H))?;
-        ht.t().as_standard_layout().into_owned()
-    } else {
-        file.dataset(names::H)
-            .and_then(|d| d.read_2d())
-            .map_err(h5(names::H))?
-    };
+    let Loadings {
+        h,
+        h_scaled,
+        name: h_name,
+        ..
+    } = loadings(path, &file, is_h5ad)?;
     if h.nrows() != k {
         return Err(IoError::malformed(
             path,
@@ -144,7 +141,6 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
             next += 1;
         }
     }
-    let h_name = if is_h5ad { names::VARM_NMF_H } else { names::H };
     for (object, finite) in [
         (h_name, h.iter().all(|v| v.is_finite())),
         (rel_name.as_str(), rel_error.iter().all(|v| v.is_finite())),
@@ -164,6 +160,7 @@ pub fn read_result(path: &Path, max_sample: usize) -> Result<FitResult, IoError>
         n_rows,
         k,
         h,
+        h_scaled,
         rel_error,
         col_names,
         sample_rows,
@@ -199,10 +196,6 @@ impl Components {
 /// Reads the components of the result at `path` (plain HDF5 or h5ad of
 /// `nmflow fit`), without W.
 pub fn read_components(path: &Path) -> Result<Components, IoError> {
-    let h5 = |what: &str| {
-        let what = what.to_owned();
-        move |e| IoError::hdf5(path, what.clone(), e)
-    };
     let (file, is_h5ad) = open_result(path)?;
     if !is_h5ad && !file.link_exists(names::H) {
         return Err(IoError::Unsupported {
@@ -211,41 +204,17 @@ pub fn read_components(path: &Path) -> Result<Components, IoError> {
             reason: "not a result of nmflow fit (no /H and no varm/NMF_H)".into(),
         });
     }
-    let (h, scale_name) = if is_h5ad {
-        let ht: Array2<f32> = file
-            .dataset(names::VARM_NMF_H)
-            .and_then(|d| d.read_2d())
-            .map_err(h5(names::VARM_NMF_H))?;
-        (
-            ht.t().as_standard_layout().into_owned(),
-            format!("{}{}", names::UNS_NMF, names::COL_SCALE),
-        )
-    } else {
-        let h: Array2<f32> = file
-            .dataset(names::H)
-            .and_then(|d| d.read_2d())
-            .map_err(h5(names::H))?;
-        (h, names::COL_SCALE.to_owned())
-    };
-    let col_scale: Vec<f32> = file
-        .dataset(&scale_name)
-        .and_then(|d| d.read_raw())
-        .map_err(h5(&scale_name))?;
-    if col_scale.len() != h.ncols() {
-        return Err(IoError::malformed(
-            path,
-            &scale_name,
-            format!(
-                "has {} entries; H has {} columns",
-                col_scale.len(),
-                h.ncols()
-            ),
-        ));
-    }
+    let Loadings {
+        h_scaled: h,
+        col_scale,
+        scale_name,
+        name: h_name,
+        ..
+    } = loadings(path, &file, is_h5ad)?;
     if !h.iter().all(|v| v.is_finite() && *v >= 0.0) {
         return Err(IoError::malformed(
             path,
-            if is_h5ad { names::VARM_NMF_H } else { names::H },
+            h_name,
             "holds negative, NaN or infinite values: not the result of a sound run",
         ));
     }
@@ -263,6 +232,86 @@ pub fn read_components(path: &Path) -> Result<Components, IoError> {
         col_scale,
         col_names,
         params,
+    })
+}
+
+/// A result's two H and the column divisors that relate them.
+struct Loadings {
+    /// In the units of the matrix factorized.
+    h: Array2<f32>,
+    /// Of the column-scaled matrix.
+    h_scaled: Array2<f32>,
+    col_scale: Vec<f32>,
+    /// Where the column divisors are.
+    scale_name: String,
+    /// Where the scaled H is.
+    name: &'static str,
+}
+
+/// The loadings of a result in either layout: `H` in the data's units
+/// beside `H_scaled` (`varm/NMF_H`, `varm/NMF_H_scaled`), or, in results
+/// written before `H_scaled` existed, the scaled H alone as `H`, whose
+/// data-unit loadings are then formed as the writer forms them
+/// ([`crate::output::input_units`]). Both `k × n_cols`.
+fn loadings(path: &Path, file: &File, is_h5ad: bool) -> Result<Loadings, IoError> {
+    let (h_name, scaled_name, scale_name) = if is_h5ad {
+        (
+            names::VARM_NMF_H,
+            names::VARM_NMF_H_SCALED,
+            format!("{}{}", names::UNS_NMF, names::COL_SCALE),
+        )
+    } else {
+        (names::H, names::H_SCALED, names::COL_SCALE.to_owned())
+    };
+    let read = |name: &str| -> Result<Array2<f32>, IoError> {
+        let stored: Array2<f32> = file
+            .dataset(name)
+            .and_then(|d| d.read_2d())
+            .map_err(|e| IoError::hdf5(path, name, e))?;
+        Ok(if is_h5ad {
+            stored.t().as_standard_layout().into_owned()
+        } else {
+            stored
+        })
+    };
+    let col_scale: Vec<f32> = file
+        .dataset(&scale_name)
+        .and_then(|d| d.read_raw())
+        .map_err(|e| IoError::hdf5(path, &scale_name, e))?;
+    let (h_scaled, name) = if file.link_exists(scaled_name) {
+        (read(scaled_name)?, scaled_name)
+    } else {
+        (read(h_name)?, h_name)
+    };
+    if col_scale.len() != h_scaled.ncols() {
+        return Err(IoError::malformed(
+            path,
+            &scale_name,
+            format!(
+                "has {} entries; H has {} columns",
+                col_scale.len(),
+                h_scaled.ncols()
+            ),
+        ));
+    }
+    let h = if name == scaled_name {
+        read(h_name)?
+    } else {
+        crate::output::input_units(h_scaled.view(), &col_scale)
+    };
+    if h.dim() != h_scaled.dim() {
+        return Err(IoError::malformed(
+            path,
+            scaled_name,
+            format!("has shape {:?}; H has {:?}", h_scaled.dim(), h.dim()),
+        ));
+    }
+    Ok(Loadings {
+        h,
+        h_scaled,
+        col_scale,
+        scale_name,
+        name,
     })
 }
 

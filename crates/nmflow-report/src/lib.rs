@@ -10,6 +10,7 @@
 
 mod figures;
 mod html;
+mod programs;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub use figures::{
     order_by_cluster,
 };
 pub use html::{Section, html_page};
+pub use programs::{ProgramGene, RankBy, programs_tsv, specificity, top_genes};
 
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,46 @@
+"""What a scientist reads out of a result, checked with the tools they use:
+the loadings in the data's units (anndata), the programs' table (pandas),
+and X ≈ W·H in the data's units within the fit's own error."""
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+
+from test_interop import adata, counts
+
+
+def test_loadings_in_the_data_units_reconstruct_it_as_the_fit_reports(fit, tmp_path):
+    x = counts(n_cells=120, n_genes=30)
+    x[:, 3] *= 40  # a highly expressed gene, as ribosomal ones are
+    path = tmp_path / "in.h5ad"
+    adata(x).write_h5ad(path)
+    out, summary = fit(path, "-k", 3, "--max-iter", 200, "--tol", 0, "-q")
+    result = ad.read_h5ad(out)
+    h32, scaled32 = result.varm["NMF_H"].T, result.varm["NMF_H_scaled"].T
+    scale32 = result.uns["nmf"]["col_scale"]
+    # The one product, in single precision as nmflow forms it.
+    np.testing.assert_array_equal(h32, scaled32 * scale32)
+    h, col_scale = h32.astype(np.float64), scale32.astype(np.float64)
+    assert "H_scaled times col_scale" in result.uns["nmf"]["loadings"]
+    w = result.obsm["X_nmf"].astype(np.float64)
+    # The fit's error is measured on X / col_scale; the same error follows
+    # from W·H in the data's units.
+    d = np.where(col_scale > 0, col_scale, 1.0)
+    rel = np.linalg.norm((x - w @ h) / d) / np.linalg.norm(x / d)
+    assert abs(rel - summary["rel_error"]) < 1e-4, (rel, summary["rel_error"])
+
+    # The programs' table beside the result, as pandas and the index read it.
+    table = pd.read_csv(tmp_path / "result.programs.tsv", sep="\t")
+    assert list(table.columns) == ["program", "rank", "gene", "loading", "specificity"]
+    assert len(table) == 3 * 30
+    assert set(table["gene"]) <= set(result.var_names)
+    for p, rows in table.groupby("program"):
+        top = rows.sort_values("rank").iloc[0]
+        assert top["gene"] == result.var_names[int(np.argmax(h[p]))]
+        np.testing.assert_allclose(top["loading"], h[p].max(), rtol=1e-6)
+    # The plain HDF5 result holds the same two H.
+    plain, _ = fit(path, "-k", 3, "--max-iter", 200, "--tol", 0, "-q", out_name="plain.h5")
+    with h5py.File(plain) as f:
+        np.testing.assert_array_equal(f["H"][:], result.varm["NMF_H"].T)
+        np.testing.assert_array_equal(f["H_scaled"][:], result.varm["NMF_H_scaled"].T)
