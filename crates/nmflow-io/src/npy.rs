@@ -1,4 +1,4 @@
-//! `.npy` files as row sources, memory-mapped ([`crate::mapped`]: C and
+//! `.npy` files as row sources, memory-mapped (the crate's mapped matrix: C and
 //! Fortran order, every numeric dtype of either byte order, little-endian
 //! f32 used in place).
 
