@@ -44,3 +44,32 @@ def test_loadings_in_the_data_units_reconstruct_it_as_the_fit_reports(fit, tmp_p
     with h5py.File(plain) as f:
         np.testing.assert_array_equal(f["H"][:], result.varm["NMF_H"].T)
         np.testing.assert_array_equal(f["H_scaled"][:], result.varm["NMF_H_scaled"].T)
+
+
+def test_an_h5ad_result_carries_the_inputs_annotations(fit, tmp_path):
+    """The calls that failed on results before: an obs column and an
+    embedding of the input, read from the result alone."""
+    x = counts(n_cells=80, n_genes=30)
+    a = adata(x)
+    a.obs["cell_type"] = pd.Categorical(["B", "T", "NK", "T"] * 20)
+    a.obs["n_counts"] = x.sum(axis=1)
+    a.var["highly_variable"] = np.arange(30) % 2 == 0
+    a.obsm["X_umap"] = np.random.default_rng(1).random((80, 2)).astype(np.float32)
+    a.obsm["X_big"] = np.zeros((80, 100), dtype=np.float32)
+    a.uns["cell_type_colors"] = np.array(["#1f77b4", "#ff7f0e", "#2ca02c"], dtype=object)
+    path = tmp_path / "in.h5ad"
+    a.write_h5ad(path)
+    out, summary = fit(path, "-k", 3, "--max-iter", 20, "-q")
+    b = ad.read_h5ad(out)
+    assert b.X is None
+    assert list(b.obs_names) == list(a.obs_names) and list(b.var_names) == list(a.var_names)
+    assert b.obs["cell_type"].dtype == "category"
+    assert list(b.obs["cell_type"]) == list(a.obs["cell_type"])
+    np.testing.assert_array_equal(b.obs["n_counts"], a.obs["n_counts"])
+    assert list(b.var["highly_variable"]) == list(a.var["highly_variable"])
+    np.testing.assert_array_equal(b.obsm["X_umap"], a.obsm["X_umap"])
+    assert "X_big" not in b.obsm  # more than 64 columns: not copied
+    assert list(b.uns["cell_type_colors"]) == list(a.uns["cell_type_colors"])
+    clusters = np.asarray(b.obsm["X_nmf"]).argmax(axis=1)
+    assert list(b.obs["nmf_cluster"].astype(int)) == list(clusters)
+    assert summary["output"].endswith("result.h5ad")

@@ -3,7 +3,9 @@
 //!
 //! Entries (anndata's on-disk encoding 0.1.0/0.2.0, readable by anndata ≥ 0.8):
 //! `obs` (index = input's cell names, categorical column `nmf_cluster`),
-//! `var` (index = gene names; `gene_ids` when the input has them),
+//! `var` (index = gene names; `gene_ids` when the input has them); from an
+//! h5ad input, its `obs` and `var` whole with `nmf_cluster` added, and its
+//! small `obsm` and `uns` entries (`copy_annotations`),
 //! `obsm['X_nmf']` = W, `varm['NMF_H']` = Hᵀ in the units of the matrix
 //! factorized, `varm['NMF_H_scaled']` = the column-scaled H's transpose
 //! (`uns['nmf']['loadings']` says which is which), `uns['nmf']` = every parameter,
@@ -177,24 +179,117 @@ fn write_new(path: &Path, out: &mut FitOutput<'_>, names: &Names) -> hdf5::Resul
     let file = File::create(path)?;
     set_encoding(&file, "anndata", "0.1.0")?;
     let k = out.w.shape().1;
-    let obs = dataframe(&file, "obs", &names.obs)?;
-    set_str_array_attr(&obs, "column-order", &["nmf_cluster".to_owned()])?;
-    cluster_column(&obs, out.cluster, k)?;
-    let var = dataframe(&file, "var", &names.var)?;
-    match &names.var_ids {
-        Some(ids) => {
-            string_array(&var, "gene_ids", ids)?;
-            set_str_array_attr(&var, "column-order", &["gene_ids".to_owned()])?;
+    let cluster_written = match &names.annotations {
+        Some(annotations) => {
+            copy_annotations(&file, annotations)?;
+            add_cluster_column(&file.group("obs")?, out)?
         }
-        None => set_str_array_attr(&var, "column-order", &[])?,
-    }
+        None => {
+            let obs = dataframe(&file, "obs", &names.obs)?;
+            set_str_array_attr(&obs, "column-order", &["nmf_cluster".to_owned()])?;
+            cluster_column(&obs, out.cluster, k)?;
+            let var = dataframe(&file, "var", &names.var)?;
+            match &names.var_ids {
+                Some(ids) => {
+                    string_array(&var, "gene_ids", ids)?;
+                    set_str_array_attr(&var, "column-order", &["gene_ids".to_owned()])?;
+                }
+                None => set_str_array_attr(&var, "column-order", &[])?,
+            }
+            true
+        }
+    };
     factor_array(&dict(&file, names::OBSM)?, names::X_NMF, out.w)?;
     loadings(&dict(&file, names::VARM)?, out)?;
     for empty in ["layers", "obsp", "varp"] {
         dict(&file, empty)?;
     }
-    uns_nmf(&file, out, false)?;
+    uns_nmf(&file, out, !cluster_written)?;
     file.close()
+}
+
+/// Dense `obsm` entries with at most this many columns are copied into a
+/// new h5ad result (embeddings: `X_pca`, `X_umap`, `X_tsne`, ...).
+pub(crate) const OBSM_COLUMNS: usize = 64;
+
+/// `uns` entries storing at most this many bytes are copied into a new
+/// h5ad result (colours, parameters, small tables; not graphs).
+pub(crate) const UNS_ENTRY_BYTES: u64 = 1 << 20;
+
+/// Copies an h5ad input's `obs` and `var` whole, and its small `obsm` and
+/// `uns` entries ([`crate::singlecell::Annotations`]), into `file`, as
+/// stored (encodings and categories kept).
+fn copy_annotations(file: &File, annotations: &crate::singlecell::Annotations) -> hdf5::Result<()> {
+    let src = File::open(&annotations.file)?;
+    src.group(&annotations.obs)?.copy_to(file, "obs")?;
+    src.group(&annotations.var)?.copy_to(file, "var")?;
+    if let Ok(obsm) = src.group(names::OBSM) {
+        let dst = dict(file, names::OBSM)?;
+        for name in obsm.member_names()? {
+            if let Ok(ds) = obsm.dataset(&name)
+                && ds.shape().len() == 2
+                && ds.shape()[1] <= OBSM_COLUMNS
+                && name != names::X_NMF
+            {
+                ds.copy_to(&dst, &name)?;
+            }
+        }
+    }
+    if let Ok(uns) = src.group("uns") {
+        let dst = dict(file, "uns")?;
+        for name in uns.member_names()? {
+            if name != "nmf" && stored_bytes(&uns, &name) <= UNS_ENTRY_BYTES {
+                if let Ok(ds) = uns.dataset(&name) {
+                    ds.copy_to(&dst, &name)?;
+                } else if let Ok(group) = uns.group(&name) {
+                    group.copy_to(&dst, &name)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes stored under `name` in `group` (a dataset, or every dataset of a
+/// group); `u64::MAX` for what cannot be measured.
+fn stored_bytes(group: &Group, name: &str) -> u64 {
+    if let Ok(ds) = group.dataset(name) {
+        return ds.storage_size();
+    }
+    match group.group(name) {
+        Ok(inner) => inner.member_names().map_or(u64::MAX, |members| {
+            members
+                .iter()
+                .map(|m| stored_bytes(&inner, m))
+                .fold(0u64, u64::saturating_add)
+        }),
+        Err(_) => u64::MAX,
+    }
+}
+
+/// Adds the categorical `nmf_cluster` to an existing `obs` dataframe, in
+/// its own encoding: 0.2.0 (anndata ≥ 0.8) or 0.1.0 (anndata 0.7), and
+/// appends it to `column-order`; `false` (nothing written) for another.
+fn add_cluster_column(obs: &Group, out: &FitOutput<'_>) -> hdf5::Result<bool> {
+    let version = string_attr(obs, "encoding-version");
+    let Some(v @ ("0.2.0" | "0.1.0")) = version.as_deref() else {
+        return Ok(false);
+    };
+    let mut order = obs
+        .attr("column-order")
+        .ok()
+        .and_then(|a| read_string_attr(&a).ok())
+        .unwrap_or_default();
+    if !order.iter().any(|c| c == "nmf_cluster") {
+        order.push("nmf_cluster".into());
+    }
+    if v == "0.2.0" {
+        cluster_column(obs, out.cluster, out.w.shape().1)?;
+    } else {
+        cluster_column_v010(obs, out.cluster, out.w.shape().1)?;
+    }
+    set_str_array_attr(obs, "column-order", &order)?;
+    Ok(true)
 }
 
 /// Writes a new `.h5ad` at `path` atomically.
@@ -270,31 +365,10 @@ fn edit(path: &Path, out: &mut FitOutput<'_>, raw: bool) -> hdf5::Result<()> {
         file.as_group()?
     };
     loadings(&dict(&varm_parent, names::VARM)?, out)?;
-    // The categorical in the encoding of the file's own dataframe: 0.2.0
-    // (anndata ≥ 0.8) or 0.1.0 (anndata 0.7).
-    let obs = file.group("obs").ok();
-    let version = obs
-        .as_ref()
-        .and_then(|g| string_attr(g, "encoding-version"));
-    let written = match (&obs, version.as_deref()) {
-        (Some(obs), Some(v @ ("0.2.0" | "0.1.0"))) => {
-            let mut order = obs
-                .attr("column-order")
-                .ok()
-                .and_then(|a| read_string_attr(&a).ok())
-                .unwrap_or_default();
-            if !order.iter().any(|c| c == "nmf_cluster") {
-                order.push("nmf_cluster".into());
-            }
-            if v == "0.2.0" {
-                cluster_column(obs, out.cluster, out.w.shape().1)?;
-            } else {
-                cluster_column_v010(obs, out.cluster, out.w.shape().1)?;
-            }
-            set_str_array_attr(obs, "column-order", &order)?;
-            true
-        }
-        _ => false,
+    // The categorical in the encoding of the file's own dataframe.
+    let written = match file.group("obs") {
+        Ok(obs) => add_cluster_column(&obs, out)?,
+        Err(_) => false,
     };
     uns_nmf(&file, out, !written)?;
     file.close()?;

@@ -636,6 +636,26 @@ pub struct Names {
     pub var_ids: Option<Vec<String>>,
     /// Whether the file stores the column names (else `var` is numbered).
     pub var_stored: bool,
+    /// Where an h5ad input keeps its rows' and columns' dataframes, which an
+    /// h5ad result copies (`None` for other inputs and for anndata < 0.7's
+    /// compound dataframes).
+    pub annotations: Option<Annotations>,
+}
+
+/// The dataframes of an h5ad input's rows and columns, with everything
+/// beside them that an h5ad result copies: `obs` and `var` whole (every
+/// column, categories and encodings as stored), and the small entries of
+/// `obsm` (dense, at most 64 columns: embeddings
+/// such as `X_pca` and `X_umap`) and `uns` (at most 1 MiB each: colours,
+/// parameters).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotations {
+    /// The input file.
+    pub file: std::path::PathBuf,
+    /// The rows' dataframe: `obs`.
+    pub obs: String,
+    /// The columns' dataframe: `var`, or `raw/var` with `--raw`.
+    pub var: String,
 }
 
 fn numbered(n: usize) -> Vec<String> {
@@ -650,6 +670,7 @@ impl Names {
             var: numbered(n_cols),
             var_ids: None,
             var_stored: false,
+            annotations: None,
         }
     }
 }
@@ -730,6 +751,13 @@ pub fn read_names(
                 )?,
                 var_ids: None,
                 var_stored: false,
+                annotations: (file.group("obs").is_ok() && file.group(var_frame).is_ok()).then(
+                    || Annotations {
+                        file: path.to_path_buf(),
+                        obs: "obs".into(),
+                        var: var_frame.into(),
+                    },
+                ),
             }
         }
         (Layout::Tenx | Layout::TenxLegacy, None) => {
@@ -785,6 +813,7 @@ pub fn read_names(
                 )?,
                 var_ids,
                 var_stored: false,
+                annotations: None,
             }
         }
         (Layout::Loom, None) => {
@@ -800,6 +829,7 @@ pub fn read_names(
                 var: fit(note(var.1), n_cols, var.0, "columns")?,
                 var_ids: None,
                 var_stored: false,
+                annotations: None,
             }
         }
         _ => Names::numbered((n_rows, n_cols)),

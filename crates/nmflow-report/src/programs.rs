@@ -128,16 +128,16 @@ mod tests {
 
     #[test]
     fn a_gene_loaded_everywhere_ranks_by_loading_not_by_specificity() {
-        // Gene 0 high in both programs (housekeeping), gene 1 only in
+        // Gene 0 high in every program (housekeeping), gene 1 only in
         // program 0, gene 2 only in program 1.
-        let h = array![[10.0f32, 2.0, 0.0], [9.0, 0.0, 3.0]];
+        let h = array![[10.0f32, 2.0, 0.0], [9.0, 0.0, 3.0], [9.5, 0.0, 0.0]];
         let by_loading = top_genes(h.view(), 2, RankBy::Loading);
         assert_eq!(
             by_loading
                 .iter()
                 .map(|r| (r.program, r.gene))
                 .collect::<Vec<_>>(),
-            vec![(0, 0), (0, 1), (1, 0), (1, 2)]
+            vec![(0, 0), (0, 1), (1, 0), (1, 2), (2, 0), (2, 1)]
         );
         let by_specificity = top_genes(h.view(), 1, RankBy::Specificity);
         assert_eq!(
@@ -145,10 +145,12 @@ mod tests {
                 .iter()
                 .map(|r| (r.program, r.gene))
                 .collect::<Vec<_>>(),
-            vec![(0, 1), (1, 2)]
+            vec![(0, 1), (1, 2), (2, 0)]
         );
         let z = specificity(h.view());
-        assert!((z[(0, 1)] - 1.0).abs() < 1e-12 && (z[(1, 1)] + 1.0).abs() < 1e-12);
+        // Gene 1: loadings 2, 0, 0: mean 2/3, population std √8/3.
+        let expected = (2.0 - 2.0 / 3.0) / (8.0f64.sqrt() / 3.0);
+        assert!((z[(0, 1)] - expected).abs() < 1e-12, "{}", z[(0, 1)]);
         assert!(specificity(array![[1.0f32], [1.0]].view())[(0, 0)] == 0.0);
     }
 
