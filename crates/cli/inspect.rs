@@ -6,6 +6,7 @@ use nmflow_core::{Budget, Request, default_block_rows, plan_runs};
 use nmflow_io::catalog::{list_datasets, list_sparse};
 use nmflow_io::input::{InputKind, sniff};
 use nmflow_io::npy::NpySource;
+use nmflow_io::singlecell::is_graph_element;
 use serde::Serialize;
 
 use crate::args::{DEFAULT_SAMPLE, InspectArgs};
@@ -19,6 +20,8 @@ struct Entry {
     filters: Vec<String>,
     storage_bytes: u64,
     factorizable: bool,
+    /// The matrix `fit FILE` factorizes without an option that chooses one.
+    default: bool,
     memory: Option<Memory>,
     sparse: Option<Sparse>,
     /// The plan `fit` makes (the text it prints), or why none fits.
@@ -107,6 +110,7 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                 filters: vec![],
                 storage_bytes: std::fs::metadata(file).map(|m| m.len()).unwrap_or(0),
                 factorizable: header.shape.len() == 2,
+                default: header.shape.len() == 2,
                 memory: None,
                 plan: None,
                 pass_bytes: None,
@@ -130,7 +134,8 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                     chunks: None,
                     filters: s.filters.clone(),
                     storage_bytes: s.storage_bytes,
-                    factorizable: true,
+                    factorizable: !is_graph_element(&s.path),
+                    default: false,
                     memory: None,
                     plan: None,
                     pass_bytes: None,
@@ -146,7 +151,8 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                     .into_iter()
                     .filter(|d| !in_sparse(&d.path))
                     .map(|d| Entry {
-                        factorizable: d.is_matrix(),
+                        factorizable: d.is_matrix() && !is_graph_element(&d.path),
+                        default: false,
                         dataset: d.path,
                         shape: d.shape,
                         dtype: d.dtype.to_string(),
@@ -160,6 +166,16 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                         npy: false,
                     }),
             );
+            if let Some(element) = nmflow_io::singlecell::default_element(file)? {
+                let same =
+                    |path: &str| path.trim_start_matches('/') == element.trim_start_matches('/');
+                for e in entries
+                    .iter_mut()
+                    .filter(|e| e.factorizable && same(&e.dataset))
+                {
+                    e.default = true;
+                }
+            }
             entries
         }
     })
@@ -223,8 +239,13 @@ fn print_entries(entries: &[Entry]) {
             e.filters.join("+")
         };
         println!(
-            "  {}  {} × {}  {}  {}  {}  {}",
+            "  {}{}  {} × {}  {}  {}  {}  {}",
             e.dataset,
+            if e.default {
+                "  (what fit factorizes by default)"
+            } else {
+                ""
+            },
             e.shape[0],
             e.shape[1],
             e.dtype,

@@ -73,3 +73,26 @@ def test_an_h5ad_result_carries_the_inputs_annotations(fit, tmp_path):
     clusters = np.asarray(b.obsm["X_nmf"]).argmax(axis=1)
     assert list(b.obs["nmf_cluster"].astype(int)) == list(clusters)
     assert summary["output"].endswith("result.h5ad")
+
+
+def test_inspect_marks_the_default_matrix_and_leaves_graphs_out(nmflow_bin, tmp_path):
+    import json
+    import subprocess
+
+    import scipy.sparse as sp
+
+    x = counts(n_cells=40, n_genes=30)
+    a = adata(sp.csr_matrix(x))
+    a.layers["counts"] = sp.csr_matrix(x)
+    a.obsp["connectivities"] = sp.random(40, 40, density=0.1, format="csr", random_state=0)
+    a.uns["neighbors"] = {"params": {"n_neighbors": 15}}
+    path = tmp_path / "graph.h5ad"
+    a.write_h5ad(path)
+    done = subprocess.run([str(nmflow_bin), "inspect", str(path), "--json"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    entries = {e["dataset"].strip("/"): e for e in json.loads(done.stdout)}
+    assert entries["X"]["factorizable"] and entries["X"]["default"]
+    assert entries["layers/counts"]["factorizable"] and not entries["layers/counts"]["default"]
+    assert not entries["obsp/connectivities"]["factorizable"]
+    text = subprocess.run([str(nmflow_bin), "inspect", str(path)], capture_output=True, text=True).stdout
+    assert "X  (what fit factorizes by default)" in text

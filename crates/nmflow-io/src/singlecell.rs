@@ -280,6 +280,37 @@ pub(crate) fn open_matrix(
     }
 }
 
+/// The element `fit FILE` factorizes with no option that chooses one (as
+/// [`open_matrix`] chooses it, without opening it): `/X` of an h5ad file,
+/// `/matrix` of a loom or 10x file, a legacy 10x file's only genome, a
+/// plain file's `/X` or only matrix. `None` when the file leaves the
+/// choice to the user (several genomes, several matrices).
+pub fn default_element(path: &Path) -> Result<Option<String>, IoError> {
+    let file = open_file(path)?;
+    Ok(match detect(&file) {
+        Layout::H5ad => h5ad_element(path, &file, &OpenOptions::default()).ok(),
+        Layout::Loom | Layout::Tenx => Some("/matrix".to_owned()),
+        Layout::TenxLegacy => match legacy_genomes(&file).as_slice() {
+            [only] => Some(format!("/{only}")),
+            _ => None,
+        },
+        Layout::Plain => crate::hdf5_source::open_matrix_dataset(path, None)
+            .ok()
+            .map(|ds| crate::catalog::describe(&ds).path),
+    })
+}
+
+/// Where graphs and other pairwise or unstructured matrices live in an
+/// h5ad file (`obsp`, `varp`, `uns`, e.g. `uns/neighbors/connectivities`):
+/// square cell × cell or gene × gene matrices, not expression, which
+/// `inspect` does not list as factorizable.
+pub fn is_graph_element(element: &str) -> bool {
+    let element = element.trim_start_matches('/');
+    ["obsp/", "varp/", "uns/"]
+        .iter()
+        .any(|prefix| element.starts_with(prefix))
+}
+
 /// An option that chooses the matrix within one layout only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flag {
