@@ -166,19 +166,24 @@ fn list(file: &std::path::Path) -> Result<Vec<Entry>> {
                         npy: false,
                     }),
             );
-            if let Some(element) = nmflow_io::singlecell::default_element(file)? {
-                let same =
-                    |path: &str| path.trim_start_matches('/') == element.trim_start_matches('/');
-                for e in entries
-                    .iter_mut()
-                    .filter(|e| e.factorizable && same(&e.dataset))
-                {
-                    e.default = true;
-                }
-            }
+            mark_default(file, &mut entries)?;
             entries
         }
     })
+}
+
+/// Marks the matrix `fit FILE` factorizes when no option chooses one.
+fn mark_default(file: &std::path::Path, entries: &mut [Entry]) -> Result<()> {
+    if let Some(element) = nmflow_io::singlecell::default_element(file)? {
+        let same = |path: &str| path.trim_start_matches('/') == element.trim_start_matches('/');
+        for e in entries
+            .iter_mut()
+            .filter(|e| e.factorizable && same(&e.dataset))
+        {
+            e.default = true;
+        }
+    }
+    Ok(())
 }
 
 impl Entry {
