@@ -521,7 +521,7 @@ impl BatchContext<'_> {
             sample,
             resume,
             (every > 0).then_some(&mut checkpointing),
-            &mut |_, event| progress.on_event(event),
+            &mut |run, event| progress.on_run_event(run, event),
         )
         .map_err(|e| with_count_hint(e, input))
         .with_context(|| input.name.clone());

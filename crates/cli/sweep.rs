@@ -490,9 +490,14 @@ fn print_sweep(run: &RunArgs, dir: &Path, summary: &SweepSummary, facts: RunFact
         };
         println!("{}", serde_json::to_string(&printed)?);
     } else if !run.quiet {
-        print!("{}", tsv(&summary.per_k));
+        let table = tsv(&summary.per_k);
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            print!("{}", aligned(&table));
+        } else {
+            print!("{table}");
+        }
         println!(
-            "written    {} (sweep.tsv, sweep.json, k*.h5) in {:.1} s",
+            "written    {} (sweep.tsv, sweep.json, k*.h5 with k*.programs.tsv) in {:.1} s",
             dir.display(),
             facts.seconds
         );
@@ -771,9 +776,66 @@ fn tsv(per_k: &[KSummary]) -> String {
     out
 }
 
+/// A tab-separated table with its columns padded to a common width (for a
+/// terminal; the TSV stays in `sweep.tsv`, with `--json`, and when piped):
+/// columns of text left-aligned, columns of numbers right-aligned.
+fn aligned(tsv: &str) -> String {
+    let rows: Vec<Vec<&str>> = tsv.lines().map(|l| l.split('\t').collect()).collect();
+    let n_cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n_cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    // A column is numeric when every cell under its header is a number (or
+    // empty): it is right-aligned, header included.
+    let numeric: Vec<bool> = (0..n_cols)
+        .map(|c| {
+            rows.iter()
+                .skip(1)
+                .filter_map(|r| r.get(c))
+                .all(|cell| cell.is_empty() || cell.parse::<f64>().is_ok())
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths.iter().zip(&numeric))
+            .map(|(cell, (&w, &right))| {
+                if right {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
 /// Writes `text` to `path` by nmflow's write protocol
 /// ([`nmflow_io::atomic`]), replacing an existing file.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     nmflow_io::atomic::write_bytes(path, nmflow_io::atomic::Overwrite::Replace, text.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::aligned;
+
+    #[test]
+    fn the_terminal_table_lines_up_its_columns() {
+        let table = aligned("k\tbest_rel_error\tresult\n2\t0.5\tk2.h5\n10\t0.25\tk10.h5\n");
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], " k  best_rel_error  result");
+        assert_eq!(lines[1], " 2             0.5  k2.h5");
+        assert_eq!(lines[2], "10            0.25  k10.h5");
+    }
 }
