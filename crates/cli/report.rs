@@ -83,7 +83,10 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
     )?);
     figures.push(render(
         &WHeatmap {
-            title: format!("W of {} sampled rows (k = {k})", result.sample_rows.len()),
+            title: format!(
+                "Program usage (W) of {} sampled cells (k = {k})",
+                result.sample_rows.len()
+            ),
             w: result.sample_w.view(),
         },
         out,
@@ -91,7 +94,7 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
     )?);
     figures.push(render(
         &TopColumns {
-            title: format!("Top {top} columns of each row of H (k = {k})"),
+            title: format!("Top {top} genes of each program, by loading (k = {k})"),
             h: result.h.view(),
             names: result.col_names.as_deref(),
             top,
@@ -103,7 +106,7 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
         figures.push(render(
             &PcaPanels {
                 title: format!(
-                    "First two principal components of {} sampled rows, coloured by W (k = {k})",
+                    "First two principal components of {} sampled cells, coloured by program usage (k = {k})",
                     scores.nrows()
                 ),
                 scores: scores.view(),

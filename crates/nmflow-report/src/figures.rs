@@ -36,9 +36,30 @@ fn colour(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
+/// Okabe & Ito's colour-blind-safe palette (the yellow darkened for
+/// contrast on white), then Tol's muted palette: 16 distinct series
+/// colours, repeated beyond.
+const SERIES: [RGBColor; 16] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(181, 160, 0),
+    RGBColor(0, 0, 0),
+    RGBColor(51, 34, 136),
+    RGBColor(136, 204, 238),
+    RGBColor(68, 170, 153),
+    RGBColor(17, 119, 51),
+    RGBColor(153, 153, 51),
+    RGBColor(204, 102, 119),
+    RGBColor(136, 34, 85),
+    RGBColor(170, 68, 153),
+];
+
 fn series_colour(i: usize) -> RGBColor {
-    let c = Palette99::pick(i).to_rgba();
-    RGBColor(c.0, c.1, c.2)
+    SERIES[i % SERIES.len()]
 }
 
 /// A vertical colour bar from 0 to 1 in `area`, labelled `label`.
@@ -60,6 +81,8 @@ fn colour_bar<DB: DrawingBackend>(
         .disable_y_mesh()
         .x_labels(0)
         .y_labels(5)
+        .y_label_style((FONT, 13))
+        .y_label_formatter(&|v| format!("{v:.1}"))
         .draw()
         .map_err(err)?;
     chart
@@ -153,6 +176,8 @@ impl Plot for ErrorCurves {
             .x_desc("iteration")
             .y_desc("relative error ‖X − WH‖ / ‖X‖")
             .axis_desc_style((FONT, 14))
+            .label_style((FONT, 13))
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .draw()
             .map_err(err)?;
         for (i, (label, curve)) in self.curves.iter().enumerate() {
@@ -310,16 +335,25 @@ impl Plot for WHeatmap<'_> {
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d(0f64..k as f64, 0f64..n as f64)
+            // Program c spans [c − ½, c + ½]: its tick at the centre.
+            .build_cartesian_2d(-0.5f64..k as f64 - 0.5, 0f64..n as f64)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_desc("component (column of W)")
-            .y_desc(format!("sampled rows ({n}), grouped by cluster"))
+            .x_desc("program")
+            .y_desc(format!("cells ({n} sampled), grouped by cluster"))
             .axis_desc_style((FONT, 14))
+            .label_style((FONT, 13))
             .x_labels(k.min(30))
-            .x_label_formatter(&|x| format!("{}", x.floor() as i64))
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 {
+                    format!("{}", x.round() as i64)
+                } else {
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(err)?;
         let mut cells = Vec::with_capacity(n_bins * k);
@@ -342,7 +376,7 @@ impl Plot for WHeatmap<'_> {
                 // Row 0 of the order at the top.
                 let (y0, y1) = ((n - b) as f64, (n - a) as f64);
                 cells.push(Rectangle::new(
-                    [(c as f64, y0), (c as f64 + 1.0, y1)],
+                    [(c as f64 - 0.5, y0), (c as f64 + 0.5, y1)],
                     colour(value).filled(),
                 ));
             }
@@ -350,17 +384,37 @@ impl Plot for WHeatmap<'_> {
         chart.draw_series(cells).map_err(err)?;
         // Cluster boundaries.
         let mut boundaries = Vec::new();
-        for i in 1..n {
-            if clusters[order[i]] != clusters[order[i - 1]] {
-                let y = (n - i) as f64;
-                boundaries.push(PathElement::new(
-                    vec![(0.0, y), (k as f64, y)],
-                    WHITE.stroke_width(1),
+        let mut bands = Vec::new();
+        let mut band_start = 0;
+        for i in 1..=n {
+            if i == n || clusters[order[i]] != clusters[order[i - 1]] {
+                if i < n {
+                    let y = (n - i) as f64;
+                    boundaries.push(PathElement::new(
+                        vec![(-0.5, y), (k as f64 - 0.5, y)],
+                        WHITE.stroke_width(1),
+                    ));
+                }
+                // Each cluster's band labelled at its middle, on the right.
+                let middle = (n - (band_start + i) / 2) as f64;
+                bands.push(Text::new(
+                    format!("cluster {}", clusters[order[band_start]]),
+                    (k as f64 - 0.5 - 0.02 * k as f64, middle),
+                    (FONT, 12).into_font().color(&WHITE).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Right,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
                 ));
+                band_start = i;
             }
         }
         chart.draw_series(boundaries).map_err(err)?;
-        colour_bar(&bar, "W / row max")
+        if bands.len() <= 30 {
+            chart.draw_series(bands).map_err(err)?;
+        }
+        colour_bar(&bar, "usage / cell max")
     }
 }
 
@@ -410,7 +464,7 @@ impl Plot for TopColumns<'_> {
             let max = idx.first().map_or(1.0, |&i| f64::from(row[i])).max(1e-12);
             let n = idx.len();
             let mut chart = ChartBuilder::on(panel)
-                .caption(format!("component {c}"), (FONT, 14))
+                .caption(format!("program {c}"), (FONT, 14))
                 .margin(8)
                 .x_label_area_size(30)
                 .y_label_area_size(10)
@@ -421,7 +475,7 @@ impl Plot for TopColumns<'_> {
                 .disable_y_mesh()
                 .y_labels(0)
                 .x_labels(3)
-                .x_desc("weight in H")
+                .x_desc("loading (data units)")
                 .axis_desc_style((FONT, 11))
                 .draw()
                 .map_err(err)?;
@@ -440,7 +494,7 @@ impl Plot for TopColumns<'_> {
                     let y = (n - rank) as f64 - 0.5;
                     let name = match self.names {
                         Some(names) => names.get(j).cloned().unwrap_or_else(|| j.to_string()),
-                        None => format!("column {j}"),
+                        None => format!("gene {j}"),
                     };
                     Text::new(name, (max * 0.02, y + 0.3), (FONT, 12).into_font())
                 }))
@@ -500,7 +554,7 @@ impl Plot for PcaPanels<'_> {
                 .fold(0.0f32, |m, &v| m.max(v))
                 .max(f32::MIN_POSITIVE);
             let mut chart = ChartBuilder::on(panel)
-                .caption(format!("coloured by W[:, {c}]"), (FONT, 13))
+                .caption(format!("usage of program {c}"), (FONT, 13))
                 .margin(6)
                 .x_label_area_size(32)
                 .y_label_area_size(40)
@@ -533,7 +587,7 @@ impl Plot for PcaPanels<'_> {
                 }))
                 .map_err(err)?;
         }
-        colour_bar(&bar, "W / column max")
+        colour_bar(&bar, "usage / program max")
     }
 }
 
@@ -580,7 +634,7 @@ impl Plot for SweepErrors<'_> {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("k (components)")
+            .x_desc("k (programs)")
             .y_desc("final relative error")
             .axis_desc_style((FONT, 14))
             .x_labels(self.ks.len().max(2) + 1)
@@ -657,7 +711,7 @@ impl Plot for StabilityCurves<'_> {
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("k (components)")
+            .x_desc("k (programs)")
             .y_desc(self.y_desc.as_str())
             .axis_desc_style((FONT, 14))
             .x_labels(self.ks.len().max(2) + 1)
