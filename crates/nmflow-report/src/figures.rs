@@ -395,8 +395,13 @@ impl Plot for WHeatmap<'_> {
                         WHITE.stroke_width(1),
                     ));
                 }
-                // Each cluster's band labelled at its middle, on the right.
+                // Each cluster's band labelled at its middle, on the right
+                // (bands too thin for a line of text are left unlabelled).
                 let middle = (n - (band_start + i) / 2) as f64;
+                if (i - band_start) * 30 < n {
+                    band_start = i;
+                    continue;
+                }
                 bands.push(Text::new(
                     format!("cluster {}", clusters[order[band_start]]),
                     (k as f64 - 0.5 - 0.02 * k as f64, middle),
@@ -414,7 +419,7 @@ impl Plot for WHeatmap<'_> {
         if bands.len() <= 30 {
             chart.draw_series(bands).map_err(err)?;
         }
-        colour_bar(&bar, "usage / cell max")
+        colour_bar(&bar, "usage / max")
     }
 }
 
@@ -587,7 +592,7 @@ impl Plot for PcaPanels<'_> {
                 }))
                 .map_err(err)?;
         }
-        colour_bar(&bar, "usage / program max")
+        colour_bar(&bar, "usage / max")
     }
 }
 
