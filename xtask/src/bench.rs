@@ -99,7 +99,9 @@ const CASES: &[Case] = &[
 const START: &str = "<!-- bench:fit:start -->";
 const END: &str = "<!-- bench:fit:end -->";
 
-pub fn run(args: BenchArgs) -> Result<()> {
+/// Builds the release `nmflow` binary and returns its path: the one build
+/// every task that runs nmflow starts with.
+pub fn release_binary() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(["build", "--release", "--bin", "nmflow"])
@@ -108,7 +110,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if !status.success() {
         bail!("cargo build --release failed");
     }
-    let binary = PathBuf::from("target/release/nmflow");
+    Ok(PathBuf::from("target/release/nmflow"))
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let binary = release_binary()?;
     std::fs::create_dir_all(&args.data_dir)?;
     // The separate suites: each rewrites its own section of the report.
     let suite = if args.budgets {

@@ -2,7 +2,7 @@
 //! from nmflow's own clap definitions (`nmflow man`, `nmflow completions`)
 //! into `target/man/nmflow.1` and `target/completions/`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -15,15 +15,7 @@ const SHELLS: [(&str, &str); 3] = [
 ];
 
 pub fn run() -> Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "nmflow"])
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --release failed");
-    }
-    let binary = PathBuf::from("target/release/nmflow");
+    let binary = crate::bench::release_binary()?;
     let man = Path::new("target/man/nmflow.1");
     write_output(&binary, &["man"], man)?;
     println!("wrote {}", man.display());

@@ -281,7 +281,7 @@ pub(crate) fn open_matrix(
 }
 
 /// The element `fit FILE` factorizes with no option that chooses one (as
-/// [`open_matrix`] chooses it, without opening it): `/X` of an h5ad file,
+/// the opening of an input chooses it, without opening it): `/X` of an h5ad file,
 /// `/matrix` of a loom or 10x file, a legacy 10x file's only genome, a
 /// plain file's `/X` or only matrix. `None` when the file leaves the
 /// choice to the user (several genomes, several matrices).
