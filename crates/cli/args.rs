@@ -409,7 +409,8 @@ pub struct SweepArgs {
     #[arg(long, value_enum, default_value_t = SweepInit::Random)]
     pub init: SweepInit,
 
-    /// Output directory: sweep.tsv, sweep.json and the best factorization of each k (kK.h5).
+    /// Output directory: sweep.tsv, sweep.json and the best factorization of each k (kK.h5 or
+    /// kK.h5ad, see --format).
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
 
@@ -429,6 +430,20 @@ pub struct SweepArgs {
     /// whose command and input match, are not run again; the result equals an uninterrupted sweep's.
     #[arg(long)]
     pub resume: bool,
+
+    /// The format of each k's result: h5ad (kK.h5ad, the layout of `fit -o x.h5ad`, with the
+    /// input's annotations) or h5 (kK.h5, plain HDF5). Default: h5ad for an h5ad input, else h5.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<SweepFormat>,
+}
+
+/// The format of a sweep's results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SweepFormat {
+    /// Plain HDF5: kK.h5.
+    H5,
+    /// AnnData: kK.h5ad.
+    H5ad,
 }
 
 #[derive(Debug, Args)]

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::sweep_file::{KSummary, RunSummary, SweepSummary};
 
-use crate::args::{RunArgs, SweepArgs};
+use crate::args::{RunArgs, SweepArgs, SweepFormat};
 use crate::outdir::OutputDir;
 use crate::session::{self, Finished, Input, InputRecord, Prepared, RunSpec, SampleInfo};
 use crate::usage::usage;
@@ -78,12 +78,13 @@ pub fn run(args: SweepArgs) -> Result<()> {
         )?),
         None => None,
     };
-    let col_names = session::column_names(&input)?;
+    let format = result_format(&args, &input);
+    let names = SweepNames::read(&input, format)?;
     let specs = sweep_specs(&args);
     // Runs a sweep cut short has finished: their records, checked, and the
     // best of each k against its result file.
     let found = if args.resume && dir.is_dir() {
-        finished_runs(&dir, &specs, input.n_cols(), run.quiet || run.json)?
+        finished_runs(&dir, &specs, input.n_cols(), format, run.quiet || run.json)?
     } else {
         Vec::new()
     };
@@ -102,7 +103,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         session::print_plan(p, &input, run);
     }
     for k in &args.ks.0 {
-        nmflow_io::atomic::check_not_input(&dir.join(result_name(*k)), &input.spec.path)?;
+        nmflow_io::atomic::check_not_input(&dir.join(result_name(*k, format)), &input.spec.path)?;
     }
     // Everything is validated: the directory is made now, and removed again
     // if the sweep fails and it did not exist before.
@@ -118,7 +119,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
             record: input.record(),
             meta: &meta,
             labels: labels.as_ref(),
-            col_names: col_names.as_deref(),
+            names: &names,
+            format,
             pending: &pending,
             prepared,
         };
@@ -170,8 +172,54 @@ impl RunFacts {
 }
 
 /// The name of k's result file in the sweep's directory.
-fn result_name(k: usize) -> String {
-    format!("k{k}.h5")
+fn result_name(k: usize, format: SweepFormat) -> String {
+    match format {
+        SweepFormat::H5 => format!("k{k}.h5"),
+        SweepFormat::H5ad => format!("k{k}.h5ad"),
+    }
+}
+
+/// The format of the sweep's results: `--format`, else h5ad for an h5ad
+/// input (so that anndata opens them), else plain HDF5.
+fn result_format(args: &SweepArgs, input: &Input) -> SweepFormat {
+    args.format
+        .unwrap_or(if input.opened.layout == Some(nmflow_io::Layout::H5ad) {
+            SweepFormat::H5ad
+        } else {
+            SweepFormat::H5
+        })
+}
+
+/// What each k's result is written with: the cell and gene names (and the
+/// input's annotations) of an h5ad result, the gene names of a plain one.
+enum SweepNames {
+    Anndata(nmflow_io::Names),
+    Columns(Option<Vec<String>>),
+}
+
+impl SweepNames {
+    fn read(input: &Input, format: SweepFormat) -> Result<Self> {
+        let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
+        Ok(match format {
+            SweepFormat::H5ad if input.opened.kind == nmflow_io::InputKind::Npy => {
+                SweepNames::Anndata(nmflow_io::Names::numbered((n_rows, n_cols)))
+            }
+            SweepFormat::H5ad => SweepNames::Anndata(nmflow_io::read_names(
+                &input.spec.path,
+                input.spec.dataset.as_deref(),
+                &input.opts,
+                (n_rows, n_cols),
+            )?),
+            SweepFormat::H5 => SweepNames::Columns(session::column_names(input)?),
+        })
+    }
+
+    fn genes(&self) -> Option<&[String]> {
+        match self {
+            SweepNames::Anndata(names) => Some(names.var.as_slice()),
+            SweepNames::Columns(names) => names.as_deref(),
+        }
+    }
 }
 
 /// Refuses an output that is a file, or (without --force or --resume) a
@@ -190,7 +238,9 @@ fn check_output_dir(args: &SweepArgs) -> Result<()> {
     for name in ["sweep.tsv", "sweep.json", "runs"]
         .into_iter()
         .map(str::to_owned)
-        .chain(args.ks.0.iter().map(|&k| result_name(k)))
+        .chain(args.ks.0.iter().flat_map(|&k| {
+            [SweepFormat::H5, SweepFormat::H5ad].map(|format| result_name(k, format))
+        }))
     {
         if dir.join(&name).exists() {
             bail!(
@@ -259,10 +309,11 @@ impl Pending {
         let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
         let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
         let n_sample = args.run.sample.min(n_rows);
-        let names = if input.opened.kind == nmflow_io::InputKind::Npy {
-            0
-        } else {
-            names_bytes(n_cols)
+        let names = match result_format(args, input) {
+            // Cell and gene names (numbered for .npy) with each h5ad result.
+            SweepFormat::H5ad => names_bytes(n_rows + n_cols),
+            SweepFormat::H5 if input.opened.kind == nmflow_io::InputKind::Npy => 0,
+            SweepFormat::H5 => names_bytes(n_cols),
         };
         let held = vec![
             session::held_sample(input, &args.run),
@@ -340,7 +391,13 @@ impl Tally {
         states.sort_by_key(|s| s.k);
         let per_k: Vec<KSummary> = states
             .iter()
-            .map(|state| summarize_k(state, &runs, &result_name(state.k)))
+            .map(|state| {
+                summarize_k(
+                    state,
+                    &runs,
+                    &result_name(state.k, result_format(args, input)),
+                )
+            })
             .collect();
         SweepSummary {
             input: input.name.clone(),
@@ -371,7 +428,8 @@ struct SweepContext<'a> {
     record: InputRecord,
     meta: &'a CheckpointMeta,
     labels: Option<&'a Labels>,
-    col_names: Option<&'a [String]>,
+    names: &'a SweepNames,
+    format: SweepFormat,
     pending: &'a Pending,
     prepared: &'a Prepared,
 }
@@ -451,13 +509,13 @@ impl SweepContext<'_> {
         );
         if best {
             write_best(
-                &self.dir.join(result_name(spec.k)),
+                &self.dir.join(result_name(spec.k, self.format)),
                 &self.record,
                 &self.prepared.valid[f.spec_idx],
                 &mut f,
                 &clusters,
                 info,
-                self.col_names,
+                self.names,
                 self.prepared.threads,
             )?;
         }
@@ -497,7 +555,7 @@ fn print_sweep(run: &RunArgs, dir: &Path, summary: &SweepSummary, facts: RunFact
             print!("{table}");
         }
         println!(
-            "written    {} (sweep.tsv, sweep.json, k*.h5 with k*.programs.tsv) in {:.1} s",
+            "written    {} (sweep.tsv, sweep.json, each k's result with its programs' table) in {:.1} s",
             dir.display(),
             facts.seconds
         );
@@ -571,7 +629,13 @@ struct Done {
 /// their records): records that read back whole and consistent; the best
 /// of each k must match its result file `kK.h5`, else that run counts as
 /// unfinished.
-fn finished_runs(dir: &Path, specs: &[RunSpec], n_cols: usize, quiet: bool) -> Result<Vec<Done>> {
+fn finished_runs(
+    dir: &Path,
+    specs: &[RunSpec],
+    n_cols: usize,
+    format: SweepFormat,
+    quiet: bool,
+) -> Result<Vec<Done>> {
     let mut found: Vec<Done> = Vec::new();
     for (idx, spec) in specs.iter().enumerate() {
         match read_record(dir, spec.k, spec.restart, n_cols) {
@@ -614,7 +678,7 @@ fn finished_runs(dir: &Path, specs: &[RunSpec], n_cols: usize, quiet: bool) -> R
             continue;
         };
         let best = &found[pos].record;
-        let path = dir.join(format!("k{k}.h5"));
+        let path = dir.join(result_name(k, format));
         let matches = read_result(&path, 1)
             .is_ok_and(|result| result.h == best.h && result.rel_error == best.trace);
         if !matches {
@@ -694,14 +758,21 @@ fn write_best(
     f: &mut Finished,
     clusters: &[u32],
     info: &SampleInfo,
-    col_names: Option<&[String]>,
+    names: &SweepNames,
     threads: usize,
 ) -> Result<()> {
     let attrs = session::result_attrs(input, params, &f.outcome, threads);
+    let col_names = match names {
+        SweepNames::Columns(names) => names.as_deref(),
+        SweepNames::Anndata(_) => None,
+    };
     let mut output = f.output(info, clusters, attrs, col_names);
-    write_result(path, &mut output, true)?;
+    match names {
+        SweepNames::Anndata(names) => nmflow_io::write_h5ad(path, &mut output, names, true)?,
+        SweepNames::Columns(_) => write_result(path, &mut output, true)?,
+    }
     let h = nmflow_io::output::input_units(output.h, output.col_scale);
-    crate::top_genes::write_beside(path, h.view(), col_names)?;
+    crate::top_genes::write_beside(path, h.view(), names.genes())?;
     Ok(())
 }
 

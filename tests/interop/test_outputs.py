@@ -96,3 +96,31 @@ def test_inspect_marks_the_default_matrix_and_leaves_graphs_out(nmflow_bin, tmp_
     assert not entries["obsp/connectivities"]["factorizable"]
     text = subprocess.run([str(nmflow_bin), "inspect", str(path)], capture_output=True, text=True).stdout
     assert "X  (what fit factorizes by default)" in text
+
+
+def test_a_sweep_of_an_h5ad_writes_results_anndata_opens(nmflow_bin, tmp_path):
+    import json
+    import subprocess
+
+    x = counts(n_cells=60, n_genes=30)
+    a = adata(x)
+    a.obs["cell_type"] = pd.Categorical(["B", "T", "NK"] * 20)
+    path = tmp_path / "in.h5ad"
+    a.write_h5ad(path)
+    out = tmp_path / "sweep"
+    done = subprocess.run([str(nmflow_bin), "sweep", str(path), "-k", "2..3", "--restarts", "2",
+                           "--max-iter", "20", "-q", "-o", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [r["result"] for r in summary["per_k"]] == ["k2.h5ad", "k3.h5ad"]
+    for k in (2, 3):
+        b = ad.read_h5ad(out / f"k{k}.h5ad")
+        assert b.obsm["X_nmf"].shape == (60, k)
+        assert list(b.obs["cell_type"]) == list(a.obs["cell_type"])
+        assert (out / f"k{k}.programs.tsv").exists()
+    plain = tmp_path / "plain"
+    done = subprocess.run([str(nmflow_bin), "sweep", str(path), "-k", "2", "--restarts", "2",
+                           "--max-iter", "20", "-q", "--format", "h5", "-o", str(plain)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (plain / "k2.h5").exists() and not (plain / "k2.h5ad").exists()
