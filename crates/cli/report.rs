@@ -205,10 +205,12 @@ fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec
         out,
         "sweep_error",
     )?);
+    let suggested = nmflow_report::suggest_k(&ks, &best, &numbers(|r| r.spectra_stability));
     figures.push(render(
         &StabilityCurves {
             title: "Stability across restarts against k".into(),
             y_desc: "score".into(),
+            marker: suggested,
             ks: &ks,
             curves: vec![
                 (
@@ -229,6 +231,7 @@ fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec
             &StabilityCurves {
                 title: "Agreement of the clusters with the labels against k".into(),
                 y_desc: "score (best restart)".into(),
+                marker: None,
                 ks: &ks,
                 curves: vec![
                     (

@@ -554,6 +554,12 @@ fn print_sweep(run: &RunArgs, dir: &Path, summary: &SweepSummary, facts: RunFact
         } else {
             print!("{table}");
         }
+        let ks: Vec<usize> = summary.per_k.iter().map(|s| s.k).collect();
+        let best: Vec<f64> = summary.per_k.iter().map(|s| s.best_rel_error).collect();
+        let stability: Vec<f64> = summary.per_k.iter().map(|s| s.spectra_stability).collect();
+        if let Some((_, rule)) = nmflow_report::suggest_k(&ks, &best, &stability) {
+            println!("{rule}");
+        }
         println!(
             "written    {} (sweep.tsv, sweep.json, each k's result with its programs' table) in {:.1} s",
             dir.display(),

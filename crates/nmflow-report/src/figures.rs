@@ -697,6 +697,8 @@ pub struct StabilityCurves<'a> {
     pub ks: &'a [usize],
     /// (legend label, value per k; NaN where undefined).
     pub curves: Vec<(String, Vec<f64>)>,
+    /// A k to mark, with its legend label (the suggested k).
+    pub marker: Option<(usize, String)>,
 }
 
 impl Plot for StabilityCurves<'_> {
@@ -705,8 +707,8 @@ impl Plot for StabilityCurves<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        // Zoomed to the data (scores between 0.95 and 1 are told apart).
         let (lo, hi) = range(self.curves.iter().flat_map(|(_, c)| c.iter().copied()));
-        let (lo, hi) = (lo.min(0.0), hi.max(1.0));
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, (FONT, 20))
             .margin(15)
@@ -734,15 +736,101 @@ impl Plot for StabilityCurves<'_> {
                 .collect();
             line(&mut chart, points, c, label, 4)?;
         }
-        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
+        if let Some((k, label)) = &self.marker {
+            mark_k(&mut chart, *k, (lo, hi), label)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
         Ok(())
     }
+}
+
+/// A vertical line at `k` across the chart's `y` range, in the legend as
+/// `label`.
+fn mark_k<DB: DrawingBackend>(
+    chart: &mut LineChart<'_, DB>,
+    k: usize,
+    (lo, hi): (f64, f64),
+    label: &str,
+) -> Result<(), String> {
+    let grey = RGBColor(90, 90, 90);
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![(k as f64, lo), (k as f64, hi)],
+            grey.stroke_width(2),
+        )))
+        .map_err(err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(2)));
+    Ok(())
+}
+
+/// The spectra stability at or above which a k counts as stable.
+pub const STABLE: f64 = 0.9;
+
+/// The k a sweep suggests, and its rule in words: the largest k, up to the
+/// elbow of the best error against k, whose spectra stability is at least
+/// [`STABLE`] (cNMF's users read the stability and error plots so); the
+/// elbow itself when no k up to it is that stable. The elbow is the k
+/// farthest below the straight line joining the first and last best
+/// errors (both axes scaled to [0, 1]). `None` for fewer than three k.
+pub fn suggest_k(ks: &[usize], best_error: &[f64], stability: &[f64]) -> Option<(usize, String)> {
+    if ks.len() < 3 || best_error.len() != ks.len() || stability.len() != ks.len() {
+        return None;
+    }
+    let (k0, kn) = (ks[0] as f64, ks[ks.len() - 1] as f64);
+    let (e0, en) = (best_error[0], best_error[ks.len() - 1]);
+    if kn <= k0 || e0 <= en || !(e0 - en).is_finite() {
+        return None;
+    }
+    let elbow = (0..ks.len())
+        .max_by(|&a, &b| {
+            let below = |i: usize| {
+                let x = (ks[i] as f64 - k0) / (kn - k0);
+                let y = (best_error[i] - en) / (e0 - en);
+                1.0 - x - y
+            };
+            below(a).total_cmp(&below(b))
+        })
+        .unwrap_or(0);
+    let stable = (0..=elbow).rev().find(|&i| stability[i] >= STABLE);
+    Some(match stable {
+        Some(i) => (
+            ks[i],
+            format!(
+                "suggested k = {}: the largest k up to the error's elbow (k = {}) with spectra stability ≥ {STABLE}",
+                ks[i], ks[elbow]
+            ),
+        ),
+        None => (
+            ks[elbow],
+            format!(
+                "suggested k = {}: the error's elbow (no k up to it has spectra stability ≥ {STABLE})",
+                ks[elbow]
+            ),
+        ),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn the_suggested_k_is_the_largest_stable_one_up_to_the_elbow() {
+        let ks = [2, 3, 4, 5, 6, 7];
+        // The error bends at k = 4.
+        let error = [0.9, 0.7, 0.5, 0.48, 0.47, 0.46];
+        let stability = [0.99, 0.95, 0.92, 0.97, 0.6, 0.5];
+        let (k, rule) = suggest_k(&ks, &error, &stability).expect("a k");
+        assert_eq!(k, 4, "{rule}");
+        assert!(rule.contains("elbow (k = 4)"), "{rule}");
+        let unstable = [0.5; 6];
+        assert_eq!(suggest_k(&ks, &error, &unstable).map(|s| s.0), Some(4));
+        let shaky = [0.99, 0.95, 0.5, 0.97, 0.6, 0.5];
+        assert_eq!(suggest_k(&ks, &error, &shaky).map(|s| s.0), Some(3));
+        assert_eq!(suggest_k(&ks[..2], &error[..2], &stability[..2]), None);
+    }
 
     #[test]
     fn rows_are_grouped_by_cluster_then_weight() {

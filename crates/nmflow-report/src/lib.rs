@@ -19,8 +19,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub use figures::{
-    ErrorCurves, PcaPanels, StabilityCurves, SweepErrors, TimeToError, TopColumns, WHeatmap,
-    order_by_cluster,
+    ErrorCurves, PcaPanels, STABLE, StabilityCurves, SweepErrors, TimeToError, TopColumns,
+    WHeatmap, order_by_cluster, suggest_k,
 };
 pub use html::{Section, html_page};
 pub use programs::{ProgramGene, RankBy, programs_tsv, specificity, top_genes};
