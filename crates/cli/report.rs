@@ -119,8 +119,8 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
     }
     let mut table: Vec<(String, String)> = vec![
         ("result".into(), result.path.display().to_string()),
-        ("rows".into(), result.n_rows.to_string()),
-        ("columns".into(), result.h.ncols().to_string()),
+        ("cells (rows)".into(), result.n_rows.to_string()),
+        ("genes (columns)".into(), result.h.ncols().to_string()),
         ("k".into(), k.to_string()),
         ("iterations".into(), result.rel_error.len().to_string()),
         (
@@ -131,7 +131,7 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
                 .map_or(String::new(), |e| format!("{e:.6}")),
         ),
     ];
-    table.extend(result.params.iter().cloned());
+    table.extend(parameters(&result.params));
     if result.pca.is_none() {
         table.push((
             "principal components".into(),
@@ -163,6 +163,31 @@ fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Sec
         sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);
     }
     Ok((format!("nmflow sweep: {}", dir.display()), sections))
+}
+
+/// The run's parameters for the page: each once (k, the iterations and the
+/// final error are in the rows above), flags as words.
+fn parameters(params: &[(String, String)]) -> Vec<(String, String)> {
+    const SHOWN_ABOVE: [&str; 3] = ["k", "n_iter", "rel_error"];
+    const FLAGS: [&str; 1] = ["converged"];
+    let mut seen: Vec<&str> = Vec::new();
+    params
+        .iter()
+        .filter(|(name, _)| !SHOWN_ABOVE.contains(&name.as_str()))
+        .filter(|(name, _)| {
+            let first = !seen.contains(&name.as_str());
+            seen.push(name);
+            first
+        })
+        .map(|(name, value)| {
+            let value = match value.as_str() {
+                "1" | "true" if FLAGS.contains(&name.as_str()) || value == "true" => "yes".into(),
+                "0" | "false" if FLAGS.contains(&name.as_str()) || value == "false" => "no".into(),
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// The sweep.json of the sweep in `dir`, through the types it is written
@@ -319,4 +344,33 @@ fn sweep_grid(per_k: &[KSummary]) -> (Vec<String>, Vec<Vec<String>>) {
         })
         .collect();
     (header, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parameters;
+
+    #[test]
+    fn parameters_appear_once_with_flags_as_words() {
+        let params: Vec<(String, String)> = [
+            ("k", "5"),
+            ("seed", "0"),
+            ("converged", "1"),
+            ("seed", "0"),
+            ("raw", "false"),
+            ("n_iter", "200"),
+        ]
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect();
+        let shown = parameters(&params);
+        let pairs: Vec<(&str, &str)> = shown
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![("seed", "0"), ("converged", "yes"), ("raw", "no")]
+        );
+    }
 }

@@ -187,8 +187,10 @@ def test_sweep_scores_labels_of_an_anndata_categorical_column_as_scikit_learn(nm
     import json
     summary = json.loads(done.stdout)
     for row in summary["per_k"]:
-        with h5py.File(out / row["result"]) as f:
-            clusters = f["cluster"][:]
+        # An h5ad input's sweep writes kK.h5ad: the clusters are obs's
+        # nmf_cluster, whose categories are "0" .. "k-1".
+        assert row["result"].endswith(".h5ad")
+        clusters = ad.read_h5ad(out / row["result"]).obs["nmf_cluster"].astype(int).to_numpy()
         assert row["ari"] == pytest.approx(adjusted_rand_score(codes, clusters), abs=1e-12)
         assert row["nmi"] == pytest.approx(normalized_mutual_info_score(codes, clusters), abs=1e-12)
     table = (out / "sweep.tsv").read_text().splitlines()
