@@ -106,7 +106,7 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
         figures.push(render(
             &PcaPanels {
                 title: format!(
-                    "First two principal components of {} sampled cells, coloured by program usage (k = {k})",
+                    "First two principal components of {} sampled cells, by cluster and by program usage (k = {k})",
                     scores.nrows()
                 ),
                 scores: scores.view(),

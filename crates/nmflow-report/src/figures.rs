@@ -523,10 +523,21 @@ pub struct PcaPanels<'a> {
 }
 
 impl PcaPanels<'_> {
+    /// The panels: the clusters, then each program's usage.
     fn grid(&self) -> (usize, usize) {
-        let k = self.w.ncols().max(1);
-        let cols = k.min(4);
-        (k.div_ceil(cols), cols)
+        let panels = self.w.ncols() + 1;
+        let cols = panels.min(4);
+        (panels.div_ceil(cols), cols)
+    }
+
+    /// PC1 and PC2 of sampled row `i`.
+    fn point(&self, i: usize) -> (f64, f64) {
+        let y = if self.scores.ncols() > 1 {
+            self.scores[(i, 1)]
+        } else {
+            0.0
+        };
+        (f64::from(self.scores[(i, 0)]), f64::from(y))
     }
 }
 
@@ -552,7 +563,56 @@ impl Plot for PcaPanels<'_> {
             (-1.0, 1.0)
         };
         let pct = |i: usize| self.variance_ratio.get(i).copied().unwrap_or(0.0) * 100.0;
-        for (c, panel) in panels.iter().enumerate().take(self.w.ncols()) {
+        let axes =
+            |chart: &mut ChartContext<'_, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>| {
+                chart
+                    .configure_mesh()
+                    .disable_mesh()
+                    .x_labels(3)
+                    .y_labels(3)
+                    .x_desc(format!("PC1 ({:.1}%)", pct(0)))
+                    .y_desc(format!("PC2 ({:.1}%)", pct(1)))
+                    .axis_desc_style((FONT, 11))
+                    .draw()
+                    .map_err(err)
+            };
+        // Panel 0: each cell coloured by its cluster (the program of its
+        // largest usage), each cluster named at its centre.
+        let (_, clusters) = order_by_cluster(self.w);
+        if let Some(panel) = panels.first() {
+            let mut chart = ChartBuilder::on(panel)
+                .caption("cluster (largest usage)", (FONT, 13))
+                .margin(6)
+                .x_label_area_size(32)
+                .y_label_area_size(40)
+                .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
+                .map_err(err)?;
+            axes(&mut chart)?;
+            chart
+                .draw_series(
+                    (0..self.scores.nrows()).map(|i| {
+                        Circle::new(self.point(i), 2, series_colour(clusters[i]).filled())
+                    }),
+                )
+                .map_err(err)?;
+            let mut centres = vec![(0.0f64, 0.0f64, 0usize); self.w.ncols()];
+            for (i, &c) in clusters.iter().enumerate() {
+                let (x, y) = self.point(i);
+                centres[c] = (centres[c].0 + x, centres[c].1 + y, centres[c].2 + 1);
+            }
+            chart
+                .draw_series(centres.iter().enumerate().filter(|(_, m)| m.2 > 0).map(
+                    |(c, &(x, y, n))| {
+                        Text::new(
+                            c.to_string(),
+                            (x / n as f64, y / n as f64),
+                            (FONT, 15).into_font().style(FontStyle::Bold),
+                        )
+                    },
+                ))
+                .map_err(err)?;
+        }
+        for (c, panel) in panels.iter().skip(1).enumerate().take(self.w.ncols()) {
             let column = self.w.column(c);
             let max = column
                 .iter()
@@ -565,27 +625,13 @@ impl Plot for PcaPanels<'_> {
                 .y_label_area_size(40)
                 .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
                 .map_err(err)?;
-            chart
-                .configure_mesh()
-                .disable_mesh()
-                .x_labels(3)
-                .y_labels(3)
-                .x_desc(format!("PC1 ({:.1}%)", pct(0)))
-                .y_desc(format!("PC2 ({:.1}%)", pct(1)))
-                .axis_desc_style((FONT, 11))
-                .draw()
-                .map_err(err)?;
+            axes(&mut chart)?;
             let mut points: Vec<usize> = (0..self.scores.nrows()).collect();
             points.sort_by(|&a, &b| column[a].total_cmp(&column[b]));
             chart
                 .draw_series(points.iter().map(|&i| {
-                    let y = if self.scores.ncols() > 1 {
-                        self.scores[(i, 1)]
-                    } else {
-                        0.0
-                    };
                     Circle::new(
-                        (f64::from(self.scores[(i, 0)]), f64::from(y)),
+                        self.point(i),
                         2,
                         colour(f64::from(column[i] / max)).filled(),
                     )
