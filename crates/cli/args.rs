@@ -351,6 +351,11 @@ pub struct FitArgs {
     #[arg(long, value_name = "INPUT.h5ad")]
     pub write_into: Option<PathBuf>,
 
+    /// With -o OUT.h5ad of an h5ad input: also copy the input's X into the result (as stored,
+    /// streamed by the HDF5 library chunk by chunk), so that the result stands alone.
+    #[arg(long)]
+    pub copy_x: bool,
+
     /// Random starts (seeds --seed, --seed + 1, ...), run together; the one with the lowest final
     /// error is kept.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = crate::usage::positive)]

@@ -122,7 +122,20 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     })?;
     // Names after the plan: the plan refuses a shape too large for the
     // budget before anything of its size is allocated.
-    let names = destination.names(&input)?;
+    let mut names = destination.names(&input)?;
+    if args.copy_x {
+        match &mut names {
+            ResultNames::Both(Names {
+                annotations: Some(annotations),
+                ..
+            }) => annotations.x = Some("X".into()),
+            _ => crate::usage::usage!(
+                "--copy-x copies an h5ad input's X into an h5ad result: give -o OUT.h5ad and an \
+                 h5ad input"
+            ),
+        }
+    }
+    let names = names;
     session::print_plan(&prepared, &input, run);
     if let Some(fill) = start.nndsvd {
         // After the plan: the start's passes use its blocks, through the

@@ -124,3 +124,16 @@ def test_a_sweep_of_an_h5ad_writes_results_anndata_opens(nmflow_bin, tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (plain / "k2.h5").exists() and not (plain / "k2.h5ad").exists()
+
+
+def test_copy_x_puts_the_inputs_x_in_the_result(fit, tmp_path):
+    import scipy.sparse as sp
+
+    x = counts(n_cells=50, n_genes=30)
+    path = tmp_path / "in.h5ad"
+    adata(sp.csr_matrix(x)).write_h5ad(path)
+    out, _ = fit(path, "-k", 2, "--max-iter", 10, "-q", "--copy-x", out_name="with-x.h5ad")
+    b = ad.read_h5ad(out)
+    np.testing.assert_array_equal(b.X.toarray(), x)
+    without, _ = fit(path, "-k", 2, "--max-iter", 10, "-q", out_name="without-x.h5ad")
+    assert ad.read_h5ad(without).X is None

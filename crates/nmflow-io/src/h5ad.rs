@@ -11,7 +11,7 @@
 //! (`uns['nmf']['loadings']` says which is which), `uns['nmf']` = every parameter,
 //! the error trace, the column divisors, the row sample with its principal
 //! components (`sample_rows`, `sample_pca`) and the nmflow version. X is not
-//! copied.
+//! copied, unless asked (`Annotations::x`, `--copy-x`).
 //!
 //! `--write-into` works on a copy of the input in the same directory and
 //! renames it over the original when complete: a crash at any moment leaves
@@ -223,6 +223,14 @@ fn copy_annotations(file: &File, annotations: &crate::singlecell::Annotations) -
     let src = File::open(&annotations.file)?;
     src.group(&annotations.obs)?.copy_to(file, "obs")?;
     src.group(&annotations.var)?.copy_to(file, "var")?;
+    if let Some(x) = &annotations.x {
+        // A dense dataset or a sparse group; the library copies it in
+        // pieces (chunk by chunk, or through a bounded buffer).
+        match src.dataset(x) {
+            Ok(ds) => ds.copy_to(file, "X")?,
+            Err(_) => src.group(x)?.copy_to(file, "X")?,
+        }
+    }
     if let Ok(obsm) = src.group(names::OBSM) {
         let dst = dict(file, names::OBSM)?;
         for name in obsm.member_names()? {

@@ -687,6 +687,8 @@ pub struct Annotations {
     pub obs: String,
     /// The columns' dataframe: `var`, or `raw/var` with `--raw`.
     pub var: String,
+    /// The matrix copied as the result's `X` (`--copy-x`), if any.
+    pub x: Option<String>,
 }
 
 fn numbered(n: usize) -> Vec<String> {
@@ -787,6 +789,7 @@ pub fn read_names(
                         file: path.to_path_buf(),
                         obs: "obs".into(),
                         var: var_frame.into(),
+                        x: None,
                     },
                 ),
             }
