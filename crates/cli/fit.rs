@@ -122,20 +122,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     })?;
     // Names after the plan: the plan refuses a shape too large for the
     // budget before anything of its size is allocated.
-    let mut names = destination.names(&input)?;
-    if args.copy_x {
-        match &mut names {
-            ResultNames::Both(Names {
-                annotations: Some(annotations),
-                ..
-            }) => annotations.x = Some("X".into()),
-            _ => crate::usage::usage!(
-                "--copy-x copies an h5ad input's X into an h5ad result: give -o OUT.h5ad and an \
-                 h5ad input"
-            ),
-        }
-    }
-    let names = names;
+    let names = destination.names(&input, args.copy_x)?;
     session::print_plan(&prepared, &input, run);
     if let Some(fill) = start.nndsvd {
         // After the plan: the start's passes use its blocks, through the
@@ -274,7 +261,25 @@ impl Destination {
 
     /// Names of rows and columns the result carries, as the plan counts
     /// them ([`held_beside`]).
-    pub(crate) fn names(&self, input: &Input) -> Result<ResultNames> {
+    /// With `copy_x`, an h5ad result also copies the h5ad input's X.
+    pub(crate) fn names(&self, input: &Input, copy_x: bool) -> Result<ResultNames> {
+        let mut names = self.read_names(input)?;
+        if copy_x {
+            match &mut names {
+                ResultNames::Both(Names {
+                    annotations: Some(annotations),
+                    ..
+                }) => annotations.x = Some("X".into()),
+                _ => crate::usage::usage!(
+                    "--copy-x copies an h5ad input's X into an h5ad result: give -o OUT.h5ad and \
+                     an h5ad input"
+                ),
+            }
+        }
+        Ok(names)
+    }
+
+    fn read_names(&self, input: &Input) -> Result<ResultNames> {
         let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
         Ok(match self {
             Destination::H5ad(_) if input.opened.kind == InputKind::Npy => {

@@ -58,7 +58,7 @@ pub fn run(args: TransformArgs) -> Result<()> {
     if !(args.quiet || args.json) {
         eprintln!("plan: {plan}");
     }
-    let names = destination.names(&input)?;
+    let names = destination.names(&input, false)?;
     let pool = session::thread_pool(args.resources.threads)?;
     let (projection, genes) = matched.into_projection(normalize, &args, plan.block_rows);
     let (mut w, outcome) = pool.install(|| solve(&mut input, &projection, &plan, &args))?;
