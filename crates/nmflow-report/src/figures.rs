@@ -579,15 +579,19 @@ impl Plot for PcaPanels<'_> {
         // Panel 0: each cell coloured by its cluster (the program of its
         // largest usage), each cluster named at its centre.
         let (_, clusters) = order_by_cluster(self.w);
-        if let Some(panel) = panels.first() {
+        let panel_chart = |panel, caption: String| {
             let mut chart = ChartBuilder::on(panel)
-                .caption("cluster (largest usage)", (FONT, 13))
+                .caption(caption, (FONT, 13))
                 .margin(6)
                 .x_label_area_size(32)
                 .y_label_area_size(40)
                 .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
                 .map_err(err)?;
             axes(&mut chart)?;
+            Ok::<_, String>(chart)
+        };
+        if let Some(panel) = panels.first() {
+            let mut chart = panel_chart(panel, "cluster (largest usage)".into())?;
             chart
                 .draw_series(
                     (0..self.scores.nrows()).map(|i| {
@@ -618,14 +622,7 @@ impl Plot for PcaPanels<'_> {
                 .iter()
                 .fold(0.0f32, |m, &v| m.max(v))
                 .max(f32::MIN_POSITIVE);
-            let mut chart = ChartBuilder::on(panel)
-                .caption(format!("usage of program {c}"), (FONT, 13))
-                .margin(6)
-                .x_label_area_size(32)
-                .y_label_area_size(40)
-                .build_cartesian_2d(x_lo..x_hi, y_lo..y_hi)
-                .map_err(err)?;
-            axes(&mut chart)?;
+            let mut chart = panel_chart(panel, format!("usage of program {c}"))?;
             let mut points: Vec<usize> = (0..self.scores.nrows()).collect();
             points.sort_by(|&a, &b| column[a].total_cmp(&column[b]));
             chart
