@@ -7,8 +7,8 @@ use crate::sweep_file::{KSummary, SweepSummary};
 use anyhow::{Context, Result, bail};
 use nmflow_io::{FitResult, read_result};
 use nmflow_report::{
-    ErrorCurves, Figure, PcaPanels, Section, StabilityCurves, SweepErrors, TopColumns, WHeatmap,
-    html_page, render, write_atomically,
+    ErrorCurves, Figure, PcaPanels, RankBy, Section, StabilityCurves, SweepErrors, TopColumns,
+    WHeatmap, html_page, render, write_atomically,
 };
 
 use crate::args::ReportArgs;
@@ -92,16 +92,22 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
         out,
         &format!("{prefix}w_heatmap"),
     )?);
-    figures.push(render(
-        &TopColumns {
-            title: format!("Top {top} genes of each program, by loading (k = {k})"),
-            h: result.h.view(),
-            names: result.col_names.as_deref(),
-            top,
-        },
-        out,
-        &format!("{prefix}top_columns"),
-    )?);
+    for (by, what, stem) in [
+        (RankBy::Loading, "by loading", "top_columns"),
+        (RankBy::Specificity, "by specificity", "top_specific"),
+    ] {
+        figures.push(render(
+            &TopColumns {
+                title: format!("Top {top} genes of each program, {what} (k = {k})"),
+                h: result.h.view(),
+                names: result.col_names.as_deref(),
+                top,
+                by,
+            },
+            out,
+            &format!("{prefix}{stem}"),
+        )?);
+    }
     if let Some((scores, ratio)) = &result.pca {
         figures.push(render(
             &PcaPanels {

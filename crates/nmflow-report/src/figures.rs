@@ -434,6 +434,8 @@ pub struct TopColumns<'a> {
     pub names: Option<&'a [String]>,
     /// Columns per panel.
     pub top: usize,
+    /// What the genes are ranked by, and the bars show.
+    pub by: crate::programs::RankBy,
 }
 
 impl TopColumns<'_> {
@@ -461,12 +463,21 @@ impl Plot for TopColumns<'_> {
         let root = root.titled(&self.title, (FONT, 20)).map_err(err)?;
         let (rows, cols) = self.grid();
         let panels = root.split_evenly((rows, cols));
+        let ranked = crate::programs::top_genes(self.h, self.top, self.by);
+        let (x_desc, value): (&str, fn(&crate::programs::ProgramGene) -> f64) = match self.by {
+            crate::programs::RankBy::Loading => ("loading (data units)", |g| f64::from(g.loading)),
+            crate::programs::RankBy::Specificity => {
+                ("specificity (z-score across programs)", |g| g.specificity)
+            }
+        };
         for (c, panel) in panels.iter().enumerate().take(self.h.nrows()) {
-            let row = self.h.row(c);
-            let mut idx: Vec<usize> = (0..row.len()).collect();
-            idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-            idx.truncate(self.top);
-            let max = idx.first().map_or(1.0, |&i| f64::from(row[i])).max(1e-12);
+            let genes: Vec<(usize, f64)> = ranked
+                .iter()
+                .filter(|g| g.program == c)
+                .map(|g| (g.gene, value(g).max(0.0)))
+                .collect();
+            let idx: Vec<usize> = genes.iter().map(|g| g.0).collect();
+            let max = genes.first().map_or(1.0, |g| g.1).max(1e-12);
             let n = idx.len();
             let mut chart = ChartBuilder::on(panel)
                 .caption(format!("program {c}"), (FONT, 14))
@@ -480,18 +491,15 @@ impl Plot for TopColumns<'_> {
                 .disable_y_mesh()
                 .y_labels(0)
                 .x_labels(3)
-                .x_desc("loading (data units)")
+                .x_desc(x_desc)
                 .axis_desc_style((FONT, 11))
                 .draw()
                 .map_err(err)?;
             let colour = series_colour(c);
             chart
-                .draw_series(idx.iter().enumerate().map(|(rank, &j)| {
+                .draw_series(genes.iter().enumerate().map(|(rank, &(_, v))| {
                     let y = (n - rank) as f64;
-                    Rectangle::new(
-                        [(0.0, y - 0.85), (f64::from(row[j]), y - 0.15)],
-                        colour.mix(0.45).filled(),
-                    )
+                    Rectangle::new([(0.0, y - 0.85), (v, y - 0.15)], colour.mix(0.45).filled())
                 }))
                 .map_err(err)?;
             chart
