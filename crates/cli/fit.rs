@@ -280,18 +280,9 @@ impl Destination {
     }
 
     fn read_names(&self, input: &Input) -> Result<ResultNames> {
-        let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
         Ok(match self {
-            Destination::H5ad(_) if input.opened.kind == InputKind::Npy => {
-                ResultNames::Both(Names::numbered((n_rows, n_cols)))
-            }
-            Destination::H5ad(_) => ResultNames::Both(read_names(
-                &input.spec.path,
-                input.spec.dataset.as_deref(),
-                &input.opts,
-                (n_rows, n_cols),
-            )?),
-            Destination::Hdf5(_) => ResultNames::Columns(session::column_names(input)?),
+            Destination::H5ad(_) => ResultNames::anndata(input)?,
+            Destination::Hdf5(_) => ResultNames::columns(input)?,
             Destination::Into(_) => ResultNames::Columns(None),
         })
     }
@@ -314,6 +305,45 @@ pub(crate) enum ResultNames {
     Both(Names),
     /// Columns, when the input names them (plain HDF5).
     Columns(Option<Vec<String>>),
+}
+
+impl ResultNames {
+    /// The names of an h5ad result: the input's cells and genes (and an h5ad
+    /// input's annotations), numbered for `.npy`.
+    pub(crate) fn anndata(input: &Input) -> Result<Self> {
+        let shape = (input.n_rows(), input.n_cols());
+        Ok(ResultNames::Both(if input.opened.kind == InputKind::Npy {
+            Names::numbered(shape)
+        } else {
+            read_names(
+                &input.spec.path,
+                input.spec.dataset.as_deref(),
+                &input.opts,
+                shape,
+            )?
+        }))
+    }
+
+    /// The names of a plain HDF5 result: the input's genes, if it names them.
+    pub(crate) fn columns(input: &Input) -> Result<Self> {
+        Ok(ResultNames::Columns(session::column_names(input)?))
+    }
+
+    /// The column names a plain result stores (`/col_names`).
+    pub(crate) fn plain_columns(&self) -> Option<&[String]> {
+        match self {
+            ResultNames::Columns(names) => names.as_deref(),
+            ResultNames::Both(_) => None,
+        }
+    }
+
+    /// The genes, whichever the result.
+    pub(crate) fn genes(&self) -> Option<&[String]> {
+        match self {
+            ResultNames::Both(names) => Some(names.var.as_slice()),
+            ResultNames::Columns(names) => names.as_deref(),
+        }
+    }
 }
 
 /// Where the runs start: the initialisation, and W₀'s file for a custom
@@ -573,18 +603,9 @@ fn write(
         attrs.push(("w0".into(), AttrValue::Str(w0.clone())));
         attrs.push(("h0".into(), AttrValue::Str(h0.clone())));
     }
-    let col_names = match names {
-        ResultNames::Columns(names) => names.as_deref(),
-        ResultNames::Both(_) => None,
-    };
-    let mut output = f.output(&best.sample, clusters, attrs, col_names);
+    let mut output = f.output(&best.sample, clusters, attrs, names.plain_columns());
     destination.write(names, &mut output, args.force, args.input.raw)?;
-    let genes = match names {
-        ResultNames::Both(names) => Some(names.var.as_slice()),
-        ResultNames::Columns(names) => names.as_deref(),
-    };
-    let h = nmflow_io::output::input_units(output.h, output.col_scale);
-    crate::top_genes::write_beside(destination.path(), h.view(), genes)?;
+    crate::top_genes::write_beside(destination.path(), &output, names.genes())?;
     Ok(())
 }
 

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::sweep_file::{KSummary, RunSummary, SweepSummary};
 
 use crate::args::{RunArgs, SweepArgs, SweepFormat};
+use crate::fit::ResultNames;
 use crate::outdir::OutputDir;
 use crate::session::{self, Finished, Input, InputRecord, Prepared, RunSpec, SampleInfo};
 use crate::usage::usage;
@@ -79,7 +80,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
         None => None,
     };
     let format = result_format(&args, &input);
-    let names = SweepNames::read(&input, format)?;
+    let names = match format {
+        SweepFormat::H5ad => ResultNames::anndata(&input)?,
+        SweepFormat::H5 => ResultNames::columns(&input)?,
+    };
     let specs = sweep_specs(&args);
     // Runs a sweep cut short has finished: their records, checked, and the
     // best of each k against its result file.
@@ -188,38 +192,6 @@ fn result_format(args: &SweepArgs, input: &Input) -> SweepFormat {
         } else {
             SweepFormat::H5
         })
-}
-
-/// What each k's result is written with: the cell and gene names (and the
-/// input's annotations) of an h5ad result, the gene names of a plain one.
-enum SweepNames {
-    Anndata(nmflow_io::Names),
-    Columns(Option<Vec<String>>),
-}
-
-impl SweepNames {
-    fn read(input: &Input, format: SweepFormat) -> Result<Self> {
-        let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
-        Ok(match format {
-            SweepFormat::H5ad if input.opened.kind == nmflow_io::InputKind::Npy => {
-                SweepNames::Anndata(nmflow_io::Names::numbered((n_rows, n_cols)))
-            }
-            SweepFormat::H5ad => SweepNames::Anndata(nmflow_io::read_names(
-                &input.spec.path,
-                input.spec.dataset.as_deref(),
-                &input.opts,
-                (n_rows, n_cols),
-            )?),
-            SweepFormat::H5 => SweepNames::Columns(session::column_names(input)?),
-        })
-    }
-
-    fn genes(&self) -> Option<&[String]> {
-        match self {
-            SweepNames::Anndata(names) => Some(names.var.as_slice()),
-            SweepNames::Columns(names) => names.as_deref(),
-        }
-    }
 }
 
 /// Refuses an output that is a file, or (without --force or --resume) a
@@ -428,7 +400,7 @@ struct SweepContext<'a> {
     record: InputRecord,
     meta: &'a CheckpointMeta,
     labels: Option<&'a Labels>,
-    names: &'a SweepNames,
+    names: &'a ResultNames,
     format: SweepFormat,
     pending: &'a Pending,
     prepared: &'a Prepared,
@@ -764,21 +736,16 @@ fn write_best(
     f: &mut Finished,
     clusters: &[u32],
     info: &SampleInfo,
-    names: &SweepNames,
+    names: &ResultNames,
     threads: usize,
 ) -> Result<()> {
     let attrs = session::result_attrs(input, params, &f.outcome, threads);
-    let col_names = match names {
-        SweepNames::Columns(names) => names.as_deref(),
-        SweepNames::Anndata(_) => None,
-    };
-    let mut output = f.output(info, clusters, attrs, col_names);
+    let mut output = f.output(info, clusters, attrs, names.plain_columns());
     match names {
-        SweepNames::Anndata(names) => nmflow_io::write_h5ad(path, &mut output, names, true)?,
-        SweepNames::Columns(_) => write_result(path, &mut output, true)?,
+        ResultNames::Both(names) => nmflow_io::write_h5ad(path, &mut output, names, true)?,
+        ResultNames::Columns(_) => write_result(path, &mut output, true)?,
     }
-    let h = nmflow_io::output::input_units(output.h, output.col_scale);
-    crate::top_genes::write_beside(path, h.view(), names.genes())?;
+    crate::top_genes::write_beside(path, &output, names.genes())?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ndarray::ArrayView2;
+use nmflow_io::output::FitOutput;
 use nmflow_report::{RankBy, programs_tsv, top_genes};
 
 use crate::args::TopGenesArgs;
@@ -30,15 +30,17 @@ pub fn beside(result: &Path) -> PathBuf {
     result.with_extension("programs.tsv")
 }
 
-/// Writes the table of `h` (loadings in the data's units) beside the result
-/// at `result`, ranked by loading ([`BESIDE_RESULT`] genes per program).
+/// Writes the table of `output`'s loadings (in the data's units) beside the
+/// result at `result`, ranked by loading ([`BESIDE_RESULT`] genes per
+/// program), genes named by `names`.
 pub fn write_beside(
     result: &Path,
-    h: ArrayView2<'_, f32>,
+    output: &FitOutput<'_>,
     names: Option<&[String]>,
 ) -> Result<PathBuf> {
     let path = beside(result);
-    let text = programs_tsv(&top_genes(h, BESIDE_RESULT, RankBy::Loading), names);
+    let h = nmflow_io::output::input_units(output.h, output.col_scale);
+    let text = programs_tsv(&top_genes(h.view(), BESIDE_RESULT, RankBy::Loading), names);
     nmflow_report::write_atomically(&path, text.as_bytes())
         .with_context(|| format!("{}: writing the programs' top genes", path.display()))?;
     Ok(path)
