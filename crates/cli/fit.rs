@@ -290,11 +290,9 @@ impl Destination {
     /// Bytes of the names [`Destination::names`] reads.
     fn names_bytes(&self, input: &Input) -> u64 {
         match self {
-            Destination::H5ad(_) => names_bytes(input.n_rows() + input.n_cols()),
-            Destination::Hdf5(_) if input.opened.kind != InputKind::Npy => {
-                names_bytes(input.n_cols())
-            }
-            _ => 0,
+            Destination::H5ad(_) => ResultNames::bytes(input, true),
+            Destination::Hdf5(_) => ResultNames::bytes(input, false),
+            Destination::Into(_) => 0,
         }
     }
 }
@@ -322,6 +320,16 @@ impl ResultNames {
                 shape,
             )?
         }))
+    }
+
+    /// Bytes of the names an h5ad result (`anndata`) or a plain one holds, as
+    /// the plan counts them.
+    pub(crate) fn bytes(input: &Input, anndata: bool) -> u64 {
+        match anndata {
+            true => names_bytes(input.n_rows() + input.n_cols()),
+            false if input.opened.kind == InputKind::Npy => 0,
+            false => names_bytes(input.n_cols()),
+        }
     }
 
     /// The names of a plain HDF5 result: the input's genes, if it names them.

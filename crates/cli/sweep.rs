@@ -281,12 +281,7 @@ impl Pending {
         let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
         let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
         let n_sample = args.run.sample.min(n_rows);
-        let names = match result_format(args, input) {
-            // Cell and gene names (numbered for .npy) with each h5ad result.
-            SweepFormat::H5ad => names_bytes(n_rows + n_cols),
-            SweepFormat::H5 if input.opened.kind == nmflow_io::InputKind::Npy => 0,
-            SweepFormat::H5 => names_bytes(n_cols),
-        };
+        let names = ResultNames::bytes(input, result_format(args, input) == SweepFormat::H5ad);
         let held = vec![
             session::held_sample(input, &args.run),
             (Held::Consensus, consensus_bytes(args.ks.0.len(), n_sample)),
