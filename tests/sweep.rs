@@ -111,6 +111,28 @@ fn sweep_of_the_seed_data_bends_at_five_and_recovers_the_clusters() {
     );
     assert_eq!(sweep["runs"].as_array().unwrap().len(), 21);
 
+    // consensus.h5: k = 5's restarts agree, so its consensus is 1 within
+    // the best run's clusters and 0 across them.
+    let consensus = out_dir.join("consensus.h5");
+    let shown = read1::<u64>(&consensus, "rows");
+    let c = read2(&consensus, "k5");
+    assert_eq!(c.dim(), (shown.len(), shown.len()));
+    assert!(shown.len() >= 100, "{} rows shown", shown.len());
+    let cluster = read1::<u32>(&out_dir.join("k5.h5"), "cluster");
+    let (mut within, mut across) = (Vec::new(), Vec::new());
+    for (a, &ra) in shown.iter().enumerate() {
+        for (b, &rb) in shown.iter().enumerate() {
+            if cluster[ra as usize] == cluster[rb as usize] {
+                within.push(c[(a, b)]);
+            } else {
+                across.push(c[(a, b)]);
+            }
+        }
+    }
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(mean(&within) >= 0.95, "within clusters {}", mean(&within));
+    assert!(mean(&across) <= 0.05, "across clusters {}", mean(&across));
+
     // The report: every figure as PNG and SVG, one page that loads nothing.
     let report = join(&dir, "report");
     let out = run(&["report", path_str(&out_dir), "-o", path_str(&report), "-q"]);
@@ -120,6 +142,7 @@ fn sweep_of_the_seed_data_bends_at_five_and_recovers_the_clusters() {
         "sweep_stability",
         "sweep_ari",
         "sweep_error_curves",
+        "sweep_consensus",
         "k5_error_curve",
         "k5_w_heatmap",
         "k5_top_columns",
@@ -130,6 +153,9 @@ fn sweep_of_the_seed_data_bends_at_five_and_recovers_the_clusters() {
         let svg = std::fs::read_to_string(report.join(format!("{stem}.svg"))).expect(stem);
         assert!(svg.contains("<svg"), "{stem}");
     }
+    // The sweep's labels colour a PCA panel of every k.
+    let pca = std::fs::read_to_string(report.join("k5_pca.svg")).expect("k5_pca.svg");
+    assert!(pca.contains("label (labels)"), "no label panel");
     let page = std::fs::read_to_string(report.join("index.html")).expect("index.html");
     assert!(page.contains("data:image/png;base64,"));
     for external in ["<script", "http://", "https://", "<link"] {
@@ -145,8 +171,9 @@ fn sweep_of_the_seed_data_bends_at_five_and_recovers_the_clusters() {
 fn fit_restarts_keep_the_lowest_error_and_report_a_fit() {
     let dir = tempdir();
     let data = join(&dir, "data.h5");
-    let (x, _) = SeedGenerator::new(3, 3, 40).matrix(400);
+    let (x, labels) = SeedGenerator::new(3, 3, 40).matrix(400);
     write_h5(&data, "X", &x);
+    write_h5_1d(&data, "labels", &labels);
     for output in ["result.h5", "result.h5ad"] {
         let result = join(&dir, output);
         let out = run(&[
@@ -189,6 +216,35 @@ fn fit_restarts_keep_the_lowest_error_and_report_a_fit() {
                 "{output}: {stem}"
             );
         }
+        let pca = std::fs::read_to_string(report.join("pca.svg")).expect("pca.svg");
+        assert!(!pca.contains("label ("), "{output}: a label panel without labels");
+        // Labels from another file colour a PCA panel; a missing column is
+        // an error naming it, and leaves no report behind.
+        let labelled = join(&dir, &format!("labelled-{output}"));
+        let spec = format!("{}:/labels", path_str(&data));
+        let out = run(&[
+            "report",
+            path_str(&result),
+            "-o",
+            path_str(&labelled),
+            "--labels",
+            &spec,
+            "-q",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let pca = std::fs::read_to_string(labelled.join("pca.svg")).expect("pca.svg");
+        assert!(pca.contains("label (labels)"), "{output}: no label panel");
+        let refused = join(&dir, &format!("refused-{output}"));
+        let out = run(&[
+            "report",
+            path_str(&result),
+            "-o",
+            path_str(&refused),
+            "--labels",
+            "nosuch",
+        ]);
+        assert_fails(&out, &[output, "nosuch"]);
+        assert!(!refused.exists(), "a refused report left its directory");
     }
     let rows = read1::<u64>(&join(&dir, "result.h5"), "sample/rows");
     assert_eq!(rows.len(), 100);

@@ -523,6 +523,12 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = crate::usage::positive)]
     pub top: usize,
 
+    /// Known groups of the cells, to colour a PCA panel by: an obs column of the result (an h5ad
+    /// result carries the input's obs), /path of a dataset in it, or FILE:/path (e.g. the input's
+    /// labels). A sweep's report uses the sweep's --labels when this is not given.
+    #[arg(long, value_name = "LABELS")]
+    pub labels: Option<String>,
+
     /// Replace the report's files if the directory holds an earlier report.
     #[arg(long)]
     pub force: bool,

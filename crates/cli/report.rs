@@ -5,10 +5,10 @@ use std::path::Path;
 
 use crate::sweep_file::{KSummary, SweepSummary};
 use anyhow::{Context, Result, bail};
-use nmflow_io::{FitResult, read_result};
+use nmflow_io::{FitResult, Labels, read_labels, read_result};
 use nmflow_report::{
-    ErrorCurves, Figure, PcaPanels, RankBy, Section, StabilityCurves, SweepErrors, TopColumns,
-    WHeatmap, html_page, render, write_atomically,
+    ConsensusHeatmap, ErrorCurves, Figure, PcaPanels, RankBy, SampleLabels, Section,
+    StabilityCurves, SweepErrors, TopColumns, WHeatmap, html_page, render, write_atomically,
 };
 
 use crate::args::ReportArgs;
@@ -41,10 +41,17 @@ pub fn run(args: ReportArgs) -> Result<()> {
     };
     let out_dir = OutputDir::create(out)?;
     let (title, sections) = match &single {
-        None => sweep_sections(&args.result, out, args.top)?,
+        None => sweep_sections(&args.result, out, args.top, args.labels.as_deref())?,
         Some(result) => {
+            let labels = match &args.labels {
+                Some(spec) => Some(read_labels(&result.path, spec, result.n_rows, false)?),
+                None => None,
+            };
             let title = format!("nmflow fit: {}", args.result.display());
-            (title, vec![fit_section(result, out, "", args.top)?])
+            (
+                title,
+                vec![fit_section(result, out, "", args.top, labels.as_ref())?],
+            )
         }
     };
     let page = html_page(&title, &sections)?;
@@ -70,7 +77,13 @@ pub fn run(args: ReportArgs) -> Result<()> {
     Ok(())
 }
 
-fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Result<Section> {
+fn fit_section(
+    result: &FitResult,
+    out: &Path,
+    prefix: &str,
+    top: usize,
+    labels: Option<&Labels>,
+) -> Result<Section> {
     let k = result.k;
     let mut figures: Vec<Figure> = Vec::new();
     figures.push(render(
@@ -109,15 +122,29 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
         )?);
     }
     if let Some((scores, ratio)) = &result.pca {
+        let sample_codes: Option<Vec<u32>> = labels.map(|l| {
+            result
+                .sample_rows
+                .iter()
+                .map(|&r| l.codes[r as usize])
+                .collect()
+        });
+        let what = labels.map(|l| l.source.rsplit('/').next().unwrap_or_default());
         figures.push(render(
             &PcaPanels {
                 title: format!(
-                    "First two principal components of {} sampled cells, by cluster and by program usage (k = {k})",
-                    scores.nrows()
+                    "First two principal components of {} sampled cells, by cluster{} and by program usage (k = {k})",
+                    scores.nrows(),
+                    if labels.is_some() { ", by label" } else { "" }
                 ),
                 scores: scores.view(),
                 variance_ratio: ratio,
                 w: result.sample_w.view(),
+                labels: labels.zip(sample_codes.as_deref()).map(|(l, codes)| SampleLabels {
+                    what: what.unwrap_or_default(),
+                    codes,
+                    names: &l.names,
+                }),
             },
             out,
             &format!("{prefix}pca"),
@@ -152,23 +179,67 @@ fn fit_section(result: &FitResult, out: &Path, prefix: &str, top: usize) -> Resu
     })
 }
 
-fn sweep_sections(dir: &Path, out: &Path, top: usize) -> Result<(String, Vec<Section>)> {
+fn sweep_sections(
+    dir: &Path,
+    out: &Path,
+    top: usize,
+    labels: Option<&str>,
+) -> Result<(String, Vec<Section>)> {
     let sweep = read_sweep(dir)?;
+    let labels = sweep_labels(dir, &sweep, labels)?;
     let mut per_k = sweep.per_k.clone();
     per_k.sort_by_key(|r| r.k);
     let mut sections = vec![Section {
         heading: "Sweep".into(),
         table: sweep_table(&sweep),
         grid: Some(sweep_grid(&per_k)),
-        figures: sweep_figures(&per_k, sweep.labels.is_some(), out)?,
+        figures: sweep_figures(dir, &per_k, sweep.labels.is_some(), out)?,
     }];
     for r in &per_k {
         let (k, name) = (r.k, r.result.clone());
         crate::session::probe(&dir.join(&name))?;
         let result = read_result(&dir.join(&name), MAX_SAMPLE)?;
-        sections.push(fit_section(&result, out, &format!("k{k}_"), top)?);
+        sections.push(fit_section(
+            &result,
+            out,
+            &format!("k{k}_"),
+            top,
+            labels.as_ref(),
+        )?);
     }
     Ok((format!("nmflow sweep: {}", dir.display()), sections))
+}
+
+/// The labels of a sweep's report: `--labels` read against the first k's
+/// result (an h5ad result carries the input's obs), else the sweep's own
+/// (`FILE:/path`) while that file is there; none when the sweep had none.
+fn sweep_labels(dir: &Path, sweep: &SweepSummary, spec: Option<&str>) -> Result<Option<Labels>> {
+    let first = sweep.per_k.iter().min_by_key(|r| r.k);
+    match (spec, first) {
+        (Some(spec), Some(r)) => Ok(Some(read_labels(
+            &dir.join(&r.result),
+            spec,
+            sweep.n_rows,
+            false,
+        )?)),
+        (None, Some(r)) => match &sweep.labels {
+            Some(source) => {
+                let file = source.split_once(":/").map(|(f, _)| f).unwrap_or_default();
+                if Path::new(file).exists() {
+                    Ok(Some(read_labels(
+                        &dir.join(&r.result),
+                        source,
+                        sweep.n_rows,
+                        false,
+                    )?))
+                } else {
+                    Ok(None)
+                }
+            }
+            None => Ok(None),
+        },
+        (_, None) => Ok(None),
+    }
 }
 
 /// The run's parameters for the page: each once (k, the iterations and the
@@ -216,7 +287,12 @@ fn read_sweep(dir: &Path) -> Result<SweepSummary> {
 
 /// The sweep's figures: errors, stability and agreement with the labels
 /// against k, and the error traces of each k's best restart.
-fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec<Figure>> {
+fn sweep_figures(
+    dir: &Path,
+    per_k: &[KSummary],
+    has_labels: bool,
+    out: &Path,
+) -> Result<Vec<Figure>> {
     let ks: Vec<usize> = per_k.iter().map(|r| r.k).collect();
     let numbers = |field: fn(&KSummary) -> f64| -> Vec<f64> { per_k.iter().map(field).collect() };
     let mut figures = Vec::new();
@@ -237,6 +313,7 @@ fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec
         "sweep_error",
     )?);
     let suggested = nmflow_report::suggest_k(&ks, &best, &numbers(|r| r.spectra_stability));
+    let suggested_k = suggested.as_ref().map(|(k, _)| *k);
     figures.push(render(
         &StabilityCurves {
             title: "Stability across restarts against k".into(),
@@ -279,6 +356,9 @@ fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec
             "sweep_ari",
         )?);
     }
+    if let Some(figure) = consensus_figure(dir, per_k, suggested_k, out)? {
+        figures.push(figure);
+    }
     let traces: Vec<(String, Vec<f64>)> = per_k
         .iter()
         .map(|r| (format!("k = {}", r.k), r.best_rel_error_trace.clone()))
@@ -292,6 +372,45 @@ fn sweep_figures(per_k: &[KSummary], has_labels: bool, out: &Path) -> Result<Vec
         "sweep_error_curves",
     )?);
     Ok(figures)
+}
+
+/// The consensus heatmap of the chosen k: the suggested one, else the one
+/// of highest cophenetic correlation (`None` for a sweep without a
+/// consensus file, written before there was one).
+fn consensus_figure(
+    dir: &Path,
+    per_k: &[KSummary],
+    suggested: Option<usize>,
+    out: &Path,
+) -> Result<Option<Figure>> {
+    let (chosen, why) = match suggested {
+        Some(k) => (k, "the suggested k"),
+        None => match per_k
+            .iter()
+            .filter(|r| r.cophenetic.is_finite())
+            .max_by(|a, b| a.cophenetic.total_cmp(&b.cophenetic))
+        {
+            Some(r) => (r.k, "the k of highest cophenetic correlation"),
+            None => return Ok(None),
+        },
+    };
+    let Some((_, c)) = nmflow_io::consensus_file::read_consensus(dir, chosen)? else {
+        return Ok(None);
+    };
+    let order = nmflow_core::stability::dendrogram_order(c.matrix.view());
+    let figure = render(
+        &ConsensusHeatmap {
+            title: format!(
+                "Consensus of {} restarts for k = {chosen} ({why})",
+                c.n_runs
+            ),
+            consensus: c.matrix.view(),
+            order: &order,
+        },
+        out,
+        "sweep_consensus",
+    )?;
+    Ok(Some(figure))
 }
 
 /// The sweep's parameters, as a table of names and values.

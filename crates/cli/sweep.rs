@@ -14,6 +14,7 @@ use nmflow_core::plan::{consensus_bytes, names_bytes, spectra_bytes};
 use nmflow_core::stability::{Consensus, spectra_stability};
 use nmflow_core::{Held, ValidParams};
 use nmflow_io::checkpoint::{CheckpointMeta, Fingerprint};
+use nmflow_io::consensus_file::{KConsensus, write_consensus};
 use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
 use nmflow_io::{Labels, read_labels, read_result, write_result};
 use serde::Serialize;
@@ -130,6 +131,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         };
         context.run(&mut input, &mut tally)?;
     }
+    tally.write_consensus(&dir)?;
     let summary = tally.summary(&args, &input, labels.as_ref());
     let facts = RunFacts::new(found.len(), prepared.as_ref(), started);
     write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
@@ -207,7 +209,7 @@ fn check_output_dir(args: &SweepArgs) -> Result<()> {
     if args.force || args.resume {
         return Ok(());
     }
-    for name in ["sweep.tsv", "sweep.json", "runs"]
+    for name in ["sweep.tsv", "sweep.json", "consensus.h5", "runs"]
         .into_iter()
         .map(str::to_owned)
         .chain(args.ks.0.iter().flat_map(|&k| {
@@ -349,6 +351,28 @@ impl Tally {
         }
     }
 
+    /// Writes each k's consensus over the shown rows of the sample
+    /// (`consensus.h5`, for `report`'s heatmap).
+    fn write_consensus(&self, dir: &Path) -> Result<()> {
+        let (Some(rows), Some(first)) = (&self.sample_rows, self.states.first()) else {
+            return Ok(());
+        };
+        let positions = first.consensus.shown_rows();
+        let shown: Vec<u64> = positions.iter().map(|&p| rows[p]).collect();
+        let mut states: Vec<&KState> = self.states.iter().collect();
+        states.sort_by_key(|s| s.k);
+        let per_k: Vec<KConsensus> = states
+            .iter()
+            .map(|s| KConsensus {
+                k: s.k,
+                n_runs: s.consensus.n_runs(),
+                matrix: s.consensus.matrix(&positions),
+            })
+            .collect();
+        write_consensus(dir, &shown, &per_k)?;
+        Ok(())
+    }
+
     /// sweep.json's content.
     fn summary(self, args: &SweepArgs, input: &Input, labels: Option<&Labels>) -> SweepSummary {
         let run = &args.run;
@@ -434,6 +458,7 @@ impl SweepContext<'_> {
             );
         }
         tally.n_sample_rows = info.rows.len();
+        tally.sample_rows.get_or_insert_with(|| info.rows.clone());
         let mut finished = finished;
         // Best of this batch per k first, so each k's file is written at
         // most once per batch.
@@ -528,7 +553,7 @@ fn print_sweep(run: &RunArgs, dir: &Path, summary: &SweepSummary, facts: RunFact
             println!("{rule}");
         }
         println!(
-            "written    {} (sweep.tsv, sweep.json, each k's result with its programs' table) in {:.1} s",
+            "written    {} (sweep.tsv, sweep.json, consensus.h5, each k's result with its programs' table) in {:.1} s",
             dir.display(),
             facts.seconds
         );

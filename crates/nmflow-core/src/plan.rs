@@ -368,10 +368,15 @@ pub fn sample_bytes(n_rows: usize, n_cols: usize, nnz: Option<u64>, n_sample: us
 }
 
 /// Bytes of `n_ks` consensus matrices over `n_sample` rows (a u32 per
-/// pair of rows).
+/// pair of rows), and of the dense f32 matrices of their shown rows
+/// written at the end.
 pub fn consensus_bytes(n_ks: usize, n_sample: usize) -> u64 {
     let n = n_sample as u64;
-    prod(&[n_ks as u64, 2, n, n.saturating_sub(1)])
+    let shown = n_sample.min(crate::stability::SHOWN_ROWS) as u64;
+    sum(&[
+        prod(&[n_ks as u64, 2, n, n.saturating_sub(1)]),
+        prod(&[n_ks as u64, 4, shown, shown]),
+    ])
 }
 
 /// Bytes of H (`k × n_cols` f32) for every k of `ks`.

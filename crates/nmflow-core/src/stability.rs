@@ -84,6 +84,61 @@ impl Consensus {
     }
 }
 
+/// Rows of a sweep's sample whose consensus is kept for the figure:
+/// evenly spaced through the sample, at most this many.
+pub const SHOWN_ROWS: usize = 250;
+
+impl Consensus {
+    /// Positions in the sample of the rows kept for the figure: all of
+    /// them up to [`SHOWN_ROWS`], else [`SHOWN_ROWS`] evenly spaced ones.
+    pub fn shown_rows(&self) -> Vec<usize> {
+        let m = self.n.min(SHOWN_ROWS);
+        (0..m).map(|i| i * self.n / m).collect()
+    }
+
+    /// The consensus of the sampled rows at `positions`, as a dense
+    /// symmetric matrix with ones on its diagonal.
+    pub fn matrix(&self, positions: &[usize]) -> Array2<f32> {
+        let m = positions.len();
+        Array2::from_shape_fn((m, m), |(a, b)| {
+            self.value(positions[a], positions[b]) as f32
+        })
+    }
+}
+
+/// The leaf order of the average-linkage dendrogram of the distances
+/// 1 − C of a consensus matrix `c` (square): rows clustered together by
+/// most restarts end up next to each other, as consensus heatmaps are
+/// drawn (Monti et al. 2003; Brunet et al. 2004).
+pub fn dendrogram_order(c: ArrayView2<'_, f32>) -> Vec<usize> {
+    let n = c.nrows().min(c.ncols());
+    if n < 2 {
+        return (0..n).collect();
+    }
+    let mut distances = Vec::with_capacity(n * (n - 1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            distances.push(1.0 - f64::from(c[(i, j)]));
+        }
+    }
+    let dendrogram = kodama::linkage(&mut distances, n, kodama::Method::Average);
+    // Cluster n + s is made by step s; the root is the last step. Leaves
+    // are listed depth first, each step's first cluster before its second.
+    let steps = dendrogram.steps();
+    let mut order = Vec::with_capacity(n);
+    let mut stack = vec![n + steps.len() - 1];
+    while let Some(cluster) = stack.pop() {
+        if cluster < n {
+            order.push(cluster);
+        } else {
+            let step = &steps[cluster - n];
+            stack.push(step.cluster2);
+            stack.push(step.cluster1);
+        }
+    }
+    order
+}
+
 /// The cophenetic distance of every pair (condensed): the height at which
 /// the dendrogram first joins them.
 fn cophenetic_distances(n: usize, steps: &[kodama::Step<f64>]) -> Vec<f64> {
@@ -261,6 +316,39 @@ mod tests {
         assert!((consensus.value(2, 1) - 1.0 / 3.0).abs() < 1e-12);
         let r = consensus.cophenetic_correlation();
         assert!((r - (210.0f64 / 246.0).sqrt()).abs() < 1e-12, "{r}");
+    }
+
+    #[test]
+    fn the_dendrogram_order_puts_rows_clustered_together_side_by_side() {
+        let mut consensus = Consensus::new(6);
+        consensus.add(&[0, 1, 0, 1, 2, 2]);
+        consensus.add(&[0, 1, 0, 1, 2, 2]);
+        consensus.add(&[0, 1, 0, 1, 1, 1]);
+        let rows = consensus.shown_rows();
+        assert_eq!(rows, (0..6).collect::<Vec<_>>());
+        let c = consensus.matrix(&rows);
+        assert_eq!(c[(0, 2)], 1.0);
+        assert!((c[(1, 4)] - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!(c[(3, 3)], 1.0);
+        let order = dendrogram_order(c.view());
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..6).collect::<Vec<_>>(), "a permutation");
+        let place = |r: usize| order.iter().position(|&o| o == r).expect("listed");
+        for (a, b) in [(0, 2), (1, 3), (4, 5)] {
+            assert_eq!(place(a).abs_diff(place(b)), 1, "{a} and {b} in {order:?}");
+        }
+        // {1, 3} and {4, 5} are joined before {0, 2} joins them.
+        assert!(place(0).min(place(2)) == 0 || place(0).max(place(2)) == 5);
+    }
+
+    #[test]
+    fn shown_rows_are_spread_through_a_large_sample() {
+        let rows = Consensus::new(1000).shown_rows();
+        assert_eq!(rows.len(), SHOWN_ROWS);
+        assert_eq!(rows[0], 0);
+        assert_eq!(rows[1], 4);
+        assert!(*rows.last().expect("rows") < 1000);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod cache;
 pub mod catalog;
 pub mod checkpoint;
+pub mod consensus_file;
 pub mod csr_source;
 mod dtype;
 pub mod elements;

@@ -517,7 +517,8 @@ impl Plot for TopColumns<'_> {
     }
 }
 
-/// The first two principal components of the row sample, one panel per
+/// The first two principal components of the row sample: one panel
+/// coloured by cluster, one by label when there are labels, and one per
 /// component of W, points coloured by that column of W.
 pub struct PcaPanels<'a> {
     /// Title.
@@ -528,12 +529,24 @@ pub struct PcaPanels<'a> {
     pub variance_ratio: &'a [f64],
     /// W at the same rows.
     pub w: ArrayView2<'a, f32>,
+    /// Known groups of the same rows (cell types), if any.
+    pub labels: Option<SampleLabels<'a>>,
+}
+
+/// Known groups of the sampled rows.
+pub struct SampleLabels<'a> {
+    /// What they are (the obs column).
+    pub what: &'a str,
+    /// The group of each sampled row, a code into `names`.
+    pub codes: &'a [u32],
+    /// The groups' names.
+    pub names: &'a [String],
 }
 
 impl PcaPanels<'_> {
-    /// The panels: the clusters, then each program's usage.
+    /// The panels: the clusters, the labels, then each program's usage.
     fn grid(&self) -> (usize, usize) {
-        let panels = self.w.ncols() + 1;
+        let panels = self.w.ncols() + 1 + usize::from(self.labels.is_some());
         let cols = panels.min(4);
         (panels.div_ceil(cols), cols)
     }
@@ -587,6 +600,7 @@ impl Plot for PcaPanels<'_> {
         // Panel 0: each cell coloured by its cluster (the program of its
         // largest usage), each cluster named at its centre.
         let (_, clusters) = order_by_cluster(self.w);
+        let clusters: Vec<u32> = clusters.iter().map(|&c| c as u32).collect();
         let panel_chart = |panel, caption: String| {
             let mut chart = ChartBuilder::on(panel)
                 .caption(caption, (FONT, 13))
@@ -598,33 +612,55 @@ impl Plot for PcaPanels<'_> {
             axes(&mut chart)?;
             Ok::<_, String>(chart)
         };
-        if let Some(panel) = panels.first() {
-            let mut chart = panel_chart(panel, "cluster (largest usage)".into())?;
-            chart
-                .draw_series(
-                    (0..self.scores.nrows()).map(|i| {
-                        Circle::new(self.point(i), 2, series_colour(clusters[i]).filled())
-                    }),
-                )
-                .map_err(err)?;
-            let mut centres = vec![(0.0f64, 0.0f64, 0usize); self.w.ncols()];
-            for (i, &c) in clusters.iter().enumerate() {
-                let (x, y) = self.point(i);
-                centres[c] = (centres[c].0 + x, centres[c].1 + y, centres[c].2 + 1);
-            }
-            chart
-                .draw_series(centres.iter().enumerate().filter(|(_, m)| m.2 > 0).map(
-                    |(c, &(x, y, n))| {
-                        Text::new(
-                            c.to_string(),
-                            (x / n as f64, y / n as f64),
-                            (FONT, 15).into_font().style(FontStyle::Bold),
-                        )
-                    },
-                ))
-                .map_err(err)?;
+        let cluster_names: Vec<String> = (0..self.w.ncols()).map(|c| c.to_string()).collect();
+        let mut categorical: Vec<(String, &[u32], &[String])> =
+            vec![("cluster (largest usage)".into(), &clusters, &cluster_names)];
+        if let Some(labels) = &self.labels {
+            categorical.push((
+                format!("label ({})", labels.what),
+                labels.codes,
+                labels.names,
+            ));
         }
-        for (c, panel) in panels.iter().skip(1).enumerate().take(self.w.ncols()) {
+        for (panel, (caption, codes, names)) in panels.iter().zip(&categorical) {
+            let mut chart = panel_chart(panel, caption.clone())?;
+            chart
+                .draw_series((0..self.scores.nrows()).map(|i| {
+                    Circle::new(self.point(i), 2, series_colour(codes[i] as usize).filled())
+                }))
+                .map_err(err)?;
+            // Each group named at its centre (when there are few enough to
+            // read).
+            let mut centres = vec![(0.0f64, 0.0f64, 0usize); names.len()];
+            for (i, &c) in codes.iter().enumerate() {
+                let (x, y) = self.point(i);
+                if let Some(m) = centres.get_mut(c as usize) {
+                    *m = (m.0 + x, m.1 + y, m.2 + 1);
+                }
+            }
+            let shown = centres.iter().filter(|m| m.2 > 0).count();
+            if shown <= 20 {
+                chart
+                    .draw_series(centres.iter().enumerate().filter(|(_, m)| m.2 > 0).map(
+                        |(c, &(x, y, n))| {
+                            Text::new(
+                                names[c].clone(),
+                                (x / n as f64, y / n as f64),
+                                (FONT, if names[c].len() > 3 { 11 } else { 15 })
+                                    .into_font()
+                                    .style(FontStyle::Bold),
+                            )
+                        },
+                    ))
+                    .map_err(err)?;
+            }
+        }
+        for (c, panel) in panels
+            .iter()
+            .skip(categorical.len())
+            .enumerate()
+            .take(self.w.ncols())
+        {
             let column = self.w.column(c);
             let max = column
                 .iter()
@@ -644,6 +680,71 @@ impl Plot for PcaPanels<'_> {
                 .map_err(err)?;
         }
         colour_bar(&bar, "usage / max")
+    }
+}
+
+/// The consensus matrix of one k: for sampled cells in the order of its
+/// average-linkage dendrogram, the fraction of restarts that put each pair
+/// in the same cluster. Sharp blocks on the diagonal mean that restarts
+/// agree.
+pub struct ConsensusHeatmap<'a> {
+    /// Title.
+    pub title: String,
+    /// The consensus, `cells × cells`, values in [0, 1].
+    pub consensus: ArrayView2<'a, f32>,
+    /// The order the cells are drawn in (a permutation of the rows).
+    pub order: &'a [usize],
+}
+
+impl Plot for ConsensusHeatmap<'_> {
+    fn title(&self) -> String {
+        self.title.clone()
+    }
+
+    fn size(&self) -> (u32, u32) {
+        (760, 660)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let n = self.order.len();
+        let (main, bar) = root.split_horizontally(root.dim_in_pixel().0 - 110);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(&self.title, (FONT, 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n.max(1) as f64, 0f64..n.max(1) as f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(format!("cells ({n} sampled), dendrogram order"))
+            .y_desc("cells")
+            .axis_desc_style((FONT, 14))
+            .label_style((FONT, 13))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(err)?;
+        // Runs of equal values along a row drawn as one rectangle (the
+        // consensus takes few distinct values: restarts + 1).
+        let mut cells = Vec::new();
+        for (a, &i) in self.order.iter().enumerate() {
+            let (y0, y1) = ((n - a - 1) as f64, (n - a) as f64);
+            let mut start = 0;
+            for b in 1..=n {
+                let value = self.consensus[(i, self.order[start])];
+                if b == n || self.consensus[(i, self.order[b])] != value {
+                    cells.push(Rectangle::new(
+                        [(start as f64, y0), (b as f64, y1)],
+                        colour(f64::from(value)).filled(),
+                    ));
+                    start = b;
+                }
+            }
+        }
+        chart.draw_series(cells).map_err(err)?;
+        colour_bar(&bar, "consensus")
     }
 }
 
@@ -913,5 +1014,21 @@ mod tests {
             "w",
         )
         .unwrap();
+        let c = array![[1.0f32, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 1.0]];
+        let figure = crate::render(
+            &ConsensusHeatmap {
+                title: "consensus".into(),
+                consensus: c.view(),
+                order: &[0, 2, 1],
+            },
+            dir.path(),
+            "consensus",
+        )
+        .unwrap();
+        // Runs of equal values are merged: 2 rectangles in rows 0 and 2
+        // (the pair, then the other cell), 2 in row 1, plus the colour
+        // bar's 100 and the frame.
+        let svg = std::fs::read_to_string(&figure.svg).unwrap();
+        assert!(svg.matches("<rect").count() < 120, "{}", svg.len());
     }
 }

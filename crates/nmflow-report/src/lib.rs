@@ -11,6 +11,7 @@
 mod figures;
 mod html;
 mod programs;
+mod text;
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +20,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 pub use figures::{
-    ErrorCurves, PcaPanels, STABLE, StabilityCurves, SweepErrors, TimeToError, TopColumns,
-    WHeatmap, order_by_cluster, suggest_k,
+    ConsensusHeatmap, ErrorCurves, PcaPanels, STABLE, SampleLabels, StabilityCurves, SweepErrors,
+    TimeToError, TopColumns, WHeatmap, order_by_cluster, suggest_k,
 };
 pub use html::{Section, html_page};
 pub use programs::{ProgramGene, RankBy, programs_tsv, specificity, top_genes};
@@ -103,7 +104,7 @@ pub fn render<P: Plot>(plot: &P, dir: &Path, stem: &str) -> Result<Figure, Repor
     let size = plot.size();
     let mut pixels = vec![0u8; 3 * size.0 as usize * size.1 as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+        let root = text::Glyphs(BitMapBackend::with_buffer(&mut pixels, size)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| draw_err(e.to_string()))?;
         plot.draw(&root).map_err(draw_err)?;
         root.present().map_err(|e| draw_err(e.to_string()))?;
