@@ -217,7 +217,10 @@ fn fit_restarts_keep_the_lowest_error_and_report_a_fit() {
             );
         }
         let pca = std::fs::read_to_string(report.join("pca.svg")).expect("pca.svg");
-        assert!(!pca.contains("label ("), "{output}: a label panel without labels");
+        assert!(
+            !pca.contains("label ("),
+            "{output}: a label panel without labels"
+        );
         // Labels from another file colour a PCA panel; a missing column is
         // an error naming it, and leaves no report behind.
         let labelled = join(&dir, &format!("labelled-{output}"));
