@@ -121,35 +121,7 @@ fn fit_section(
             &format!("{prefix}{stem}"),
         )?);
     }
-    if let Some((scores, ratio)) = &result.pca {
-        let sample_codes: Option<Vec<u32>> = labels.map(|l| {
-            result
-                .sample_rows
-                .iter()
-                .map(|&r| l.codes[r as usize])
-                .collect()
-        });
-        let what = labels.map(|l| l.source.rsplit('/').next().unwrap_or_default());
-        figures.push(render(
-            &PcaPanels {
-                title: format!(
-                    "First two principal components of {} sampled cells, by cluster{} and by program usage (k = {k})",
-                    scores.nrows(),
-                    if labels.is_some() { ", by label" } else { "" }
-                ),
-                scores: scores.view(),
-                variance_ratio: ratio,
-                w: result.sample_w.view(),
-                labels: labels.zip(sample_codes.as_deref()).map(|(l, codes)| SampleLabels {
-                    what: what.unwrap_or_default(),
-                    codes,
-                    names: &l.names,
-                }),
-            },
-            out,
-            &format!("{prefix}pca"),
-        )?);
-    }
+    figures.extend(pca_figure(result, labels, out, prefix)?);
     let mut table: Vec<(String, String)> = vec![
         ("result".into(), result.path.display().to_string()),
         ("cells (rows)".into(), result.n_rows.to_string()),
@@ -177,6 +149,51 @@ fn fit_section(
         grid: None,
         figures,
     })
+}
+
+/// The principal components of the sampled cells, by cluster, by label
+/// (when there are labels) and by program usage; `None` for a result that
+/// stores no components.
+fn pca_figure(
+    result: &FitResult,
+    labels: Option<&Labels>,
+    out: &Path,
+    prefix: &str,
+) -> Result<Option<Figure>> {
+    let k = result.k;
+    let Some((scores, ratio)) = &result.pca else {
+        return Ok(None);
+    };
+    let sample_codes: Option<Vec<u32>> = labels.map(|l| {
+        result
+            .sample_rows
+            .iter()
+            .map(|&r| l.codes.get(r as usize).copied().unwrap_or(0))
+            .collect()
+    });
+    let what = labels.map(|l| l.source.rsplit('/').next().unwrap_or_default());
+    let figure = render(
+        &PcaPanels {
+            title: format!(
+                "First two principal components of {} sampled cells, by cluster{} and by program usage (k = {k})",
+                scores.nrows(),
+                if labels.is_some() { ", by label" } else { "" }
+            ),
+            scores: scores.view(),
+            variance_ratio: ratio,
+            w: result.sample_w.view(),
+            labels: labels
+                .zip(sample_codes.as_deref())
+                .map(|(l, codes)| SampleLabels {
+                    what: what.unwrap_or_default(),
+                    codes,
+                    names: &l.names,
+                }),
+        },
+        out,
+        &format!("{prefix}pca"),
+    )?;
+    Ok(Some(figure))
 }
 
 fn sweep_sections(
