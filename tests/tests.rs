@@ -2,6 +2,7 @@
 //! code itself (`util.rs`) in temporary directories.
 
 mod bad_input;
+mod embed;
 mod fit;
 mod full_disk;
 mod fuzz;

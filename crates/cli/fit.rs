@@ -108,37 +108,18 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     let run = &args.run;
     let mut input = Input::open(&args.input)?;
     let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
-    let mut start = Start::of(&args, &input)?;
-    let specs: Vec<RunSpec> = (0..args.restarts)
-        .map(|restart| RunSpec {
-            k: args.k,
-            restart,
-            seed: run.seed + restart as u64,
-        })
-        .collect();
-    let held = held_beside(&args, &input, &destination, &start);
-    let mut prepared = session::prepare(&mut input, &specs, run, held, |spec| {
-        start.init_of(spec.restart)
-    })?;
+    let planned = Planned::of(&args, &mut input, &destination)?;
     // Names after the plan: the plan refuses a shape too large for the
     // budget before anything of its size is allocated.
     let names = destination.names(&input, args.copy_x)?;
-    session::print_plan(&prepared, &input, run);
-    if let Some(fill) = start.nndsvd {
-        // After the plan: the start's passes use its blocks, through the
-        // cache the fit then reads.
-        let began = Instant::now();
-        let files = crate::start::nndsvd_start(&args, &mut input, fill, &mut prepared)?;
-        start.seconds = began.elapsed().as_secs_f64();
-        start.w0 = Some(InputSpec::parse(&files.w0.to_string_lossy()));
-        start.nndsvd_w0 = Some(files.w0);
-    }
-    prepared.w0 = start.w0.clone();
-    let mut persist = persist(&args, &input, &prepared, loaded)?;
-    let (mut best, restart_errors) =
-        best_of_restarts(&mut input, &specs, &prepared, persist.as_mut())?;
-    let clusters =
-        nmflow_core::factor::clusters(best.finished.w.as_mut(), prepared.plan.block_rows);
+    session::print_plan(&planned.prepared, &input, run);
+    let Fitted {
+        prepared,
+        mut best,
+        restart_errors,
+        clusters,
+        start_seconds,
+    } = planned.run(&args, &mut input, loaded)?;
     write(
         &args,
         &input,
@@ -164,7 +145,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
         destination.path(),
         started.elapsed().as_secs_f64(),
     );
-    summary.start_seconds = start.seconds;
+    summary.start_seconds = start_seconds;
     if summary.integer_valued && run.normalize == NormalizeArg::None && !run.quiet && !run.json {
         eprintln!(
             "note: every value of the input is a whole number (raw counts?); \
@@ -197,6 +178,85 @@ fn load_checkpoint(args: &mut FitArgs) -> Result<Option<LoadedCheckpoint>> {
         ),
         _ => None,
     })
+}
+
+/// A fit planned: its start, its runs (one per restart) and the plan.
+pub(crate) struct Planned {
+    start: Start,
+    specs: Vec<RunSpec>,
+    pub(crate) prepared: Prepared,
+}
+
+/// What a fit's runs leave: the plan, the run kept (the lowest final
+/// error) with the sample, every restart's final error, the clusters of
+/// the run kept, and the seconds its start took.
+pub(crate) struct Fitted {
+    pub(crate) prepared: Prepared,
+    pub(crate) best: Best,
+    pub(crate) restart_errors: Vec<f64>,
+    pub(crate) clusters: Vec<u32>,
+    pub(crate) start_seconds: f64,
+}
+
+impl Planned {
+    /// Checks the start, plans the restarts over `input` with what a
+    /// result at `destination` holds beside them, and prepares them.
+    pub(crate) fn of(args: &FitArgs, input: &mut Input, destination: &Destination) -> Result<Self> {
+        let start = Start::of(args, input)?;
+        let specs: Vec<RunSpec> = (0..args.restarts)
+            .map(|restart| RunSpec {
+                k: args.k,
+                restart,
+                seed: args.run.seed + restart as u64,
+            })
+            .collect();
+        let held = held_beside(args, input, destination, &start);
+        let prepared = session::prepare(input, &specs, &args.run, held, |spec| {
+            start.init_of(spec.restart)
+        })?;
+        Ok(Self {
+            start,
+            specs,
+            prepared,
+        })
+    }
+
+    /// Computes an NNDSVD start if asked for, runs every restart (from the
+    /// checkpoint `loaded`, if any) and keeps the best.
+    pub(crate) fn run(
+        self,
+        args: &FitArgs,
+        input: &mut Input,
+        loaded: Option<LoadedCheckpoint>,
+    ) -> Result<Fitted> {
+        let Planned {
+            mut start,
+            specs,
+            mut prepared,
+        } = self;
+        if let Some(fill) = start.nndsvd {
+            // After the plan: the start's passes use its blocks, through the
+            // cache the fit then reads.
+            let began = Instant::now();
+            let files = crate::start::nndsvd_start(args, input, fill, &mut prepared)?;
+            start.seconds = began.elapsed().as_secs_f64();
+            start.w0 = Some(InputSpec::parse(&files.w0.to_string_lossy()));
+            start.nndsvd_w0 = Some(files.w0);
+        }
+        prepared.w0 = start.w0.clone();
+        let mut persist = persist(args, input, &prepared, loaded)?;
+        let (mut best, restart_errors) =
+            best_of_restarts(input, &specs, &prepared, persist.as_mut())?;
+        let clusters =
+            nmflow_core::factor::clusters(best.finished.w.as_mut(), prepared.plan.block_rows);
+        Ok(Fitted {
+            prepared,
+            best,
+            restart_errors,
+            clusters,
+            start_seconds: start.seconds,
+        })
+    }
 }
 
 impl Destination {
@@ -551,9 +611,9 @@ fn persist(
 }
 
 /// The run kept: the restart with the lowest final error, with the sample.
-struct Best {
-    finished: Finished,
-    sample: SampleInfo,
+pub(crate) struct Best {
+    pub(crate) finished: Finished,
+    pub(crate) sample: SampleInfo,
 }
 
 /// Runs every restart; returns the best and every restart's final error.

@@ -58,6 +58,27 @@ impl Input {
         })
     }
 
+    /// Rows another program hands over (see [`crate::embed`]), named
+    /// `name` in messages.
+    pub fn from_rows(source: Box<dyn RowSource + Send>, name: &str) -> Self {
+        Self {
+            spec: InputSpec {
+                path: PathBuf::from(name),
+                dataset: None,
+            },
+            opts: OpenOptions::default(),
+            opened: OpenedSource {
+                source,
+                kind: InputKind::Npy,
+                layout: None,
+                dataset: None,
+                storage: nmflow_io::Storage::InMemory,
+                dtype: nmflow_io::Dtype::Numeric(nmflow_io::Numeric::Float(4)),
+            },
+            name: name.to_owned(),
+        }
+    }
+
     pub fn n_rows(&self) -> usize {
         self.opened.source.n_rows()
     }
@@ -521,7 +542,13 @@ impl BatchContext<'_> {
             sample,
             resume,
             (every > 0).then_some(&mut checkpointing),
-            &mut |run, event| progress.on_run_event(run, event),
+            &mut |run, event| {
+                if let Some(events) = &self.prepared.events {
+                    // A caller that stopped listening does not stop the fit.
+                    let _ = events.send((self.batch.start + run, event));
+                }
+                progress.on_run_event(run, event);
+            },
         )
         .map_err(|e| with_count_hint(e, input))
         .with_context(|| input.name.clone());
@@ -791,6 +818,9 @@ pub struct Prepared {
     pub sample_seed: u64,
     /// No progress bar.
     pub quiet: bool,
+    /// Where every event of the runs is also sent, with the run's index in
+    /// the specs (for [`crate::embed`]'s caller).
+    pub events: Option<std::sync::mpsc::Sender<(usize, nmflow_core::Event)>>,
     pub pool: rayon::ThreadPool,
     pub threads: usize,
     pub estimate: Option<TimeEstimate>,
@@ -855,6 +885,7 @@ pub fn prepare(
         n_sample: run.sample,
         sample_seed: run.seed,
         quiet: run.quiet,
+        events: None,
         pool,
         threads,
         estimate,

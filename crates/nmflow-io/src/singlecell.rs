@@ -116,6 +116,9 @@ pub enum Storage {
     DenseTransposed,
     /// 10x Genomics' CSC genes × barcodes, read as CSR cells × genes.
     TenX,
+    /// Rows another program holds in memory (the Python package's arrays),
+    /// read in place.
+    InMemory,
 }
 
 impl Storage {
@@ -128,6 +131,7 @@ impl Storage {
             Storage::Csc => "csc (transposed to a temporary CSR file)",
             Storage::DenseTransposed => "dense genes × cells (transposed to a temporary CSR file)",
             Storage::TenX => "csr (10x CSC genes × barcodes)",
+            Storage::InMemory => "in memory (the caller's arrays, used in place)",
         }
     }
 
@@ -145,7 +149,7 @@ impl Storage {
     pub fn is_mapped(self) -> bool {
         matches!(
             self,
-            Storage::DenseMapped | Storage::Csc | Storage::DenseTransposed
+            Storage::DenseMapped | Storage::Csc | Storage::DenseTransposed | Storage::InMemory
         )
     }
 }
