@@ -29,7 +29,16 @@ fn arrays_in_memory_fit_as_the_command_fits_their_file() {
     let npy = dir.path().join("x.npy");
     write_npy(&npy, &x);
     let result = dir.path().join("r.h5");
-    let words = ["-k", "3", "--seed", "7", "--max-iter", "40", "--block-rows", "128"];
+    let words = [
+        "-k",
+        "3",
+        "--seed",
+        "7",
+        "--max-iter",
+        "40",
+        "--block-rows",
+        "128",
+    ];
     let mut argv = vec!["fit", path_str(&npy)];
     argv.extend(words);
     argv.extend(["-o", path_str(&result), "-q"]);
@@ -103,7 +112,11 @@ fn errors_keep_their_kind_and_a_stopped_fit_stops() {
         Err(Error::Data(m)) => assert!(m.contains("row 5") && m.contains("the array"), "{m}"),
         other => panic!("{:?}", other.map(|f| f.rel_error)),
     }
-    match embed::fit(&options(&["-k", "2"]), Matrix::File("/no/such.h5".into()), &control) {
+    match embed::fit(
+        &options(&["-k", "2"]),
+        Matrix::File("/no/such.h5".into()),
+        &control,
+    ) {
         Err(Error::NotFound(m)) => assert!(m.contains("/no/such.h5"), "{m}"),
         other => panic!("{:?}", other.map(|f| f.rel_error)),
     }
@@ -114,5 +127,9 @@ fn errors_keep_their_kind_and_a_stopped_fit_stops() {
     let stopped = Control::default();
     stopped.stop.store(true, Ordering::Relaxed);
     let r = fit(&["-k", "2"], &x, &stopped);
-    assert!(matches!(r, Err(Error::Stopped)), "{:?}", r.map(|f| f.rel_error));
+    assert!(
+        matches!(r, Err(Error::Stopped)),
+        "{:?}",
+        r.map(|f| f.rel_error)
+    );
 }

@@ -646,17 +646,15 @@ fn best_of_restarts(
     Ok((best.context("no run finished")?, errors))
 }
 
-/// Writes the kept run to its destination.
-fn write(
+/// The attributes of the kept run's result: its parameters, the restarts,
+/// the start.
+pub(crate) fn result_attributes(
     args: &FitArgs,
     input: &Input,
     prepared: &Prepared,
-    destination: &Destination,
-    names: &ResultNames,
-    best: &mut Best,
-    clusters: &[u32],
-) -> Result<()> {
-    let f = &mut best.finished;
+    best: &Best,
+) -> Vec<(String, AttrValue)> {
+    let f = &best.finished;
     let params = &prepared.valid[f.spec_idx];
     let mut attrs = session::result_attrs(&input.record(), params, &f.outcome, prepared.threads);
     attrs.push(("restarts".into(), AttrValue::Int(args.restarts as i64)));
@@ -671,6 +669,21 @@ fn write(
         attrs.push(("w0".into(), AttrValue::Str(w0.clone())));
         attrs.push(("h0".into(), AttrValue::Str(h0.clone())));
     }
+    attrs
+}
+
+/// Writes the kept run to its destination.
+fn write(
+    args: &FitArgs,
+    input: &Input,
+    prepared: &Prepared,
+    destination: &Destination,
+    names: &ResultNames,
+    best: &mut Best,
+    clusters: &[u32],
+) -> Result<()> {
+    let attrs = result_attributes(args, input, prepared, best);
+    let f = &mut best.finished;
     let mut output = f.output(&best.sample, clusters, attrs, names.plain_columns());
     destination.write(names, &mut output, args.force, args.input.raw)?;
     crate::top_genes::write_beside(destination.path(), &output, names.genes())?;

@@ -35,8 +35,26 @@ use crate::args::{Cli, Command};
 
 /// Runs the command line of this process and returns its exit code.
 pub fn main() -> ExitCode {
+    ExitCode::from(run(std::env::args_os()))
+}
+
+/// Runs the command line `args` (the program's name first) and returns its
+/// exit code, printing what the command prints.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
     reset_sigpipe();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with code 0, errors to stderr
+            // with code 2, as clap's own exit does.
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(2);
+        }
+    };
     let result = match cli.command {
         Command::Fit(args) => fit::run(*args),
         Command::Sweep(args) => sweep::run(*args),
@@ -54,10 +72,10 @@ pub fn main() -> ExitCode {
             .map_err(anyhow::Error::from),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(err) => {
             eprintln!("nmflow: error: {err:#}");
-            ExitCode::from(if usage::is_usage(&err) { 2 } else { 1 })
+            if usage::is_usage(&err) { 2 } else { 1 }
         }
     }
 }

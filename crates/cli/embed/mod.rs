@@ -22,6 +22,8 @@ use clap::Parser;
 use ndarray::Array2;
 pub use nmflow_core::Event;
 use nmflow_core::{Normalize, Projection, RowBlock, RowSource, Solver, SourceError};
+pub use nmflow_io::AttrValue;
+pub use nmflow_io::names::LOADINGS_NOTE;
 
 use crate::args::{Cli, Command, FitArgs};
 use crate::fit::{Destination, Fitted, Planned};
@@ -100,6 +102,17 @@ pub struct Factorization {
     pub block_rows: usize,
     /// The per-row normalisation applied.
     pub normalize: Normalize,
+    /// Seconds of every iteration.
+    pub iteration_seconds: Vec<f64>,
+    /// Every parameter, as a result file's attributes (and an h5ad
+    /// result's `uns['nmf']['params']`) hold them.
+    pub params: Vec<(String, AttrValue)>,
+    /// The rows sampled for the principal components.
+    pub sample_rows: Vec<u64>,
+    /// The sample's first principal components (rows × 2).
+    pub sample_pca: Array2<f32>,
+    /// The fraction of variance along each of them.
+    pub sample_pca_variance_ratio: Vec<f64>,
 }
 
 /// Lets rows that borrow the caller's arrays be handed to [`fit`] or
@@ -143,9 +156,9 @@ pub fn fit(options: &[String], matrix: Matrix, control: &Control) -> Result<Fact
         Matrix::Rows { name, .. } => name.clone(),
     };
     let args = fit_args(options, &name)?;
-    if args.checkpoint.is_some() || args.w0.is_some() || args.h0.is_some() {
+    if args.checkpoint.is_some() {
         return Err(Error::Usage(
-            "checkpoints and custom starts are options of the command line, not of this fit".into(),
+            "checkpoints are an option of the command line, not of this fit".into(),
         ));
     }
     fit_parsed(&args, matrix, control).map_err(classify)
@@ -173,6 +186,8 @@ fn fit_parsed(args: &FitArgs, matrix: Matrix, control: &Control) -> anyhow::Resu
         clusters,
         ..
     } = planned.run(args, &mut input, None)?;
+    let params = crate::fit::result_attributes(args, &input, &prepared, &best);
+    let sample = best.sample.clone();
     let finished = &mut best.finished;
     let (n_rows, k) = finished.w.shape();
     let mut w = Array2::<f32>::zeros((n_rows, k));
@@ -184,7 +199,7 @@ fn fit_parsed(args: &FitArgs, matrix: Matrix, control: &Control) -> anyhow::Resu
         finished.w.release(rows);
     }
     let outcome = &finished.outcome;
-    let params = prepared.valid[finished.spec_idx].params();
+    let core = prepared.valid[finished.spec_idx].params();
     Ok(Factorization {
         w,
         h: nmflow_io::output::input_units(outcome.h.view(), &outcome.col_scale),
@@ -192,11 +207,16 @@ fn fit_parsed(args: &FitArgs, matrix: Matrix, control: &Control) -> anyhow::Resu
         col_scale: outcome.col_scale.clone(),
         rel_error: outcome.rel_error.clone(),
         converged: outcome.converged,
-        seed: params.seed,
+        seed: core.seed,
         restart_rel_errors: restart_errors,
         clusters,
         block_rows: prepared.plan.block_rows,
-        normalize: params.normalize,
+        normalize: core.normalize,
+        iteration_seconds: outcome.iteration_seconds.clone(),
+        params,
+        sample_rows: sample.rows,
+        sample_pca: sample.pca.scores,
+        sample_pca_variance_ratio: sample.pca.explained_variance_ratio,
     })
 }
 

@@ -24,7 +24,7 @@ mod kind;
 mod labels;
 mod legacy;
 mod mapped;
-mod names;
+pub mod names;
 pub mod npy;
 pub mod output;
 pub mod prefetch;

@@ -14,7 +14,7 @@ pub(crate) const H: &str = "H";
 pub(crate) const H_SCALED: &str = "H_scaled";
 /// What the two H say of themselves: the attribute `units` of `/H` and
 /// `/H_scaled`, the entry `loadings` of `uns['nmf']`.
-pub(crate) const LOADINGS_NOTE: &str = "H (varm NMF_H): loadings in the units of the matrix \
+pub const LOADINGS_NOTE: &str = "H (varm NMF_H): loadings in the units of the matrix \
      factorized (after --normalize, before --scale), H_scaled times col_scale, so that X ≈ W·H; \
      read these for top genes. H_scaled (varm NMF_H_scaled): the loadings of the column-scaled \
      matrix the updates ran on (X / col_scale ≈ W·H_scaled)";
