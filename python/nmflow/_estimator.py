@@ -230,11 +230,16 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             words += ["--threads", str(int(self.n_jobs))]
         if self.block_rows is not None:
             words += ["--block-rows", str(int(self.block_rows))]
+        return words + self._input_options() + (start or [])
+
+    def _input_options(self) -> List[str]:
+        """The options choosing an h5ad path's matrix."""
+        words = []
         if self.layer is not None:
             words += ["--layer", self.layer]
         if self.use_raw:
             words += ["--raw"]
-        return words + (start or [])
+        return words
 
     # -- fitting -----------------------------------------------------------
 
@@ -351,6 +356,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 1000,
                 1e-4,
                 bar,
+                self._input_options() if is_path(X) else [],
             )
         finally:
             if bar is not None:

@@ -26,6 +26,7 @@ def project(
     max_iter: int,
     tol: float,
     on_event: Optional[EventCallback] = None,
+    input_options: List[str] = ...,
 ) -> Tuple[np.ndarray, float]: ...
 def main(args: List[str]) -> int: ...
 def suggest_k(

@@ -248,13 +248,14 @@ fn fit<'py>(
 }
 
 /// project(matrix, h_scaled, col_scale, normalize, solver, max_iter, tol,
-/// on_event=None) -> (W, rel_error)
+/// on_event=None, input_options=[]) -> (W, rel_error)
 ///
 /// Solves W for the rows of `matrix` with H fixed, as `nmflow transform`
 /// does: `h_scaled` and `col_scale` are a fit's, `normalize` its per-row
-/// normalisation ("none", "cp10k-log1p", "log1p"), `solver` "hals" or "mu".
+/// normalisation ("none", "cp10k-log1p", "log1p"), `solver` "hals" or "mu";
+/// `input_options` choose a file's matrix (`["--layer", "counts"]`).
 #[pyfunction]
-#[pyo3(signature = (matrix, h_scaled, col_scale, normalize, solver, max_iter, tol, on_event=None))]
+#[pyo3(signature = (matrix, h_scaled, col_scale, normalize, solver, max_iter, tol, on_event=None, input_options=Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn project<'py>(
     py: Python<'py>,
@@ -266,6 +267,7 @@ fn project<'py>(
     max_iter: usize,
     tol: f64,
     on_event: Option<Bound<'py, PyAny>>,
+    input_options: Vec<String>,
 ) -> PyResult<(Bound<'py, PyAny>, f64)> {
     let normalize = match normalize {
         "none" => Normalize::None,
@@ -296,7 +298,7 @@ fn project<'py>(
     };
     let rows = matrix.matrix()?;
     let (w, err) = run_released(py, on_event.as_ref(), move |control| {
-        embed::project(rows, options, control)
+        embed::project(rows, &input_options, options, control)
     })?;
     drop(matrix);
     Ok((w.into_pyarray(py).into_any(), err))

@@ -336,3 +336,30 @@ def test_tl_sweep_returns_the_table_and_each_ks_best(tmp_path):
     assert table.loc[3, "ari"] > 0.9
     assert table.loc[3, "W"].shape == (300, 3) and table.loc[4, "H"].shape == (4, x.shape[1])
     assert table.attrs["suggested_k"] in (2, 3, 4) and "k" in table.attrs["rule"]
+
+
+def test_transform_reads_a_layer_of_an_h5ad_path(tmp_path, counts):
+    import anndata as ad
+
+    adata = ad.AnnData(np.zeros_like(counts))
+    adata.layers["counts"] = sp.csr_matrix(counts)
+    adata.write_h5ad(tmp_path / "x.h5ad")
+    model = nmflow.NMF(3, max_iter=50, layer="counts").fit(counts)
+    from_path = model.transform(tmp_path / "x.h5ad")
+    in_memory = model.transform(sp.csr_matrix(counts))
+    assert np.array_equal(from_path, in_memory)
+    assert rel_diff(from_path, model.transform(counts)) < 1e-5
+
+
+def test_verbose_fits_show_a_progress_bar():
+    code = """
+        import numpy as np, nmflow
+        x = np.random.default_rng(0).random((400, 30), dtype=np.float32)
+        nmflow.NMF(3, max_iter=20, tol=0.0, verbose=1).fit(x)
+        nmflow.NMF(3, max_iter=20, tol=0.0).fit(x)
+    """
+    done = run_script(code)
+    assert done.returncode == 0, done.stderr
+    # One bar (tqdm's: "nmflow fit: ...| 5/20 ..."), for the verbose fit only.
+    assert "nmflow fit" in done.stderr and "/20" in done.stderr, done.stderr
+    assert done.stdout == ""

@@ -242,17 +242,23 @@ pub struct ProjectOptions {
 const PROJECT_ROWS: usize = 4096;
 
 /// Solves W for the rows of `matrix` with H fixed, as `nmflow transform`
-/// does; returns W and the relative error.
+/// does; returns W and the relative error. `input_options` are the
+/// command's options choosing a file's matrix (`--layer NAME`, `--raw`).
 pub fn project(
     matrix: Matrix,
+    input_options: &[String],
     options: ProjectOptions,
     control: &Control,
 ) -> Result<(Array2<f32>, f64), Error> {
     let run = || -> anyhow::Result<(Array2<f32>, f64)> {
         let source = match matrix {
             Matrix::File(spec) => {
-                let args = fit_args(&["-k".into(), "1".into()], &spec)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let words: Vec<String> = ["-k", "1"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .chain(input_options.iter().cloned())
+                    .collect();
+                let args = fit_args(&words, &spec)?;
                 Input::open(&args.input)?.opened.source
             }
             Matrix::Rows { source, .. } => source,
@@ -300,7 +306,10 @@ fn classify(err: anyhow::Error) -> Error {
         return Error::Stopped;
     }
     for cause in err.chain() {
-        if cause.is::<crate::usage::UsageError>() || cause.is::<clap::Error>() {
+        if cause.is::<crate::usage::UsageError>()
+            || cause.is::<clap::Error>()
+            || matches!(cause.downcast_ref::<Error>(), Some(Error::Usage(_)))
+        {
             return Error::Usage(message);
         }
         if let Some(io) = cause.downcast_ref::<nmflow_io::IoError>() {
