@@ -247,6 +247,13 @@ pub enum FitError {
         /// What is wrong.
         error: CsrShapeError,
     },
+    /// Another process sharing the factorization failed (its own error is
+    /// reported there).
+    #[error("process {rank} of this factorization failed; its error says why")]
+    PeerFailed {
+        /// The first failed process.
+        rank: usize,
+    },
     /// The source failed to read rows.
     #[error("reading rows {}..{}", rows.start, rows.end)]
     Source {

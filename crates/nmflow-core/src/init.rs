@@ -67,6 +67,18 @@ impl RandomW {
         }
     }
 
+    /// Skips `n_rows` rows of `k` values: the draws of another process's
+    /// rows, so that this process's rows get the values they get alone.
+    pub(crate) fn skip_rows(&mut self, n_rows: usize, k: usize) {
+        let mut scratch = ndarray::Array2::<f32>::zeros((n_rows.min(4096), k));
+        let mut left = n_rows;
+        while left > 0 {
+            let n = left.min(scratch.nrows());
+            self.fill_next_rows(scratch.slice_mut(ndarray::s![..n, ..]));
+            left -= n;
+        }
+    }
+
     /// Fills the next `w.nrows()` rows of W into `w`.
     pub(crate) fn fill_next_rows(&mut self, mut w: ArrayViewMut2<'_, f32>) {
         for row in w.rows_mut() {

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
+pub mod collective;
 mod error;
 pub mod factor;
 pub mod gemm;
@@ -64,7 +65,7 @@ pub use rules::{INNER_ALPHA, INNER_DELTA, Inner, Loss, Regularization, Solver};
 pub use sample::{Pca, RowSample, sample_row_indices};
 pub use solver::{
     Checkpoint, Checkpointing, Event, FitOutcome, FitReport, PassKind, Resume, Run, RunSnapshot,
-    SaveError, Shared, fit, fit_in, fit_many, fit_many_with, time_block,
+    SaveError, Shared, fit, fit_in, fit_many, fit_many_sharded, fit_many_with, time_block,
 };
 pub use source::{
     ColumnOrder, CscBlock, CsrBlock, CsrShapeError, InMemoryCsrSource, InMemorySource,

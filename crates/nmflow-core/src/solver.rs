@@ -28,6 +28,7 @@ use ndarray::{
 use rayon::prelude::*;
 
 use crate::DENOMINATOR_EPSILON;
+use crate::collective::{Alone, Shard};
 use crate::error::{FitError, NonFinite};
 use crate::factor::FactorStore;
 use crate::init::{RandomW, random_h};
@@ -376,9 +377,39 @@ pub fn fit_many_with(
     runs: &mut [Run<'_>],
     sample: Option<&mut RowSample>,
     resume: Option<Resume>,
+    checkpointing: Option<&mut Checkpointing<'_>>,
+    on_event: &mut dyn FnMut(usize, Event),
+) -> Result<Vec<FitOutcome>, FitError> {
+    let shard = Shard {
+        collective: &Alone,
+        first_row: 0,
+        n_rows: source.n_rows(),
+    };
+    fit_many_sharded(shard, source, runs, sample, resume, checkpointing, on_event)
+}
+
+/// [`fit_many_with`] for one process of several sharing the rows
+/// ([`Shard`]): `source` holds this process's rows (`shard.first_row..`),
+/// and each run's W its rows of W. After every pass the processes sum
+/// what it accumulated, so they all update the same H; every process
+/// returns the same outcomes (H, the error trace, the divisors). W's start
+/// is drawn as a single process draws it, row for row. A failure on any
+/// process fails every one ([`FitError::PeerFailed`] where it did not
+/// fail). With several processes no row sample is collected (`sample` is
+/// ignored).
+///
+/// # Panics
+/// As [`fit_many_with`].
+pub fn fit_many_sharded(
+    shard: Shard<'_>,
+    source: &mut dyn RowSource,
+    runs: &mut [Run<'_>],
+    sample: Option<&mut RowSample>,
+    resume: Option<Resume>,
     mut checkpointing: Option<&mut Checkpointing<'_>>,
     on_event: &mut dyn FnMut(usize, Event),
 ) -> Result<Vec<FitOutcome>, FitError> {
+    let sample = if shard.shared() { None } else { sample };
     let n_rows = source.n_rows();
     let n_cols = source.n_cols();
     let first = runs
@@ -392,6 +423,7 @@ pub fn fit_many_with(
     let blocks = block_ranges(n_rows, block_rows);
     let mut normalizer = Normalizer::new(normalize);
     let (shared, first_iteration, mut states) = start(
+        shard,
         source,
         runs,
         resume,
@@ -403,6 +435,7 @@ pub fn fit_many_with(
     let inv_scale: Array1<f32> = shared.col_scale.iter().map(|&d| 1.0 / d).collect();
     if first_iteration == 1 && first.params().loss == Loss::KullbackLeibler {
         let first_pass = KlFirstPass {
+            shard,
             blocks: &blocks,
             inv_scale: inv_scale.view(),
             shared: &shared,
@@ -411,7 +444,7 @@ pub fn fit_many_with(
     }
     let rules: Vec<Box<dyn UpdateRule>> = runs
         .iter()
-        .map(|run| crate::rules::rule(run.params.params(), n_rows, n_cols, shared.n_stored))
+        .map(|run| crate::rules::rule(run.params.params(), shard.n_rows, n_cols, shared.n_stored))
         .collect();
     let x_norm_sq = shared.x_norm_sq;
     let col_scale = shared.col_scale.clone();
@@ -463,6 +496,7 @@ pub fn fit_many_with(
             None
         };
         let pass = Pass {
+            shard,
             blocks: &blocks,
             active: &active,
             rules: &rules,
@@ -516,7 +550,9 @@ pub fn fit_many_with(
 /// The state the first iteration starts from: a resumed one (every W
 /// already in its store, no pre-pass), or the pre-pass's; with the number
 /// of that iteration.
+#[allow(clippy::too_many_arguments)]
 fn start(
+    shard: Shard<'_>,
     source: &mut dyn RowSource,
     runs: &mut [Run<'_>],
     resume: Option<Resume>,
@@ -525,7 +561,8 @@ fn start(
     scale: crate::params::Scale,
     on_event: &mut dyn FnMut(usize, Event),
 ) -> Result<(Shared, usize, Vec<RunState>), FitError> {
-    let (n_rows, n_cols) = (source.n_rows(), source.n_cols());
+    // Penalties scale with the whole matrix's rows.
+    let (n_rows, n_cols) = (shard.n_rows, source.n_cols());
     if let Some(resume) = resume {
         assert_eq!(resume.runs.len(), runs.len(), "a resume state per run");
         let states = runs
@@ -539,7 +576,15 @@ fn start(
         .iter()
         .map(|run| RunState::new(run.params, n_rows, n_cols))
         .collect();
+    if shard.first_row > 0 {
+        for (run, state) in runs.iter().zip(states.iter_mut()) {
+            if let Some(draw) = state.draw_w.as_mut() {
+                draw.skip_rows(shard.first_row, run.params.params().k);
+            }
+        }
+    }
     let shared = pre_pass(
+        shard,
         source,
         runs,
         &mut states,
@@ -550,7 +595,7 @@ fn start(
     )?;
     for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
         if matches!(run.params.params().init, Init::RandomScaled) {
-            scale_start(run, state, &shared, blocks);
+            scale_start(run, state, &shared, blocks, n_rows);
         }
     }
     Ok((shared, 1, states))
@@ -559,9 +604,15 @@ fn start(
 /// Scales a half-normal start (W, H and the pre-pass's W₀ᵀX, W₀ᵀW₀) by
 /// sqrt(mean(X_s) / k), once the pre-pass knows the mean (scikit-learn's
 /// `init="random"`).
-fn scale_start(run: &mut Run<'_>, state: &mut RunState, shared: &Shared, blocks: &[Range<usize>]) {
+fn scale_start(
+    run: &mut Run<'_>,
+    state: &mut RunState,
+    shared: &Shared,
+    blocks: &[Range<usize>],
+    n_rows: usize,
+) {
     let (k, n_cols) = state.h.dim();
-    let n_values = run.w.shape().0 as f64 * n_cols as f64;
+    let n_values = n_rows as f64 * n_cols as f64;
     let avg = (shared.x_sum / n_values / k as f64).sqrt();
     let avg32 = avg as f32;
     state.h.mapv_inplace(|v| v * avg32);
@@ -643,6 +694,7 @@ fn check_runs(runs: &[Run<'_>], n_rows: usize) -> Result<(), FitError> {
 
 /// The blocks of one iteration's pass and the runs it updates.
 struct Pass<'a> {
+    shard: Shard<'a>,
     blocks: &'a [Range<usize>],
     active: &'a [bool],
     /// Every run's rule.
@@ -666,46 +718,87 @@ impl Pass<'_> {
         on_event: &mut dyn FnMut(usize, Event),
     ) -> Result<(), FitError> {
         let n_rows = source.n_rows();
-        begin_pass(source, normalizer, self.blocks)?;
-        for rows in self.blocks {
-            let x = read_block(source, normalizer, rows.clone(), self.n_cols)?;
-            if let Some(sample) = sample.as_deref_mut() {
-                sample.collect(rows.clone(), &x);
-            }
-            for (((run, state), rule), _) in runs
-                .iter_mut()
-                .zip(states.iter_mut())
-                .zip(self.rules)
-                .zip(self.active)
-                .filter(|(_, a)| **a)
-            {
-                if let Some(kl) = state.kl.as_mut() {
-                    let w_b = run.w.rows_mut(rows.clone());
-                    let term = kl_w_block(&x, w_b, kl, self.inv_scale, &mut state.ws);
-                    kl.data_term += term;
-                } else {
-                    let w_b = run.w.rows_mut(rows.clone());
-                    state.cross += update_w_and_xtw(
-                        rule.as_ref(),
-                        &x,
-                        w_b,
-                        state.hst.view(),
-                        state.hht32.view(),
-                        &mut state.ws,
-                    );
+        let mut read = || -> Result<(), FitError> {
+            begin_pass(source, normalizer, self.blocks)?;
+            for rows in self.blocks {
+                let x = read_block(source, normalizer, rows.clone(), self.n_cols)?;
+                if let Some(sample) = sample.as_deref_mut() {
+                    sample.collect(rows.clone(), &x);
                 }
-                run.w.release(rows.clone());
+                for (((run, state), rule), _) in runs
+                    .iter_mut()
+                    .zip(states.iter_mut())
+                    .zip(self.rules)
+                    .zip(self.active)
+                    .filter(|(_, a)| **a)
+                {
+                    if let Some(kl) = state.kl.as_mut() {
+                        let w_b = run.w.rows_mut(rows.clone());
+                        let term = kl_w_block(&x, w_b, kl, self.inv_scale, &mut state.ws);
+                        kl.data_term += term;
+                    } else {
+                        let w_b = run.w.rows_mut(rows.clone());
+                        state.cross += update_w_and_xtw(
+                            rule.as_ref(),
+                            &x,
+                            w_b,
+                            state.hst.view(),
+                            state.hht32.view(),
+                            &mut state.ws,
+                        );
+                    }
+                    run.w.release(rows.clone());
+                }
+                on_event(
+                    0,
+                    Event::Block {
+                        kind: PassKind::Iterate,
+                        rows_done: rows.end,
+                        n_rows,
+                    },
+                );
             }
-            on_event(
-                0,
-                Event::Block {
-                    kind: PassKind::Iterate,
-                    rows_done: rows.end,
-                    n_rows,
-                },
-            );
-        }
+            Ok(())
+        };
+        let result = read();
+        self.shard.agree(result)?;
+        combine_runs(self.shard, states);
         Ok(())
+    }
+}
+
+/// Sums what every process's pass accumulated for each run (XᵀW, WᵀW, W's
+/// column sums, the cross term, the divergence's data term), in one sum
+/// over the processes; nothing with one process.
+fn combine_runs(shard: Shard<'_>, states: &mut [RunState]) {
+    if !shard.shared() {
+        return;
+    }
+    let mut packed = Vec::new();
+    for state in states.iter() {
+        packed.extend(state.ws.xtw.iter());
+        packed.extend(state.ws.wtw.iter());
+        packed.extend(state.ws.w_sum.iter());
+        packed.push(state.cross);
+        packed.push(state.kl.as_ref().map_or(0.0, |kl| kl.data_term));
+    }
+    shard.collective.sum(&mut packed);
+    let mut values = packed.into_iter();
+    for state in states.iter_mut() {
+        for v in state.ws.xtw.iter_mut() {
+            *v = values.next().unwrap_or(0.0);
+        }
+        for v in state.ws.wtw.iter_mut() {
+            *v = values.next().unwrap_or(0.0);
+        }
+        for v in state.ws.w_sum.iter_mut() {
+            *v = values.next().unwrap_or(0.0);
+        }
+        state.cross = values.next().unwrap_or(0.0);
+        let data_term = values.next().unwrap_or(0.0);
+        if let Some(kl) = state.kl.as_mut() {
+            kl.data_term = data_term;
+        }
     }
 }
 
@@ -762,7 +855,9 @@ fn save_checkpoint(
 /// The pre-pass: validates every entry, computes the column statistics,
 /// draws (or copies) W₀ block by block and accumulates W₀ᵀX and W₀ᵀW₀ for
 /// every run, so that the first H update needs no extra pass.
+#[allow(clippy::too_many_arguments)]
 fn pre_pass(
+    shard: Shard<'_>,
     source: &mut dyn RowSource,
     runs: &mut [Run<'_>],
     states: &mut [RunState],
@@ -777,43 +872,57 @@ fn pre_pass(
     let started = Instant::now();
     let mut stats = ColumnStats::new(n_cols);
     let mut n_stored = 0u64;
-    begin_pass(source, normalizer, blocks)?;
-    for rows in blocks {
-        let x = read_block(source, normalizer, rows.clone(), n_cols)?;
-        match &x {
-            RowBlock::Dense(x) => stats.add_block(*x, rows.start)?,
-            RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
-        }
-        n_stored += stored_entries(&x);
-        for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
-            let p = run.params.params();
-            {
-                let mut w_b = run.w.rows_mut(rows.clone());
-                if let Some(draw) = state.draw_w.as_mut() {
-                    draw.fill_next_rows(w_b.view_mut());
-                } else if matches!(p.init, Init::Custom { .. }) {
-                    // W₀ was written into the store by the caller.
-                    crate::params::check_start("W0", w_b.view(), rows.start)?;
-                }
-                kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
-                accumulate_xtw(w_b.view(), &x, &mut state.ws);
+    let mut read = || -> Result<(), FitError> {
+        begin_pass(source, normalizer, blocks)?;
+        for rows in blocks {
+            let x = read_block(source, normalizer, rows.clone(), n_cols)?;
+            let first = shard.first_row + rows.start;
+            match &x {
+                RowBlock::Dense(x) => stats.add_block(*x, first)?,
+                RowBlock::Csr(x) => stats.add_csr_block(x, first)?,
             }
-            run.w.release(rows.clone());
+            n_stored += stored_entries(&x);
+            for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
+                let p = run.params.params();
+                {
+                    let mut w_b = run.w.rows_mut(rows.clone());
+                    if let Some(draw) = state.draw_w.as_mut() {
+                        draw.fill_next_rows(w_b.view_mut());
+                    } else if matches!(p.init, Init::Custom { .. }) {
+                        // W₀ was written into the store by the caller.
+                        crate::params::check_start("W0", w_b.view(), rows.start)?;
+                    }
+                    kernels::accumulate_wtw(w_b.view(), state.ws.wtw.view_mut());
+                    accumulate_xtw(w_b.view(), &x, &mut state.ws);
+                }
+                run.w.release(rows.clone());
+            }
+            on_event(
+                0,
+                Event::Block {
+                    kind: PassKind::Prepare,
+                    rows_done: rows.end,
+                    n_rows,
+                },
+            );
         }
-        on_event(
-            0,
-            Event::Block {
-                kind: PassKind::Prepare,
-                rows_done: rows.end,
-                n_rows,
-            },
-        );
-    }
+        Ok(())
+    };
+    let result = read();
+    shard.agree(result)?;
+    combine_runs(shard, states);
     let prepare_seconds = started.elapsed().as_secs_f64();
-    let integer_valued = match normalizer.kind() {
+    let mut integer_valued = match normalizer.kind() {
         Normalize::None => stats.all_integer(),
         _ => normalizer.all_integer(),
     };
+    if shard.shared() {
+        let mut counts = [n_stored as f64, f64::from(u8::from(!integer_valued))];
+        shard.collective.sum(&mut counts);
+        n_stored = counts[0] as u64;
+        integer_valued = counts[1] == 0.0;
+        stats = stats.combined(shard.collective);
+    }
     let col_scale = stats.col_scale(scale)?;
     let x_norm_sq = stats.scaled_norm_sq(&col_scale);
     if x_norm_sq <= 0.0 {
@@ -1149,6 +1258,7 @@ impl KlState {
 /// update's Wᵀ(X_s ⊘ WH), W's column sums and the error of the start take
 /// one more pass (once per fit).
 struct KlFirstPass<'a> {
+    shard: Shard<'a>,
     blocks: &'a [Range<usize>],
     inv_scale: ArrayView1<'a, f32>,
     shared: &'a Shared,
@@ -1171,29 +1281,35 @@ impl KlFirstPass<'_> {
                 kl.begin_pass(state.h.view());
             }
         }
-        begin_pass(source, normalizer, self.blocks)?;
-        for rows in self.blocks {
-            let x = read_block(source, normalizer, rows.clone(), n_cols)?;
-            for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
-                let Some(kl) = state.kl.as_mut() else {
-                    continue;
-                };
-                let w_b = run.w.rows_mut(rows.clone());
-                let term =
-                    kl_ratio_block(&x, w_b.view(), kl.ht.view(), self.inv_scale, &mut state.ws);
-                kl.data_term += term;
-                kl_accumulate(&x, w_b.view(), &mut state.ws);
-                run.w.release(rows.clone());
+        let mut read = || -> Result<(), FitError> {
+            begin_pass(source, normalizer, self.blocks)?;
+            for rows in self.blocks {
+                let x = read_block(source, normalizer, rows.clone(), n_cols)?;
+                for (run, state) in runs.iter_mut().zip(states.iter_mut()) {
+                    let Some(kl) = state.kl.as_mut() else {
+                        continue;
+                    };
+                    let w_b = run.w.rows_mut(rows.clone());
+                    let term =
+                        kl_ratio_block(&x, w_b.view(), kl.ht.view(), self.inv_scale, &mut state.ws);
+                    kl.data_term += term;
+                    kl_accumulate(&x, w_b.view(), &mut state.ws);
+                    run.w.release(rows.clone());
+                }
+                on_event(
+                    0,
+                    Event::Block {
+                        kind: PassKind::Prepare,
+                        rows_done: rows.end,
+                        n_rows,
+                    },
+                );
             }
-            on_event(
-                0,
-                Event::Block {
-                    kind: PassKind::Prepare,
-                    rows_done: rows.end,
-                    n_rows,
-                },
-            );
-        }
+            Ok(())
+        };
+        let result = read();
+        self.shard.agree(result)?;
+        combine_runs(self.shard, states);
         for state in states.iter_mut() {
             if let Some(kl) = &state.kl {
                 let rel = kl.rel_error(self.shared, state.ws.w_sum.view(), 0)?;

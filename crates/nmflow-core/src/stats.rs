@@ -232,6 +232,41 @@ impl ColumnStats {
         self.n_rows += n_b as u64;
     }
 
+    /// The statistics of every process's rows, combined in rank order
+    /// (each process's as it merged its blocks, then merged as blocks are).
+    pub(crate) fn combined(&self, collective: &dyn crate::collective::Collective) -> Self {
+        if collective.size() == 1 {
+            return self.clone();
+        }
+        let n_cols = self.mean.len();
+        let mut mine = Vec::with_capacity(4 * n_cols + 2);
+        mine.push(self.n_rows as f64);
+        mine.push(f64::from(u8::from(self.all_integer)));
+        mine.extend(&self.mean);
+        mine.extend(&self.m2);
+        mine.extend(&self.sum_sq);
+        mine.extend(self.max.iter().map(|&m| f64::from(m)));
+        let all = collective.all_gather(&mine);
+        let mut out = Self::new(n_cols);
+        for part in all.chunks_exact(mine.len()) {
+            let n_b = part[0] as usize;
+            out.all_integer &= part[1] > 0.0;
+            let (mean, rest) = part[2..].split_at(n_cols);
+            let (m2, rest) = rest.split_at(n_cols);
+            let (sum_sq, max) = rest.split_at(n_cols);
+            out.block.mean.copy_from_slice(mean);
+            out.block.m2.copy_from_slice(m2);
+            out.block.sum_sq.copy_from_slice(sum_sq);
+            for (o, &m) in out.max.iter_mut().zip(max) {
+                *o = o.max(m as f32);
+            }
+            if n_b > 0 {
+                out.merge_block(n_b);
+            }
+        }
+        out
+    }
+
     /// Whether every value seen so far is a whole number (raw counts).
     pub(crate) fn all_integer(&self) -> bool {
         self.all_integer

@@ -1,0 +1,282 @@
+//! The engine over processes that share the rows ([`Shard`]), simulated by
+//! threads of this process: each "process" reads its own contiguous rows
+//! and keeps its rows of W; the passes' sums are combined by a
+//! [`Collective`]. One process is the single-process engine bit for bit;
+//! several give its factorization within rounding, the same between two
+//! runs with as many processes; a bad value in one process's rows fails
+//! every process, naming the row of the whole matrix.
+
+use std::sync::{Barrier, Mutex};
+
+use ndarray::{Array2, s};
+use nmflow_core::collective::{Alone, Collective, Shard};
+use nmflow_core::{
+    FitError, FitOutcome, InMemoryCsrSource, InMemorySource, Loss, NmfParams, RowSource, Run,
+    Scale, Solver, fit_many_sharded, fit_many_with,
+};
+use nmflow_testkit::SeedGenerator;
+
+/// Processes simulated by threads: a gather through shared slots between
+/// two barriers.
+struct Threads {
+    size: usize,
+    barrier: Barrier,
+    slots: Mutex<Vec<Vec<f64>>>,
+}
+
+struct Rank<'a> {
+    rank: usize,
+    group: &'a Threads,
+}
+
+impl Collective for Rank<'_> {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn size(&self) -> usize {
+        self.group.size
+    }
+
+    fn all_gather(&self, values: &[f64]) -> Vec<f64> {
+        self.group.slots.lock().expect("slots")[self.rank] = values.to_vec();
+        self.group.barrier.wait();
+        let all = self.group.slots.lock().expect("slots").concat();
+        self.group.barrier.wait();
+        all
+    }
+}
+
+fn params(k: usize, solver: Solver, loss: Loss) -> NmfParams {
+    NmfParams {
+        k,
+        max_iter: 100,
+        tol: 0.0,
+        seed: 11,
+        scale: Scale::ColStd,
+        block_rows: Some(64),
+        solver,
+        loss,
+        ..NmfParams::default()
+    }
+}
+
+/// The matrix: the seed data, every third entry zeroed (sparse enough for
+/// the CSR kernels, whole numbers for the KL loss).
+fn matrix(n_rows: usize) -> Array2<f32> {
+    let x = SeedGenerator::new(5, 4, 30).matrix(n_rows).0;
+    Array2::from_shape_fn(x.dim(), |(i, j)| {
+        if (i + 2 * j) % 3 == 0 {
+            0.0
+        } else {
+            (x[(i, j)] * 4.0).round()
+        }
+    })
+}
+
+fn source(x: Array2<f32>, sparse: bool) -> Box<dyn RowSource + Send> {
+    if sparse {
+        Box::new(InMemoryCsrSource::from_dense(x.view()))
+    } else {
+        Box::new(InMemorySource::new(x))
+    }
+}
+
+/// Fits `x` over `size` simulated processes; returns every process's
+/// outcome and the whole W.
+fn fit_over(
+    x: &Array2<f32>,
+    p: &NmfParams,
+    size: usize,
+    sparse: bool,
+) -> Result<(Vec<FitOutcome>, Array2<f32>), FitError> {
+    let (n_rows, n_cols) = x.dim();
+    let group = Threads {
+        size,
+        barrier: Barrier::new(size),
+        slots: Mutex::new(vec![Vec::new(); size]),
+    };
+    let results: Vec<Result<(FitOutcome, Array2<f32>), FitError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..size)
+            .map(|rank| {
+                let group = &group;
+                scope.spawn(move || {
+                    let rows = Shard::rows_of(rank, size, n_rows);
+                    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
+                    let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+                    let valid = valid.with_block_rows(p.block_rows.unwrap_or(64));
+                    let mut w = Array2::<f32>::zeros((rows.len(), p.k));
+                    let collective = Rank { rank, group };
+                    let shard = Shard {
+                        collective: &collective,
+                        first_row: rows.start,
+                        n_rows,
+                    };
+                    let mut runs = [Run {
+                        params: &valid,
+                        w: &mut w,
+                    }];
+                    let mut outcomes = fit_many_sharded(
+                        shard,
+                        src.as_mut(),
+                        &mut runs,
+                        None,
+                        None,
+                        None,
+                        &mut |_, _| {},
+                    )?;
+                    Ok((outcomes.remove(0), w))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rank"))
+            .collect()
+    });
+    let mut outcomes = Vec::new();
+    let mut ws = Vec::new();
+    for r in results {
+        let (o, w) = r?;
+        outcomes.push(o);
+        ws.push(w);
+    }
+    let views: Vec<_> = ws.iter().map(|w| w.view()).collect();
+    Ok((
+        outcomes,
+        ndarray::concatenate(ndarray::Axis(0), &views).expect("W"),
+    ))
+}
+
+fn alone(x: &Array2<f32>, p: &NmfParams, sparse: bool) -> (FitOutcome, Array2<f32>) {
+    let (n_rows, n_cols) = x.dim();
+    let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+    let mut w = Array2::<f32>::zeros((n_rows, p.k));
+    let mut src = source(x.clone(), sparse);
+    let mut runs = [Run {
+        params: &valid,
+        w: &mut w,
+    }];
+    let mut outcomes =
+        fit_many_with(src.as_mut(), &mut runs, None, None, None, &mut |_, _| {}).expect("fit");
+    (outcomes.remove(0), w)
+}
+
+fn rel_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    (a - b).iter().fold(0.0f32, |m, v| m.max(v.abs())) / scale
+}
+
+#[test]
+fn one_shard_is_the_single_process_engine_bit_for_bit() {
+    let x = matrix(301);
+    for sparse in [false, true] {
+        let p = params(4, Solver::Mu, Loss::Frobenius);
+        let (single, w_single) = alone(&x, &p, sparse);
+        let (outcomes, w) = fit_over(&x, &p, 1, sparse).expect("fit");
+        assert_eq!(w, w_single);
+        assert_eq!(outcomes[0].h, single.h);
+        assert_eq!(outcomes[0].rel_error, single.rel_error);
+        let _ = Alone;
+    }
+}
+
+#[test]
+fn shards_give_the_single_process_factorization_within_rounding() {
+    let x = matrix(301);
+    for (solver, loss) in [
+        (Solver::Mu, Loss::Frobenius),
+        (Solver::Hals, Loss::Frobenius),
+        (Solver::Mu, Loss::KullbackLeibler),
+    ] {
+        let p = params(4, solver, loss);
+        for sparse in [false, true] {
+            let (single, w_single) = alone(&x, &p, sparse);
+            for size in [2, 3, 4] {
+                let (outcomes, w) = fit_over(&x, &p, size, sparse).expect("fit");
+                // Every process holds the same H and error trace.
+                for o in &outcomes[1..] {
+                    assert_eq!(o.h, outcomes[0].h);
+                    assert_eq!(o.rel_error, outcomes[0].rel_error);
+                    assert_eq!(o.col_scale, outcomes[0].col_scale);
+                }
+                let what = format!("{solver:?} {loss:?} sparse {sparse}, {size} processes");
+                assert!(rel_diff(&outcomes[0].h, &single.h) <= 1e-5, "{what}: H");
+                assert!(rel_diff(&w, &w_single) <= 1e-5, "{what}: W");
+                let (a, b) = (outcomes[0].rel_error[99], single.rel_error[99]);
+                assert!((a - b).abs() <= 1e-6 * b, "{what}: error {a} vs {b}");
+                // Bit-identical between two runs with as many processes.
+                let (again, w_again) = fit_over(&x, &p, size, sparse).expect("fit");
+                assert_eq!(again[0].h, outcomes[0].h, "{what}: rerun");
+                assert_eq!(w_again, w, "{what}: rerun");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bad_value_in_one_shard_fails_every_shard_naming_the_whole_matrixs_row() {
+    let mut x = matrix(120);
+    x[(95, 7)] = -1.0;
+    let p = params(3, Solver::Mu, Loss::Frobenius);
+    let group = 3;
+    let (n_rows, n_cols) = x.dim();
+    let threads = Threads {
+        size: group,
+        barrier: Barrier::new(group),
+        slots: Mutex::new(vec![Vec::new(); group]),
+    };
+    let errors: Vec<FitError> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..group)
+            .map(|rank| {
+                let (threads, x, p) = (&threads, &x, &p);
+                scope.spawn(move || {
+                    let rows = Shard::rows_of(rank, group, n_rows);
+                    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), false);
+                    let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+                    let mut w = Array2::<f32>::zeros((rows.len(), p.k));
+                    let collective = Rank {
+                        rank,
+                        group: threads,
+                    };
+                    let shard = Shard {
+                        collective: &collective,
+                        first_row: rows.start,
+                        n_rows,
+                    };
+                    let mut runs = [Run {
+                        params: &valid,
+                        w: &mut w,
+                    }];
+                    fit_many_sharded(
+                        shard,
+                        src.as_mut(),
+                        &mut runs,
+                        None,
+                        None,
+                        None,
+                        &mut |_, _| {},
+                    )
+                    .expect_err("a negative value")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rank"))
+            .collect()
+    });
+    // Row 95 lies in process 2's rows (80..120).
+    assert!(
+        matches!(errors[0], FitError::PeerFailed { rank: 2 }),
+        "{:?}",
+        errors[0]
+    );
+    assert!(
+        matches!(errors[1], FitError::PeerFailed { rank: 2 }),
+        "{:?}",
+        errors[1]
+    );
+    let own = errors[2].to_string();
+    assert!(own.contains("row 95") && own.contains("column 7"), "{own}");
+}
