@@ -102,6 +102,12 @@ pub fn result_format(path: &Path) -> Option<ResultFormat> {
 }
 
 pub fn run(mut args: FitArgs) -> Result<()> {
+    #[cfg(feature = "mpi")]
+    if let Some(world) = crate::distributed::world()?
+        && nmflow_core::collective::Collective::size(&world) > 1
+    {
+        return crate::distributed::fit(args, world);
+    }
     let started = Instant::now();
     let loaded = load_checkpoint(&mut args)?;
     let args = args;
@@ -120,7 +126,7 @@ pub fn run(mut args: FitArgs) -> Result<()> {
         clusters,
         start_seconds,
     } = planned.run(&args, &mut input, loaded)?;
-    write(
+    write_result_of(
         &args,
         &input,
         &prepared,
@@ -136,16 +142,40 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     {
         return Err(e).with_context(|| format!("{}: removing the checkpoint", path.display()));
     }
-    let mut summary = Summary::new(
-        &input,
-        &prepared,
-        &best,
-        &clusters,
+    let fitted = Fitted {
+        prepared,
+        best,
         restart_errors,
+        clusters,
+        start_seconds,
+    };
+    report(&args, &input, &fitted, &destination, started, None)
+}
+
+/// Prints what a fit did (its summary, or the JSON object); `n_rows` are
+/// the whole matrix's rows when the input holds only this process's.
+pub(crate) fn report(
+    args: &FitArgs,
+    input: &Input,
+    fitted: &Fitted,
+    destination: &Destination,
+    started: Instant,
+    n_rows: Option<usize>,
+) -> Result<()> {
+    let run = &args.run;
+    let mut summary = Summary::new(
+        input,
+        &fitted.prepared,
+        &fitted.best,
+        &fitted.clusters,
+        fitted.restart_errors.clone(),
         destination.path(),
         started.elapsed().as_secs_f64(),
     );
-    summary.start_seconds = start_seconds;
+    summary.start_seconds = fitted.start_seconds;
+    if let Some(n_rows) = n_rows {
+        summary.n_rows = n_rows;
+    }
     if summary.integer_valued && run.normalize == NormalizeArg::None && !run.quiet && !run.json {
         eprintln!(
             "note: every value of the input is a whole number (raw counts?); \
@@ -673,7 +703,7 @@ pub(crate) fn result_attributes(
 }
 
 /// Writes the kept run to its destination.
-fn write(
+pub(crate) fn write_result_of(
     args: &FitArgs,
     input: &Input,
     prepared: &Prepared,

@@ -11,6 +11,8 @@
 
 mod args;
 mod budget;
+#[cfg(feature = "mpi")]
+mod distributed;
 pub mod embed;
 mod fit;
 mod inspect;
@@ -55,6 +57,16 @@ where
             return u8::try_from(e.exit_code()).unwrap_or(2);
         }
     };
+    #[cfg(feature = "mpi")]
+    if !matches!(cli.command, Command::Fit(_))
+        && nmflow_mpi::launched_size().is_some_and(|n| n > 1)
+    {
+        eprintln!(
+            "nmflow: error: only `nmflow fit` runs over MPI processes; run this command without \
+             mpirun"
+        );
+        return 2;
+    }
     let result = match cli.command {
         Command::Fit(args) => fit::run(*args),
         Command::Sweep(args) => sweep::run(*args),

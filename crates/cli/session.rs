@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use nmflow_core::{
     Checkpoint, Checkpointing, FactorStore, FitOutcome, Held, Init, Inner, Loss, NmfParams,
     Normalize, Pca, Plan, Regularization, Request, RowSample, RowSource, Run, Scale, Solver,
-    ValidParams, fit_many_with, plan_runs,
+    ValidParams, plan_runs,
 };
 use nmflow_io::cache::{CachedSource, free_space};
 use nmflow_io::checkpoint::SampleState;
@@ -427,7 +427,12 @@ pub fn run_batches(
         };
         let outcomes = context.run(input, &mut stores, sample.as_mut(), resume)?;
         if let Some(sample) = sample.take() {
-            info = Some(SampleInfo::of(&sample)?);
+            info = Some(if prepared.shard.is_some() {
+                // Processes that share the rows collect no sample.
+                SampleInfo::none()
+            } else {
+                SampleInfo::of(&sample)?
+            });
         }
         let finished = outcomes
             .into_iter()
@@ -536,7 +541,21 @@ impl BatchContext<'_> {
             every,
             save: &mut save,
         };
-        let result = fit_many_with(
+        let alone = nmflow_core::collective::Alone;
+        let shard = match &self.prepared.shard {
+            Some(rows) => nmflow_core::collective::Shard {
+                collective: rows.collective.as_ref(),
+                first_row: rows.first_row,
+                n_rows: rows.n_rows,
+            },
+            None => nmflow_core::collective::Shard {
+                collective: &alone,
+                first_row: 0,
+                n_rows: input.n_rows(),
+            },
+        };
+        let result = nmflow_core::fit_many_sharded(
+            shard,
             input.opened.source.as_mut(),
             &mut runs,
             sample,
@@ -582,6 +601,17 @@ impl BatchContext<'_> {
 }
 
 impl SampleInfo {
+    /// No sample (a distributed fit).
+    fn none() -> Self {
+        Self {
+            rows: Vec::new(),
+            pca: Pca {
+                scores: ndarray::Array2::zeros((0, 2)),
+                explained_variance_ratio: Vec::new(),
+            },
+        }
+    }
+
     /// The rows of `sample` and their components (computed during the
     /// first pass).
     fn of(sample: &RowSample) -> Result<Self> {
@@ -821,11 +851,22 @@ pub struct Prepared {
     /// Where every event of the runs is also sent, with the run's index in
     /// the specs (for [`crate::embed`]'s caller).
     pub events: Option<std::sync::mpsc::Sender<(usize, nmflow_core::Event)>>,
+    /// The processes sharing the rows of a distributed fit, and where this
+    /// process's rows lie; `None` alone.
+    pub shard: Option<SharedRows>,
     pub pool: rayon::ThreadPool,
     pub threads: usize,
     pub estimate: Option<TimeEstimate>,
     pub cache_note: String,
     pub reads_cheap: bool,
+}
+
+/// The processes of a distributed fit and this process's rows among them.
+#[derive(Clone)]
+pub struct SharedRows {
+    pub collective: std::sync::Arc<dyn nmflow_core::collective::Collective + Send + Sync>,
+    pub first_row: usize,
+    pub n_rows: usize,
 }
 
 /// Validates every run's parameters (`init_of` gives each run's start),
@@ -886,6 +927,7 @@ pub fn prepare(
         sample_seed: run.seed,
         quiet: run.quiet,
         events: None,
+        shard: None,
         pool,
         threads,
         estimate,

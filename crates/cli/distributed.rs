@@ -1,0 +1,279 @@
+//! `mpirun -np N nmflow fit ...` (built with `--features mpi`): one
+//! factorization over N processes.
+//!
+//! Every process opens the input read-only and reads only its contiguous
+//! range of the rows ([`Shard::rows_of`]), planned within its own
+//! `--memory`, and keeps its rows of W. The engine sums each pass's
+//! products over the processes (one all-reduce per pass). Process 0 prints
+//! the plan and the progress, then gathers W's rows from every process, in
+//! rank order and one block at a time, into a temporary memory-mapped W
+//! (no process ever holds all of X, and only process 0 all of W, on disk),
+//! and writes the result as a single-process fit does: one writer, no
+//! parallel HDF5 needed.
+//!
+//! Every step that can fail on one process is agreed between all of them
+//! (opening, planning, each pass, writing), so a failure anywhere fails
+//! every process with a non-zero exit and leaves no output; an unexpected
+//! failure between agreed steps aborts the job (MPI_Abort).
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use nmflow_core::collective::{Collective, Shard};
+use nmflow_core::{Normalize, RowBlock, RowSource, SourceError};
+use nmflow_io::factor_file::MappedFactor;
+use nmflow_mpi::World;
+
+use crate::args::FitArgs;
+use crate::fit::{Destination, Fitted, Planned};
+use crate::session::{self, Input, SharedRows};
+use crate::usage::usage;
+
+/// Joins the MPI job this process was started in, if it was started by an
+/// MPI launcher with more than one process.
+pub fn world() -> Result<Option<World>> {
+    if !nmflow_mpi::launched() {
+        return Ok(None);
+    }
+    let world = World::init()?;
+    Ok(Some(world))
+}
+
+/// `result`, agreed between the processes: when any failed, every one
+/// fails, with its own error or, where it did not fail, a message saying
+/// that another one did.
+fn agreed<T>(world: &World, result: Result<T>) -> Result<T> {
+    let failed = world.first_failed(result.is_ok());
+    match (result, failed) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(rank)) => bail!("process {rank} of this job failed; its error says why"),
+        (Ok(value), None) => Ok(value),
+    }
+}
+
+/// The options a distributed fit does not take (yet), refused on every
+/// process before any work.
+fn check_options(args: &FitArgs) -> Result<()> {
+    if args.checkpoint.is_some() {
+        usage!("--checkpoint is not available under MPI yet: run on one process to checkpoint");
+    }
+    if args.write_into.is_some() {
+        usage!(
+            "--write-into edits the input that every process reads: under MPI give -o OUT.h5ad"
+        );
+    }
+    if args.init.nndsvd().is_some() {
+        usage!("--init {} is not available under MPI yet", args.init.as_str());
+    }
+    Ok(())
+}
+
+/// Runs `nmflow fit` as process `world.rank()` of `world.size()`.
+pub fn fit(mut args: FitArgs, world: World) -> Result<()> {
+    let started = Instant::now();
+    let world = Arc::new(world);
+    let (rank, size) = (world.rank(), world.size());
+    let lead = rank == 0;
+    if !lead {
+        args.run.quiet = true;
+        args.run.json = false;
+    }
+    agreed(&world, check_options(&args))?;
+    let opened = (|| -> Result<_> {
+        let input = Input::open(&args.input)?;
+        let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
+        // The names the result carries, read by the writer alone, before
+        // the input is cut to this process's rows.
+        let names = if lead {
+            Some(destination.names(&input, args.copy_x)?)
+        } else {
+            None
+        };
+        let n_rows = input.n_rows();
+        if n_rows < size {
+            bail!(
+                "{}: {n_rows} rows for {size} processes: run fewer processes than rows",
+                input.name
+            );
+        }
+        Ok((input, destination, names))
+    })();
+    let (mut input, destination, names) = agreed(&world, opened)?;
+    let n_rows = input.n_rows();
+    let rows = Shard::rows_of(rank, size, n_rows);
+    let whole = session::take_source(&mut input.opened.source);
+    input.opened.source = Box::new(RowRange::new(whole, rows.clone()));
+    let planned = Planned::of(&args, &mut input, &destination);
+    let mut planned = agreed(&world, planned)?;
+    planned.prepared.shard = Some(SharedRows {
+        collective: world.clone() as Arc<dyn Collective + Send + Sync>,
+        first_row: rows.start,
+        n_rows,
+    });
+    if lead {
+        session::print_plan(&planned.prepared, &input, &args.run);
+        if !args.run.quiet && !args.run.json {
+            eprintln!(
+                "processes  {size}, each reading its own {}–{} rows (plan and memory per process)",
+                n_rows / size,
+                n_rows.div_ceil(size)
+            );
+        }
+    }
+    let fitted = match planned.run(&args, &mut input, None) {
+        Ok(fitted) => fitted,
+        Err(e) => return stop(&world, e),
+    };
+    finish(&args, &world, &input, &destination, names, fitted, n_rows, started)
+}
+
+/// Process 0 gathers W and writes the result; every process learns
+/// whether it was written.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    args: &FitArgs,
+    world: &World,
+    input: &Input,
+    destination: &Destination,
+    names: Option<crate::fit::ResultNames>,
+    mut fitted: Fitted,
+    n_rows: usize,
+    started: Instant,
+) -> Result<()> {
+    let (rank, size) = (world.rank(), world.size());
+    let block_rows = fitted.prepared.plan.block_rows;
+    let k = args.k;
+    let mut whole = if rank == 0 {
+        match MappedFactor::new(n_rows, k, &input.tmp_dir()) {
+            Ok(w) => Some(w),
+            Err(e) => return stop(world, e.into()),
+        }
+    } else {
+        None
+    };
+    world.gather_rows(
+        fitted.best.finished.w.as_mut(),
+        whole
+            .as_mut()
+            .map(|w| w as &mut dyn nmflow_core::FactorStore),
+        block_rows,
+        |r| Shard::rows_of(r, size, n_rows),
+    );
+    let written = match (whole, names) {
+        (Some(whole), Some(names)) => {
+            fitted.best.finished.w = Box::new(whole);
+            fitted.clusters =
+                nmflow_core::factor::clusters(fitted.best.finished.w.as_mut(), block_rows);
+            crate::fit::write_result_of(
+                args,
+                input,
+                &fitted.prepared,
+                destination,
+                &names,
+                &mut fitted.best,
+                &fitted.clusters,
+            )
+        }
+        _ => Ok(()),
+    };
+    agreed(world, written)?;
+    if rank == 0 {
+        crate::fit::report(args, input, &fitted, destination, started, Some(n_rows))?;
+    }
+    Ok(())
+}
+
+/// Ends a distributed fit that failed on this process: an error the
+/// engine agreed between the processes (every one fails with it) is
+/// returned; any other stops the whole job, after printing it.
+fn stop<T>(world: &World, e: anyhow::Error) -> Result<T> {
+    if e.chain().any(|c| c.is::<nmflow_core::FitError>()) {
+        return Err(e);
+    }
+    eprintln!(
+        "nmflow: error: process {} of {}: {e:#}",
+        world.rank(),
+        world.size()
+    );
+    world.abort(1)
+}
+
+/// The rows `rows` of a source, as a source of their own (row 0 is the
+/// whole's row `rows.start`).
+struct RowRange {
+    inner: Box<dyn RowSource + Send>,
+    rows: Range<usize>,
+}
+
+impl RowRange {
+    fn new(inner: Box<dyn RowSource + Send>, rows: Range<usize>) -> Self {
+        Self { inner, rows }
+    }
+
+    fn whole(&self, rows: &Range<usize>) -> Range<usize> {
+        rows.start + self.rows.start..rows.end + self.rows.start
+    }
+}
+
+impl RowSource for RowRange {
+    fn n_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn n_cols(&self) -> usize {
+        self.inner.n_cols()
+    }
+
+    fn preferred_block_rows(&self) -> Option<usize> {
+        self.inner.preferred_block_rows()
+    }
+
+    fn nnz_hint(&self) -> Option<u64> {
+        // This process's share, as the plan sizes its blocks by it.
+        let total = self.inner.n_rows().max(1) as u64;
+        self.inner
+            .nnz_hint()
+            .map(|nnz| nnz.saturating_mul(self.rows.len() as u64).div_ceil(total))
+    }
+
+    fn begin_pass(&mut self, blocks: &[Range<usize>]) -> Result<(), SourceError> {
+        let whole: Vec<Range<usize>> = blocks.iter().map(|b| self.whole(b)).collect();
+        self.inner.begin_pass(&whole)
+    }
+
+    fn block(&mut self, rows: Range<usize>) -> Result<RowBlock<'_>, SourceError> {
+        let whole = self.whole(&rows);
+        self.inner.block(whole)
+    }
+
+    fn done_reading(&mut self) {
+        self.inner.done_reading();
+    }
+
+    fn keep_resident(&mut self) {
+        self.inner.keep_resident();
+    }
+
+    fn normalization(&mut self, kind: Normalize) {
+        self.inner.normalization(kind);
+    }
+
+    fn wants_normalized(&self) -> bool {
+        self.inner.wants_normalized()
+    }
+
+    fn keep_normalized(&mut self, rows: Range<usize>, values: &[f32], raw_integer: bool) {
+        let whole = self.whole(&rows);
+        self.inner.keep_normalized(whole, values, raw_integer);
+    }
+
+    fn serves_checked_copy(&self) -> bool {
+        self.inner.serves_checked_copy()
+    }
+
+    fn served_normalized(&self) -> Option<nmflow_core::NormalizedCopy> {
+        self.inner.served_normalized()
+    }
+}
