@@ -8,6 +8,8 @@ mod full_disk;
 mod fuzz;
 mod hostile;
 mod inspect;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod outputs;
 mod real_files;
 mod resume;

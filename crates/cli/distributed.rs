@@ -60,12 +60,13 @@ fn check_options(args: &FitArgs) -> Result<()> {
         usage!("--checkpoint is not available under MPI yet: run on one process to checkpoint");
     }
     if args.write_into.is_some() {
-        usage!(
-            "--write-into edits the input that every process reads: under MPI give -o OUT.h5ad"
-        );
+        usage!("--write-into edits the input that every process reads: under MPI give -o OUT.h5ad");
     }
     if args.init.nndsvd().is_some() {
-        usage!("--init {} is not available under MPI yet", args.init.as_str());
+        usage!(
+            "--init {} is not available under MPI yet",
+            args.init.as_str()
+        );
     }
     Ok(())
 }
@@ -126,7 +127,16 @@ pub fn fit(mut args: FitArgs, world: World) -> Result<()> {
         Ok(fitted) => fitted,
         Err(e) => return stop(&world, e),
     };
-    finish(&args, &world, &input, &destination, names, fitted, n_rows, started)
+    finish(
+        &args,
+        &world,
+        &input,
+        &destination,
+        names,
+        fitted,
+        n_rows,
+        started,
+    )
 }
 
 /// Process 0 gathers W and writes the result; every process learns
@@ -179,8 +189,14 @@ fn finish(
         _ => Ok(()),
     };
     agreed(world, written)?;
+    let peak = crate::system::peak_rss_bytes().unwrap_or(0);
+    let peaks = world.all_gather(&[peak as f64]);
     if rank == 0 {
-        crate::fit::report(args, input, &fitted, destination, started, Some(n_rows))?;
+        let processes = crate::fit::Processes {
+            n_rows,
+            peak_rss_bytes: peaks.iter().map(|&p| p as u64).collect(),
+        };
+        crate::fit::report(args, input, &fitted, destination, started, Some(processes))?;
     }
     Ok(())
 }

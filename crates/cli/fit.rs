@@ -64,6 +64,9 @@ struct Summary {
     /// The programs' top genes, beside the result.
     programs: String,
     peak_rss_bytes: Option<u64>,
+    /// A distributed fit: the peak memory of every process, by rank.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process_peak_rss_bytes: Option<Vec<u64>>,
 }
 
 /// Where the result goes.
@@ -152,15 +155,21 @@ pub fn run(mut args: FitArgs) -> Result<()> {
     report(&args, &input, &fitted, &destination, started, None)
 }
 
-/// Prints what a fit did (its summary, or the JSON object); `n_rows` are
-/// the whole matrix's rows when the input holds only this process's.
+/// What a distributed fit adds to its summary: the whole matrix's rows
+/// (the input holds only this process's) and every process's peak memory.
+pub(crate) struct Processes {
+    pub(crate) n_rows: usize,
+    pub(crate) peak_rss_bytes: Vec<u64>,
+}
+
+/// Prints what a fit did (its summary, or the JSON object).
 pub(crate) fn report(
     args: &FitArgs,
     input: &Input,
     fitted: &Fitted,
     destination: &Destination,
     started: Instant,
-    n_rows: Option<usize>,
+    processes: Option<Processes>,
 ) -> Result<()> {
     let run = &args.run;
     let mut summary = Summary::new(
@@ -173,8 +182,9 @@ pub(crate) fn report(
         started.elapsed().as_secs_f64(),
     );
     summary.start_seconds = fitted.start_seconds;
-    if let Some(n_rows) = n_rows {
-        summary.n_rows = n_rows;
+    if let Some(processes) = processes {
+        summary.n_rows = processes.n_rows;
+        summary.process_peak_rss_bytes = Some(processes.peak_rss_bytes);
     }
     if summary.integer_valued && run.normalize == NormalizeArg::None && !run.quiet && !run.json {
         eprintln!(
@@ -799,6 +809,7 @@ impl Summary {
             output: output.display().to_string(),
             programs: crate::top_genes::beside(output).display().to_string(),
             peak_rss_bytes: crate::system::peak_rss_bytes(),
+            process_peak_rss_bytes: None,
         }
     }
 }

@@ -58,8 +58,7 @@ where
         }
     };
     #[cfg(feature = "mpi")]
-    if !matches!(cli.command, Command::Fit(_))
-        && nmflow_mpi::launched_size().is_some_and(|n| n > 1)
+    if !matches!(cli.command, Command::Fit(_)) && nmflow_mpi::launched_size().is_some_and(|n| n > 1)
     {
         eprintln!(
             "nmflow: error: only `nmflow fit` runs over MPI processes; run this command without \

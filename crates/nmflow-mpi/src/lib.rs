@@ -1,6 +1,6 @@
 //! MPI for nmflow, through rsmpi over the system's MPI (OpenMPI or MPICH):
 //! the processes `mpirun` starts as the engine's
-//! [`Collective`](nmflow_core::collective::Collective), and what a
+//! [`Collective`], and what a
 //! distributed fit does between them besides the passes' sums: agreeing
 //! that every process succeeded, and gathering W's rows on process 0.
 #![deny(missing_docs)]
@@ -16,9 +16,14 @@ use nmflow_core::collective::{Collective, Shard};
 /// Whether this process was started by an MPI launcher (`mpirun`,
 /// `mpiexec`, `srun`): it then joins its world.
 pub fn launched() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
+    [
+        "OMPI_COMM_WORLD_SIZE",
+        "PMI_SIZE",
+        "PMIX_RANK",
+        "MPI_LOCALNRANKS",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
 }
 
 /// The number of processes of the MPI job this process was started in, as
@@ -114,10 +119,8 @@ impl World {
                         dst.assign(&mine.rows_mut(local.clone()));
                         mine.release(local);
                     } else {
-                        let (values, _) = self
-                            .comm
-                            .process_at_rank(from as i32)
-                            .receive_vec::<f32>();
+                        let (values, _) =
+                            self.comm.process_at_rank(from as i32).receive_vec::<f32>();
                         for (d, v) in dst.iter_mut().zip(values) {
                             *d = v;
                         }

@@ -1,0 +1,199 @@
+//! `mpirun -np N nmflow fit` (the binary built with `--features mpi`), on
+//! this machine's loopback: 1, 2 and 4 processes give the single-process
+//! factorization (1 bit for bit, more within 1e-5 after 100 iterations),
+//! bit for bit again on a rerun; each process keeps within its budget; a
+//! bad value in one process's rows fails the whole job with its row named
+//! and no output; what is not distributed is refused.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ndarray::Array2;
+
+use crate::util::{
+    compressed, join, path_str, read1, read2, run_ok, seed_matrix, sparse_h5ad, stderr, stdout,
+    tempdir, write_h5,
+};
+
+/// `mpirun -np n nmflow ARGS` (as root and with more processes than
+/// cores, as CI runs it).
+fn mpirun(n: usize, args: &[&str]) -> Output {
+    let mut cmd = Command::new("mpirun");
+    if nix_root() {
+        cmd.arg("--allow-run-as-root");
+    }
+    cmd.args(["--oversubscribe", "-np", &n.to_string()])
+        .arg(env!("CARGO_BIN_EXE_nmflow"))
+        .args(args)
+        .env("HDF5_USE_FILE_LOCKING", "FALSE");
+    cmd.output()
+        .expect("running mpirun (scripts/install-deps installs openmpi-bin)")
+}
+
+fn nix_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn rel_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    (a - b).iter().fold(0.0f32, |m, v| m.max(v.abs())) / scale
+}
+
+fn fit_args<'a>(input: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    iterations(input, out, "100", extra)
+}
+
+fn iterations<'a>(input: &'a Path, out: &'a Path, n: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "fit",
+        path_str(input),
+        "-k",
+        "4",
+        "--max-iter",
+        n,
+        "--tol",
+        "0",
+        "--seed",
+        "3",
+        "-o",
+        path_str(out),
+        "--force",
+    ];
+    args.extend(extra);
+    args
+}
+
+#[test]
+fn processes_give_the_single_process_factorization() {
+    let dir = tempdir();
+    let x = seed_matrix(2003, 60, 4).mapv(|v| (v * 8.0).round());
+    let dense = join(&dir, "x.h5");
+    write_h5(&dense, "X", &x);
+    let sparse = join(&dir, "x.h5ad");
+    let (data, indices, indptr) = compressed(&x, false);
+    sparse_h5ad(
+        &sparse,
+        "X",
+        "csr_matrix",
+        Some(&[2003, 60]),
+        &data,
+        &indices,
+        &indptr,
+    );
+    for (input, extra) in [
+        (&dense, vec![]),
+        (
+            &sparse,
+            vec!["--solver", "hals", "--normalize", "cp10k-log1p"],
+        ),
+        (
+            &sparse,
+            vec!["--beta-loss", "kullback-leibler", "--restarts", "2"],
+        ),
+    ] {
+        let single = join(&dir, "single.h5");
+        run_ok("single", &[&fit_args(input, &single, &extra), &["-q"]]);
+        let (w1, h1) = (read2(&single, "W"), read2(&single, "H"));
+        for n in [1, 2, 4] {
+            let out = join(&dir, &format!("np{n}.h5"));
+            let done = mpirun(
+                n,
+                &[&fit_args(input, &out, &extra)[..], &["--json"]].concat(),
+            );
+            assert!(
+                done.status.success(),
+                "-np {n} {extra:?}: {}",
+                stderr(&done)
+            );
+            let summary: serde_json::Value =
+                serde_json::from_str(stdout(&done).trim()).expect("one JSON summary, from rank 0");
+            assert_eq!(summary["n_rows"], 2003);
+            let (w, h) = (read2(&out, "W"), read2(&out, "H"));
+            if n == 1 {
+                assert_eq!(w, w1, "-np 1 is the single process");
+                assert_eq!(h, h1);
+            } else {
+                let what = format!("-np {n} {extra:?}");
+                assert!(rel_diff(&w, &w1) <= 1e-5, "{what}: W {}", rel_diff(&w, &w1));
+                assert!(rel_diff(&h, &h1) <= 1e-5, "{what}: H {}", rel_diff(&h, &h1));
+                let peaks = summary["process_peak_rss_bytes"].as_array().expect("peaks");
+                assert_eq!(peaks.len(), n);
+            }
+            assert_eq!(read1::<u32>(&out, "cluster").len(), 2003);
+        }
+    }
+    // Two runs with as many processes: the same bits.
+    let (a, b) = (join(&dir, "a.h5"), join(&dir, "b.h5"));
+    for out in [&a, &b] {
+        let done = mpirun(4, &fit_args(&sparse, out, &[]));
+        assert!(done.status.success(), "{}", stderr(&done));
+    }
+    assert_eq!(read2(&a, "W"), read2(&b, "W"));
+    assert_eq!(read2(&a, "H"), read2(&b, "H"));
+}
+
+#[test]
+fn each_process_keeps_within_its_budget() {
+    let dir = tempdir();
+    let x = seed_matrix(20_000, 200, 5);
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &x);
+    let out = join(&dir, "r.h5");
+    let budget = 80u64 << 20;
+    let done = mpirun(
+        2,
+        &iterations(&input, &out, "5", &["--memory", "80MiB", "--json"]),
+    );
+    assert!(done.status.success(), "{}", stderr(&done));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&done).trim()).expect("JSON");
+    for peak in summary["process_peak_rss_bytes"].as_array().expect("peaks") {
+        let peak = peak.as_u64().expect("bytes");
+        assert!(
+            peak <= budget,
+            "a process peaked at {peak} bytes over {budget}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_value_in_one_process_fails_the_whole_job_cleanly() {
+    let dir = tempdir();
+    let mut x = seed_matrix(400, 30, 3);
+    x[(350, 7)] = -2.0;
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &x);
+    let out = join(&dir, "r.h5");
+    let done = mpirun(4, &fit_args(&input, &out, &[]));
+    assert!(!done.status.success());
+    let err = stderr(&done);
+    assert!(err.contains("row 350") && err.contains("column 7"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "a failed job left its output");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn what_is_not_distributed_is_refused_on_every_process() {
+    let dir = tempdir();
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &seed_matrix(100, 20, 2));
+    let out = join(&dir, "r.h5");
+    let ckpt = join(&dir, "c.h5");
+    let done = mpirun(
+        2,
+        &fit_args(&input, &out, &["--checkpoint", path_str(&ckpt)]),
+    );
+    assert_eq!(done.status.code(), Some(2), "{}", stderr(&done));
+    assert!(stderr(&done).contains("--checkpoint"));
+    let done = mpirun(2, &["inspect", path_str(&input)]);
+    assert!(!done.status.success());
+    assert!(stderr(&done).contains("only `nmflow fit` runs over MPI"));
+    assert!(!out.exists());
+}
