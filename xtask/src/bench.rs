@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Only a whole 5-iteration fit of the seed data against the time of its iterations.
     #[arg(long)]
     pub startup: bool,
+    /// Only `mpirun -np 1, 2, 4 nmflow fit` of the 50,000-cell case (the binary built with
+    /// `--features mpi`).
+    #[arg(long)]
+    pub mpi: bool,
 }
 
 struct Case {
@@ -133,6 +137,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         ))
     } else if args.gemm {
         Some(("gemm", gemm_backends()?))
+    } else if args.mpi {
+        Some(("mpi", crate::mpi_bench::run(&args.data_dir)?))
     } else if args.sweep {
         Some((
             "sweep",

@@ -6,6 +6,7 @@ mod bench;
 mod budget_bench;
 mod fuzz;
 mod man;
+mod mpi_bench;
 mod ooc_bench;
 mod scaling;
 mod startup_bench;

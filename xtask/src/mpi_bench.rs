@@ -1,0 +1,126 @@
+//! `cargo xtask bench --mpi`: `mpirun -np P nmflow fit` of the 50,000-cell
+//! single-cell case for P = 1, 2 and 4 on this machine's loopback, with
+//! the release binary built with `--features mpi`: seconds per iteration,
+//! every process's peak memory, and the bytes each iteration sums over the
+//! processes. Skipped, saying so, without `mpirun`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Processes measured.
+const PROCESSES: [usize; 3] = [1, 2, 4];
+/// The case: cells, genes, programs, k, iterations.
+const CELLS: usize = 50_000;
+const GENES: usize = 20_000;
+const K: usize = 20;
+const ITERATIONS: usize = 10;
+
+/// Builds the release binary with the `mpi` feature.
+fn mpi_binary() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "--bin", "nmflow", "--features", "mpi"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release --features mpi failed");
+    }
+    Ok(PathBuf::from("target/release/nmflow"))
+}
+
+/// Runs the cases and returns the markdown section.
+pub fn run(data_dir: &Path) -> Result<String> {
+    if Command::new("mpirun").arg("--version").output().is_err() {
+        let note = "skipped: `mpirun` is not installed (scripts/install-deps installs openmpi-bin)";
+        eprintln!("bench --mpi {note}");
+        return Ok(format!("`cargo xtask bench --mpi` {note}.\n"));
+    }
+    let binary = mpi_binary()?;
+    let data = crate::synth_sc::cached(data_dir, CELLS, GENES, 20)?;
+    let out = data_dir.join("mpi-result.h5");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let root = is_root();
+    let mut table = String::new();
+    let mut single = f64::NAN;
+    for &p in &PROCESSES {
+        let threads = (cores / p).max(1).to_string();
+        let mut cmd = Command::new("mpirun");
+        if root {
+            cmd.arg("--allow-run-as-root");
+        }
+        // No binding: OpenMPI binds each process to one core by default,
+        // which would leave a process's second thread without a core.
+        cmd.args([
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-np",
+            &p.to_string(),
+        ])
+        .arg(&binary)
+        .args(["fit"])
+        .arg(&data)
+        .args(["-k", &K.to_string(), "--max-iter", &ITERATIONS.to_string()])
+        .args(["--tol", "0", "--seed", "0", "--threads", &threads])
+        .args(["--json", "-q", "--force", "-o"])
+        .arg(&out);
+        let output = cmd.output().context("running mpirun")?;
+        if !output.status.success() {
+            bail!(
+                "mpirun -np {p} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let r: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context("parsing the JSON summary")?;
+        let per_iter = r["seconds_per_iter"].as_f64().unwrap_or(f64::NAN);
+        if p == 1 {
+            single = per_iter;
+        }
+        let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN) / f64::from(1u32 << 20);
+        let peaks: Vec<String> = match r["process_peak_rss_bytes"].as_array() {
+            Some(peaks) => peaks.iter().map(|v| format!("{:.0}", mib(v))).collect(),
+            None => vec![format!("{:.0}", mib(&r["peak_rss_bytes"]))],
+        };
+        let n_cols = r["n_cols"].as_u64().unwrap_or(0) as usize;
+        // XᵀW, WᵀW, W's column sums, the cross and data terms, in f64.
+        let reduced = 8 * (K * n_cols + K * K + K + 2);
+        eprintln!("-np {p}: {per_iter:.4} s/iteration");
+        writeln!(
+            table,
+            "| {p} | {threads} | {:.4} | {:.2} | {} | {:.2} | {:.4} |",
+            per_iter,
+            single / per_iter,
+            peaks.join(", "),
+            reduced as f64 / 1e6,
+            r["rel_error"].as_f64().unwrap_or(f64::NAN),
+        )?;
+    }
+    let _ = std::fs::remove_file(&out);
+    let mut s = String::new();
+    writeln!(
+        s,
+        "{}, with `cargo xtask bench --mpi` (release build with `--features mpi`, OpenMPI over the loopback, `mpirun --oversubscribe --bind-to none`; `nmflow fit` of the {CELLS} × {GENES} CSR h5ad of `cargo xtask synth sc`, k = {K}, {ITERATIONS} iterations, `--tol 0`; the machine's {cores} cores shared: `--threads` = cores / processes, at least 1).\n",
+        crate::bench::machine()
+    )?;
+    writeln!(
+        s,
+        "| processes | threads each | s / iteration | speed-up | peak RSS per process, MiB | summed per iteration, MB | final rel. error |\n|---|---|---|---|---|---|---|\n{table}"
+    )?;
+    Ok(s)
+}
+
+/// Whether this process runs as root (mpirun then needs
+/// `--allow-run-as-root`).
+fn is_root() -> bool {
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                == Some("0")
+        })
+}
