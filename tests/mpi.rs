@@ -194,6 +194,47 @@ fn what_is_not_distributed_is_refused_on_every_process() {
     assert!(stderr(&done).contains("--checkpoint"));
     let done = mpirun(2, &["inspect", path_str(&input)]);
     assert!(!done.status.success());
-    assert!(stderr(&done).contains("only `nmflow fit` runs over MPI"));
+    assert!(stderr(&done).contains("only `nmflow fit` and `nmflow transform` run over MPI"));
     assert!(!out.exists());
+}
+
+#[test]
+fn transform_over_processes_gives_the_single_process_projection() {
+    let dir = tempdir();
+    let x = seed_matrix(1001, 40, 3).mapv(|v| (v * 8.0).round());
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &x);
+    let fit = join(&dir, "fit.h5");
+    run_ok("fit", &[&fit_args(&input, &fit, &["-q"])]);
+    let single = join(&dir, "t1.h5");
+    let transform = |out: &Path| {
+        vec![
+            "transform".to_owned(),
+            path_str(&input).to_owned(),
+            "--components".to_owned(),
+            path_str(&fit).to_owned(),
+            "-o".to_owned(),
+            path_str(out).to_owned(),
+            "--json".to_owned(),
+            "-q".to_owned(),
+        ]
+    };
+    let words = transform(&single);
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    run_ok("transform", &[&words]);
+    for n in [2, 3] {
+        let out = join(&dir, &format!("t{n}.h5"));
+        let words = transform(&out);
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        let done = mpirun(n, &words);
+        assert!(done.status.success(), "-np {n}: {}", stderr(&done));
+        // Rows are solved independently: W is the single process's bit for
+        // bit; the error's sums differ in order only.
+        assert_eq!(read2(&out, "W"), read2(&single, "W"), "-np {n}");
+        let (a, b) = (
+            read1::<f64>(&out, "rel_error")[0],
+            read1::<f64>(&single, "rel_error")[0],
+        );
+        assert!((a - b).abs() <= 1e-7 * b, "-np {n}: {a} vs {b}");
+    }
 }

@@ -1,5 +1,6 @@
 //! `mpirun -np N nmflow fit ...` (built with `--features mpi`): one
-//! factorization over N processes.
+//! factorization over N processes (and `nmflow transform`, each process
+//! projecting its own rows).
 //!
 //! Every process opens the input read-only and reads only its contiguous
 //! range of the rows ([`Shard::rows_of`]), planned within its own
@@ -199,6 +200,117 @@ fn finish(
         crate::fit::report(args, input, &fitted, destination, started, Some(processes))?;
     }
     Ok(())
+}
+
+/// Runs `nmflow transform` as process `world.rank()` of `world.size()`:
+/// each process projects its own rows (rows are independent, so W is the
+/// single process's bit for bit); the error's sums are combined; process 0
+/// gathers W and writes the result.
+pub fn transform(mut args: crate::args::TransformArgs, world: World) -> Result<()> {
+    use crate::transform::{Projected, plan, solve};
+    let started = Instant::now();
+    let world = Arc::new(world);
+    let (rank, size) = (world.rank(), world.size());
+    let lead = rank == 0;
+    if !lead {
+        args.quiet = true;
+        args.json = false;
+    }
+    let refused = if args.write_into.is_some() {
+        Err(crate::usage::UsageError(
+            "--write-into edits the input that every process reads: under MPI give -o OUT.h5ad"
+                .into(),
+        )
+        .into())
+    } else {
+        Ok(())
+    };
+    agreed(&world, refused)?;
+    let opened = open_transform(&args, lead, size);
+    let (mut input, destination, normalize, matched, names) = agreed(&world, opened)?;
+    let n_rows = input.n_rows();
+    let rows = Shard::rows_of(rank, size, n_rows);
+    let whole = session::take_source(&mut input.opened.source);
+    input.opened.source = Box::new(RowRange::new(whole, rows.clone()));
+    let plan = agreed(&world, plan(&input, matched.h.nrows(), &args))?;
+    if lead && !(args.quiet || args.json) {
+        eprintln!("plan: {plan} (each of {size} processes, its own rows)");
+    }
+    let pool = agreed(&world, session::thread_pool(args.resources.threads))?;
+    let (projection, genes) = matched.into_projection(normalize, &args, plan.block_rows);
+    let shard = world.shard(n_rows);
+    let solved = pool.install(|| solve(&mut input, &projection, &plan, &args, Some(shard)));
+    let (mut w, outcome) = match solved {
+        Ok(solved) => solved,
+        Err(e) => return stop(&world, e),
+    };
+    let mut whole = if lead {
+        match MappedFactor::new(n_rows, projection.h.nrows(), &input.tmp_dir()) {
+            Ok(w) => Some(w),
+            Err(e) => return stop(&world, e.into()),
+        }
+    } else {
+        None
+    };
+    world.gather_rows(
+        w.as_mut(),
+        whole
+            .as_mut()
+            .map(|w| w as &mut dyn nmflow_core::FactorStore),
+        plan.block_rows,
+        |r| Shard::rows_of(r, size, n_rows),
+    );
+    let written = match (whole.as_mut(), &names) {
+        (Some(whole), Some(names)) => {
+            let done = Projected {
+                projection: &projection,
+                genes: &genes,
+                outcome: &outcome,
+                block_rows: plan.block_rows,
+                threads: pool.current_num_threads(),
+                n_rows,
+            };
+            crate::transform::finish(&args, &input, &destination, names, whole, &done, started)
+        }
+        _ => Ok(()),
+    };
+    agreed(&world, written)
+}
+
+/// What a distributed transform opens and checks on every process: the
+/// input, the destination, the fit's normalisation and components matched
+/// to the input's genes, and (process 0) the names of the result.
+type OpenedTransform = (
+    Input,
+    Destination,
+    Normalize,
+    crate::transform::Matched,
+    Option<crate::fit::ResultNames>,
+);
+
+fn open_transform(
+    args: &crate::args::TransformArgs,
+    lead: bool,
+    size: usize,
+) -> Result<OpenedTransform> {
+    let input = Input::open(&args.input)?;
+    let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
+    let components = nmflow_io::read_components(&args.components)?;
+    let normalize = crate::transform::normalisation(&components, args)?;
+    let matched = crate::transform::Matched::of(&input, &components, args)?;
+    let names = if lead {
+        Some(destination.names(&input, false)?)
+    } else {
+        None
+    };
+    if input.n_rows() < size {
+        bail!(
+            "{}: {} rows for {size} processes: run fewer processes than rows",
+            input.name,
+            input.n_rows()
+        );
+    }
+    Ok((input, destination, normalize, matched, names))
 }
 
 /// Ends a distributed fit that failed on this process: an error the

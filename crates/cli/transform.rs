@@ -9,7 +9,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use ndarray::Array2;
 use nmflow_core::{
-    FactorStore, Held, Normalize, Plan, Projection, ProjectionOutcome, Request, plan_runs, project,
+    FactorStore, Held, Normalize, Plan, Projection, ProjectionOutcome, Request, plan_runs,
+    project_sharded,
 };
 use nmflow_io::factor_file::MappedFactor;
 use nmflow_io::prefetch::PrefetchSource;
@@ -48,6 +49,12 @@ struct Summary {
 }
 
 pub fn run(args: TransformArgs) -> Result<()> {
+    #[cfg(feature = "mpi")]
+    if let Some(world) = crate::distributed::world()?
+        && nmflow_core::collective::Collective::size(&world) > 1
+    {
+        return crate::distributed::transform(args, world);
+    }
     let started = Instant::now();
     let mut input = Input::open(&args.input)?;
     let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
@@ -61,24 +68,60 @@ pub fn run(args: TransformArgs) -> Result<()> {
     let names = destination.names(&input, false)?;
     let pool = session::thread_pool(args.resources.threads)?;
     let (projection, genes) = matched.into_projection(normalize, &args, plan.block_rows);
-    let (mut w, outcome) = pool.install(|| solve(&mut input, &projection, &plan, &args))?;
-    let clusters = nmflow_core::factor::clusters(w.as_mut(), plan.block_rows);
-    let mut attrs = attrs(
-        &input,
-        &projection,
-        &genes,
+    let (mut w, outcome) = pool.install(|| solve(&mut input, &projection, &plan, &args, None))?;
+    let done = Projected {
+        projection: &projection,
+        genes: &genes,
+        outcome: &outcome,
+        block_rows: plan.block_rows,
+        threads: pool.current_num_threads(),
+        n_rows: input.n_rows(),
+    };
+    finish(
         &args,
-        pool.current_num_threads(),
-    );
+        &input,
+        &destination,
+        &names,
+        w.as_mut(),
+        &done,
+        started,
+    )
+}
+
+/// What a projection leaves for its result.
+pub(crate) struct Projected<'a> {
+    pub(crate) projection: &'a Projection,
+    pub(crate) genes: &'a GeneCounts,
+    pub(crate) outcome: &'a ProjectionOutcome,
+    pub(crate) block_rows: usize,
+    pub(crate) threads: usize,
+    /// Rows of the whole input.
+    pub(crate) n_rows: usize,
+}
+
+/// Writes the result of W (`w`, every row) and prints the summary.
+pub(crate) fn finish(
+    args: &TransformArgs,
+    input: &Input,
+    destination: &Destination,
+    names: &ResultNames,
+    w: &mut dyn FactorStore,
+    done: &Projected<'_>,
+    started: Instant,
+) -> Result<()> {
+    let (projection, genes, outcome) = (done.projection, done.genes, done.outcome);
+    let normalize = projection.normalize;
+    let clusters = nmflow_core::factor::clusters(w, done.block_rows);
+    let mut attrs = attrs(input, projection, genes, args, done.threads);
     attrs.push(("rel_error".into(), AttrValue::Float(outcome.rel_error)));
-    let col_names = match &names {
+    let col_names = match names {
         ResultNames::Columns(names) => names.as_deref(),
         ResultNames::Both(_) => None,
     };
     let rel_error = [outcome.rel_error];
     let seconds = [outcome.seconds];
     let mut output = FitOutput {
-        w: w.as_mut(),
+        w,
         h: projection.h.view(),
         rel_error: &rel_error,
         iteration_seconds: &seconds,
@@ -88,7 +131,7 @@ pub fn run(args: TransformArgs) -> Result<()> {
         sample: None,
         col_names,
     };
-    destination.write(&names, &mut output, args.force, args.input.raw)?;
+    destination.write(names, &mut output, args.force, args.input.raw)?;
     let mut cluster_sizes = vec![0usize; projection.h.nrows()];
     for &c in &clusters {
         cluster_sizes[c as usize] += 1;
@@ -96,7 +139,7 @@ pub fn run(args: TransformArgs) -> Result<()> {
     let summary = Summary {
         input: input.name.clone(),
         components: args.components.display().to_string(),
-        n_rows: input.n_rows(),
+        n_rows: done.n_rows,
         n_cols: input.n_cols(),
         k: projection.h.nrows(),
         solver: projection.solver.as_str().into(),
@@ -106,8 +149,8 @@ pub fn run(args: TransformArgs) -> Result<()> {
         ignored_genes: genes.ignored,
         rel_error: outcome.rel_error,
         seconds: started.elapsed().as_secs_f64(),
-        block_rows: plan.block_rows,
-        threads: pool.current_num_threads(),
+        block_rows: done.block_rows,
+        threads: done.threads,
         cluster_sizes,
         output: destination.path().display().to_string(),
         peak_rss_bytes: crate::system::peak_rss_bytes(),
@@ -122,7 +165,7 @@ pub fn run(args: TransformArgs) -> Result<()> {
 
 /// The fit's per-row normalisation, from its parameters; a fit of another
 /// loss than the Frobenius norm is refused.
-fn normalisation(components: &Components, args: &TransformArgs) -> Result<Normalize> {
+pub(crate) fn normalisation(components: &Components, args: &TransformArgs) -> Result<Normalize> {
     if components.param("beta_loss") == Some(nmflow_core::Loss::KullbackLeibler.as_str()) {
         usage!(
             "{}: a Kullback-Leibler fit; transform solves least squares with H fixed, which is \
@@ -142,7 +185,7 @@ fn normalisation(components: &Components, args: &TransformArgs) -> Result<Normal
 }
 
 /// The memory plan: W of `k` columns beside the names and clusters.
-fn plan(input: &Input, k: usize, args: &TransformArgs) -> Result<Plan> {
+pub(crate) fn plan(input: &Input, k: usize, args: &TransformArgs) -> Result<Plan> {
     plan_runs(&Request {
         shape: (input.n_rows(), input.n_cols()),
         nnz: input.opened.source.nnz_hint(),
@@ -160,11 +203,12 @@ fn plan(input: &Input, k: usize, args: &TransformArgs) -> Result<Plan> {
 }
 
 /// W's store as the plan places it, filled by one pass over the input.
-fn solve(
+pub(crate) fn solve(
     input: &mut Input,
     projection: &Projection,
     plan: &Plan,
     args: &TransformArgs,
+    shard: Option<nmflow_core::collective::Shard<'_>>,
 ) -> Result<(Box<dyn FactorStore>, ProjectionOutcome)> {
     let (n_rows, k) = (input.n_rows(), projection.h.nrows());
     let mut w: Box<dyn FactorStore> = if plan.w_on_disk {
@@ -177,7 +221,14 @@ fn solve(
         input.opened.source = Box::new(PrefetchSource::new(inner, 1));
     }
     let progress = Progress::new(n_rows, 1, args.quiet || args.json, "transform");
-    let outcome = project(
+    let alone = nmflow_core::collective::Alone;
+    let shard = shard.unwrap_or(nmflow_core::collective::Shard {
+        collective: &alone,
+        first_row: 0,
+        n_rows,
+    });
+    let outcome = project_sharded(
+        shard,
         input.opened.source.as_mut(),
         projection,
         w.as_mut(),
@@ -254,9 +305,9 @@ fn names_bytes(input: &Input) -> u64 {
 }
 
 /// The components with their columns in the input's order.
-struct Matched {
+pub(crate) struct Matched {
     /// H, `k × n_cols` of the input (zero for a gene the fit did not see).
-    h: Array2<f32>,
+    pub(crate) h: Array2<f32>,
     /// The columns of H of the fit's genes the input lacks.
     absent: Array2<f32>,
     /// The fit's divisor of each input column (∞, ignored, where it did not
@@ -266,7 +317,7 @@ struct Matched {
 }
 
 /// How the genes of the components met those of the input.
-struct GeneCounts {
+pub(crate) struct GeneCounts {
     /// Genes of the components found in the input.
     matched: usize,
     /// Genes of the components absent from the input (zeros).
@@ -283,7 +334,7 @@ fn first<'a>(names: impl Iterator<Item = &'a str>, n: usize) -> String {
 impl Matched {
     /// The projection of the input onto these components, and the gene
     /// counts.
-    fn into_projection(
+    pub(crate) fn into_projection(
         self,
         normalize: Normalize,
         args: &TransformArgs,
@@ -318,7 +369,7 @@ impl Matched {
 
     /// Matches genes by name when both sides have names, by position when
     /// neither does and the counts agree; refuses anything else.
-    fn of(input: &Input, components: &Components, args: &TransformArgs) -> Result<Self> {
+    pub(crate) fn of(input: &Input, components: &Components, args: &TransformArgs) -> Result<Self> {
         let n_cols = input.n_cols();
         let (k, fit_cols) = components.h.dim();
         let path = args.components.display();

@@ -60,7 +60,7 @@ pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{
     Budget, BudgetSource, BudgetTooSmall, Held, MemoryEstimate, Plan, PlanError, Request, plan_runs,
 };
-pub use project::{Projection, ProjectionOutcome, project};
+pub use project::{Projection, ProjectionOutcome, project, project_sharded};
 pub use rules::{INNER_ALPHA, INNER_DELTA, Inner, Loss, Regularization, Solver};
 pub use sample::{Pca, RowSample, sample_row_indices};
 pub use solver::{

@@ -13,6 +13,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayViewMut2, Axis, s};
 use rayon::prelude::*;
 
+use crate::collective::{Alone, Shard};
 use crate::error::FitError;
 use crate::factor::FactorStore;
 use crate::kernels::{self, Penalty, RowUpdate, Sweeps};
@@ -74,6 +75,28 @@ pub fn project(
     w: &mut dyn FactorStore,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<ProjectionOutcome, FitError> {
+    let shard = Shard {
+        collective: &Alone,
+        first_row: 0,
+        n_rows: source.n_rows(),
+    };
+    project_sharded(shard, source, projection, w, on_event)
+}
+
+/// [`project`] for one process of several sharing the rows: `source` and
+/// `w` hold this process's rows; the error's sums are combined over the
+/// processes, so every one returns the whole matrix's relative error. A
+/// failure on any process fails every one.
+///
+/// # Panics
+/// As [`project`].
+pub fn project_sharded(
+    shard: Shard<'_>,
+    source: &mut dyn RowSource,
+    projection: &Projection,
+    w: &mut dyn FactorStore,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<ProjectionOutcome, FitError> {
     let started = Instant::now();
     let (n_rows, n_cols) = (source.n_rows(), source.n_cols());
     let k = projection.h.nrows();
@@ -95,29 +118,47 @@ pub fn project(
     let mut normalizer = Normalizer::new(projection.normalize);
     let mut stats = ColumnStats::new(n_cols);
     let mut totals = Totals::new(k);
-    begin_pass(source, &mut normalizer, &blocks)?;
-    for rows in &blocks {
-        let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
-        match &x {
-            RowBlock::Dense(x) => stats.add_block(*x, rows.start)?,
-            RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
+    let mut read = || -> Result<(), FitError> {
+        begin_pass(source, &mut normalizer, &blocks)?;
+        for rows in &blocks {
+            let x = read_block(source, &mut normalizer, rows.clone(), n_cols)?;
+            let first = shard.first_row + rows.start;
+            match &x {
+                RowBlock::Dense(x) => stats.add_block(*x, first)?,
+                RowBlock::Csr(x) => stats.add_csr_block(x, first)?,
+            }
+            let mut w_b = w.rows_mut(rows.clone());
+            let solve = BlockSolve {
+                x: &x,
+                hst: hst.view(),
+                hht: hht.view(),
+                inv_scale: inv_scale.view(),
+                solver: projection.solver,
+                sweeps,
+            };
+            solve.run(w_b.view_mut(), &mut totals);
+            w.release(rows.clone());
+            on_event(Event::Block {
+                kind: PassKind::Iterate,
+                rows_done: rows.end,
+                n_rows,
+            });
         }
-        let mut w_b = w.rows_mut(rows.clone());
-        let solve = BlockSolve {
-            x: &x,
-            hst: hst.view(),
-            hht: hht.view(),
-            inv_scale: inv_scale.view(),
-            solver: projection.solver,
-            sweeps,
-        };
-        solve.run(w_b.view_mut(), &mut totals);
-        w.release(rows.clone());
-        on_event(Event::Block {
-            kind: PassKind::Iterate,
-            rows_done: rows.end,
-            n_rows,
-        });
+        Ok(())
+    };
+    let result = read();
+    shard.agree(result)?;
+    if shard.collective.size() > 1 {
+        let mut sums: Vec<f64> = totals.wtw.iter().copied().collect();
+        sums.extend([totals.cross, totals.x_norm_sq, totals.n_stored as f64]);
+        shard.collective.sum(&mut sums);
+        let k2 = totals.wtw.len();
+        for (t, &v) in totals.wtw.iter_mut().zip(&sums[..k2]) {
+            *t = v;
+        }
+        totals.cross = sums[k2];
+        totals.x_norm_sq = sums[k2 + 1];
+        totals.n_stored = sums[k2 + 2] as u64;
     }
     let fit_term: f64 = (&totals.wtw * &hht.mapv(f64::from)).sum();
     let err_sq = totals.x_norm_sq - 2.0 * totals.cross + fit_term;

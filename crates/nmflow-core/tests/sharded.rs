@@ -280,3 +280,68 @@ fn a_bad_value_in_one_shard_fails_every_shard_naming_the_whole_matrixs_row() {
     let own = errors[2].to_string();
     assert!(own.contains("row 95") && own.contains("column 7"), "{own}");
 }
+
+#[test]
+fn a_projection_over_shards_solves_every_row_as_alone() {
+    use nmflow_core::{Normalize, Projection, project, project_sharded};
+    let x = matrix(211);
+    let (n_rows, n_cols) = x.dim();
+    let h = nmflow_core::init::random_h(4, 3, n_cols);
+    let projection = Projection {
+        h,
+        absent: Array2::zeros((3, 0)),
+        col_scale: vec![1.0; n_cols],
+        normalize: Normalize::None,
+        solver: Solver::Hals,
+        max_sweeps: 200,
+        tol: 1e-4,
+        block_rows: 32,
+    };
+    let mut w_alone = Array2::<f32>::zeros((n_rows, 3));
+    let mut src = source(x.clone(), true);
+    let alone = project(src.as_mut(), &projection, &mut w_alone, &mut |_| {}).expect("alone");
+    let size = 3;
+    let group = Threads {
+        size,
+        barrier: Barrier::new(size),
+        slots: Mutex::new(vec![Vec::new(); size]),
+    };
+    let parts: Vec<(Array2<f32>, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..size)
+            .map(|rank| {
+                let (group, x, projection) = (&group, &x, &projection);
+                scope.spawn(move || {
+                    let rows = Shard::rows_of(rank, size, n_rows);
+                    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), true);
+                    let mut w = Array2::<f32>::zeros((rows.len(), 3));
+                    let collective = Rank { rank, group };
+                    let shard = Shard {
+                        collective: &collective,
+                        first_row: rows.start,
+                        n_rows,
+                    };
+                    let outcome =
+                        project_sharded(shard, src.as_mut(), projection, &mut w, &mut |_| {})
+                            .expect("shard");
+                    (w, outcome.rel_error)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rank"))
+            .collect()
+    });
+    let views: Vec<_> = parts.iter().map(|(w, _)| w.view()).collect();
+    let w = ndarray::concatenate(ndarray::Axis(0), &views).expect("W");
+    assert_eq!(w, w_alone, "rows are solved independently");
+    // The error sums chunk partials that start at each process's first
+    // row: equal within rounding.
+    for (_, err) in &parts {
+        assert!(
+            (err - alone.rel_error).abs() <= 1e-7 * alone.rel_error,
+            "{err} vs {}",
+            alone.rel_error
+        );
+    }
+}
