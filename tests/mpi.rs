@@ -185,13 +185,9 @@ fn what_is_not_distributed_is_refused_on_every_process() {
     let input = join(&dir, "x.h5");
     write_h5(&input, "X", &seed_matrix(100, 20, 2));
     let out = join(&dir, "r.h5");
-    let ckpt = join(&dir, "c.h5");
-    let done = mpirun(
-        2,
-        &fit_args(&input, &out, &["--checkpoint", path_str(&ckpt)]),
-    );
+    let done = mpirun(2, &fit_args(&input, &out, &["--init", "nndsvda"]));
     assert_eq!(done.status.code(), Some(2), "{}", stderr(&done));
-    assert!(stderr(&done).contains("--checkpoint"));
+    assert!(stderr(&done).contains("--init nndsvda"));
     let done = mpirun(2, &["inspect", path_str(&input)]);
     assert!(!done.status.success());
     assert!(stderr(&done).contains("only `nmflow fit` and `nmflow transform` run over MPI"));
@@ -237,4 +233,84 @@ fn transform_over_processes_gives_the_single_process_projection() {
         );
         assert!((a - b).abs() <= 1e-7 * b, "-np {n}: {a} vs {b}");
     }
+}
+
+#[test]
+fn a_killed_job_resumes_from_every_process_checkpoint_to_the_same_result() {
+    use std::os::unix::process::CommandExt;
+
+    let dir = tempdir();
+    let x = seed_matrix(6000, 200, 4);
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &x);
+    let ckpt = join(&dir, "ck.h5");
+    let args = |out: &Path, ckpt: Option<&Path>| -> Vec<String> {
+        let mut a: Vec<String> = iterations(&input, out, "300", &[])
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        if let Some(ckpt) = ckpt {
+            a.extend(
+                [
+                    "--checkpoint",
+                    path_str(ckpt),
+                    "--checkpoint-every",
+                    "2",
+                    "--resume",
+                ]
+                .map(str::to_owned),
+            );
+        }
+        a.push("-q".into());
+        a
+    };
+    let whole = join(&dir, "whole.h5");
+    let done = mpirun(
+        2,
+        &args(&whole, None)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(done.status.success(), "{}", stderr(&done));
+    // Killed (every process, SIGKILL) once both processes have written a
+    // checkpoint, then run again: the same result as the uninterrupted run.
+    let out = join(&dir, "resumed.h5");
+    let words = args(&out, Some(&ckpt));
+    let mut cmd = Command::new("mpirun");
+    if nix_root() {
+        cmd.arg("--allow-run-as-root");
+    }
+    cmd.args(["--oversubscribe", "-np", "2"])
+        .arg(env!("CARGO_BIN_EXE_nmflow"))
+        .args(&words)
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .process_group(0);
+    let child = cmd.spawn().expect("mpirun");
+    let parts = [0, 1].map(|r| dir.path().join(format!("ck.h5.{r}-of-2")));
+    let started = std::time::Instant::now();
+    while !parts.iter().all(|p| p.exists()) {
+        assert!(started.elapsed().as_secs() < 120, "no checkpoints written");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    // SAFETY: kill has no memory-safety preconditions; the group is the
+    // job's (mpirun and its processes).
+    unsafe {
+        libc::kill(-(child.id() as i32), libc::SIGKILL);
+    }
+    // The processes mpirun started may sit in groups of their own.
+    let _ = Command::new("pkill")
+        .args(["-9", "-f", path_str(&out)])
+        .status();
+    let _ = child.wait_with_output();
+    assert!(!out.exists(), "the killed job wrote its result");
+    let done = mpirun(2, &words.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_eq!(read2(&out, "W"), read2(&whole, "W"));
+    assert_eq!(read2(&out, "H"), read2(&whole, "H"));
+    assert!(
+        !parts.iter().any(|p| p.exists()),
+        "checkpoints left after the result"
+    );
 }

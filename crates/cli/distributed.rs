@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use nmflow_core::collective::{Collective, Shard};
 use nmflow_core::{Normalize, RowBlock, RowSource, SourceError};
 use nmflow_io::factor_file::MappedFactor;
@@ -57,9 +57,6 @@ fn agreed<T>(world: &World, result: Result<T>) -> Result<T> {
 /// The options a distributed fit does not take (yet), refused on every
 /// process before any work.
 fn check_options(args: &FitArgs) -> Result<()> {
-    if args.checkpoint.is_some() {
-        usage!("--checkpoint is not available under MPI yet: run on one process to checkpoint");
-    }
     if args.write_into.is_some() {
         usage!("--write-into edits the input that every process reads: under MPI give -o OUT.h5ad");
     }
@@ -83,6 +80,15 @@ pub fn fit(mut args: FitArgs, world: World) -> Result<()> {
         args.run.json = false;
     }
     agreed(&world, check_options(&args))?;
+    // Each process checkpoints its own rows of W (and the state every
+    // process shares) to CHECKPOINT.RANK-of-SIZE; all resume from the same
+    // iteration or none does.
+    if let Some(path) = &args.checkpoint {
+        let mut name = path.clone().into_os_string();
+        name.push(format!(".{rank}-of-{size}"));
+        args.checkpoint = Some(name.into());
+    }
+    let loaded = load_agreed(&world, &mut args)?;
     let opened = (|| -> Result<_> {
         let input = Input::open(&args.input)?;
         let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
@@ -124,7 +130,7 @@ pub fn fit(mut args: FitArgs, world: World) -> Result<()> {
             );
         }
     }
-    let fitted = match planned.run(&args, &mut input, None) {
+    let fitted = match planned.run(&args, &mut input, loaded) {
         Ok(fitted) => fitted,
         Err(e) => return stop(&world, e),
     };
@@ -138,6 +144,74 @@ pub fn fit(mut args: FitArgs, world: World) -> Result<()> {
         n_rows,
         started,
     )
+}
+
+/// The checkpoint every process resumes from: the latest iteration whose
+/// checkpoint every process has, its latest or the one before it
+/// ([`session::Persist::keep_previous`]); `None` when no process has one.
+fn load_agreed(
+    world: &World,
+    args: &mut FitArgs,
+) -> Result<Option<nmflow_io::checkpoint::LoadedCheckpoint>> {
+    let Some(path) = args.checkpoint.clone() else {
+        return Ok(None);
+    };
+    // Every process takes part in the same collective calls, whatever it
+    // finds on its disk.
+    let refused: Result<()> = if path.exists() && !args.resume {
+        Err(crate::usage::UsageError(format!(
+            "{}: a checkpoint exists; continue from it with --resume, or delete it to start anew",
+            path.display()
+        ))
+        .into())
+    } else {
+        Ok(())
+    };
+    agreed(world, refused)?;
+    let candidates = [path.clone(), session::previous_checkpoint(&path)];
+    let read: Vec<Option<nmflow_io::checkpoint::LoadedCheckpoint>> = candidates
+        .iter()
+        .map(|p| {
+            p.exists()
+                .then(|| nmflow_io::checkpoint::read_checkpoint(p).ok())
+                .flatten()
+        })
+        .collect();
+    let mine: Vec<f64> = read
+        .iter()
+        .map(|c| c.as_ref().map_or(-1.0, |c| c.resume.iteration as f64))
+        .collect();
+    let all = world.all_gather(&mine);
+    let size = world.size();
+    let common = mine
+        .iter()
+        .copied()
+        .filter(|&i| i >= 0.0)
+        .filter(|&i| (0..size).all(|r| all[2 * r] == i || all[2 * r + 1] == i))
+        .fold(-1.0f64, f64::max);
+    let any = all.iter().any(|&i| i >= 0.0);
+    if common < 0.0 {
+        // Every process gathered the same iterations: all decide alike.
+        if any {
+            bail!(
+                "{}: the processes' checkpoints share no iteration (a process lost its own); \
+                 delete the checkpoints to start anew",
+                path.display()
+            );
+        }
+        return Ok(None);
+    }
+    let chosen = read
+        .into_iter()
+        .flatten()
+        .find(|c| c.resume.iteration as f64 == common);
+    if args.run.resources.block_rows.is_none() {
+        args.run.resources.block_rows = chosen
+            .as_ref()
+            .and_then(|c| c.meta.param("block_rows"))
+            .and_then(|v| v.parse().ok());
+    }
+    Ok(chosen)
 }
 
 /// Process 0 gathers W and writes the result; every process learns
@@ -190,6 +264,17 @@ fn finish(
         _ => Ok(()),
     };
     agreed(world, written)?;
+    // The result is in place: each process's checkpoints have served.
+    if let Some(path) = &args.checkpoint {
+        for path in [path.clone(), session::previous_checkpoint(path)] {
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(e)
+                    .with_context(|| format!("{}: removing the checkpoint", path.display()));
+            }
+        }
+    }
     let peak = crate::system::peak_rss_bytes().unwrap_or(0);
     let peaks = world.all_gather(&[peak as f64]);
     if rank == 0 {

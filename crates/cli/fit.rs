@@ -202,7 +202,7 @@ pub(crate) fn report(
 
 /// A checkpoint to continue from: read first, so that the plan takes its
 /// block height (results depend on it in the last bits).
-fn load_checkpoint(args: &mut FitArgs) -> Result<Option<LoadedCheckpoint>> {
+pub(crate) fn load_checkpoint(args: &mut FitArgs) -> Result<Option<LoadedCheckpoint>> {
     Ok(match &args.checkpoint {
         Some(path) if path.exists() && args.resume => {
             let loaded = nmflow_io::checkpoint::read_checkpoint(path)?;
@@ -647,6 +647,7 @@ fn persist(
         every: args.checkpoint_every,
         meta,
         resume: loaded,
+        keep_previous: prepared.shard.is_some(),
     }))
 }
 

@@ -331,6 +331,17 @@ pub struct Persist {
     pub meta: nmflow_io::checkpoint::CheckpointMeta,
     /// The checkpoint to resume from (taken by the first batch).
     pub resume: Option<nmflow_io::checkpoint::LoadedCheckpoint>,
+    /// Keep the previous checkpoint as PATH.prev while the next is written
+    /// (a distributed fit: its processes write theirs at slightly different
+    /// moments, so a kill can leave them one checkpoint apart).
+    pub keep_previous: bool,
+}
+
+/// Where the checkpoint before `path`'s is kept ([`Persist::keep_previous`]).
+pub fn previous_checkpoint(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".prev");
+    PathBuf::from(name)
 }
 
 /// The row sample, its principal components, for the outputs.
@@ -589,6 +600,9 @@ impl BatchContext<'_> {
             .and_then(|s| SampleInfo::of(s).ok())
             .map(|info| info.state())
             .or_else(|| self.resumed_sample.clone());
+        if persist.keep_previous && persist.path.exists() {
+            std::fs::rename(&persist.path, previous_checkpoint(&persist.path))?;
+        }
         nmflow_io::checkpoint::write_checkpoint(
             &persist.path,
             &persist.meta,

@@ -539,7 +539,9 @@ pub fn fit_many_sharded(
         {
             sample_seconds += finish_sample(collected.as_deref_mut(), &col_scale, seed);
             let sample = collected.as_deref();
-            save_checkpoint(checkpointing, iteration, &shared, sample, runs, &states)?;
+            // Each process saves its own; a failure on any stops all.
+            let saved = save_checkpoint(checkpointing, iteration, &shared, sample, runs, &states);
+            shard.agree(saved)?;
         }
     }
     sample_seconds += finish_sample(collected, &col_scale, seed);
