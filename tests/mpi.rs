@@ -314,3 +314,35 @@ fn a_killed_job_resumes_from_every_process_checkpoint_to_the_same_result() {
         "checkpoints left after the result"
     );
 }
+
+#[test]
+fn a_corrupt_block_in_one_process_rows_fails_the_whole_job_cleanly() {
+    // An h5ad CSR matrix whose stored column index is out of range in row
+    // 350: only the last of 4 processes (rows 300..400) reads it.
+    let dir = tempdir();
+    let x = seed_matrix(400, 30, 3).mapv(|v| (v * 8.0).round());
+    let (data, mut indices, indptr) = compressed(&x, false);
+    let at = indptr[350] as usize;
+    indices[at] = 99;
+    let input = join(&dir, "x.h5ad");
+    sparse_h5ad(
+        &input,
+        "X",
+        "csr_matrix",
+        Some(&[400, 30]),
+        &data,
+        &indices,
+        &indptr,
+    );
+    let out = join(&dir, "r.h5ad");
+    let done = mpirun(4, &fit_args(&input, &out, &[]));
+    assert!(!done.status.success());
+    let err = stderr(&done);
+    assert!(err.contains("x.h5ad") && err.contains("350"), "{err}");
+    assert!(
+        err.contains("process 3 of this"),
+        "the others name the failed process: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "a failed job left its output");
+}
