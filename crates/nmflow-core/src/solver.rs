@@ -762,11 +762,21 @@ impl Pass<'_> {
             }
             Ok(())
         };
-        let result = read();
-        self.shard.agree(result)?;
-        combine_runs(self.shard, states);
+        end_pass(self.shard, read(), states)?;
         Ok(())
     }
+}
+
+/// The end of a pass over this process's rows: its `result` agreed between
+/// the processes, then what it accumulated summed over them.
+fn end_pass(
+    shard: Shard<'_>,
+    result: Result<(), FitError>,
+    states: &mut [RunState],
+) -> Result<(), FitError> {
+    shard.agree(result)?;
+    combine_runs(shard, states);
+    Ok(())
 }
 
 /// Sums what every process's pass accumulated for each run (XᵀW, WᵀW, W's
@@ -910,9 +920,7 @@ fn pre_pass(
         }
         Ok(())
     };
-    let result = read();
-    shard.agree(result)?;
-    combine_runs(shard, states);
+    end_pass(shard, read(), states)?;
     let prepare_seconds = started.elapsed().as_secs_f64();
     let mut integer_valued = match normalizer.kind() {
         Normalize::None => stats.all_integer(),
@@ -1309,9 +1317,7 @@ impl KlFirstPass<'_> {
             }
             Ok(())
         };
-        let result = read();
-        self.shard.agree(result)?;
-        combine_runs(self.shard, states);
+        end_pass(self.shard, read(), states)?;
         for state in states.iter_mut() {
             if let Some(kl) = &state.kl {
                 let rel = kl.rel_error(self.shared, state.ws.w_sum.view(), 0)?;
