@@ -69,10 +69,47 @@ fn check_options(args: &FitArgs) -> Result<()> {
     Ok(())
 }
 
+/// An error a process has printed already (see [`reported`]).
+#[derive(Debug)]
+pub struct Reported {
+    /// The error was a usage error (exit code 2).
+    pub usage: bool,
+}
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reported by every process")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// `result` of every process, each printing its own error before any
+/// leaves: the launcher stops the job when the first process exits with an
+/// error, which must not cut short the message of the process that failed.
+fn reported(world: &World, result: Result<()>) -> Result<()> {
+    if let Err(e) = &result {
+        eprintln!("nmflow: error: {e:#}");
+    }
+    world.all_gather(&[0.0]);
+    result.map_err(|e| {
+        Reported {
+            usage: crate::usage::is_usage(&e),
+        }
+        .into()
+    })
+}
+
 /// Runs `nmflow fit` as process `world.rank()` of `world.size()`.
-pub fn fit(mut args: FitArgs, world: World) -> Result<()> {
-    let started = Instant::now();
+pub fn fit(args: FitArgs, world: World) -> Result<()> {
     let world = Arc::new(world);
+    let result = fit_here(args, &world);
+    reported(&world, result)
+}
+
+fn fit_here(mut args: FitArgs, world: &Arc<World>) -> Result<()> {
+    let started = Instant::now();
+    let world = world.clone();
     let (rank, size) = (world.rank(), world.size());
     let lead = rank == 0;
     if !lead {
@@ -291,10 +328,16 @@ fn finish(
 /// each process projects its own rows (rows are independent, so W is the
 /// single process's bit for bit); the error's sums are combined; process 0
 /// gathers W and writes the result.
-pub fn transform(mut args: crate::args::TransformArgs, world: World) -> Result<()> {
+pub fn transform(args: crate::args::TransformArgs, world: World) -> Result<()> {
+    let world = Arc::new(world);
+    let result = transform_here(args, &world);
+    reported(&world, result)
+}
+
+fn transform_here(mut args: crate::args::TransformArgs, world: &Arc<World>) -> Result<()> {
     use crate::transform::{Projected, plan, solve};
     let started = Instant::now();
-    let world = Arc::new(world);
+    let world = world.clone();
     let (rank, size) = (world.rank(), world.size());
     let lead = rank == 0;
     if !lead {

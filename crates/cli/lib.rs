@@ -85,6 +85,13 @@ where
     };
     match result {
         Ok(()) => 0,
+        #[cfg(feature = "mpi")]
+        Err(err) if err.is::<distributed::Reported>() => {
+            let usage = err
+                .downcast_ref::<distributed::Reported>()
+                .is_some_and(|r| r.usage);
+            if usage { 2 } else { 1 }
+        }
         Err(err) => {
             eprintln!("nmflow: error: {err:#}");
             if usage::is_usage(&err) { 2 } else { 1 }
