@@ -47,6 +47,42 @@ impl Collective for Rank<'_> {
     }
 }
 
+/// Runs `work(shard, rows)` on `size` simulated processes sharing
+/// `n_rows` rows, each on a thread with its own rows; returns every
+/// process's result, by rank.
+fn over_threads<T: Send>(
+    size: usize,
+    n_rows: usize,
+    work: impl Fn(Shard<'_>, std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let group = Threads {
+        size,
+        barrier: Barrier::new(size),
+        slots: Mutex::new(vec![Vec::new(); size]),
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..size)
+            .map(|rank| {
+                let (group, work) = (&group, &work);
+                scope.spawn(move || {
+                    let rows = Shard::rows_of(rank, size, n_rows);
+                    let collective = Rank { rank, group };
+                    let shard = Shard {
+                        collective: &collective,
+                        first_row: rows.start,
+                        n_rows,
+                    };
+                    work(shard, rows)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("rank"))
+            .collect()
+    })
+}
+
 fn params(k: usize, solver: Solver, loss: Loss) -> NmfParams {
     NmfParams {
         k,
@@ -91,48 +127,24 @@ fn fit_over(
     sparse: bool,
 ) -> Result<(Vec<FitOutcome>, Array2<f32>), FitError> {
     let (n_rows, n_cols) = x.dim();
-    let group = Threads {
-        size,
-        barrier: Barrier::new(size),
-        slots: Mutex::new(vec![Vec::new(); size]),
-    };
-    let results: Vec<Result<(FitOutcome, Array2<f32>), FitError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..size)
-            .map(|rank| {
-                let group = &group;
-                scope.spawn(move || {
-                    let rows = Shard::rows_of(rank, size, n_rows);
-                    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
-                    let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
-                    let valid = valid.with_block_rows(p.block_rows.unwrap_or(64));
-                    let mut w = Array2::<f32>::zeros((rows.len(), p.k));
-                    let collective = Rank { rank, group };
-                    let shard = Shard {
-                        collective: &collective,
-                        first_row: rows.start,
-                        n_rows,
-                    };
-                    let mut runs = [Run {
-                        params: &valid,
-                        w: &mut w,
-                    }];
-                    let mut outcomes = fit_many_sharded(
-                        shard,
-                        src.as_mut(),
-                        &mut runs,
-                        None,
-                        None,
-                        None,
-                        &mut |_, _| {},
-                    )?;
-                    Ok((outcomes.remove(0), w))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("rank"))
-            .collect()
+    let results = over_threads(size, n_rows, |shard, rows| {
+        let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
+        let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+        let mut w = Array2::<f32>::zeros((rows.len(), p.k));
+        let mut runs = [Run {
+            params: &valid,
+            w: &mut w,
+        }];
+        let mut outcomes = fit_many_sharded(
+            shard,
+            src.as_mut(),
+            &mut runs,
+            None,
+            None,
+            None,
+            &mut |_, _| {},
+        )?;
+        Ok::<_, FitError>((outcomes.remove(0), w))
     });
     let mut outcomes = Vec::new();
     let mut ws = Vec::new();
@@ -219,52 +231,25 @@ fn a_bad_value_in_one_shard_fails_every_shard_naming_the_whole_matrixs_row() {
     let mut x = matrix(120);
     x[(95, 7)] = -1.0;
     let p = params(3, Solver::Mu, Loss::Frobenius);
-    let group = 3;
     let (n_rows, n_cols) = x.dim();
-    let threads = Threads {
-        size: group,
-        barrier: Barrier::new(group),
-        slots: Mutex::new(vec![Vec::new(); group]),
-    };
-    let errors: Vec<FitError> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..group)
-            .map(|rank| {
-                let (threads, x, p) = (&threads, &x, &p);
-                scope.spawn(move || {
-                    let rows = Shard::rows_of(rank, group, n_rows);
-                    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), false);
-                    let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
-                    let mut w = Array2::<f32>::zeros((rows.len(), p.k));
-                    let collective = Rank {
-                        rank,
-                        group: threads,
-                    };
-                    let shard = Shard {
-                        collective: &collective,
-                        first_row: rows.start,
-                        n_rows,
-                    };
-                    let mut runs = [Run {
-                        params: &valid,
-                        w: &mut w,
-                    }];
-                    fit_many_sharded(
-                        shard,
-                        src.as_mut(),
-                        &mut runs,
-                        None,
-                        None,
-                        None,
-                        &mut |_, _| {},
-                    )
-                    .expect_err("a negative value")
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("rank"))
-            .collect()
+    let errors: Vec<FitError> = over_threads(3, n_rows, |shard, rows| {
+        let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), false);
+        let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+        let mut w = Array2::<f32>::zeros((rows.len(), p.k));
+        let mut runs = [Run {
+            params: &valid,
+            w: &mut w,
+        }];
+        fit_many_sharded(
+            shard,
+            src.as_mut(),
+            &mut runs,
+            None,
+            None,
+            None,
+            &mut |_, _| {},
+        )
+        .expect_err("a negative value")
     });
     // Row 95 lies in process 2's rows (80..120).
     assert!(
@@ -300,37 +285,12 @@ fn a_projection_over_shards_solves_every_row_as_alone() {
     let mut w_alone = Array2::<f32>::zeros((n_rows, 3));
     let mut src = source(x.clone(), true);
     let alone = project(src.as_mut(), &projection, &mut w_alone, &mut |_| {}).expect("alone");
-    let size = 3;
-    let group = Threads {
-        size,
-        barrier: Barrier::new(size),
-        slots: Mutex::new(vec![Vec::new(); size]),
-    };
-    let parts: Vec<(Array2<f32>, f64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..size)
-            .map(|rank| {
-                let (group, x, projection) = (&group, &x, &projection);
-                scope.spawn(move || {
-                    let rows = Shard::rows_of(rank, size, n_rows);
-                    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), true);
-                    let mut w = Array2::<f32>::zeros((rows.len(), 3));
-                    let collective = Rank { rank, group };
-                    let shard = Shard {
-                        collective: &collective,
-                        first_row: rows.start,
-                        n_rows,
-                    };
-                    let outcome =
-                        project_sharded(shard, src.as_mut(), projection, &mut w, &mut |_| {})
-                            .expect("shard");
-                    (w, outcome.rel_error)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("rank"))
-            .collect()
+    let parts: Vec<(Array2<f32>, f64)> = over_threads(3, n_rows, |shard, rows| {
+        let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), true);
+        let mut w = Array2::<f32>::zeros((rows.len(), 3));
+        let outcome =
+            project_sharded(shard, src.as_mut(), &projection, &mut w, &mut |_| {}).expect("shard");
+        (w, outcome.rel_error)
     });
     let views: Vec<_> = parts.iter().map(|(w, _)| w.view()).collect();
     let w = ndarray::concatenate(ndarray::Axis(0), &views).expect("W");
