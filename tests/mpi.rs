@@ -123,6 +123,25 @@ fn processes_give_the_single_process_factorization() {
             assert_eq!(read1::<u32>(&out, "cluster").len(), 2003);
         }
     }
+    // A distributed result stores no row sample; its report draws rows of
+    // W for the heatmap and says the components are not stored.
+    let out = join(&dir, "np2.h5");
+    assert!(
+        !hdf5::File::open(&out)
+            .expect("result")
+            .link_exists("sample")
+    );
+    let report = join(&dir, "report");
+    run_ok(
+        "report",
+        &[&["report", path_str(&out), "-o", path_str(&report), "-q"]],
+    );
+    let page = std::fs::read_to_string(report.join("index.html")).expect("index.html");
+    assert!(
+        page.contains("not stored in this result"),
+        "the page says why there is no PCA"
+    );
+    assert!(!report.join("pca.png").exists());
     // Two runs with as many processes: the same bits.
     let (a, b) = (join(&dir, "a.h5"), join(&dir, "b.h5"));
     for out in [&a, &b] {

@@ -377,7 +377,9 @@ impl Finished {
             cluster: clusters,
             col_scale: &self.outcome.col_scale,
             attrs,
-            sample: Some(SampleOutput {
+            // A distributed fit samples no rows: its result stores none
+            // (readers then draw rows of W themselves).
+            sample: (!sample.rows.is_empty()).then(|| SampleOutput {
                 rows: &sample.rows,
                 pca: sample.pca.scores.view(),
                 variance_ratio: &sample.pca.explained_variance_ratio,
