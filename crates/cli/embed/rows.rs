@@ -111,7 +111,14 @@ impl RowSource for DenseRows<'_> {
             Dense::F32(v) => Ok(RowBlock::Dense(v.slice(ndarray::s![rows, ..]))),
             Dense::F64(v) => {
                 let part = v.slice(ndarray::s![rows, ..]);
-                self.buffer = part.mapv(|x| x as f32);
+                // One buffer for every block of every pass (reallocated
+                // only when a block's shape changes).
+                if self.buffer.dim() != part.dim() {
+                    self.buffer = Array2::zeros(part.dim());
+                }
+                ndarray::Zip::from(&mut self.buffer)
+                    .and(&part)
+                    .for_each(|out, &x| *out = x as f32);
                 Ok(RowBlock::Dense(self.buffer.view()))
             }
         }
@@ -125,6 +132,9 @@ pub struct CsrRows<'a> {
     indices: Indices<'a>,
     indptr: Indices<'a>,
     n_cols: usize,
+    /// Rows whose column indices were checked (from 0): each row is
+    /// checked on its first read, not on every pass.
+    checked_rows: usize,
     local_indptr: Vec<usize>,
     converted_indices: Vec<u32>,
     converted_data: Vec<f32>,
@@ -175,6 +185,7 @@ impl<'a> CsrRows<'a> {
             indices,
             indptr,
             n_cols,
+            checked_rows: 0,
             local_indptr: Vec::new(),
             converted_indices: Vec::new(),
             converted_data: Vec::new(),
@@ -204,33 +215,37 @@ impl RowSource for CsrRows<'_> {
         self.local_indptr
             .extend((rows.start..=rows.end).map(|r| self.indptr.get(r) as usize - start));
         let n_cols = self.n_cols;
-        let bad_column =
-            |row_of: &dyn Fn(usize) -> usize, at: usize, index: i64| RowsError::Column {
-                row: row_of(at),
-                index,
-                n_cols,
-            };
-        let local = &self.local_indptr;
-        let row_of = |at: usize| rows.start + local.partition_point(|&p| p <= at) - 1;
-        let indices: &[u32] = match &self.indices {
-            Indices::I32(all) => {
-                let part = &all[start..end];
-                if let Some(at) = part.iter().position(|&c| c < 0 || c as usize >= n_cols) {
-                    return Err(Box::new(bad_column(&row_of, at, i64::from(part[at]))));
-                }
-                bytemuck::cast_slice(part)
-            }
-            Indices::I64(all) => {
-                let part = &all[start..end];
-                if let Some(at) = part
+        if rows.end > self.checked_rows {
+            let from = rows.start.max(self.checked_rows);
+            let first = self.indptr.get(from) as usize;
+            let local = &self.local_indptr;
+            let row_of = |at: usize| rows.start + local.partition_point(|&p| p <= at) - 1;
+            let outside = |c: i64| c < 0 || c as u64 >= n_cols as u64;
+            let bad = match &self.indices {
+                Indices::I32(all) => all[first..end]
                     .iter()
-                    .position(|&c| c < 0 || c as u64 >= n_cols as u64)
-                {
-                    return Err(Box::new(bad_column(&row_of, at, part[at])));
-                }
+                    .position(|&c| outside(i64::from(c)))
+                    .map(|at| (at, i64::from(all[first + at]))),
+                Indices::I64(all) => all[first..end]
+                    .iter()
+                    .position(|&c| outside(c))
+                    .map(|at| (at, all[first + at])),
+            };
+            if let Some((at, index)) = bad {
+                return Err(Box::new(RowsError::Column {
+                    row: row_of(first - start + at),
+                    index,
+                    n_cols,
+                }));
+            }
+            self.checked_rows = rows.end;
+        }
+        let indices: &[u32] = match &self.indices {
+            Indices::I32(all) => bytemuck::cast_slice(&all[start..end]),
+            Indices::I64(all) => {
                 self.converted_indices.clear();
                 self.converted_indices
-                    .extend(part.iter().map(|&c| c as u32));
+                    .extend(all[start..end].iter().map(|&c| c as u32));
                 &self.converted_indices
             }
         };
