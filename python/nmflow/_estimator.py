@@ -177,12 +177,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _options(
-        self,
-        n_features: int,
-        start: Optional[List[str]] = None,
-        max_iter: Optional[int] = None,
-    ) -> List[str]:
+    def _options(self, n_features: int, start: Optional[List[str]] = None) -> List[str]:
         """The option words of ``nmflow fit`` for these parameters."""
         k = n_features if self.n_components is None else self.n_components
         if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
@@ -211,7 +206,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             "--solver", solver,
             "--beta-loss", loss,
             "--init", init,
-            "--max-iter", str(int(self.max_iter if max_iter is None else max_iter)),
+            "--max-iter", str(int(self.max_iter)),
             "--tol", repr(float(self.tol)),
             "--seed", str(self._seed()),
             "--alpha-w", repr(float(self.alpha_W)),
@@ -391,6 +386,5 @@ def _engine(call: Any, *args: Any) -> Any:
 
 def _width_of(path: str, est: NMF) -> int:
     """The number of columns of the matrix a path names (for
-    ``n_components=None``): from a one-iteration fit's H."""
-    probe = _nmflow.fit(path, est._options(1, max_iter=1), None)
-    return int(probe["H"].shape[1])
+    ``n_components=None``), from the file's structure."""
+    return int(_nmflow.shape(path, est._input_options())[1])

@@ -304,6 +304,16 @@ fn project<'py>(
     Ok((w.into_pyarray(py).into_any(), err))
 }
 
+/// shape(path, input_options=[]) -> (n_rows, n_cols)
+///
+/// The shape of the matrix `nmflow fit PATH` reads, from the file's
+/// structure.
+#[pyfunction]
+#[pyo3(signature = (path, input_options=Vec::new()))]
+fn shape(path: &str, input_options: Vec<String>) -> PyResult<(usize, usize)> {
+    embed::shape(path, &input_options).map_err(to_py_err)
+}
+
 /// main(args) -> int
 ///
 /// Runs the command `nmflow ARGS` in this process (for a child process of
@@ -335,6 +345,7 @@ fn _nmflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(project, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
+    m.add_function(wrap_pyfunction!(shape, m)?)?;
     m.add_function(wrap_pyfunction!(suggest_k, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("LOADINGS_NOTE", LOADINGS_NOTE)?;

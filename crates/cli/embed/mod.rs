@@ -220,6 +220,21 @@ fn fit_parsed(args: &FitArgs, matrix: Matrix, control: &Control) -> anyhow::Resu
     })
 }
 
+/// Rows and columns of the matrix `nmflow fit FILE INPUT_OPTIONS` reads,
+/// from the file's structure (nothing of X is read).
+pub fn shape(spec: &str, input_options: &[String]) -> Result<(usize, usize), Error> {
+    let run = || -> anyhow::Result<(usize, usize)> {
+        let words: Vec<String> = ["-k", "1"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain(input_options.iter().cloned())
+            .collect();
+        let input = Input::open(&fit_args(&words, spec)?.input)?;
+        Ok((input.n_rows(), input.n_cols()))
+    };
+    run().map_err(classify)
+}
+
 /// How a projection solves each row.
 #[derive(Debug, Clone)]
 pub struct ProjectOptions {
