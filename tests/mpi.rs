@@ -123,25 +123,23 @@ fn processes_give_the_single_process_factorization() {
             assert_eq!(read1::<u32>(&out, "cluster").len(), 2003);
         }
     }
-    // A distributed result stores no row sample; its report draws rows of
-    // W for the heatmap and says the components are not stored.
-    let out = join(&dir, "np2.h5");
-    assert!(
-        !hdf5::File::open(&out)
-            .expect("result")
-            .link_exists("sample")
+    // The processes gather the row sample: its rows and components are the
+    // single process's, bit for bit, and the report draws them.
+    let (single, out) = (join(&dir, "single.h5"), join(&dir, "np2.h5"));
+    run_ok("single", &[&fit_args(&dense, &single, &[]), &["-q"]]);
+    let done = mpirun(2, &fit_args(&dense, &out, &[]));
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert_eq!(
+        read1::<u64>(&out, "sample/rows"),
+        read1::<u64>(&single, "sample/rows")
     );
+    assert_eq!(read2(&out, "sample/pca"), read2(&single, "sample/pca"));
     let report = join(&dir, "report");
     run_ok(
         "report",
         &[&["report", path_str(&out), "-o", path_str(&report), "-q"]],
     );
-    let page = std::fs::read_to_string(report.join("index.html")).expect("index.html");
-    assert!(
-        page.contains("not stored in this result"),
-        "the page says why there is no PCA"
-    );
-    assert!(!report.join("pca.png").exists());
+    assert!(report.join("pca.png").exists());
     // Two runs with as many processes: the same bits.
     let (a, b) = (join(&dir, "a.h5"), join(&dir, "b.h5"));
     for out in [&a, &b] {

@@ -377,8 +377,8 @@ impl Finished {
             cluster: clusters,
             col_scale: &self.outcome.col_scale,
             attrs,
-            // A distributed fit samples no rows: its result stores none
-            // (readers then draw rows of W themselves).
+            // No rows sampled, none stored (readers then draw rows of W
+            // themselves).
             sample: (!sample.rows.is_empty()).then(|| SampleOutput {
                 rows: &sample.rows,
                 pca: sample.pca.scores.view(),
@@ -408,8 +408,9 @@ pub fn run_batches(
             plan.batches.len()
         );
     }
-    let rows =
-        nmflow_core::sample_row_indices(input.n_rows(), prepared.n_sample, prepared.sample_seed);
+    // Of all rows, also where processes share them.
+    let n_rows = prepared.shard.as_ref().map_or(input.n_rows(), |s| s.n_rows);
+    let rows = nmflow_core::sample_row_indices(n_rows, prepared.n_sample, prepared.sample_seed);
     let mut sample = Some(RowSample::new(rows, input.n_cols()).with_seed(prepared.sample_seed));
     let mut info: Option<SampleInfo> = None;
     for batch in &plan.batches {
@@ -440,12 +441,7 @@ pub fn run_batches(
         };
         let outcomes = context.run(input, &mut stores, sample.as_mut(), resume)?;
         if let Some(sample) = sample.take() {
-            info = Some(if prepared.shard.is_some() {
-                // Processes that share the rows collect no sample.
-                SampleInfo::none()
-            } else {
-                SampleInfo::of(&sample)?
-            });
+            info = Some(SampleInfo::of(&sample)?);
         }
         let finished = outcomes
             .into_iter()
@@ -617,17 +613,6 @@ impl BatchContext<'_> {
 }
 
 impl SampleInfo {
-    /// No sample (a distributed fit).
-    fn none() -> Self {
-        Self {
-            rows: Vec::new(),
-            pca: Pca {
-                scores: ndarray::Array2::zeros((0, 2)),
-                explained_variance_ratio: Vec::new(),
-            },
-        }
-    }
-
     /// The rows of `sample` and their components (computed during the
     /// first pass).
     fn of(sample: &RowSample) -> Result<Self> {

@@ -18,6 +18,22 @@ pub trait Collective: Sync {
     /// concatenated in rank order, on every process.
     fn all_gather(&self, values: &[f64]) -> Vec<f64>;
 
+    /// Every process's `values`, whose lengths may differ, one vector per
+    /// process in rank order, on every process. The default gathers the
+    /// lengths, then the values padded to the longest.
+    fn all_gather_varying(&self, values: &[f64]) -> Vec<Vec<f64>> {
+        let lengths = self.all_gather(&[values.len() as f64]);
+        let longest = lengths.iter().fold(0.0f64, |a, &b| a.max(b)) as usize;
+        let mut padded = values.to_vec();
+        padded.resize(longest, 0.0);
+        let all = self.all_gather(&padded);
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(rank, &len)| all[rank * longest..rank * longest + len as usize].to_vec())
+            .collect()
+    }
+
     /// Element-wise sums over the processes, in place, the same on every
     /// process and the same between two runs with as many processes. The
     /// default adds the gathered values in rank order.
@@ -51,6 +67,10 @@ impl Collective for Alone {
 
     fn all_gather(&self, values: &[f64]) -> Vec<f64> {
         values.to_vec()
+    }
+
+    fn all_gather_varying(&self, values: &[f64]) -> Vec<Vec<f64>> {
+        vec![values.to_vec()]
     }
 
     fn sum(&self, _values: &mut [f64]) {}

@@ -16,7 +16,12 @@ use rand_chacha::ChaCha8Rng;
 
 use rayon::prelude::*;
 
+use crate::collective::Collective;
 use crate::source::RowBlock;
+
+/// Values a process sends at a time when the processes gather a sample
+/// (8 MiB).
+const GATHERED_VALUES: usize = 1 << 20;
 
 /// Row ranges of the sample's transposed product, summed in order.
 const PCA_PARTS: usize = 4;
@@ -171,6 +176,72 @@ impl RowSample {
                 self.indptr.push(self.indices.len());
             }
             self.next += 1;
+        }
+    }
+
+    /// The part of this sample that one process collects: its sampled
+    /// rows among `rows` (the process's rows of the whole), numbered from
+    /// `rows.start`.
+    pub(crate) fn within(&self, rows: &Range<usize>) -> RowSample {
+        let local = self
+            .rows
+            .iter()
+            .filter(|r| rows.contains(r))
+            .map(|r| r - rows.start)
+            .collect();
+        RowSample::new(local, self.n_cols)
+    }
+
+    /// Fills this (empty) sample with every process's collected `part`
+    /// ([`RowSample::within`]), in rank order, which is row order: each
+    /// process in turn sends its rows to all, at most [`GATHERED_VALUES`]
+    /// values at a time, so every process ends with the whole sample (and
+    /// computes the same components).
+    pub(crate) fn gather(&mut self, part: &RowSample, collective: &dyn Collective) {
+        debug_assert_eq!(self.n_collected(), 0);
+        for from in 0..collective.size() {
+            let mut next = 0;
+            loop {
+                let mine = if from == collective.rank() {
+                    part.pack(&mut next, GATHERED_VALUES)
+                } else {
+                    Vec::new()
+                };
+                let parts = collective.all_gather_varying(&mine);
+                if parts[from].is_empty() {
+                    break;
+                }
+                self.unpack(&parts[from]);
+            }
+        }
+        self.next = self.n_collected();
+    }
+
+    /// Collected rows from `next` on, each as its length, column indices
+    /// and values (all exact in f64), up to `most` values but at least one
+    /// row; advances `next`.
+    fn pack(&self, next: &mut usize, most: usize) -> Vec<f64> {
+        let mut packed = Vec::new();
+        while *next < self.n_collected() && (packed.is_empty() || packed.len() < most) {
+            let (cols, vals) = self.row(*next);
+            packed.push(cols.len() as f64);
+            packed.extend(cols.iter().map(|&c| f64::from(c)));
+            packed.extend(vals.iter().map(|&v| f64::from(v)));
+            *next += 1;
+        }
+        packed
+    }
+
+    /// Appends the rows [`RowSample::pack`] packed.
+    fn unpack(&mut self, mut packed: &[f64]) {
+        while let Some((&len, rest)) = packed.split_first() {
+            let len = len as usize;
+            let (cols, rest) = rest.split_at(len);
+            let (vals, rest) = rest.split_at(len);
+            self.indices.extend(cols.iter().map(|&c| c as u32));
+            self.data.extend(vals.iter().map(|&v| v as f32));
+            self.indptr.push(self.indices.len());
+            packed = rest;
         }
     }
 
@@ -561,6 +632,35 @@ pub(crate) fn symmetric_eigen(mut a: Array2<f64>) -> (Vec<f64>, Array2<f64>) {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn packed_rows_unpack_to_the_same_rows_whatever_the_pieces() {
+        let x = array![
+            [0.0, 1.5, 0.0],
+            [0.0, 0.0, 0.0],
+            [2.0, 0.25, 7.0],
+            [0.0, 0.0, 3.0]
+        ];
+        let mut part = RowSample::new(vec![0, 1, 2, 3], 3);
+        part.collect(0..4, &RowBlock::Dense(x.view()));
+        for most in [1, 3, 4, 100] {
+            let mut whole = RowSample::new(vec![0, 1, 2, 3], 3);
+            let mut next = 0;
+            let mut pieces = 0;
+            loop {
+                let packed = part.pack(&mut next, most);
+                if packed.is_empty() {
+                    break;
+                }
+                whole.unpack(&packed);
+                pieces += 1;
+            }
+            assert_eq!(whole.indptr, part.indptr, "at most {most}");
+            assert_eq!(whole.indices, part.indices);
+            assert_eq!(whole.data, part.data);
+            assert_eq!(pieces > 1, most < 12, "at most {most}: {pieces} pieces");
+        }
+    }
 
     #[test]
     fn sample_indices_are_sorted_distinct_and_reproducible() {

@@ -395,8 +395,8 @@ pub fn fit_many_with(
 /// returns the same outcomes (H, the error trace, the divisors). W's start
 /// is drawn as a single process draws it, row for row. A failure on any
 /// process fails every one ([`FitError::PeerFailed`] where it did not
-/// fail). With several processes no row sample is collected (`sample` is
-/// ignored).
+/// fail). Each process collects its rows of the sample, and all gather
+/// the whole sample after the first pass.
 ///
 /// # Panics
 /// As [`fit_many_with`].
@@ -409,8 +409,13 @@ pub fn fit_many_sharded(
     mut checkpointing: Option<&mut Checkpointing<'_>>,
     on_event: &mut dyn FnMut(usize, Event),
 ) -> Result<Vec<FitOutcome>, FitError> {
-    let sample = if shard.shared() { None } else { sample };
     let n_rows = source.n_rows();
+    // Processes that share the rows each collect their sampled rows, then
+    // gather the whole sample after the first pass.
+    let mut part = sample
+        .as_deref()
+        .filter(|_| shard.shared())
+        .map(|s| s.within(&(shard.first_row..shard.first_row + n_rows)));
     let n_cols = source.n_cols();
     let first = runs
         .first()
@@ -490,10 +495,10 @@ pub fn fit_many_sharded(
         }
 
         // 2. The pass: W rows, then XᵀW and WᵀW for the next H.
-        let collect = if iteration == 1 {
-            collected.as_deref_mut()
-        } else {
-            None
+        let collect = match (iteration, part.as_mut()) {
+            (1, Some(part)) => Some(part),
+            (1, None) => collected.as_deref_mut(),
+            _ => None,
         };
         let pass = Pass {
             shard,
@@ -511,6 +516,9 @@ pub fn fit_many_sharded(
             collect,
             on_event,
         )?;
+        if let (Some(part), Some(whole)) = (part.take(), collected.as_deref_mut()) {
+            whole.gather(&part, shard.collective);
+        }
 
         // 3. The error from accumulated products, and the stopping rule.
         let seconds = started.elapsed().as_secs_f64();

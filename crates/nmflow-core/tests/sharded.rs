@@ -305,3 +305,51 @@ fn a_projection_over_shards_solves_every_row_as_alone() {
         );
     }
 }
+
+#[test]
+fn every_shard_gathers_the_single_process_row_sample_and_its_components() {
+    use nmflow_core::{RowSample, sample_row_indices};
+    let x = matrix(301);
+    let (n_rows, n_cols) = x.dim();
+    let p = params(3, Solver::Mu, Loss::Frobenius);
+    let drawn = sample_row_indices(n_rows, 57, 9);
+    for sparse in [false, true] {
+        let sampled = |shard: Shard<'_>, rows: std::ops::Range<usize>| {
+            let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
+            let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+            let mut w = Array2::<f32>::zeros((rows.len(), p.k));
+            let mut runs = [Run {
+                params: &valid,
+                w: &mut w,
+            }];
+            let mut sample = RowSample::new(drawn.clone(), n_cols).with_seed(9);
+            fit_many_sharded(
+                shard,
+                src.as_mut(),
+                &mut runs,
+                Some(&mut sample),
+                None,
+                None,
+                &mut |_, _| {},
+            )
+            .expect("fit");
+            sample.components().cloned().expect("components")
+        };
+        let single = over_threads(1, n_rows, sampled).remove(0);
+        assert_eq!(single.scores.nrows(), drawn.len());
+        for size in [2, 3, 4] {
+            // The same rows, the same values: the same components on every
+            // process, bit for bit.
+            for pca in over_threads(size, n_rows, sampled) {
+                assert_eq!(
+                    pca.scores, single.scores,
+                    "{size} processes, sparse {sparse}"
+                );
+                assert_eq!(
+                    pca.explained_variance_ratio,
+                    single.explained_variance_ratio
+                );
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Destination, Source};
 use nmflow_core::FactorStore;
@@ -165,6 +166,38 @@ impl Collective for World {
         let mut all = vec![0.0f64; values.len() * self.size()];
         self.comm.all_gather_into(values, &mut all[..]);
         all
+    }
+
+    /// MPI_Allgatherv, after the lengths.
+    fn all_gather_varying(&self, values: &[f64]) -> Vec<Vec<f64>> {
+        let lengths: Vec<usize> = self
+            .all_gather(&[values.len() as f64])
+            .iter()
+            .map(|&n| n as usize)
+            .collect();
+        let counts: Vec<i32> = lengths.iter().map(|&n| n as i32).collect();
+        let displs: Vec<i32> = counts
+            .iter()
+            .scan(0i32, |at, &n| {
+                let start = *at;
+                *at += n;
+                Some(start)
+            })
+            .collect();
+        let mut all = vec![0.0f64; lengths.iter().sum()];
+        {
+            let mut parts = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+            self.comm.all_gather_varcount_into(values, &mut parts);
+        }
+        let mut at = 0;
+        lengths
+            .iter()
+            .map(|&n| {
+                let part = all[at..at + n].to_vec();
+                at += n;
+                part
+            })
+            .collect()
     }
 
     /// MPI_Allreduce: the same sums on every process, and the same between
