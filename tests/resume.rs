@@ -240,6 +240,18 @@ fn identical_sweeps_write_identical_files_and_a_resumed_sweep_equals_them() {
         "two identical sweeps differ"
     );
 
+    // A finished sweep resumed runs nothing again: each k's result file
+    // holds its best run.
+    let again = run(&sweep_args(
+        path_str(&data),
+        path_str(&b),
+        &["--labels", "/labels", "--resume", "--json"],
+    ));
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("json");
+    assert_eq!(summary["run"]["resumed_runs"], 9, "{}", stderr(&again));
+    assert!(expected == sweep_files(&b, &ks), "the resumed sweep differs");
+
     // A sweep cut short: some runs finished (records kept), the tables not
     // written, the best result of k = 3 lost, a record damaged.
     let c = join(&dir, "c");

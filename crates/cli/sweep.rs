@@ -678,7 +678,7 @@ fn finished_runs(
         let best = &found[pos].record;
         let path = dir.join(result_name(k, format));
         let matches = read_result(&path, 1)
-            .is_ok_and(|result| result.h == best.h && result.rel_error == best.trace);
+            .is_ok_and(|result| result.h_scaled == best.h && result.rel_error == best.trace);
         if !matches {
             if !quiet {
                 eprintln!(
