@@ -3,7 +3,8 @@
 //! factorization (1 bit for bit, more within 1e-5 after 100 iterations),
 //! bit for bit again on a rerun; each process keeps within its budget; a
 //! bad value in one process's rows fails the whole job with its row named
-//! and no output; what is not distributed is refused.
+//! and no output; what is not distributed is refused. `sweep`, `transform`
+//! and `--checkpoint`/`--resume` likewise.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,7 +13,7 @@ use ndarray::Array2;
 
 use crate::util::{
     compressed, join, path_str, read1, read2, run_ok, seed_matrix, sparse_h5ad, stderr, stdout,
-    tempdir, write_h5,
+    tempdir, write_h5, write_h5_1d,
 };
 
 /// `mpirun -np n nmflow ARGS` (as root and with more processes than
@@ -207,7 +208,7 @@ fn what_is_not_distributed_is_refused_on_every_process() {
     assert!(stderr(&done).contains("--init nndsvda"));
     let done = mpirun(2, &["inspect", path_str(&input)]);
     assert!(!done.status.success());
-    assert!(stderr(&done).contains("only `nmflow fit` and `nmflow transform` run over MPI"));
+    assert!(stderr(&done).contains("only `nmflow fit`, `sweep` and `transform` run over MPI"));
     assert!(!out.exists());
 }
 
@@ -362,4 +363,120 @@ fn a_corrupt_block_in_one_process_rows_fails_the_whole_job_cleanly() {
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out.exists(), "a failed job left its output");
+}
+
+fn sweep_args<'a>(input: &'a Path, out: &'a Path, ks: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "sweep",
+        path_str(input),
+        "-k",
+        ks,
+        "--restarts",
+        "2",
+        "--max-iter",
+        "80",
+        "--tol",
+        "0",
+        "--labels",
+        "/labels",
+        "-o",
+        path_str(out),
+    ];
+    args.extend(extra);
+    args
+}
+
+/// Each k's summary in sweep.json, by k.
+fn per_k(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("sweep.json")).expect("sweep.json");
+    let summary: serde_json::Value = serde_json::from_str(&text).expect("json");
+    summary["per_k"].as_array().expect("per_k").clone()
+}
+
+#[test]
+fn a_sweep_over_processes_gives_the_single_process_sweep() {
+    let dir = tempdir();
+    let (x, labels) = nmflow_testkit::SeedGenerator::new(3, 4, 60).matrix(1203);
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &x);
+    write_h5_1d(&input, "labels", &labels);
+    let single = join(&dir, "single");
+    run_ok("single", &[&sweep_args(&input, &single, "3..5", &["-q"])]);
+    let expected = per_k(&single);
+    for n in [2, 4] {
+        let out = join(&dir, &format!("np{n}"));
+        let done = mpirun(
+            n,
+            &[&sweep_args(&input, &out, "3..5", &[])[..], &["--json"]].concat(),
+        );
+        assert!(done.status.success(), "-np {n}: {}", stderr(&done));
+        let printed: serde_json::Value =
+            serde_json::from_str(stdout(&done).trim()).expect("one JSON summary, from rank 0");
+        assert_eq!(printed["n_rows"], 1203);
+        for (got, want) in per_k(&out).iter().zip(&expected) {
+            let what = format!("-np {n}, k {}", want["k"]);
+            let close = |name: &str, tol: f64| {
+                let (a, b) = (
+                    got[name].as_f64().expect(name),
+                    want[name].as_f64().expect(name),
+                );
+                assert!(
+                    (a - b).abs() <= tol * b.abs().max(1.0),
+                    "{what}: {name} {a} vs {b}"
+                );
+            };
+            close("best_rel_error", 1e-5);
+            close("mean_rel_error", 1e-5);
+            for score in ["cophenetic", "spectra_stability", "ari", "nmi"] {
+                close(score, 1e-3);
+            }
+            assert_eq!(got["best_restart"], want["best_restart"], "{what}");
+        }
+        for k in 3..=5 {
+            let (a, b) = (
+                out.join(format!("k{k}.h5")),
+                single.join(format!("k{k}.h5")),
+            );
+            let d = rel_diff(&read2(&a, "W"), &read2(&b, "W"));
+            assert!(d <= 1e-5, "-np {n}, k {k}: W {d}");
+            assert_eq!(
+                read1::<u64>(&a, "sample/rows"),
+                read1::<u64>(&b, "sample/rows")
+            );
+        }
+        assert!(out.join("consensus.h5").exists());
+    }
+    // A sweep cut short resumes under MPI: the finished runs are read by
+    // process 0 and told to the others; the result is the whole sweep's.
+    let (whole, resumed) = (join(&dir, "whole"), join(&dir, "resumed"));
+    let done = mpirun(2, &sweep_args(&input, &whole, "3..5", &["-q"]));
+    assert!(done.status.success(), "{}", stderr(&done));
+    let done = mpirun(2, &sweep_args(&input, &resumed, "3..4", &["-q"]));
+    assert!(done.status.success(), "{}", stderr(&done));
+    let done = mpirun(2, &sweep_args(&input, &resumed, "3..5", &["--resume"]));
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("4 run(s) finished before"),
+        "{}",
+        stderr(&done)
+    );
+    let read = |d: &Path| std::fs::read_to_string(d.join("sweep.json")).expect("sweep.json");
+    assert_eq!(read(&resumed), read(&whole));
+}
+
+#[test]
+fn a_bad_value_fails_a_sweep_over_processes_and_leaves_no_directory() {
+    let dir = tempdir();
+    let (mut x, labels) = nmflow_testkit::SeedGenerator::new(3, 4, 60).matrix(400);
+    x[(390, 5)] = -1.0;
+    let input = join(&dir, "x.h5");
+    write_h5(&input, "X", &x);
+    write_h5_1d(&input, "labels", &labels);
+    let out = join(&dir, "sweep");
+    let done = mpirun(2, &sweep_args(&input, &out, "2..3", &[]));
+    assert!(!done.status.success());
+    let err = stderr(&done);
+    assert!(err.contains("row 390") && err.contains("column 5"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "a failed sweep left its directory");
 }

@@ -250,7 +250,10 @@ fn identical_sweeps_write_identical_files_and_a_resumed_sweep_equals_them() {
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     let summary: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("json");
     assert_eq!(summary["run"]["resumed_runs"], 9, "{}", stderr(&again));
-    assert!(expected == sweep_files(&b, &ks), "the resumed sweep differs");
+    assert!(
+        expected == sweep_files(&b, &ks),
+        "the resumed sweep differs"
+    );
 
     // A sweep cut short: some runs finished (records kept), the tables not
     // written, the best result of k = 3 lost, a record damaged.

@@ -136,27 +136,14 @@ fn fit_here(mut args: FitArgs, world: &Arc<World>) -> Result<()> {
         } else {
             None
         };
-        let n_rows = input.n_rows();
-        if n_rows < size {
-            bail!(
-                "{}: {n_rows} rows for {size} processes: run fewer processes than rows",
-                input.name
-            );
-        }
         Ok((input, destination, names))
     })();
     let (mut input, destination, names) = agreed(&world, opened)?;
     let n_rows = input.n_rows();
-    let rows = Shard::rows_of(rank, size, n_rows);
-    let whole = session::take_source(&mut input.opened.source);
-    input.opened.source = Box::new(RowRange::new(whole, rows.clone()));
+    let shared = agreed(&world, share_rows(&world, &mut input))?;
     let planned = Planned::of(&args, &mut input, &destination);
     let mut planned = agreed(&world, planned)?;
-    planned.prepared.shard = Some(SharedRows {
-        collective: world.clone() as Arc<dyn Collective + Send + Sync>,
-        first_row: rows.start,
-        n_rows,
-    });
+    planned.prepared.shard = Some(shared);
     if lead {
         session::print_plan(&planned.prepared, &input, &args.run);
         if !args.run.quiet && !args.run.json {
@@ -181,6 +168,100 @@ fn fit_here(mut args: FitArgs, world: &Arc<World>) -> Result<()> {
         n_rows,
         started,
     )
+}
+
+/// Cuts `input` to this process's rows ([`Shard::rows_of`]); what the
+/// engine needs to share them.
+fn share_rows(world: &Arc<World>, input: &mut Input) -> Result<SharedRows> {
+    let (rank, size) = (world.rank(), world.size());
+    let n_rows = input.n_rows();
+    if n_rows < size {
+        bail!(
+            "{}: {n_rows} rows for {size} processes: run fewer processes than rows",
+            input.name
+        );
+    }
+    let rows = Shard::rows_of(rank, size, n_rows);
+    let whole = session::take_source(&mut input.opened.source);
+    input.opened.source = Box::new(RowRange::new(whole, rows.clone()));
+    Ok(SharedRows {
+        collective: world.clone() as Arc<dyn Collective + Send + Sync>,
+        first_row: rows.start,
+        n_rows,
+    })
+}
+
+/// Runs `nmflow sweep` as process `world.rank()` of `world.size()`: every
+/// run of the sweep spread over the processes by rows, as a fit is (each
+/// process reads its own rows once per pass for every run of a batch);
+/// process 0 gathers each finished run's W, keeps the tally (scores,
+/// consensus, stability) and writes every file, as a single process does.
+pub fn sweep(mut args: crate::args::SweepArgs, world: World) -> Result<()> {
+    let world = Arc::new(world);
+    if world.rank() != 0 {
+        args.run.quiet = true;
+        args.run.json = false;
+    }
+    let peers = SweepPeers {
+        world: world.clone(),
+    };
+    let result = crate::sweep::run_over(args, &peers);
+    reported(&world, result)
+}
+
+/// The processes of a distributed sweep.
+struct SweepPeers {
+    world: Arc<World>,
+}
+
+impl crate::sweep::Peers for SweepPeers {
+    fn lead(&self) -> bool {
+        self.world.rank() == 0
+    }
+
+    fn agreed<T>(&self, result: Result<T>) -> Result<T> {
+        agreed(&self.world, result)
+    }
+
+    fn stop<T>(&self, e: anyhow::Error) -> Result<T> {
+        stop(&self.world, e)
+    }
+
+    fn told_by_lead(&self, values: Vec<f64>) -> Vec<f64> {
+        let mine = if self.lead() { values } else { Vec::new() };
+        self.world.all_gather_varying(&mine).swap_remove(0)
+    }
+
+    fn share_rows(&self, input: &mut Input) -> Result<Option<SharedRows>> {
+        share_rows(&self.world, input).map(Some)
+    }
+
+    fn gather_w(
+        &self,
+        mut w: Box<dyn nmflow_core::FactorStore>,
+        n_rows: usize,
+        block_rows: usize,
+        tmp_dir: &std::path::Path,
+    ) -> Option<Box<dyn nmflow_core::FactorStore>> {
+        let size = self.world.size();
+        let mut whole = if self.lead() {
+            match MappedFactor::new(n_rows, w.shape().1, tmp_dir) {
+                Ok(whole) => Some(whole),
+                Err(e) => abort_with(&self.world, e.into()),
+            }
+        } else {
+            None
+        };
+        self.world.gather_rows(
+            w.as_mut(),
+            whole
+                .as_mut()
+                .map(|w| w as &mut dyn nmflow_core::FactorStore),
+            block_rows,
+            |r| Shard::rows_of(r, size, n_rows),
+        );
+        whole.map(|w| Box::new(w) as Box<dyn nmflow_core::FactorStore>)
+    }
 }
 
 /// The checkpoint every process resumes from: the latest iteration whose
@@ -354,12 +435,10 @@ fn transform_here(mut args: crate::args::TransformArgs, world: &Arc<World>) -> R
         Ok(())
     };
     agreed(&world, refused)?;
-    let opened = open_transform(&args, lead, size);
+    let opened = open_transform(&args, lead);
     let (mut input, destination, normalize, matched, names) = agreed(&world, opened)?;
     let n_rows = input.n_rows();
-    let rows = Shard::rows_of(rank, size, n_rows);
-    let whole = session::take_source(&mut input.opened.source);
-    input.opened.source = Box::new(RowRange::new(whole, rows.clone()));
+    agreed(&world, share_rows(&world, &mut input))?;
     let plan = agreed(&world, plan(&input, matched.h.nrows(), &args))?;
     if lead && !(args.quiet || args.json) {
         eprintln!("plan: {plan} (each of {size} processes, its own rows)");
@@ -416,11 +495,7 @@ type OpenedTransform = (
     Option<crate::fit::ResultNames>,
 );
 
-fn open_transform(
-    args: &crate::args::TransformArgs,
-    lead: bool,
-    size: usize,
-) -> Result<OpenedTransform> {
+fn open_transform(args: &crate::args::TransformArgs, lead: bool) -> Result<OpenedTransform> {
     let input = Input::open(&args.input)?;
     let destination = Destination::of(&args.output, &args.write_into, args.force, &input)?;
     let components = nmflow_io::read_components(&args.components)?;
@@ -431,13 +506,6 @@ fn open_transform(
     } else {
         None
     };
-    if input.n_rows() < size {
-        bail!(
-            "{}: {} rows for {size} processes: run fewer processes than rows",
-            input.name,
-            input.n_rows()
-        );
-    }
     Ok((input, destination, normalize, matched, names))
 }
 
@@ -448,6 +516,11 @@ fn stop<T>(world: &World, e: anyhow::Error) -> Result<T> {
     if e.chain().any(|c| c.is::<nmflow_core::FitError>()) {
         return Err(e);
     }
+    abort_with(world, e)
+}
+
+/// Prints `e`, an error of this process alone, and stops the whole job.
+fn abort_with(world: &World, e: anyhow::Error) -> ! {
     eprintln!(
         "nmflow: error: process {} of {}: {e:#}",
         world.rank(),

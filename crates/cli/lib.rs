@@ -58,12 +58,14 @@ where
         }
     };
     #[cfg(feature = "mpi")]
-    if !matches!(cli.command, Command::Fit(_) | Command::Transform(_))
-        && nmflow_mpi::launched_size().is_some_and(|n| n > 1)
+    if !matches!(
+        cli.command,
+        Command::Fit(_) | Command::Transform(_) | Command::Sweep(_)
+    ) && nmflow_mpi::launched_size().is_some_and(|n| n > 1)
     {
         eprintln!(
-            "nmflow: error: only `nmflow fit` and `nmflow transform` run over MPI processes; run \
-             this command without mpirun"
+            "nmflow: error: only `nmflow fit`, `sweep` and `transform` run over MPI processes; \
+             run this command without mpirun"
         );
         return 2;
     }

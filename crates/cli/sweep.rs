@@ -12,7 +12,7 @@ use ndarray::Array2;
 use nmflow_core::metrics::{adjusted_rand_index, normalized_mutual_info};
 use nmflow_core::plan::{consensus_bytes, names_bytes, spectra_bytes};
 use nmflow_core::stability::{Consensus, spectra_stability};
-use nmflow_core::{Held, ValidParams};
+use nmflow_core::{FactorStore, Held, ValidParams};
 use nmflow_io::checkpoint::{CheckpointMeta, Fingerprint};
 use nmflow_io::consensus_file::{KConsensus, write_consensus};
 use nmflow_io::run_record::{Recorded, RunRecord, read_record, record_path};
@@ -63,84 +63,336 @@ struct KState {
 }
 
 pub fn run(args: SweepArgs) -> Result<()> {
+    #[cfg(feature = "mpi")]
+    if let Some(world) = crate::distributed::world()?
+        && nmflow_core::collective::Collective::size(&world) > 1
+    {
+        return crate::distributed::sweep(args, world);
+    }
+    run_over(args, &Alone)
+}
+
+/// The processes a sweep runs over: this one alone, or (feature `mpi`)
+/// every process of an MPI job, each fitting its own rows of every run
+/// while process 0 (the lead) keeps the tally and writes every file.
+pub(crate) trait Peers: Sync {
+    /// Whether this process keeps the tally and writes.
+    fn lead(&self) -> bool;
+
+    /// `result`, agreed between the processes: when any failed, every one
+    /// fails.
+    fn agreed<T>(&self, result: Result<T>) -> Result<T>;
+
+    /// Fails with `e`, an error of this process alone: where other
+    /// processes wait for this one, the whole job stops.
+    fn stop<T>(&self, e: anyhow::Error) -> Result<T>;
+
+    /// The lead's `values`, on every process (others give none).
+    fn told_by_lead(&self, values: Vec<f64>) -> Vec<f64>;
+
+    /// Cuts `input` to this process's rows; what the engine needs to share
+    /// them (`None` alone).
+    fn share_rows(&self, input: &mut Input) -> Result<Option<session::SharedRows>>;
+
+    /// A finished run's W whole, on the lead (`None` elsewhere), gathered
+    /// from every process's rows.
+    fn gather_w(
+        &self,
+        w: Box<dyn FactorStore>,
+        n_rows: usize,
+        block_rows: usize,
+        tmp_dir: &Path,
+    ) -> Option<Box<dyn FactorStore>>;
+}
+
+/// One process alone: every call is the value itself.
+struct Alone;
+
+impl Peers for Alone {
+    fn lead(&self) -> bool {
+        true
+    }
+
+    fn agreed<T>(&self, result: Result<T>) -> Result<T> {
+        result
+    }
+
+    fn stop<T>(&self, e: anyhow::Error) -> Result<T> {
+        Err(e)
+    }
+
+    fn told_by_lead(&self, values: Vec<f64>) -> Vec<f64> {
+        values
+    }
+
+    fn share_rows(&self, _input: &mut Input) -> Result<Option<session::SharedRows>> {
+        Ok(None)
+    }
+
+    fn gather_w(
+        &self,
+        w: Box<dyn FactorStore>,
+        _n_rows: usize,
+        _block_rows: usize,
+        _tmp_dir: &Path,
+    ) -> Option<Box<dyn FactorStore>> {
+        Some(w)
+    }
+}
+
+/// What the lead alone reads and checks before the runs: the labels, the
+/// names the results carry, the runs an earlier invocation finished, the
+/// sweep's record of its command (its block height added once planned).
+struct LeadOpened {
+    labels: Option<Labels>,
+    names: ResultNames,
+    found: Vec<Done>,
+    meta: CheckpointMeta,
+}
+
+impl LeadOpened {
+    fn open(args: &SweepArgs, input: &Input, specs: &[RunSpec]) -> Result<Self> {
+        check_output_dir(args)?;
+        let labels: Option<Labels> = match &args.labels {
+            Some(spec) => Some(read_labels(
+                &input.spec.path,
+                spec,
+                input.n_rows(),
+                args.input.transpose,
+            )?),
+            None => None,
+        };
+        let format = result_format(args, input);
+        let names = match format {
+            SweepFormat::H5ad => ResultNames::anndata(input)?,
+            SweepFormat::H5 => ResultNames::columns(input)?,
+        };
+        let run = &args.run;
+        // Runs a sweep cut short has finished: their records, checked, and
+        // the best of each k against its result file.
+        let found = if args.resume && args.output.is_dir() {
+            finished_runs(
+                &args.output,
+                specs,
+                input.n_cols(),
+                format,
+                run.quiet || run.json,
+            )?
+        } else {
+            Vec::new()
+        };
+        for k in &args.ks.0 {
+            nmflow_io::atomic::check_not_input(
+                &args.output.join(result_name(*k, format)),
+                &input.spec.path,
+            )?;
+        }
+        let meta = sweep_meta(args, input)?;
+        Ok(Self {
+            labels,
+            names,
+            found,
+            meta,
+        })
+    }
+}
+
+/// Runs the sweep over `peers`.
+pub(crate) fn run_over<P: Peers>(args: SweepArgs, peers: &P) -> Result<()> {
     if args.resume && args.force {
         usage!("--resume continues a sweep and --force replaces it: give one of them");
     }
     let started = Instant::now();
-    let run = &args.run;
     let dir = args.output.clone();
-    check_output_dir(&args)?;
-    let mut input = Input::open(&args.input)?;
-    let labels: Option<Labels> = match &args.labels {
-        Some(spec) => Some(read_labels(
-            &input.spec.path,
-            spec,
-            input.n_rows(),
-            args.input.transpose,
-        )?),
-        None => None,
-    };
-    let format = result_format(&args, &input);
-    let names = match format {
-        SweepFormat::H5ad => ResultNames::anndata(&input)?,
-        SweepFormat::H5 => ResultNames::columns(&input)?,
-    };
     let specs = sweep_specs(&args);
-    // Runs a sweep cut short has finished: their records, checked, and the
-    // best of each k against its result file.
-    let found = if args.resume && dir.is_dir() {
-        finished_runs(&dir, &specs, input.n_cols(), format, run.quiet || run.json)?
-    } else {
-        Vec::new()
+    let opened = (|| -> Result<_> {
+        let input = Input::open(&args.input)?;
+        let lead = match peers.lead() {
+            true => Some(LeadOpened::open(&args, &input, &specs)?),
+            false => None,
+        };
+        Ok((input, lead))
+    })();
+    let (mut input, lead) = peers.agreed(opened)?;
+    let n_rows = input.n_rows();
+    let format = result_format(&args, &input);
+    let held = held_beside(&args, &input, format);
+    // What is left to run, and at which block height, as the lead found.
+    let pending = {
+        let found = lead.as_ref().map_or(&[][..], |l| &l.found[..]);
+        let told = peers.told_by_lead(Pending::of(&specs, found).told());
+        Pending::from_told(&told, &specs)
     };
-    let pending = Pending::of(&specs, &found);
-    let prepared = pending.prepare(&args, &mut input, &specs, &found, labels.is_some())?;
+    let shared = peers.agreed(peers.share_rows(&mut input))?;
+    let prepared = pending.prepare(&args, &mut input, held);
+    let mut prepared = peers.agreed(prepared)?;
+    if let Some(p) = prepared.as_mut() {
+        p.shard = shared;
+    }
     let block_rows = match &prepared {
         Some(p) => p.valid[0].block_rows(),
-        None => recorded_block_rows(&found).unwrap_or(0),
+        None => pending.block_rows.unwrap_or(0),
     };
-    let meta = sweep_meta(&args, &input, block_rows)?;
-    check_found(&dir, &found, &meta)?;
-    if let Some(p) = &prepared {
-        if !found.is_empty() && !run.quiet && !run.json {
-            eprintln!("{} run(s) finished before", found.len());
-        }
-        session::print_plan(p, &input, run);
-    }
-    for k in &args.ks.0 {
-        nmflow_io::atomic::check_not_input(&dir.join(result_name(*k, format)), &input.spec.path)?;
-    }
     // Everything is validated: the directory is made now, and removed again
     // if the sweep fails and it did not exist before.
-    let out_dir = OutputDir::create(&dir)?;
-    if args.force {
-        remove_records(&dir)?;
-    }
-    let mut tally = Tally::new(specs.len());
-    tally.add_found(&found);
+    let ready = lead
+        .map(|lead| Ready::of(lead, &args, &input, prepared.as_ref(), block_rows))
+        .transpose();
+    let mut ready = peers.agreed(ready)?;
     if let Some(prepared) = &prepared {
-        let context = SweepContext {
-            dir: &dir,
-            record: input.record(),
-            meta: &meta,
-            labels: labels.as_ref(),
-            names: &names,
-            format,
-            pending: &pending,
-            prepared,
-        };
-        context.run(&mut input, &mut tally)?;
+        let context = ready.as_mut().map(|ready| {
+            (
+                SweepContext {
+                    dir: &dir,
+                    record: input.record(),
+                    meta: &ready.lead.meta,
+                    labels: ready.lead.labels.as_ref(),
+                    names: &ready.lead.names,
+                    format,
+                    pending: &pending,
+                    prepared,
+                },
+                &mut ready.tally,
+            )
+        });
+        run_pending(peers, &mut input, &pending, prepared, context)?;
     }
-    tally.write_consensus(&dir)?;
-    let summary = tally.summary(&args, &input, labels.as_ref());
-    let facts = RunFacts::new(found.len(), prepared.as_ref(), started);
-    write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
-    write_text(
-        &dir.join("sweep.json"),
-        &serde_json::to_string_pretty(&summary)?,
-    )?;
-    out_dir.keep();
-    print_sweep(run, &dir, &summary, facts)
+    let written = ready
+        .map(|ready| ready.finish(&args, &input, n_rows, prepared.as_ref(), started))
+        .transpose();
+    peers.agreed(written).map(|_| ())
+}
+
+/// Runs the pending runs in the plan's batches over `peers`; on the lead
+/// (`context` given) adds each finished run to the tally.
+fn run_pending<P: Peers>(
+    peers: &P,
+    input: &mut Input,
+    pending: &Pending,
+    prepared: &Prepared,
+    mut context: Option<(SweepContext<'_>, &mut Tally)>,
+) -> Result<()> {
+    let n_rows = prepared.shard.as_ref().map_or(input.n_rows(), |s| s.n_rows);
+    let tmp_dir = input.tmp_dir();
+    // Whether the runs failed where every process agreed they did.
+    let mut agreed_failure = false;
+    let ran = prepared.pool.install(|| {
+        session::run_batches(input, &pending.specs, prepared, None, |finished, info| {
+            // Each run's W whole on the lead.
+            let whole: Vec<Finished> = finished
+                .into_iter()
+                .filter_map(|f| {
+                    let w = peers.gather_w(f.w, n_rows, prepared.plan.block_rows, &tmp_dir)?;
+                    Some(Finished { w, ..f })
+                })
+                .collect();
+            let added = match context.as_mut() {
+                Some((context, tally)) => context.add_batch(tally, whole, info),
+                None => Ok(()),
+            };
+            let added = peers.agreed(added);
+            agreed_failure = added.is_err();
+            added
+        })
+    });
+    match ran {
+        Ok(()) => Ok(()),
+        Err(e) if agreed_failure => Err(e),
+        Err(e) => peers.stop(e),
+    }
+}
+
+/// The lead's sweep once everything is checked: its output directory
+/// (removed again on failure unless it existed), the tally, what it read.
+struct Ready {
+    out_dir: OutputDir,
+    tally: Tally,
+    lead: LeadOpened,
+}
+
+impl Ready {
+    /// Checks the finished runs against this command (`block_rows` now
+    /// known), prints the plan, makes the directory.
+    fn of(
+        mut lead: LeadOpened,
+        args: &SweepArgs,
+        input: &Input,
+        prepared: Option<&Prepared>,
+        block_rows: usize,
+    ) -> Result<Self> {
+        let (run, dir) = (&args.run, &args.output);
+        lead.meta
+            .params
+            .push(("block_rows".into(), block_rows.to_string()));
+        check_found(dir, &lead.found, &lead.meta)?;
+        if let Some(p) = prepared {
+            if !lead.found.is_empty() && !run.quiet && !run.json {
+                eprintln!("{} run(s) finished before", lead.found.len());
+            }
+            session::print_plan(p, input, run);
+        }
+        let out_dir = OutputDir::create(dir)?;
+        if args.force {
+            remove_records(dir)?;
+        }
+        let mut tally = Tally::new(sweep_specs(args).len());
+        tally.add_found(&lead.found);
+        Ok(Self {
+            out_dir,
+            tally,
+            lead,
+        })
+    }
+
+    /// Writes the consensus, sweep.tsv and sweep.json, keeps the
+    /// directory, prints the table.
+    fn finish(
+        self,
+        args: &SweepArgs,
+        input: &Input,
+        n_rows: usize,
+        prepared: Option<&Prepared>,
+        started: Instant,
+    ) -> Result<()> {
+        let dir = &args.output;
+        self.tally.write_consensus(dir)?;
+        let labels = self.lead.labels.as_ref();
+        let summary = self.tally.summary(args, input, n_rows, labels);
+        let facts = RunFacts::new(self.lead.found.len(), prepared, started);
+        write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
+        write_text(
+            &dir.join("sweep.json"),
+            &serde_json::to_string_pretty(&summary)?,
+        )?;
+        self.out_dir.keep();
+        print_sweep(&args.run, dir, &summary, facts)
+    }
+}
+
+/// What the plan holds beside a sweep's runs, for the whole input (also
+/// where processes share the rows: the lead holds the whole sweep's).
+fn held_beside(args: &SweepArgs, input: &Input, format: SweepFormat) -> Vec<(Held, u64)> {
+    let n_rows = input.n_rows();
+    let n_sample = args.run.sample.min(n_rows);
+    let ks: Vec<usize> = sweep_specs(args).iter().map(|s| s.k).collect();
+    vec![
+        session::held_sample(input, &args.run),
+        (Held::Consensus, consensus_bytes(args.ks.0.len(), n_sample)),
+        (Held::Clusters, 4 * n_rows as u64),
+        (
+            Held::Labels,
+            if args.labels.is_some() {
+                names_bytes(n_rows) + 4 * n_rows as u64
+            } else {
+                0
+            },
+        ),
+        (
+            Held::Names,
+            ResultNames::bytes(input, format == SweepFormat::H5ad),
+        ),
+        (Held::Spectra, spectra_bytes(&ks, input.n_cols())),
+    ]
 }
 
 /// Every run of the sweep: each k, each restart.
@@ -252,10 +504,11 @@ fn check_found(dir: &Path, found: &[Done], meta: &CheckpointMeta) -> Result<()> 
 }
 
 /// The runs still to run: their indices into the sweep's runs, and their
-/// specs.
+/// specs; the block height of the finished ones.
 struct Pending {
     idx: Vec<usize>,
     specs: Vec<RunSpec>,
+    block_rows: Option<usize>,
 }
 
 impl Pending {
@@ -264,44 +517,47 @@ impl Pending {
             .filter(|i| !found.iter().any(|d| d.spec_idx == *i))
             .collect();
         let specs = idx.iter().map(|&i| specs[i]).collect();
-        Self { idx, specs }
+        Self {
+            idx,
+            specs,
+            block_rows: recorded_block_rows(found),
+        }
+    }
+
+    /// As the lead tells the other processes: the block height (or -1),
+    /// then the indices.
+    fn told(&self) -> Vec<f64> {
+        let block_rows = self.block_rows.map_or(-1.0, |b| b as f64);
+        std::iter::once(block_rows)
+            .chain(self.idx.iter().map(|&i| i as f64))
+            .collect()
+    }
+
+    /// What [`Pending::told`] tells.
+    fn from_told(told: &[f64], specs: &[RunSpec]) -> Self {
+        let idx: Vec<usize> = told.iter().skip(1).map(|&i| i as usize).collect();
+        Self {
+            specs: idx.iter().map(|&i| specs[i]).collect(),
+            idx,
+            block_rows: told.first().filter(|&&b| b >= 0.0).map(|&b| b as usize),
+        }
     }
 
     /// Plans and prepares the pending runs (`None` when every run is
-    /// finished), at the block height of the finished ones.
+    /// finished), at the block height of the finished ones, with `held`
+    /// beside them.
     fn prepare(
         &self,
         args: &SweepArgs,
         input: &mut Input,
-        specs: &[RunSpec],
-        found: &[Done],
-        labels: bool,
+        held: Vec<(Held, u64)>,
     ) -> Result<Option<Prepared>> {
         if self.specs.is_empty() {
             return Ok(None);
         }
-        let (n_rows, n_cols) = (input.n_rows(), input.n_cols());
-        let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
-        let n_sample = args.run.sample.min(n_rows);
-        let names = ResultNames::bytes(input, result_format(args, input) == SweepFormat::H5ad);
-        let held = vec![
-            session::held_sample(input, &args.run),
-            (Held::Consensus, consensus_bytes(args.ks.0.len(), n_sample)),
-            (Held::Clusters, 4 * n_rows as u64),
-            (
-                Held::Labels,
-                if labels {
-                    names_bytes(n_rows) + 4 * n_rows as u64
-                } else {
-                    0
-                },
-            ),
-            (Held::Names, names),
-            (Held::Spectra, spectra_bytes(&ks, n_cols)),
-        ];
         let mut run_args = args.run.clone();
         if run_args.resources.block_rows.is_none() {
-            run_args.resources.block_rows = recorded_block_rows(found);
+            run_args.resources.block_rows = self.block_rows;
         }
         session::prepare(input, &self.specs, &run_args, held, |_| args.init.core()).map(Some)
     }
@@ -374,7 +630,13 @@ impl Tally {
     }
 
     /// sweep.json's content.
-    fn summary(self, args: &SweepArgs, input: &Input, labels: Option<&Labels>) -> SweepSummary {
+    fn summary(
+        self,
+        args: &SweepArgs,
+        input: &Input,
+        n_rows: usize,
+        labels: Option<&Labels>,
+    ) -> SweepSummary {
         let run = &args.run;
         let runs: Vec<RunSummary> = self.runs.into_iter().flatten().collect();
         let core = session::core_params(run, 1, run.seed, args.init.core());
@@ -392,7 +654,7 @@ impl Tally {
             .collect();
         SweepSummary {
             input: input.name.clone(),
-            n_rows: input.n_rows(),
+            n_rows,
             n_cols: input.n_cols(),
             ks: args.ks.0.clone(),
             restarts: args.restarts,
@@ -426,19 +688,6 @@ struct SweepContext<'a> {
 }
 
 impl SweepContext<'_> {
-    /// Runs the pending runs in the plan's batches, adding each to `tally`.
-    fn run(&self, input: &mut Input, tally: &mut Tally) -> Result<()> {
-        self.prepared.pool.install(|| {
-            session::run_batches(
-                input,
-                &self.pending.specs,
-                self.prepared,
-                None,
-                |finished, info| self.add_batch(tally, finished, info),
-            )
-        })
-    }
-
     /// Adds a batch's finished runs: scores, consensus, the best of each k
     /// written as its result file, then each run's record.
     fn add_batch(
@@ -716,7 +965,7 @@ fn remove_records(dir: &Path) -> Result<()> {
 /// What a run record says of the sweep's command: the input's fingerprint
 /// and every parameter that shapes the runs (k, restart and seed are the
 /// record's own).
-fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<CheckpointMeta> {
+fn sweep_meta(args: &SweepArgs, input: &Input) -> Result<CheckpointMeta> {
     let run = &args.run;
     let core = session::core_params(run, 1, run.seed, args.init.core());
     let labels_file = args
@@ -740,7 +989,6 @@ fn sweep_meta(args: &SweepArgs, input: &Input, block_rows: usize) -> Result<Chec
             ("sample", run.sample.to_string()),
             ("labels", args.labels.clone().unwrap_or_default()),
             ("labels_file", labels_file),
-            ("block_rows", block_rows.to_string()),
         ]
         .into_iter()
         .chain(session::solver_settings(&core))

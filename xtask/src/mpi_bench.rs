@@ -2,7 +2,10 @@
 //! single-cell case for P = 1, 2 and 4 on this machine's loopback, with
 //! the release binary built with `--features mpi`: seconds per iteration,
 //! every process's peak memory, and the bytes each iteration sums over the
-//! processes. Skipped, saying so, without `mpirun`.
+//! processes; then a sweep spread by rows over 2 processes against the
+//! same runs spread whole over 2 independent processes (the alternative
+//! its cost model rejects) and one process. Skipped, saying so, without
+//! `mpirun`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,10 @@ const CELLS: usize = 50_000;
 const GENES: usize = 20_000;
 const K: usize = 20;
 const ITERATIONS: usize = 10;
+
+/// The sweep measured: k from .. to, restarts, iterations.
+const SWEEP_KS: &str = "4..7";
+const SWEEP_RESTARTS: usize = 2;
 
 /// Builds the release binary with the `mpi` feature.
 fn mpi_binary() -> Result<PathBuf> {
@@ -47,26 +54,13 @@ pub fn run(data_dir: &Path) -> Result<String> {
     let mut single = f64::NAN;
     for &p in &PROCESSES {
         let threads = (cores / p).max(1).to_string();
-        let mut cmd = Command::new("mpirun");
-        if root {
-            cmd.arg("--allow-run-as-root");
-        }
-        // No binding: OpenMPI binds each process to one core by default,
-        // which would leave a process's second thread without a core.
-        cmd.args([
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-np",
-            &p.to_string(),
-        ])
-        .arg(&binary)
-        .args(["fit"])
-        .arg(&data)
-        .args(["-k", &K.to_string(), "--max-iter", &ITERATIONS.to_string()])
-        .args(["--tol", "0", "--seed", "0", "--threads", &threads])
-        .args(["--json", "-q", "--force", "-o"])
-        .arg(&out);
+        let mut cmd = mpirun(root, p, &binary);
+        cmd.args(["fit"])
+            .arg(&data)
+            .args(["-k", &K.to_string(), "--max-iter", &ITERATIONS.to_string()])
+            .args(["--tol", "0", "--seed", "0", "--threads", &threads])
+            .args(["--json", "-q", "--force", "-o"])
+            .arg(&out);
         let output = cmd.output().context("running mpirun")?;
         if !output.status.success() {
             bail!(
@@ -100,6 +94,7 @@ pub fn run(data_dir: &Path) -> Result<String> {
         )?;
     }
     let _ = std::fs::remove_file(&out);
+    let sweep = sweep_table(&binary, &data, data_dir, root, cores)?;
     let mut s = String::new();
     writeln!(
         s,
@@ -110,7 +105,141 @@ pub fn run(data_dir: &Path) -> Result<String> {
         s,
         "| processes | threads each | s / iteration | speed-up | peak RSS per process, MiB | summed per iteration, MB | final rel. error |\n|---|---|---|---|---|---|---|\n{table}"
     )?;
+    writeln!(
+        s,
+        "`nmflow sweep -k {SWEEP_KS} --restarts {SWEEP_RESTARTS} --max-iter {ITERATIONS} --tol 0` of the same file ({} runs), whole command (plan, passes, gathering W, scores, consensus, every file written):\n",
+        SWEEP_RESTARTS * 4
+    )?;
+    writeln!(
+        s,
+        "| spread | processes × threads | seconds | peak RSS per process, MiB | X read per iteration, all processes |\n|---|---|---|---|---|\n{sweep}"
+    )?;
     Ok(s)
+}
+
+/// `mpirun -np p BINARY` as the benchmark runs it.
+fn mpirun(root: bool, p: usize, binary: &Path) -> Command {
+    let mut cmd = Command::new("mpirun");
+    if root {
+        cmd.arg("--allow-run-as-root");
+    }
+    // No binding: OpenMPI binds each process to one core by default,
+    // which would leave a process's second thread without a core.
+    cmd.args([
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+        "-np",
+        &p.to_string(),
+    ])
+    .arg(binary);
+    cmd
+}
+
+/// The sweep three ways: one process; 2 processes sharing every run's rows
+/// (`mpirun -np 2 nmflow sweep`); 2 independent processes each running
+/// whole runs (half the restarts each: what spreading runs would do, read
+/// for read). Wall-clock seconds of the whole command.
+fn sweep_table(
+    binary: &Path,
+    data: &Path,
+    data_dir: &Path,
+    root: bool,
+    cores: usize,
+) -> Result<String> {
+    let sweep = |cmd: &mut Command, out: &Path, restarts: usize, seed: usize, threads: usize| {
+        cmd.arg("sweep")
+            .arg(data)
+            .args(["-k", SWEEP_KS, "--restarts", &restarts.to_string()])
+            .args(["--max-iter", &ITERATIONS.to_string(), "--tol", "0"])
+            .args([
+                "--seed",
+                &seed.to_string(),
+                "--threads",
+                &threads.to_string(),
+            ])
+            .args(["--json", "--force", "-o"])
+            .arg(out);
+    };
+    let peak = |stdout: &[u8]| -> Result<f64> {
+        let r: serde_json::Value =
+            serde_json::from_slice(stdout).context("parsing the sweep's JSON summary")?;
+        Ok(r["run"]["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / f64::from(1u32 << 20))
+    };
+    let check = |what: &str, output: &std::process::Output| -> Result<()> {
+        if !output.status.success() {
+            bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    };
+    let mut table = String::new();
+    let out = |i: usize| data_dir.join(format!("mpi-sweep-{i}"));
+
+    let started = std::time::Instant::now();
+    let mut cmd = Command::new(binary);
+    sweep(&mut cmd, &out(0), SWEEP_RESTARTS, 0, cores);
+    let output = cmd.output().context("running nmflow sweep")?;
+    check("nmflow sweep", &output)?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("sweep, one process: {seconds:.1} s");
+    writeln!(
+        table,
+        "| none | 1 × {cores} | {seconds:.1} | {:.0} | X once |",
+        peak(&output.stdout)?
+    )?;
+
+    let started = std::time::Instant::now();
+    let mut cmd = mpirun(root, 2, binary);
+    sweep(&mut cmd, &out(0), SWEEP_RESTARTS, 0, (cores / 2).max(1));
+    let output = cmd.output().context("running mpirun")?;
+    check("mpirun -np 2 nmflow sweep", &output)?;
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("sweep, rows over 2 processes: {seconds:.1} s");
+    writeln!(
+        table,
+        "| rows (`mpirun -np 2`) | 2 × {} | {seconds:.1} | {:.0} (process 0) | X once |",
+        (cores / 2).max(1),
+        peak(&output.stdout)?
+    )?;
+
+    // Runs spread whole: each process reads all of X for its own runs.
+    let started = std::time::Instant::now();
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            let mut cmd = Command::new(binary);
+            sweep(
+                &mut cmd,
+                &out(i + 1),
+                SWEEP_RESTARTS / 2,
+                i,
+                (cores / 2).max(1),
+            );
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .context("running nmflow sweep")
+        })
+        .collect::<Result<_>>()?;
+    let mut peaks = Vec::new();
+    for child in children {
+        let output = child
+            .wait_with_output()
+            .context("waiting for nmflow sweep")?;
+        check("nmflow sweep (half the runs)", &output)?;
+        peaks.push(format!("{:.0}", peak(&output.stdout)?));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!("sweep, runs over 2 processes: {seconds:.1} s");
+    writeln!(
+        table,
+        "| runs (2 independent sweeps of half the restarts) | 2 × {} | {seconds:.1} | {} | X twice |",
+        (cores / 2).max(1),
+        peaks.join(", ")
+    )?;
+    for i in 0..3 {
+        let _ = std::fs::remove_dir_all(out(i));
+    }
+    Ok(table)
 }
 
 /// Whether this process runs as root (mpirun then needs
