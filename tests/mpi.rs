@@ -203,9 +203,37 @@ fn what_is_not_distributed_is_refused_on_every_process() {
     let input = join(&dir, "x.h5");
     write_h5(&input, "X", &seed_matrix(100, 20, 2));
     let out = join(&dir, "r.h5");
-    let done = mpirun(2, &fit_args(&input, &out, &["--init", "nndsvda"]));
+    let h5ad = join(&dir, "x.h5ad");
+    let x = seed_matrix(100, 20, 2);
+    let (data, indices, indptr) = compressed(&x, false);
+    sparse_h5ad(
+        &h5ad,
+        "X",
+        "csr_matrix",
+        Some(&[100, 20]),
+        &data,
+        &indices,
+        &indptr,
+    );
+    let before = std::fs::read(&h5ad).expect("h5ad");
+    let done = mpirun(
+        2,
+        &[
+            "fit",
+            path_str(&h5ad),
+            "-k",
+            "2",
+            "--write-into",
+            path_str(&h5ad),
+        ],
+    );
     assert_eq!(done.status.code(), Some(2), "{}", stderr(&done));
-    assert!(stderr(&done).contains("--init nndsvda"));
+    assert!(stderr(&done).contains("--write-into"), "{}", stderr(&done));
+    assert_eq!(
+        std::fs::read(&h5ad).expect("h5ad"),
+        before,
+        "the input is untouched"
+    );
     let done = mpirun(2, &["inspect", path_str(&input)]);
     assert!(!done.status.success());
     assert!(stderr(&done).contains("only `nmflow fit`, `sweep` and `transform` run over MPI"));
@@ -479,4 +507,49 @@ fn a_bad_value_fails_a_sweep_over_processes_and_leaves_no_directory() {
     assert!(err.contains("row 390") && err.contains("column 5"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(!out.exists(), "a failed sweep left its directory");
+}
+
+#[test]
+fn an_nndsvd_start_over_processes_is_the_single_process_start() {
+    let dir = tempdir();
+    let x = seed_matrix(1001, 50, 4).mapv(|v| (v * 8.0).round());
+    let input = join(&dir, "x.h5ad");
+    let (data, indices, indptr) = compressed(&x, false);
+    sparse_h5ad(
+        &input,
+        "X",
+        "csr_matrix",
+        Some(&[1001, 50]),
+        &data,
+        &indices,
+        &indptr,
+    );
+    for init in ["nndsvd", "nndsvda", "nndsvdar"] {
+        let extra = [
+            "--init",
+            init,
+            "--solver",
+            "hals",
+            "--normalize",
+            "cp10k-log1p",
+        ];
+        let single = join(&dir, "single.h5");
+        run_ok(
+            "single",
+            &[&iterations(&input, &single, "20", &extra), &["-q"]],
+        );
+        let (w1, h1) = (read2(&single, "W"), read2(&single, "H"));
+        for n in [2, 4] {
+            let out = join(&dir, &format!("np{n}.h5"));
+            let done = mpirun(n, &iterations(&input, &out, "20", &extra));
+            assert!(done.status.success(), "-np {n} {init}: {}", stderr(&done));
+            let what = format!("-np {n} --init {init}");
+            let (w, h) = (read2(&out, "W"), read2(&out, "H"));
+            // The start is a randomized SVD whose products sum f32 blocks:
+            // rows cut at other places change it as another block height
+            // does in one process (1e-5 here; tests/nndsvd.rs).
+            assert!(rel_diff(&w, &w1) <= 5e-4, "{what}: W {}", rel_diff(&w, &w1));
+            assert!(rel_diff(&h, &h1) <= 5e-4, "{what}: H {}", rel_diff(&h, &h1));
+        }
+    }
 }

@@ -60,12 +60,6 @@ fn check_options(args: &FitArgs) -> Result<()> {
     if args.write_into.is_some() {
         usage!("--write-into edits the input that every process reads: under MPI give -o OUT.h5ad");
     }
-    if args.init.nndsvd().is_some() {
-        usage!(
-            "--init {} is not available under MPI yet",
-            args.init.as_str()
-        );
-    }
     Ok(())
 }
 

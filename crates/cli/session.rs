@@ -550,21 +550,8 @@ impl BatchContext<'_> {
             every,
             save: &mut save,
         };
-        let alone = nmflow_core::collective::Alone;
-        let shard = match &self.prepared.shard {
-            Some(rows) => nmflow_core::collective::Shard {
-                collective: rows.collective.as_ref(),
-                first_row: rows.first_row,
-                n_rows: rows.n_rows,
-            },
-            None => nmflow_core::collective::Shard {
-                collective: &alone,
-                first_row: 0,
-                n_rows: input.n_rows(),
-            },
-        };
         let result = nmflow_core::fit_many_sharded(
-            shard,
+            self.prepared.share(input.n_rows()),
             input.opened.source.as_mut(),
             &mut runs,
             sample,
@@ -868,6 +855,25 @@ pub struct SharedRows {
     pub collective: std::sync::Arc<dyn nmflow_core::collective::Collective + Send + Sync>,
     pub first_row: usize,
     pub n_rows: usize,
+}
+
+impl Prepared {
+    /// The engine's share of the rows: this process's of a distributed
+    /// fit's, else all `n_rows` of them.
+    pub fn share(&self, n_rows: usize) -> nmflow_core::collective::Shard<'_> {
+        match &self.shard {
+            Some(rows) => nmflow_core::collective::Shard {
+                collective: rows.collective.as_ref(),
+                first_row: rows.first_row,
+                n_rows: rows.n_rows,
+            },
+            None => nmflow_core::collective::Shard {
+                collective: &nmflow_core::collective::Alone,
+                first_row: 0,
+                n_rows,
+            },
+        }
+    }
 }
 
 /// Validates every run's parameters (`init_of` gives each run's start),

@@ -41,7 +41,8 @@ pub fn nndsvd_start(
         power_iterations: POWER_ITERATIONS,
     };
     let dir = input.tmp_dir();
-    let mut basis = MappedFactor::new(n_rows, request.basis_cols(n_rows, n_cols), &dir)?;
+    let l = request.basis_cols(prepared.share(n_rows).n_rows, n_cols);
+    let mut basis = MappedFactor::new(n_rows, l, &dir)?;
     let mut w0 = MappedFactor::new(n_rows, args.k, &dir)?;
     let quiet = args.run.quiet || args.run.json;
     if !quiet {
@@ -52,10 +53,12 @@ pub fn nndsvd_start(
         );
     }
     let progress = Progress::new(n_rows, 1, quiet, fill.as_str());
+    let shard = prepared.share(n_rows);
     let start = prepared
         .pool
         .install(|| {
-            nmflow_core::nndsvd(
+            nmflow_core::nndsvd_sharded(
+                shard,
                 input.opened.source.as_mut(),
                 &request,
                 &mut basis,

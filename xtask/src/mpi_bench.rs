@@ -94,6 +94,7 @@ pub fn run(data_dir: &Path) -> Result<String> {
         )?;
     }
     let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(out.with_extension("programs.tsv"));
     let sweep = sweep_table(&binary, &data, data_dir, root, cores)?;
     let mut s = String::new();
     writeln!(
@@ -112,7 +113,7 @@ pub fn run(data_dir: &Path) -> Result<String> {
     )?;
     writeln!(
         s,
-        "| spread | processes × threads | seconds | peak RSS per process, MiB | X read per iteration, all processes |\n|---|---|---|---|---|\n{sweep}"
+        "| spread | processes × threads | seconds, median of {SWEEP_ROUNDS} (range) | peak RSS per process, MiB (process 0 for mpirun) | X read per iteration, all processes |\n|---|---|---|---|---|\n{sweep}"
     )?;
     Ok(s)
 }
@@ -136,10 +137,15 @@ fn mpirun(root: bool, p: usize, binary: &Path) -> Command {
     cmd
 }
 
+/// Rounds of the sweep comparison (each runs the three ways in turn; the
+/// table gives the median and the range).
+const SWEEP_ROUNDS: usize = 3;
+
 /// The sweep three ways: one process; 2 processes sharing every run's rows
 /// (`mpirun -np 2 nmflow sweep`); 2 independent processes each running
 /// whole runs (half the restarts each: what spreading runs would do, read
-/// for read). Wall-clock seconds of the whole command.
+/// for read). Wall-clock seconds of the whole command, over
+/// [`SWEEP_ROUNDS`] rounds.
 fn sweep_table(
     binary: &Path,
     data: &Path,
@@ -147,6 +153,7 @@ fn sweep_table(
     root: bool,
     cores: usize,
 ) -> Result<String> {
+    let half = (cores / 2).max(1);
     let sweep = |cmd: &mut Command, out: &Path, restarts: usize, seed: usize, threads: usize| {
         cmd.arg("sweep")
             .arg(data)
@@ -159,83 +166,90 @@ fn sweep_table(
                 &threads.to_string(),
             ])
             .args(["--json", "--force", "-o"])
-            .arg(out);
+            .arg(out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
     };
-    let peak = |stdout: &[u8]| -> Result<f64> {
-        let r: serde_json::Value =
-            serde_json::from_slice(stdout).context("parsing the sweep's JSON summary")?;
-        Ok(r["run"]["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / f64::from(1u32 << 20))
-    };
-    let check = |what: &str, output: &std::process::Output| -> Result<()> {
-        if !output.status.success() {
-            bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(())
-    };
-    let mut table = String::new();
     let out = |i: usize| data_dir.join(format!("mpi-sweep-{i}"));
-
-    let started = std::time::Instant::now();
-    let mut cmd = Command::new(binary);
-    sweep(&mut cmd, &out(0), SWEEP_RESTARTS, 0, cores);
-    let output = cmd.output().context("running nmflow sweep")?;
-    check("nmflow sweep", &output)?;
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("sweep, one process: {seconds:.1} s");
-    writeln!(
-        table,
-        "| none | 1 × {cores} | {seconds:.1} | {:.0} | X once |",
-        peak(&output.stdout)?
-    )?;
-
-    let started = std::time::Instant::now();
-    let mut cmd = mpirun(root, 2, binary);
-    sweep(&mut cmd, &out(0), SWEEP_RESTARTS, 0, (cores / 2).max(1));
-    let output = cmd.output().context("running mpirun")?;
-    check("mpirun -np 2 nmflow sweep", &output)?;
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("sweep, rows over 2 processes: {seconds:.1} s");
-    writeln!(
-        table,
-        "| rows (`mpirun -np 2`) | 2 × {} | {seconds:.1} | {:.0} (process 0) | X once |",
-        (cores / 2).max(1),
-        peak(&output.stdout)?
-    )?;
-
-    // Runs spread whole: each process reads all of X for its own runs.
-    let started = std::time::Instant::now();
-    let children: Vec<_> = (0..2)
-        .map(|i| {
-            let mut cmd = Command::new(binary);
-            sweep(
-                &mut cmd,
-                &out(i + 1),
-                SWEEP_RESTARTS / 2,
-                i,
-                (cores / 2).max(1),
-            );
-            cmd.stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .context("running nmflow sweep")
-        })
-        .collect::<Result<_>>()?;
-    let mut peaks = Vec::new();
-    for child in children {
-        let output = child
-            .wait_with_output()
-            .context("waiting for nmflow sweep")?;
-        check("nmflow sweep (half the runs)", &output)?;
-        peaks.push(format!("{:.0}", peak(&output.stdout)?));
+    // Starts every command of one way at once; the seconds until all
+    // finished and each one's peak RSS (MiB) from its JSON summary.
+    let timed = |commands: Vec<Command>| -> Result<(f64, Vec<f64>)> {
+        let started = std::time::Instant::now();
+        let children: Vec<_> = commands
+            .into_iter()
+            .map(|mut cmd| cmd.spawn().context("running nmflow sweep"))
+            .collect::<Result<_>>()?;
+        let mut peaks = Vec::new();
+        for child in children {
+            let output = child
+                .wait_with_output()
+                .context("waiting for nmflow sweep")?;
+            if !output.status.success() {
+                bail!(
+                    "nmflow sweep failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            let r: serde_json::Value = serde_json::from_slice(&output.stdout)
+                .context("parsing the sweep's JSON summary")?;
+            peaks.push(r["run"]["peak_rss_bytes"].as_f64().unwrap_or(f64::NAN) / 1048576.0);
+        }
+        Ok((started.elapsed().as_secs_f64(), peaks))
+    };
+    let ways: [(&str, String, &str); 3] = [
+        ("none", format!("1 × {cores}"), "X once"),
+        ("rows (`mpirun -np 2`)", format!("2 × {half}"), "X once"),
+        (
+            "runs (2 independent sweeps of half the restarts)",
+            format!("2 × {half}"),
+            "X twice",
+        ),
+    ];
+    let mut seconds = vec![Vec::new(); ways.len()];
+    let mut peaks = vec![Vec::new(); ways.len()];
+    for round in 0..SWEEP_ROUNDS {
+        for (way, (name, _, _)) in ways.iter().enumerate() {
+            let commands = match way {
+                0 => {
+                    let mut cmd = Command::new(binary);
+                    sweep(&mut cmd, &out(0), SWEEP_RESTARTS, 0, cores);
+                    vec![cmd]
+                }
+                1 => {
+                    let mut cmd = mpirun(root, 2, binary);
+                    sweep(&mut cmd, &out(0), SWEEP_RESTARTS, 0, half);
+                    vec![cmd]
+                }
+                // Runs spread whole: each process reads all of X for its
+                // own runs.
+                _ => (0..2)
+                    .map(|i| {
+                        let mut cmd = Command::new(binary);
+                        sweep(&mut cmd, &out(i + 1), SWEEP_RESTARTS / 2, i, half);
+                        cmd
+                    })
+                    .collect(),
+            };
+            let (s, p) = timed(commands)?;
+            eprintln!("sweep round {}, {name}: {s:.1} s", round + 1);
+            seconds[way].push(s);
+            peaks[way] = p;
+        }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!("sweep, runs over 2 processes: {seconds:.1} s");
-    writeln!(
-        table,
-        "| runs (2 independent sweeps of half the restarts) | 2 × {} | {seconds:.1} | {} | X twice |",
-        (cores / 2).max(1),
-        peaks.join(", ")
-    )?;
+    let mut table = String::new();
+    for (way, (name, layout, read)) in ways.iter().enumerate() {
+        let s = &mut seconds[way];
+        s.sort_by(f64::total_cmp);
+        let peak: Vec<String> = peaks[way].iter().map(|p| format!("{p:.0}")).collect();
+        writeln!(
+            table,
+            "| {name} | {layout} | {:.1} ({:.1}–{:.1}) | {} | {read} |",
+            s[s.len() / 2],
+            s[0],
+            s[s.len() - 1],
+            peak.join(", ")
+        )?;
+    }
     for i in 0..3 {
         let _ = std::fs::remove_dir_all(out(i));
     }

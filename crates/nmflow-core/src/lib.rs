@@ -54,7 +54,9 @@ mod stats;
 
 pub use error::FitError;
 pub use factor::FactorStore;
-pub use nndsvd::{NndsvdFill, NndsvdRequest, NndsvdStart, OVERSAMPLING, POWER_ITERATIONS, nndsvd};
+pub use nndsvd::{
+    NndsvdFill, NndsvdRequest, NndsvdStart, OVERSAMPLING, POWER_ITERATIONS, nndsvd, nndsvd_sharded,
+};
 pub use normalize::Normalize;
 pub use params::{Init, NmfParams, Scale, ValidParams, default_block_rows};
 pub use plan::{

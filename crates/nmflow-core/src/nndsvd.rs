@@ -26,6 +26,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis, s};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::collective::{Alone, Shard};
 use crate::error::FitError;
 use crate::factor::FactorStore;
 use crate::kernels;
@@ -124,13 +125,39 @@ pub fn nndsvd(
     w0: &mut dyn FactorStore,
     on_event: &mut dyn FnMut(Event),
 ) -> Result<NndsvdStart, FitError> {
+    let shard = Shard {
+        collective: &Alone,
+        first_row: 0,
+        n_rows: source.n_rows(),
+    };
+    nndsvd_sharded(shard, source, request, basis, w0, on_event)
+}
+
+/// [`nndsvd`] over processes that share the rows ([`Shard`]): `source`,
+/// `basis` and `w0` hold this process's rows; every pass's small products
+/// (the statistics, the Gram matrices, X_sᵀQ, the norms of the singular
+/// vectors' parts) are combined, so every process computes the same H₀
+/// and its rows of the same W₀ (`nndsvdar`'s fill values drawn as one
+/// process draws them).
+///
+/// # Panics
+/// As [`nndsvd`].
+pub fn nndsvd_sharded(
+    shard: Shard<'_>,
+    source: &mut dyn RowSource,
+    request: &NndsvdRequest,
+    basis: &mut dyn FactorStore,
+    w0: &mut dyn FactorStore,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<NndsvdStart, FitError> {
     let (n_rows, n_cols) = (source.n_rows(), source.n_cols());
     let k = request.k;
-    let l = request.basis_cols(n_rows, n_cols);
+    let l = request.basis_cols(shard.n_rows, n_cols);
     assert_eq!(basis.shape(), (n_rows, l), "the basis store's shape");
     assert_eq!(w0.shape(), (n_rows, k), "W₀'s shape");
     let blocks = block_ranges(n_rows, request.block_rows.max(1));
     let mut streamer = Streamer {
+        shard,
         source,
         normalizer: Normalizer::new(request.normalize),
         blocks: &blocks,
@@ -167,9 +194,9 @@ pub fn nndsvd(
     }
     // U = Y (T U_B): the rows of the left singular vectors, from the basis.
     let to_u = t.dot(&u_b);
-    let parts = split_norms(basis, &to_u, &blocks);
+    let parts = split_norms(shard, basis, &to_u, &blocks);
     let plan = nndsvd_plan(&sigma, &parts, v.view());
-    write_w0(basis, w0, &to_u, &plan, &blocks, request, mean);
+    write_w0(shard, basis, w0, &to_u, &plan, &blocks, request, mean);
     let mut h0 = plan.h0;
     fill_zeros(h0.view_mut(), request, mean, FillSide::H);
     Ok(NndsvdStart {
@@ -179,8 +206,9 @@ pub fn nndsvd(
     })
 }
 
-/// The passes over X.
+/// The passes over X (this process's rows of it).
 struct Streamer<'a> {
+    shard: Shard<'a>,
     source: &'a mut dyn RowSource,
     normalizer: Normalizer,
     blocks: &'a [Range<usize>],
@@ -205,17 +233,22 @@ impl Streamer<'_> {
     /// The checks and column statistics of X: 1 / the divisors, and the
     /// mean of X_s.
     fn statistics(&mut self, scale: Scale) -> Result<(Array1<f32>, f64), FitError> {
-        let (n_rows, n_cols) = (self.source.n_rows(), self.source.n_cols());
+        let (n_rows, n_cols) = (self.shard.n_rows, self.source.n_cols());
         let mut stats = ColumnStats::new(n_cols);
-        self.begin()?;
-        for rows in self.blocks {
-            let x = read_block(self.source, &mut self.normalizer, rows.clone(), n_cols)?;
-            match &x {
-                RowBlock::Dense(x) => stats.add_block(*x, rows.start)?,
-                RowBlock::Csr(x) => stats.add_csr_block(x, rows.start)?,
+        let read = self.begin().and_then(|()| {
+            for rows in self.blocks {
+                let x = read_block(self.source, &mut self.normalizer, rows.clone(), n_cols)?;
+                let first = self.shard.first_row + rows.start;
+                match &x {
+                    RowBlock::Dense(x) => stats.add_block(*x, first)?,
+                    RowBlock::Csr(x) => stats.add_csr_block(x, first)?,
+                }
+                self.block_done(rows);
             }
-            self.block_done(rows);
-        }
+            Ok(())
+        });
+        self.shard.agree(read)?;
+        let stats = stats.combined(self.shard.collective);
         let col_scale = stats.col_scale(scale)?;
         if stats.scaled_norm_sq(&col_scale) <= 0.0 {
             return Err(FitError::ZeroMatrix);
@@ -241,21 +274,26 @@ impl Streamer<'_> {
             }
         }
         let mut gram = Array2::<f64>::zeros((l, l));
-        self.begin()?;
-        for rows in self.blocks {
-            let x = read_block(self.source, &mut self.normalizer, rows.clone(), n_cols)?;
-            let mut y = basis.rows_mut(rows.clone());
-            match &x {
-                RowBlock::Dense(x) => kernels::xht_dense(*x, scaled.view(), y.view_mut()),
-                RowBlock::Csr(x) => kernels::xht_csr(x, scaled.view(), y.view_mut()),
+        let read = self.begin().and_then(|()| {
+            for rows in self.blocks {
+                let x = read_block(self.source, &mut self.normalizer, rows.clone(), n_cols)?;
+                let mut y = basis.rows_mut(rows.clone());
+                match &x {
+                    RowBlock::Dense(x) => kernels::xht_dense(*x, scaled.view(), y.view_mut()),
+                    RowBlock::Csr(x) => kernels::xht_csr(x, scaled.view(), y.view_mut()),
+                }
+                kernels::accumulate_wtw(y.view(), gram.view_mut());
+                basis.release(rows.clone());
+                self.block_done(rows);
             }
-            kernels::accumulate_wtw(y.view(), gram.view_mut());
-            basis.release(rows.clone());
-            self.block_done(rows);
-        }
+            Ok(())
+        });
+        self.shard.agree(read)?;
+        sum(self.shard, &mut gram);
         let t = svqb(&gram);
         // Once more, on the Gram matrix of Y T itself (read from the store).
-        let gram = basis_gram(basis, &t, self.blocks);
+        let mut gram = basis_gram(basis, &t, self.blocks);
+        sum(self.shard, &mut gram);
         Ok(t.dot(&svqb(&gram)))
     }
 
@@ -271,28 +309,46 @@ impl Streamer<'_> {
         let width = t.ncols();
         let mut acc = Array2::<f64>::zeros((n_cols, width));
         let mut scratch = Array2::<f32>::zeros((n_cols, width));
-        self.begin()?;
-        for rows in self.blocks {
-            let x = read_block(self.source, &mut self.normalizer, rows.clone(), n_cols)?;
-            let q = basis.rows_mut(rows.clone()).mapv(f64::from).dot(t);
-            let q = q.mapv(|v| v as f32);
-            match &x {
-                RowBlock::Dense(x) => {
-                    kernels::accumulate_xtw_dense(q.view(), *x, scratch.view_mut(), acc.view_mut())
+        let read = self.begin().and_then(|()| {
+            for rows in self.blocks {
+                let x = read_block(self.source, &mut self.normalizer, rows.clone(), n_cols)?;
+                let q = basis.rows_mut(rows.clone()).mapv(f64::from).dot(t);
+                let q = q.mapv(|v| v as f32);
+                match &x {
+                    RowBlock::Dense(x) => kernels::accumulate_xtw_dense(
+                        q.view(),
+                        *x,
+                        scratch.view_mut(),
+                        acc.view_mut(),
+                    ),
+                    RowBlock::Csr(x) => {
+                        scratch.fill(0.0);
+                        kernels::accumulate_xtw_csr(x, q.view(), scratch.view_mut());
+                        acc.zip_mut_with(&scratch, |a, &s| *a += f64::from(s));
+                    }
                 }
-                RowBlock::Csr(x) => {
-                    scratch.fill(0.0);
-                    kernels::accumulate_xtw_csr(x, q.view(), scratch.view_mut());
-                    acc.zip_mut_with(&scratch, |a, &s| *a += f64::from(s));
-                }
+                basis.release(rows.clone());
+                self.block_done(rows);
             }
-            basis.release(rows.clone());
-            self.block_done(rows);
-        }
+            Ok(())
+        });
+        self.shard.agree(read)?;
+        sum(self.shard, &mut acc);
         for (mut row, &inv) in acc.rows_mut().into_iter().zip(inv_scale) {
             row.mapv_inplace(|v| v * f64::from(inv));
         }
         Ok(acc)
+    }
+}
+
+/// `m` summed over the processes (as is, alone).
+fn sum(shard: Shard<'_>, m: &mut Array2<f64>) {
+    if let Some(values) = m.as_slice_mut() {
+        shard.collective.sum(values);
+    } else {
+        let mut values: Vec<f64> = m.iter().copied().collect();
+        shard.collective.sum(&mut values);
+        m.iter_mut().zip(values).for_each(|(d, v)| *d = v);
     }
 }
 
@@ -340,6 +396,7 @@ fn orthonormal_columns(z: Array2<f64>) -> Array2<f64> {
 /// ‖max(u_j, 0)‖² and ‖min(u_j, 0)‖² of every left singular vector
 /// u_j = (Y T U_B)_j, from the basis.
 fn split_norms(
+    shard: Shard<'_>,
     basis: &mut dyn FactorStore,
     to_u: &Array2<f64>,
     blocks: &[Range<usize>],
@@ -358,7 +415,9 @@ fn split_norms(
         }
         basis.release(rows.clone());
     }
-    parts
+    let mut flat: Vec<f64> = parts.iter().flat_map(|&(p, n)| [p, n]).collect();
+    shard.collective.sum(&mut flat);
+    flat.chunks_exact(2).map(|c| (c[0], c[1])).collect()
 }
 
 /// Which part of each singular pair is kept, with its weight, and H₀.
@@ -412,7 +471,11 @@ fn nndsvd_plan(sigma: &[f64], parts: &[(f64, f64)], v: ArrayView2<'_, f64>) -> N
 
 /// Writes W₀ block by block from the basis: W₀[:, j] = scale_j · (the kept
 /// part of u_j), entries below scikit-learn's eps set to 0, then filled.
+/// `nndsvdar` draws a value per zero in row order: a process first skips
+/// the draws of the zeros in the rows before its own.
+#[allow(clippy::too_many_arguments)]
 fn write_w0(
+    shard: Shard<'_>,
     basis: &mut dyn FactorStore,
     w0: &mut dyn FactorStore,
     to_u: &Array2<f64>,
@@ -422,25 +485,48 @@ fn write_w0(
     mean: f64,
 ) {
     let mut rng = fill_rng(request.seed, FillSide::W);
+    if request.fill == NndsvdFill::Random && shard.shared() {
+        let zeros: usize = blocks
+            .iter()
+            .map(|rows| {
+                let w = w0_rows(basis, to_u, plan, rows);
+                w.iter().filter(|&&v| v == 0.0).count()
+            })
+            .sum();
+        let all = shard.collective.all_gather(&[zeros as f64]);
+        let before: f64 = all[..shard.collective.rank()].iter().sum();
+        // Each draw (`random::<f64>`) takes two 32-bit words of the stream.
+        rng.set_word_pos(rng.get_word_pos() + 2 * before as u128);
+    }
     for rows in blocks {
-        let u = basis.rows_mut(rows.clone()).mapv(f64::from).dot(to_u);
-        basis.release(rows.clone());
-        let mut w = u;
-        for mut row in w.axis_iter_mut(Axis(0)) {
-            for (value, &(sign, scale)) in row.iter_mut().zip(&plan.w_parts) {
-                let part = if sign == 0.0 {
-                    value.abs()
-                } else {
-                    (sign * *value).max(0.0)
-                };
-                let entry = part * scale;
-                *value = if entry < NNDSVD_EPS { 0.0 } else { entry };
-            }
-        }
+        let mut w = w0_rows(basis, to_u, plan, rows);
         fill_with(w.view_mut(), request.fill, mean, &mut rng);
         w0.rows_mut(rows.clone()).assign(&w.mapv(|v| v as f32));
         w0.release(rows.clone());
     }
+}
+
+/// W₀'s `rows` before the fill, from the basis.
+fn w0_rows(
+    basis: &mut dyn FactorStore,
+    to_u: &Array2<f64>,
+    plan: &NndsvdPlan,
+    rows: &Range<usize>,
+) -> Array2<f64> {
+    let mut w = basis.rows_mut(rows.clone()).mapv(f64::from).dot(to_u);
+    basis.release(rows.clone());
+    for mut row in w.axis_iter_mut(Axis(0)) {
+        for (value, &(sign, scale)) in row.iter_mut().zip(&plan.w_parts) {
+            let part = if sign == 0.0 {
+                value.abs()
+            } else {
+                (sign * *value).max(0.0)
+            };
+            let entry = part * scale;
+            *value = if entry < NNDSVD_EPS { 0.0 } else { entry };
+        }
+    }
+    w
 }
 
 /// Which factor a fill is for (its own random stream).

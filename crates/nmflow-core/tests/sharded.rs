@@ -353,3 +353,70 @@ fn every_shard_gathers_the_single_process_row_sample_and_its_components() {
         }
     }
 }
+
+#[test]
+fn nndsvd_starts_over_shards_are_the_single_process_start() {
+    use nmflow_core::{NndsvdFill, NndsvdRequest, Normalize, nndsvd_sharded};
+    let x = matrix(301);
+    let (n_rows, n_cols) = x.dim();
+    for fill in [NndsvdFill::Zeros, NndsvdFill::Mean, NndsvdFill::Random] {
+        let request = NndsvdRequest {
+            k: 4,
+            seed: 5,
+            normalize: Normalize::Cp10kLog1p,
+            scale: Scale::ColStd,
+            block_rows: 40,
+            fill,
+            power_iterations: 1,
+        };
+        let start = |shard: Shard<'_>, rows: std::ops::Range<usize>| {
+            let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), true);
+            let l = request.basis_cols(n_rows, n_cols);
+            let mut basis = Array2::<f32>::zeros((rows.len(), l));
+            let mut w0 = Array2::<f32>::zeros((rows.len(), request.k));
+            let start = nndsvd_sharded(
+                shard,
+                src.as_mut(),
+                &request,
+                &mut basis,
+                &mut w0,
+                &mut |_| {},
+            )
+            .expect("nndsvd");
+            (w0, start.h0)
+        };
+        let mut single = over_threads(1, n_rows, start);
+        let (w_single, h_single) = single.remove(0);
+        let zeros = |w: &Array2<f32>| w.iter().filter(|&&v| v == 0.0).count();
+        for size in [2, 3, 4] {
+            let parts = over_threads(size, n_rows, start);
+            for (_, h) in &parts[1..] {
+                assert_eq!(h, &parts[0].1, "every process has the same H₀");
+            }
+            let views: Vec<_> = parts.iter().map(|(w, _)| w.view()).collect();
+            let w = ndarray::concatenate(ndarray::Axis(0), &views).expect("W₀");
+            let what = format!("{} over {size}", fill.as_str());
+            assert!(
+                rel_diff(&parts[0].1, &h_single) <= 1e-4,
+                "{what}: H₀ {}",
+                rel_diff(&parts[0].1, &h_single)
+            );
+            assert!(
+                rel_diff(&w, &w_single) <= 1e-4,
+                "{what}: W₀ {}",
+                rel_diff(&w, &w_single)
+            );
+            if fill == NndsvdFill::Zeros {
+                assert_eq!(zeros(&w), zeros(&w_single), "{what}: the same zeros");
+            }
+            // Entry by entry, the small fill values of nndsvdar too (drawn
+            // in the single process's order).
+            let worst = w
+                .iter()
+                .zip(&w_single)
+                .map(|(a, b)| (a - b).abs() / b.abs().max(1e-30))
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-3, "{what}: an entry of W₀ differs by {worst}");
+        }
+    }
+}
