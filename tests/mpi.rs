@@ -202,42 +202,85 @@ fn what_is_not_distributed_is_refused_on_every_process() {
     let dir = tempdir();
     let input = join(&dir, "x.h5");
     write_h5(&input, "X", &seed_matrix(100, 20, 2));
-    let out = join(&dir, "r.h5");
-    let h5ad = join(&dir, "x.h5ad");
-    let x = seed_matrix(100, 20, 2);
-    let (data, indices, indptr) = compressed(&x, false);
-    sparse_h5ad(
-        &h5ad,
-        "X",
-        "csr_matrix",
-        Some(&[100, 20]),
-        &data,
-        &indices,
-        &indptr,
-    );
-    let before = std::fs::read(&h5ad).expect("h5ad");
-    let done = mpirun(
-        2,
-        &[
-            "fit",
-            path_str(&h5ad),
-            "-k",
-            "2",
-            "--write-into",
-            path_str(&h5ad),
-        ],
-    );
-    assert_eq!(done.status.code(), Some(2), "{}", stderr(&done));
-    assert!(stderr(&done).contains("--write-into"), "{}", stderr(&done));
-    assert_eq!(
-        std::fs::read(&h5ad).expect("h5ad"),
-        before,
-        "the input is untouched"
-    );
     let done = mpirun(2, &["inspect", path_str(&input)]);
-    assert!(!done.status.success());
+    assert_eq!(done.status.code(), Some(2), "{}", stderr(&done));
     assert!(stderr(&done).contains("only `nmflow fit`, `sweep` and `transform` run over MPI"));
-    assert!(!out.exists());
+}
+
+#[test]
+fn write_into_over_processes_adds_the_single_process_result() {
+    let dir = tempdir();
+    let x = seed_matrix(1001, 40, 3);
+    let (data, indices, indptr) = compressed(&x, false);
+    let h5ad = |name: &str| {
+        let path = join(&dir, name);
+        sparse_h5ad(
+            &path,
+            "X",
+            "csr_matrix",
+            Some(&[1001, 40]),
+            &data,
+            &indices,
+            &indptr,
+        );
+        path
+    };
+    let (single, shared) = (h5ad("single.h5ad"), h5ad("shared.h5ad"));
+    let fit = |path: &Path| -> Vec<String> {
+        [
+            "fit",
+            path_str(path),
+            "-k",
+            "3",
+            "--max-iter",
+            "60",
+            "--tol",
+            "0",
+            "--write-into",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([path_str(path).to_owned(), "-q".to_owned()])
+        .collect()
+    };
+    let args = fit(&single);
+    run_ok(
+        "single",
+        &[&args.iter().map(String::as_str).collect::<Vec<_>>()],
+    );
+    let args = fit(&shared);
+    let done = mpirun(3, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(done.status.success(), "{}", stderr(&done));
+    let w = |path: &Path| read2(path, "obsm/X_nmf");
+    let d = rel_diff(&w(&shared), &w(&single));
+    assert!(d <= 1e-5, "W {d}");
+    // The input's own X is untouched.
+    assert_eq!(read1::<f32>(&shared, "X/data"), data);
+    // transform likewise, W bit for bit (rows are solved independently).
+    let components = join(&dir, "components.h5");
+    run_ok(
+        "components",
+        &[&fit_args(&single, &components, &[]), &["-q"]],
+    );
+    let (t1, t2) = (h5ad("t1.h5ad"), h5ad("t2.h5ad"));
+    for (path, n) in [(&t1, 1), (&t2, 2)] {
+        let args = [
+            "transform",
+            path_str(path),
+            "--components",
+            path_str(&components),
+            "--write-into",
+            path_str(path),
+            "-q",
+        ];
+        let done = if n == 1 {
+            run_ok("t1", &[&args])
+        } else {
+            mpirun(n, &args)
+        };
+        assert!(done.status.success(), "{}", stderr(&done));
+    }
+    assert_eq!(w(&t1), w(&t2));
 }
 
 #[test]

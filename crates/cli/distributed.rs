@@ -30,7 +30,6 @@ use nmflow_mpi::World;
 use crate::args::FitArgs;
 use crate::fit::{Destination, Fitted, Planned};
 use crate::session::{self, Input, SharedRows};
-use crate::usage::usage;
 
 /// Joins the MPI job this process was started in, if it was started by an
 /// MPI launcher with more than one process.
@@ -52,15 +51,6 @@ fn agreed<T>(world: &World, result: Result<T>) -> Result<T> {
         (Ok(_), Some(rank)) => bail!("process {rank} of this job failed; its error says why"),
         (Ok(value), None) => Ok(value),
     }
-}
-
-/// The options a distributed fit does not take (yet), refused on every
-/// process before any work.
-fn check_options(args: &FitArgs) -> Result<()> {
-    if args.write_into.is_some() {
-        usage!("--write-into edits the input that every process reads: under MPI give -o OUT.h5ad");
-    }
-    Ok(())
 }
 
 /// An error a process has printed already (see [`reported`]).
@@ -110,7 +100,6 @@ fn fit_here(mut args: FitArgs, world: &Arc<World>) -> Result<()> {
         args.run.quiet = true;
         args.run.json = false;
     }
-    agreed(&world, check_options(&args))?;
     // Each process checkpoints its own rows of W (and the state every
     // process shares) to CHECKPOINT.RANK-of-SIZE; all resume from the same
     // iteration or none does.
@@ -419,16 +408,6 @@ fn transform_here(mut args: crate::args::TransformArgs, world: &Arc<World>) -> R
         args.quiet = true;
         args.json = false;
     }
-    let refused = if args.write_into.is_some() {
-        Err(crate::usage::UsageError(
-            "--write-into edits the input that every process reads: under MPI give -o OUT.h5ad"
-                .into(),
-        )
-        .into())
-    } else {
-        Ok(())
-    };
-    agreed(&world, refused)?;
     let opened = open_transform(&args, lead);
     let (mut input, destination, normalize, matched, names) = agreed(&world, opened)?;
     let n_rows = input.n_rows();
