@@ -484,6 +484,10 @@ fn a_sweep_over_processes_gives_the_single_process_sweep() {
         let printed: serde_json::Value =
             serde_json::from_str(stdout(&done).trim()).expect("one JSON summary, from rank 0");
         assert_eq!(printed["n_rows"], 1203);
+        let peaks = printed["run"]["process_peak_rss_bytes"]
+            .as_array()
+            .expect("every process's peak");
+        assert_eq!(peaks.len(), n);
         for (got, want) in per_k(&out).iter().zip(&expected) {
             let what = format!("-np {n}, k {}", want["k"]);
             let close = |name: &str, tol: f64| {

@@ -202,6 +202,15 @@ impl crate::sweep::Peers for SweepPeers {
         self.world.rank() == 0
     }
 
+    fn size(&self) -> usize {
+        self.world.size()
+    }
+
+    fn peaks(&self, mine: u64) -> Vec<u64> {
+        let all = self.world.all_gather(&[mine as f64]);
+        all.iter().map(|&p| p as u64).collect()
+    }
+
     fn agreed<T>(&self, result: Result<T>) -> Result<T> {
         agreed(&self.world, result)
     }

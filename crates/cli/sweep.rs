@@ -43,6 +43,9 @@ struct RunFacts {
     estimated_seconds_per_iter: Option<f64>,
     seconds: f64,
     peak_rss_bytes: Option<u64>,
+    /// Every process's peak RSS, by rank (under MPI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process_peak_rss_bytes: Option<Vec<u64>>,
 }
 
 /// The `--json` summary: sweep.json's content and this run's facts.
@@ -79,6 +82,12 @@ pub(crate) trait Peers: Sync {
     /// Whether this process keeps the tally and writes.
     fn lead(&self) -> bool;
 
+    /// Processes.
+    fn size(&self) -> usize;
+
+    /// Every process's peak RSS, by rank, on every process.
+    fn peaks(&self, mine: u64) -> Vec<u64>;
+
     /// `result`, agreed between the processes: when any failed, every one
     /// fails.
     fn agreed<T>(&self, result: Result<T>) -> Result<T>;
@@ -111,6 +120,14 @@ struct Alone;
 impl Peers for Alone {
     fn lead(&self) -> bool {
         true
+    }
+
+    fn size(&self) -> usize {
+        1
+    }
+
+    fn peaks(&self, mine: u64) -> Vec<u64> {
+        vec![mine]
     }
 
     fn agreed<T>(&self, result: Result<T>) -> Result<T> {
@@ -236,7 +253,17 @@ pub(crate) fn run_over<P: Peers>(args: SweepArgs, peers: &P) -> Result<()> {
     // Everything is validated: the directory is made now, and removed again
     // if the sweep fails and it did not exist before.
     let ready = lead
-        .map(|lead| Ready::of(lead, &args, &input, prepared.as_ref(), block_rows))
+        .map(|lead| {
+            let processes = (peers.size(), n_rows);
+            Ready::of(
+                lead,
+                &args,
+                &input,
+                prepared.as_ref(),
+                block_rows,
+                processes,
+            )
+        })
         .transpose();
     let mut ready = peers.agreed(ready)?;
     if let Some(prepared) = &prepared {
@@ -257,8 +284,15 @@ pub(crate) fn run_over<P: Peers>(args: SweepArgs, peers: &P) -> Result<()> {
         });
         run_pending(peers, &mut input, &pending, prepared, context)?;
     }
+    let peaks = peers.peaks(crate::system::peak_rss_bytes().unwrap_or(0));
     let written = ready
-        .map(|ready| ready.finish(&args, &input, n_rows, prepared.as_ref(), started))
+        .map(|ready| {
+            let mut facts = RunFacts::new(ready.lead.found.len(), prepared.as_ref(), started);
+            if peers.size() > 1 {
+                facts.process_peak_rss_bytes = Some(peaks);
+            }
+            ready.finish(&args, &input, n_rows, facts)
+        })
         .transpose();
     peers.agreed(written).map(|_| ())
 }
@@ -319,6 +353,7 @@ impl Ready {
         input: &Input,
         prepared: Option<&Prepared>,
         block_rows: usize,
+        (processes, n_rows): (usize, usize),
     ) -> Result<Self> {
         let (run, dir) = (&args.run, &args.output);
         lead.meta
@@ -330,6 +365,14 @@ impl Ready {
                 eprintln!("{} run(s) finished before", lead.found.len());
             }
             session::print_plan(p, input, run);
+            if processes > 1 && !run.quiet && !run.json {
+                eprintln!(
+                    "processes  {processes}, each reading its own {}–{} rows of every run \
+                     (plan and memory per process)",
+                    n_rows / processes,
+                    n_rows.div_ceil(processes)
+                );
+            }
         }
         let out_dir = OutputDir::create(dir)?;
         if args.force {
@@ -346,19 +389,11 @@ impl Ready {
 
     /// Writes the consensus, sweep.tsv and sweep.json, keeps the
     /// directory, prints the table.
-    fn finish(
-        self,
-        args: &SweepArgs,
-        input: &Input,
-        n_rows: usize,
-        prepared: Option<&Prepared>,
-        started: Instant,
-    ) -> Result<()> {
+    fn finish(self, args: &SweepArgs, input: &Input, n_rows: usize, facts: RunFacts) -> Result<()> {
         let dir = &args.output;
         self.tally.write_consensus(dir)?;
         let labels = self.lead.labels.as_ref();
         let summary = self.tally.summary(args, input, n_rows, labels);
-        let facts = RunFacts::new(self.lead.found.len(), prepared, started);
         write_text(&dir.join("sweep.tsv"), &tsv(&summary.per_k))?;
         write_text(
             &dir.join("sweep.json"),
@@ -425,6 +460,7 @@ impl RunFacts {
                 .and_then(|p| p.estimate.map(|e| e.iteration_s(p.reads_cheap))),
             seconds: started.elapsed().as_secs_f64(),
             peak_rss_bytes: crate::system::peak_rss_bytes(),
+            process_peak_rss_bytes: None,
         }
     }
 }
