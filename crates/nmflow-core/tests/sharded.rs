@@ -118,6 +118,36 @@ fn source(x: Array2<f32>, sparse: bool) -> Box<dyn RowSource + Send> {
     }
 }
 
+/// One simulated process's part of a fit of `x`: its rows, and W's rows;
+/// `sample` collects the row sample.
+fn fit_part(
+    x: &Array2<f32>,
+    p: &NmfParams,
+    sparse: bool,
+    shard: Shard<'_>,
+    rows: std::ops::Range<usize>,
+    sample: Option<&mut nmflow_core::RowSample>,
+) -> Result<(FitOutcome, Array2<f32>), FitError> {
+    let (n_rows, n_cols) = x.dim();
+    let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
+    let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
+    let mut w = Array2::<f32>::zeros((rows.len(), p.k));
+    let mut runs = [Run {
+        params: &valid,
+        w: &mut w,
+    }];
+    let mut outcomes = fit_many_sharded(
+        shard,
+        src.as_mut(),
+        &mut runs,
+        sample,
+        None,
+        None,
+        &mut |_, _| {},
+    )?;
+    Ok((outcomes.remove(0), w))
+}
+
 /// Fits `x` over `size` simulated processes; returns every process's
 /// outcome and the whole W.
 fn fit_over(
@@ -126,25 +156,8 @@ fn fit_over(
     size: usize,
     sparse: bool,
 ) -> Result<(Vec<FitOutcome>, Array2<f32>), FitError> {
-    let (n_rows, n_cols) = x.dim();
-    let results = over_threads(size, n_rows, |shard, rows| {
-        let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
-        let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
-        let mut w = Array2::<f32>::zeros((rows.len(), p.k));
-        let mut runs = [Run {
-            params: &valid,
-            w: &mut w,
-        }];
-        let mut outcomes = fit_many_sharded(
-            shard,
-            src.as_mut(),
-            &mut runs,
-            None,
-            None,
-            None,
-            &mut |_, _| {},
-        )?;
-        Ok::<_, FitError>((outcomes.remove(0), w))
+    let results = over_threads(size, x.nrows(), |shard, rows| {
+        fit_part(x, p, sparse, shard, rows, None)
     });
     let mut outcomes = Vec::new();
     let mut ws = Vec::new();
@@ -231,25 +244,8 @@ fn a_bad_value_in_one_shard_fails_every_shard_naming_the_whole_matrixs_row() {
     let mut x = matrix(120);
     x[(95, 7)] = -1.0;
     let p = params(3, Solver::Mu, Loss::Frobenius);
-    let (n_rows, n_cols) = x.dim();
-    let errors: Vec<FitError> = over_threads(3, n_rows, |shard, rows| {
-        let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), false);
-        let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
-        let mut w = Array2::<f32>::zeros((rows.len(), p.k));
-        let mut runs = [Run {
-            params: &valid,
-            w: &mut w,
-        }];
-        fit_many_sharded(
-            shard,
-            src.as_mut(),
-            &mut runs,
-            None,
-            None,
-            None,
-            &mut |_, _| {},
-        )
-        .expect_err("a negative value")
+    let errors: Vec<FitError> = over_threads(3, x.nrows(), |shard, rows| {
+        fit_part(&x, &p, false, shard, rows, None).expect_err("a negative value")
     });
     // Row 95 lies in process 2's rows (80..120).
     assert!(
@@ -315,24 +311,8 @@ fn every_shard_gathers_the_single_process_row_sample_and_its_components() {
     let drawn = sample_row_indices(n_rows, 57, 9);
     for sparse in [false, true] {
         let sampled = |shard: Shard<'_>, rows: std::ops::Range<usize>| {
-            let mut src = source(x.slice(s![rows.clone(), ..]).to_owned(), sparse);
-            let valid = p.clone().check(n_rows, n_cols, None).expect("valid");
-            let mut w = Array2::<f32>::zeros((rows.len(), p.k));
-            let mut runs = [Run {
-                params: &valid,
-                w: &mut w,
-            }];
             let mut sample = RowSample::new(drawn.clone(), n_cols).with_seed(9);
-            fit_many_sharded(
-                shard,
-                src.as_mut(),
-                &mut runs,
-                Some(&mut sample),
-                None,
-                None,
-                &mut |_, _| {},
-            )
-            .expect("fit");
+            fit_part(&x, &p, sparse, shard, rows, Some(&mut sample)).expect("fit");
             sample.components().cloned().expect("components")
         };
         let single = over_threads(1, n_rows, sampled).remove(0);
