@@ -120,6 +120,10 @@ fn processes_give_the_single_process_factorization() {
                 assert!(rel_diff(&h, &h1) <= 1e-5, "{what}: H {}", rel_diff(&h, &h1));
                 let peaks = summary["process_peak_rss_bytes"].as_array().expect("peaks");
                 assert_eq!(peaks.len(), n);
+                let processes: i64 = hdf5::File::open(&out)
+                    .and_then(|f| f.attr("processes")?.read_scalar())
+                    .expect("the result says how many processes shared the rows");
+                assert_eq!(processes, n as i64);
             }
             assert_eq!(read1::<u32>(&out, "cluster").len(), 2003);
         }
@@ -514,6 +518,10 @@ fn a_sweep_over_processes_gives_the_single_process_sweep() {
             );
             let d = rel_diff(&read2(&a, "W"), &read2(&b, "W"));
             assert!(d <= 1e-5, "-np {n}, k {k}: W {d}");
+            let processes: i64 = hdf5::File::open(&a)
+                .and_then(|f| f.attr("processes")?.read_scalar())
+                .expect("processes");
+            assert_eq!(processes, n as i64);
             assert_eq!(
                 read1::<u64>(&a, "sample/rows"),
                 read1::<u64>(&b, "sample/rows")

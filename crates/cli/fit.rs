@@ -697,7 +697,7 @@ pub(crate) fn result_attributes(
 ) -> Vec<(String, AttrValue)> {
     let f = &best.finished;
     let params = &prepared.valid[f.spec_idx];
-    let mut attrs = session::result_attrs(&input.record(), params, &f.outcome, prepared.threads);
+    let mut attrs = session::result_attrs(&input.record(), params, &f.outcome, prepared);
     attrs.push(("restarts".into(), AttrValue::Int(args.restarts as i64)));
     if args.init.nndsvd().is_some() {
         for (name, value) in &mut attrs {

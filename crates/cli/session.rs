@@ -674,10 +674,11 @@ pub fn result_attrs(
     input: &InputRecord,
     params: &ValidParams,
     outcome: &FitOutcome,
-    threads: usize,
+    prepared: &Prepared,
 ) -> Vec<(String, AttrValue)> {
     let p = params.params();
-    let attrs = vec![
+    let threads = prepared.threads;
+    let mut attrs = vec![
         (
             "nmflow_version",
             AttrValue::Str(env!("CARGO_PKG_VERSION").into()),
@@ -704,6 +705,12 @@ pub fn result_attrs(
         ("rel_error", AttrValue::Float(outcome.final_rel_error())),
         ("prepare_seconds", AttrValue::Float(outcome.prepare_seconds)),
     ];
+    // Results over processes differ from one process's in the last bits:
+    // say how many shared the rows.
+    if let Some(shared) = &prepared.shard {
+        let processes = shared.collective.size() as i64;
+        attrs.push(("processes", AttrValue::Int(processes)));
+    }
     let r = p.regularization;
     let solver = [
         ("solver", AttrValue::Str(p.solver.as_str().into())),

@@ -793,7 +793,7 @@ impl SweepContext<'_> {
                 &clusters,
                 info,
                 self.names,
-                self.prepared.threads,
+                self.prepared,
             )?;
         }
         // The record last: a run without one is run again.
@@ -1041,9 +1041,9 @@ fn write_best(
     clusters: &[u32],
     info: &SampleInfo,
     names: &ResultNames,
-    threads: usize,
+    prepared: &Prepared,
 ) -> Result<()> {
-    let attrs = session::result_attrs(input, params, &f.outcome, threads);
+    let attrs = session::result_attrs(input, params, &f.outcome, prepared);
     let mut output = f.output(info, clusters, attrs, names.plain_columns());
     match names {
         ResultNames::Both(names) => nmflow_io::write_h5ad(path, &mut output, names, true)?,
