@@ -169,13 +169,40 @@ fn each_process_keeps_within_its_budget() {
     );
     assert!(done.status.success(), "{}", stderr(&done));
     let summary: serde_json::Value = serde_json::from_str(stdout(&done).trim()).expect("JSON");
-    for peak in summary["process_peak_rss_bytes"].as_array().expect("peaks") {
-        let peak = peak.as_u64().expect("bytes");
-        assert!(
-            peak <= budget,
-            "a process peaked at {peak} bytes over {budget}"
-        );
-    }
+    let within = |peaks: &serde_json::Value| {
+        for peak in peaks.as_array().expect("peaks") {
+            let peak = peak.as_u64().expect("bytes");
+            assert!(
+                peak <= budget,
+                "a process peaked at {peak} bytes over {budget}"
+            );
+        }
+    };
+    within(&summary["process_peak_rss_bytes"]);
+    // A sweep too: process 0 also holds the sample, the consensus and each
+    // finished run's W (memory-mapped, gathered).
+    let sweep = join(&dir, "sweep");
+    let done = mpirun(
+        2,
+        &[
+            "sweep",
+            path_str(&input),
+            "-k",
+            "3..5",
+            "--restarts",
+            "2",
+            "--max-iter",
+            "5",
+            "--memory",
+            "80MiB",
+            "--json",
+            "-o",
+            path_str(&sweep),
+        ],
+    );
+    assert!(done.status.success(), "{}", stderr(&done));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&done).trim()).expect("JSON");
+    within(&summary["run"]["process_peak_rss_bytes"]);
 }
 
 #[test]
