@@ -235,25 +235,39 @@ impl crate::sweep::Peers for SweepPeers {
         block_rows: usize,
         tmp_dir: &std::path::Path,
     ) -> Option<Box<dyn nmflow_core::FactorStore>> {
-        let size = self.world.size();
-        let mut whole = if self.lead() {
-            match MappedFactor::new(n_rows, w.shape().1, tmp_dir) {
-                Ok(whole) => Some(whole),
-                Err(e) => abort_with(&self.world, e.into()),
-            }
-        } else {
-            None
-        };
-        self.world.gather_rows(
-            w.as_mut(),
-            whole
-                .as_mut()
-                .map(|w| w as &mut dyn nmflow_core::FactorStore),
-            block_rows,
-            |r| Shard::rows_of(r, size, n_rows),
-        );
-        whole.map(|w| Box::new(w) as Box<dyn nmflow_core::FactorStore>)
+        gather_whole(&self.world, w.as_mut(), n_rows, block_rows, tmp_dir)
+            .map(|w| Box::new(w) as Box<dyn nmflow_core::FactorStore>)
     }
+}
+
+/// Every process's rows of W (`mine`) gathered whole, in rank order, into
+/// a temporary memory-mapped W on process 0 (`None` on the others); a
+/// failure to make that file stops the job.
+fn gather_whole(
+    world: &World,
+    mine: &mut dyn nmflow_core::FactorStore,
+    n_rows: usize,
+    block_rows: usize,
+    tmp_dir: &std::path::Path,
+) -> Option<MappedFactor> {
+    let size = world.size();
+    let mut whole = if world.rank() == 0 {
+        match MappedFactor::new(n_rows, mine.shape().1, tmp_dir) {
+            Ok(whole) => Some(whole),
+            Err(e) => abort_with(world, e.into()),
+        }
+    } else {
+        None
+    };
+    world.gather_rows(
+        mine,
+        whole
+            .as_mut()
+            .map(|w| w as &mut dyn nmflow_core::FactorStore),
+        block_rows,
+        |r| Shard::rows_of(r, size, n_rows),
+    );
+    whole
 }
 
 /// The checkpoint every process resumes from: the latest iteration whose
@@ -337,24 +351,14 @@ fn finish(
     n_rows: usize,
     started: Instant,
 ) -> Result<()> {
-    let (rank, size) = (world.rank(), world.size());
+    let rank = world.rank();
     let block_rows = fitted.prepared.plan.block_rows;
-    let k = args.k;
-    let mut whole = if rank == 0 {
-        match MappedFactor::new(n_rows, k, &input.tmp_dir()) {
-            Ok(w) => Some(w),
-            Err(e) => return stop(world, e.into()),
-        }
-    } else {
-        None
-    };
-    world.gather_rows(
+    let whole = gather_whole(
+        world,
         fitted.best.finished.w.as_mut(),
-        whole
-            .as_mut()
-            .map(|w| w as &mut dyn nmflow_core::FactorStore),
+        n_rows,
         block_rows,
-        |r| Shard::rows_of(r, size, n_rows),
+        &input.tmp_dir(),
     );
     let written = match (whole, names) {
         (Some(whole), Some(names)) => {
@@ -433,21 +437,12 @@ fn transform_here(mut args: crate::args::TransformArgs, world: &Arc<World>) -> R
         Ok(solved) => solved,
         Err(e) => return stop(&world, e),
     };
-    let mut whole = if lead {
-        match MappedFactor::new(n_rows, projection.h.nrows(), &input.tmp_dir()) {
-            Ok(w) => Some(w),
-            Err(e) => return stop(&world, e.into()),
-        }
-    } else {
-        None
-    };
-    world.gather_rows(
+    let mut whole = gather_whole(
+        &world,
         w.as_mut(),
-        whole
-            .as_mut()
-            .map(|w| w as &mut dyn nmflow_core::FactorStore),
+        n_rows,
         plan.block_rows,
-        |r| Shard::rows_of(r, size, n_rows),
+        &input.tmp_dir(),
     );
     let written = match (whole.as_mut(), &names) {
         (Some(whole), Some(names)) => {
