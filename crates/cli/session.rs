@@ -409,7 +409,7 @@ pub fn run_batches(
         );
     }
     // Of all rows, also where processes share them.
-    let n_rows = prepared.shard.as_ref().map_or(input.n_rows(), |s| s.n_rows);
+    let n_rows = prepared.share(input.n_rows()).n_rows;
     let rows = nmflow_core::sample_row_indices(n_rows, prepared.n_sample, prepared.sample_seed);
     let mut sample = Some(RowSample::new(rows, input.n_cols()).with_seed(prepared.sample_seed));
     let mut info: Option<SampleInfo> = None;

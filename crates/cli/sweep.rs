@@ -233,7 +233,7 @@ pub(crate) fn run_over<P: Peers>(args: SweepArgs, peers: &P) -> Result<()> {
     let (mut input, lead) = peers.agreed(opened)?;
     let n_rows = input.n_rows();
     let format = result_format(&args, &input);
-    let held = held_beside(&args, &input, format);
+    let held = held_beside(&args, &specs, &input, format);
     // What is left to run, and at which block height, as the lead found.
     let pending = {
         let found = lead.as_ref().map_or(&[][..], |l| &l.found[..]);
@@ -306,7 +306,7 @@ fn run_pending<P: Peers>(
     prepared: &Prepared,
     mut context: Option<(SweepContext<'_>, &mut Tally)>,
 ) -> Result<()> {
-    let n_rows = prepared.shard.as_ref().map_or(input.n_rows(), |s| s.n_rows);
+    let n_rows = prepared.share(input.n_rows()).n_rows;
     let tmp_dir = input.tmp_dir();
     // Whether the runs failed where every process agreed they did.
     let mut agreed_failure = false;
@@ -406,10 +406,15 @@ impl Ready {
 
 /// What the plan holds beside a sweep's runs, for the whole input (also
 /// where processes share the rows: the lead holds the whole sweep's).
-fn held_beside(args: &SweepArgs, input: &Input, format: SweepFormat) -> Vec<(Held, u64)> {
+fn held_beside(
+    args: &SweepArgs,
+    specs: &[RunSpec],
+    input: &Input,
+    format: SweepFormat,
+) -> Vec<(Held, u64)> {
     let n_rows = input.n_rows();
     let n_sample = args.run.sample.min(n_rows);
-    let ks: Vec<usize> = sweep_specs(args).iter().map(|s| s.k).collect();
+    let ks: Vec<usize> = specs.iter().map(|s| s.k).collect();
     vec![
         session::held_sample(input, &args.run),
         (Held::Consensus, consensus_bytes(args.ks.0.len(), n_sample)),

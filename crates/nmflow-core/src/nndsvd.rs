@@ -341,15 +341,11 @@ impl Streamer<'_> {
     }
 }
 
-/// `m` summed over the processes (as is, alone).
+/// `m` (made here, in standard layout) summed over the processes (as is,
+/// alone).
 fn sum(shard: Shard<'_>, m: &mut Array2<f64>) {
-    if let Some(values) = m.as_slice_mut() {
-        shard.collective.sum(values);
-    } else {
-        let mut values: Vec<f64> = m.iter().copied().collect();
-        shard.collective.sum(&mut values);
-        m.iter_mut().zip(values).for_each(|(d, v)| *d = v);
-    }
+    let values = m.as_slice_mut().expect("a standard-layout matrix");
+    shard.collective.sum(values);
 }
 
 /// T with Tᵀ G T = I for the Gram matrix G, dropping directions whose
